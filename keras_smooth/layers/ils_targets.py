@@ -1,0 +1,109 @@
+"""The ILS target generator: labels + teacher logits -> ILS1/ILS2/ILS targets."""
+
+import keras
+from keras import ops
+
+from keras_smooth import _checks
+from keras_smooth import targets
+
+METHODS = ("ils1", "ils2", "ils")
+
+
+@keras.saving.register_keras_serializable(package="keras_smooth")
+class ILSTargets(keras.layers.Layer):
+    """Turn labels and teacher logits into instance-based smoothed targets.
+
+    * `ils1`: epsilon_x from `softmax(logits / calibration_temperature)`
+      (ILS paper, Eq. 3), spread uniformly.
+    * `ils2`: fixed `epsilon`, wrong-class mass shaped by the teacher at
+      `temperature` (Eq. 4).
+    * `ils`: epsilon_x of ILS1 with the wrong-class shape of ILS2 (§IV-C).
+
+    The wrong-class shape is a softmax over the K - 1 wrong-class logits, so a
+    teacher whose true-class probability rounds to 1 still gives finite
+    targets. The layer has no weights; it works in `tf.data` maps and models.
+
+    Args:
+        method: `"ils1"`, `"ils2"` or `"ils"`.
+        epsilon: smoothing factor for `ils2`, in [0, 1).
+        p1, p2, cap: ILS1 parameters (see `keras_smooth.targets.ils1_epsilon`).
+        temperature: teacher temperature T for the wrong-class shape (> 0).
+        calibration_temperature: the teacher's fitted temperature T* used for
+            epsilon_x (> 0).
+
+    Call arguments:
+        labels: class ids `(N,)`/`(N, 1)` or one-hot `(N, K)`.
+        teacher_logits: `(N, K)`.
+
+    Examples:
+    >>> import numpy as np
+    >>> from keras_smooth.layers import ILSTargets
+    >>> layer = ILSTargets("ils2", epsilon=0.1, temperature=1.0)
+    >>> logits = np.log(np.array([[0.6, 0.3, 0.1]], "float32"))
+    >>> np.round(np.asarray(layer(np.array([0]), logits)), 4)
+    array([[0.9  , 0.075, 0.025]], dtype=float32)
+    """
+
+    def __init__(
+        self,
+        method="ils",
+        epsilon=0.1,
+        p1=0.9,
+        p2=1.0,
+        cap=0.2,
+        temperature=1.0,
+        calibration_temperature=1.0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if method not in METHODS:
+            raise ValueError(f"`method` must be one of {METHODS}, got {method!r}.")
+        self.method = method
+        self.epsilon = _checks.check_fraction("epsilon", epsilon)
+        self.p1 = _checks._check_real("p1", p1)
+        self.p2 = _checks.check_non_negative("p2", p2)
+        self.cap = _checks.check_fraction("cap", cap)
+        self.temperature = _checks.check_positive("temperature", temperature)
+        self.calibration_temperature = _checks.check_positive(
+            "calibration_temperature", calibration_temperature
+        )
+        self.built = True
+
+    def call(self, labels, teacher_logits):
+        logits = ops.cast(teacher_logits, "float32")
+        num_classes = _checks.static_dim(logits)
+        if len(ops.shape(logits)) != 2 or num_classes is None or num_classes < 2:
+            raise ValueError(
+                "`teacher_logits` must have shape (N, K) with a known K >= 2, "
+                f"got {tuple(ops.shape(logits))}."
+            )
+        onehot = _checks.one_hot_labels(labels, num_classes)
+        if self.method == "ils2":
+            eps = self.epsilon
+        else:
+            calibrated = ops.softmax(logits / self.calibration_temperature, axis=-1)
+            p_t = ops.sum(onehot * calibrated, axis=-1)
+            eps = targets.ils1_epsilon(p_t, self.p1, self.p2, self.cap)
+        if self.method == "ils1":
+            spread = ops.ones_like(onehot) / num_classes
+        else:
+            spread = targets.wrong_class_distribution_from_logits(
+                onehot, logits, self.temperature
+            )
+        return targets.mix(onehot, spread, eps)
+
+    def compute_output_shape(self, labels_shape, teacher_logits_shape):
+        return tuple(teacher_logits_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            method=self.method,
+            epsilon=self.epsilon,
+            p1=self.p1,
+            p2=self.p2,
+            cap=self.cap,
+            temperature=self.temperature,
+            calibration_temperature=self.calibration_temperature,
+        )
+        return config

@@ -1,0 +1,97 @@
+"""A trainable K x K class matrix stored as logits (LLS's Q, LS++'s C)."""
+
+import keras
+from keras import ops
+
+from keras_smooth import _checks
+
+
+@keras.saving.register_keras_serializable(package="keras_smooth")
+class QMatrix(keras.layers.Layer):
+    """Row-stochastic K x K matrix held as trainable logits.
+
+    Row `y` is `softmax(logits[y])` (LLS paper, Eq. 4). With
+    `zero_diagonal=True` the softmax runs over the K - 1 off-diagonal logits of
+    each row and the diagonal is exactly 0 (the C-matrix of LS++, §3.2). Logits
+    start at zero by default, so every row starts uniform.
+
+    Calling the layer on `(N, K)` one-hot (or soft) labels returns
+    `labels @ matrix`, i.e. row `y` for each sample, as a matrix product so the
+    gradient stays dense.
+
+    Args:
+        num_classes: `K`, at least 2.
+        zero_diagonal: force a zero diagonal (LS++).
+        initializer, regularizer, constraint: for the logits, as in
+            `keras.layers.Dense`.
+
+    Examples:
+    >>> import numpy as np
+    >>> from keras_smooth.layers import QMatrix
+    >>> q = QMatrix(3, zero_diagonal=True)
+    >>> np.round(q.matrix(), 3)
+    array([[0. , 0.5, 0.5],
+           [0.5, 0. , 0.5],
+           [0.5, 0.5, 0. ]], dtype=float32)
+    """
+
+    def __init__(
+        self,
+        num_classes,
+        zero_diagonal=False,
+        initializer="zeros",
+        regularizer=None,
+        constraint=None,
+        **kwargs,
+    ):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        self.num_classes = _checks.check_num_classes(num_classes)
+        self.zero_diagonal = _checks.check_bool("zero_diagonal", zero_diagonal)
+        self.initializer = keras.initializers.get(initializer)
+        self.regularizer = keras.regularizers.get(regularizer)
+        self.constraint = keras.constraints.get(constraint)
+        self.build()
+
+    def build(self, input_shape=None):
+        if self.built:
+            return
+        k = self.num_classes
+        self.logits = self.add_weight(
+            shape=(k, k),
+            initializer=self.initializer,
+            regularizer=self.regularizer,
+            constraint=self.constraint,
+            name="logits",
+        )
+        self.built = True
+
+    def probabilities(self):
+        """The K x K matrix as a backend tensor (differentiable in the logits)."""
+        logits = ops.cast(self.logits, "float32")
+        if not self.zero_diagonal:
+            return ops.softmax(logits, axis=-1)
+        eye = ops.eye(self.num_classes, dtype="bool")
+        probs = ops.softmax(ops.where(eye, -1e30, logits), axis=-1)
+        return ops.where(eye, 0.0, probs)
+
+    def matrix(self):
+        """The current K x K matrix as a NumPy array."""
+        return ops.convert_to_numpy(self.probabilities())
+
+    def call(self, labels):
+        return ops.matmul(ops.cast(labels, "float32"), self.probabilities())
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.num_classes,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            num_classes=self.num_classes,
+            zero_diagonal=self.zero_diagonal,
+            initializer=keras.initializers.serialize(self.initializer),
+            regularizer=keras.regularizers.serialize(self.regularizer),
+            constraint=keras.constraints.serialize(self.constraint),
+        )
+        return config

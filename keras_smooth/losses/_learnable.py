@@ -1,0 +1,134 @@
+"""Base class for losses whose targets mix one-hot labels with a learned matrix."""
+
+import keras
+from keras import ops
+
+from keras_smooth import _checks
+from keras_smooth.layers.q_matrix import QMatrix
+from keras_smooth.losses import _common
+
+DEFAULT_MATRIX_LEARNING_RATE = 1e-2
+
+
+def _in_differentiable_trace(x):
+    """True inside a traced (JAX) or grad-recording (torch) step."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        return not _checks.is_concrete(x)
+    if backend == "torch":
+        return bool(getattr(x, "requires_grad", False))
+    return False
+
+
+class LearnableTargetLoss(keras.losses.Loss):
+    """Targets `(1 - alpha) * onehot + alpha * M[y]` with a trainable matrix M.
+
+    Subclasses define `zero_diagonal` and `objective`/`matrix_objective`.
+
+    How the matrix trains:
+        * TensorFlow backend, any model (Sequential, functional, subclassed):
+          each backward pass through the loss takes one step of
+          `matrix_optimizer` on the matrix (see `_tf_matrix_hook`). `evaluate`
+          and `predict` never change it.
+        * Any backend: wrap the model in
+          `keras_smooth.TrainableTargetsModel`; the matrix then joins the
+          model's trainable weights and the model's optimizer trains it.
+        * A plain model on JAX or torch would leave the matrix untrained; the
+          loss raises a `ValueError` instead.
+    """
+
+    zero_diagonal = False
+
+    def __init__(
+        self,
+        num_classes,
+        alpha=0.1,
+        from_logits=True,
+        matrix_optimizer=None,
+        matrix_initializer="zeros",
+        matrix_regularizer=None,
+        reduction="sum_over_batch_size",
+        name=None,
+        dtype=None,
+    ):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.num_classes = _checks.check_num_classes(num_classes)
+        self.alpha = _checks.check_fraction("alpha", alpha)
+        self.from_logits = _checks.check_bool("from_logits", from_logits)
+        self.matrix_layer = QMatrix(
+            self.num_classes,
+            zero_diagonal=self.zero_diagonal,
+            initializer=matrix_initializer,
+            regularizer=matrix_regularizer,
+            name=f"{self.name}_matrix",
+        )
+        if matrix_optimizer is None:
+            matrix_optimizer = keras.optimizers.Adam(DEFAULT_MATRIX_LEARNING_RATE)
+        self.matrix_optimizer = keras.optimizers.get(matrix_optimizer)
+        self.matrix_optimizer.build([self.matrix_layer.logits])
+        # Set by TrainableTargetsModel: the model's optimizer trains the matrix.
+        self.attached = False
+
+    @property
+    def matrix(self):
+        """The current K x K class matrix as a NumPy array."""
+        return self.matrix_layer.matrix()
+
+    def targets(self, labels):
+        """The current training targets for `labels`, as a backend tensor."""
+        onehot = _checks.one_hot_labels(labels, self.num_classes)
+        rows = ops.matmul(onehot, self.matrix_layer.probabilities())
+        return (1.0 - self.alpha) * onehot + self.alpha * rows
+
+    def objective(self, onehot, log_probs, probs, rows):
+        """Per-sample loss with the gradient routing of the method."""
+        raise NotImplementedError
+
+    def matrix_objective(self, onehot, log_probs, probs, rows):
+        """The part of `objective` that trains the matrix (predictions fixed)."""
+        return self.objective(onehot, log_probs, probs, rows)
+
+    def call(self, y_true, y_pred):
+        onehot, log_probs = _common.prepare(
+            y_true, y_pred, self.num_classes, self.from_logits
+        )
+        probs = ops.exp(log_probs)
+        rows = ops.matmul(onehot, self.matrix_layer.probabilities())
+        values = self.objective(onehot, log_probs, probs, rows)
+        if not self.attached and self.matrix_layer.trainable:
+            values = self._train_matrix(values, onehot, log_probs, probs)
+        return ops.cast(values, self.dtype)
+
+    def _train_matrix(self, values, onehot, log_probs, probs):
+        if keras.backend.backend() == "tensorflow":
+            from keras_smooth.losses import _tf_matrix_hook
+
+            return _tf_matrix_hook.update_matrix_on_backward(
+                self, values, onehot, log_probs, probs
+            )
+        if _in_differentiable_trace(log_probs):
+            raise ValueError(
+                f"{type(self).__name__}'s class matrix cannot be trained by a plain "
+                f"model on the {keras.backend.backend()} backend: Keras only trains "
+                "`model.trainable_weights`. Wrap the model: "
+                "`model = keras_smooth.TrainableTargetsModel(model)` before "
+                "`compile`, or freeze the matrix with "
+                "`loss.matrix_layer.trainable = False`."
+            )
+        return values
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            num_classes=self.num_classes,
+            alpha=self.alpha,
+            from_logits=self.from_logits,
+            matrix_optimizer=keras.optimizers.serialize(self.matrix_optimizer),
+            matrix_initializer=keras.initializers.serialize(
+                self.matrix_layer.initializer
+            ),
+            matrix_regularizer=keras.regularizers.serialize(
+                self.matrix_layer.regularizer
+            ),
+        )
+        return config

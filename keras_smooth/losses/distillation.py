@@ -1,0 +1,268 @@
+"""Knowledge distillation from cached teacher logits, and from a class matrix.
+
+For a live teacher model run at every step, Keras already provides
+`keras.distillation.Distiller` with `keras.distillation.LogitsDistillation`;
+use it. The losses here cover what it does not: a teacher whose logits were
+computed once and travel with the labels (`distillation_targets`), and a
+*substitute teacher* that is only a learned K x K class matrix (LLS-ST of the
+LLS paper §5.3, PT-LS++ of the LS++ paper §5.3).
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_smooth import _checks
+from keras_smooth.losses import _common
+
+
+def distillation_targets(labels, teacher_logits, num_classes=None):
+    """Pack labels and teacher logits into one `y_true` of shape (N, 2K).
+
+    The first K columns hold one-hot (or soft) labels, the last K the
+    teacher's logits. `DistillationLoss` splits them again.
+
+    Examples:
+    >>> import numpy as np
+    >>> from keras_smooth.losses import distillation_targets
+    >>> y = distillation_targets([1], np.array([[0.5, 2.0, -1.0]], "float32"))
+    >>> np.asarray(y).tolist()
+    [[0.0, 1.0, 0.0, 0.5, 2.0, -1.0]]
+    """
+    teacher_logits = ops.cast(ops.convert_to_tensor(teacher_logits), "float32")
+    num_classes = _common.infer_num_classes(teacher_logits, num_classes)
+    onehot = _checks.one_hot_labels(labels, num_classes)
+    return ops.concatenate([onehot, teacher_logits], axis=-1)
+
+
+def _student_log_probs(y_pred, from_logits, temperature):
+    log_probs = _common.log_probabilities(y_pred, from_logits)
+    if temperature == 1.0:
+        return log_probs, log_probs
+    return log_probs, ops.log_softmax(log_probs / temperature, axis=-1)
+
+
+def distillation_loss(y_true, y_pred, beta=0.5, temperature=1.0, from_logits=True):
+    """Per-sample distillation loss from packed labels + teacher logits.
+
+    Formula:
+        q = softmax(z),  q^tau = softmax(z / tau),  p^tau = softmax(z_teacher / tau)
+        loss = (1 - beta) * H(y, q) + beta * H(p^tau, q^tau)
+
+    (Hinton et al., 2015; `[Re]` When Does Label Smoothing Help, Eq. 2.) Hinton
+    et al. also multiply the soft term by tau**2; fold that into `beta` if you
+    want it.
+
+    Args:
+        y_true: `(N, 2K)` from `distillation_targets`.
+        y_pred: `(N, K)` student logits (or probabilities).
+        beta: weight of the teacher term in [0, 1].
+        temperature: tau > 0.
+        from_logits: whether `y_pred` are logits.
+
+    Returns:
+        `(N,)` float32 losses.
+    """
+    beta = _checks.check_unit_interval("beta", beta)
+    temperature = _checks.check_positive("temperature", temperature)
+    num_classes = _common.infer_num_classes(y_pred, None)
+    y_true = ops.cast(y_true, "float32")
+    width = _checks.static_dim(y_true)
+    if width is not None and width != 2 * num_classes:
+        raise ValueError(
+            f"`y_true` must have 2 * num_classes = {2 * num_classes} columns "
+            f"(labels, then teacher logits; see `distillation_targets`), got "
+            f"shape {tuple(ops.shape(y_true))}."
+        )
+    labels, teacher_logits = y_true[:, :num_classes], y_true[:, num_classes:]
+    teacher = ops.softmax(teacher_logits / temperature, axis=-1)
+    log_q, log_q_tau = _student_log_probs(y_pred, from_logits, temperature)
+    hard = _common.cross_entropy(labels, log_q)
+    soft = _common.cross_entropy(teacher, log_q_tau)
+    return (1.0 - beta) * hard + beta * soft
+
+
+@keras.saving.register_keras_serializable(package="keras_smooth")
+class DistillationLoss(keras.losses.Loss):
+    """Distillation from teacher logits that travel with the labels.
+
+    Formula:
+        loss = (1 - beta) * H(y, q) + beta * H(p_teacher^tau, q^tau)
+
+    Build `y_true` with `distillation_targets(labels, teacher_logits)`; the
+    teacher is then run once, not at every step. For a live teacher model use
+    `keras.distillation.Distiller`.
+
+    Args:
+        beta: weight of the teacher term in [0, 1]. Default 0.5.
+        temperature: tau > 0. Default 1.
+        from_logits: whether the student's predictions are logits.
+        reduction, name, dtype: as in `keras.losses.Loss`.
+
+    Examples:
+    >>> import numpy as np
+    >>> from keras_smooth.losses import DistillationLoss, distillation_targets
+    >>> y = distillation_targets([0], np.array([[2.0, 1.0, 0.0]], "float32"))
+    >>> loss = DistillationLoss(beta=0.0)
+    >>> round(float(loss(y, np.array([[0.0, 0.0, 0.0]], "float32"))), 4)
+    1.0986
+
+    References:
+        Hinton, Vinyals and Dean, 2015; `[Re]` When Does Label Smoothing Help, Eq. 2.
+    """
+
+    def __init__(
+        self,
+        beta=0.5,
+        temperature=1.0,
+        from_logits=True,
+        reduction="sum_over_batch_size",
+        name="distillation_loss",
+        dtype=None,
+    ):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.beta = _checks.check_unit_interval("beta", beta)
+        self.temperature = _checks.check_positive("temperature", temperature)
+        self.from_logits = _checks.check_bool("from_logits", from_logits)
+
+    def call(self, y_true, y_pred):
+        values = distillation_loss(
+            y_true, y_pred, self.beta, self.temperature, self.from_logits
+        )
+        return ops.cast(values, self.dtype)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            beta=self.beta, temperature=self.temperature, from_logits=self.from_logits
+        )
+        return config
+
+
+def _check_matrix(matrix, alpha):
+    array = np.asarray(matrix, dtype="float64")
+    if array.ndim != 2 or array.shape[0] != array.shape[1] or array.shape[0] < 2:
+        raise ValueError(f"`matrix` must be square K x K with K >= 2, got shape {array.shape}.")
+    if not np.all(np.isfinite(array)) or array.min() < 0:
+        raise ValueError("`matrix` must hold finite, non-negative probabilities.")
+    sums = array.sum(axis=1)
+    if not np.allclose(sums, 1.0, atol=1e-4):
+        raise ValueError(f"Every row of `matrix` must sum to 1 (tolerance 1e-4), got sums {sums}.")
+    if alpha == 1.0 and np.any(np.diag(array) == 0):
+        raise ValueError(
+            "`alpha` = 1 with a zero on the diagonal of `matrix` gives the true "
+            "class no mass; use the teacher's alpha (e.g. 0.1 for an LS++ C-matrix)."
+        )
+    return array.astype("float32")
+
+
+def substitute_teacher_loss(
+    y_true, y_pred, matrix, alpha=0.1, beta=1.0, temperature=1.0, from_logits=True
+):
+    """Per-sample distillation from a class matrix used as the teacher.
+
+    Formula:
+        r = (1 - alpha) * onehot(y) + alpha * M[y]      the frozen teacher's target
+        r^tau = r ** (1 / tau) / sum(r ** (1 / tau))
+        loss = (1 - beta) * H(y, q) + beta * H(r^tau, q^tau)
+
+    Args:
+        y_true: class ids or one-hot `(N, K)`.
+        y_pred: `(N, K)` student logits (or probabilities).
+        matrix: `(K, K)` row-stochastic matrix (Q of LLS or C of LS++).
+        alpha: the mixing weight the matrix was learned with, in [0, 1].
+        beta: weight of the teacher term in [0, 1]; 1 trains on the matrix alone.
+        temperature: tau > 0.
+        from_logits: whether `y_pred` are logits.
+
+    Returns:
+        `(N,)` float32 losses.
+    """
+    alpha = _checks.check_unit_interval("alpha", alpha)
+    beta = _checks.check_unit_interval("beta", beta)
+    temperature = _checks.check_positive("temperature", temperature)
+    matrix = _check_matrix(matrix, alpha)
+    num_classes = matrix.shape[0]
+    onehot, log_q = _common.prepare(y_true, y_pred, num_classes, from_logits)
+    rows = (1.0 - alpha) * onehot + alpha * ops.matmul(onehot, matrix)
+    if temperature != 1.0:
+        powered = ops.where(rows > 0, ops.exp(_common.safe_log(rows) / temperature), 0.0)
+        rows = powered / ops.sum(powered, axis=-1, keepdims=True)
+    _, log_q_tau = _student_log_probs(y_pred, from_logits, temperature)
+    hard = _common.cross_entropy(onehot, log_q)
+    soft = _common.cross_entropy(rows, log_q_tau)
+    return (1.0 - beta) * hard + beta * soft
+
+
+@keras.saving.register_keras_serializable(package="keras_smooth")
+class SubstituteTeacherLoss(keras.losses.Loss):
+    """Train a student on class-level targets from a learned Q or C matrix.
+
+    The teacher is reduced to its learned matrix: the student's target for
+    class `y` is the target the teacher itself trained on, with the matrix
+    frozen, `(1 - alpha) * onehot(y) + alpha * M[y]`. This is LLS-ST (LLS paper
+    §5.3, with their beta = 0, i.e. our `beta=1`: teacher targets only, tau = 1)
+    and PT-LS++ (LS++ paper §5.3). A learned Q row puts little mass on its own
+    class (LLS §3), so the teacher's one-hot part is what keeps the true
+    class on top; build it with `from_loss` to take alpha from the teacher.
+
+    Formula:
+        r = (1 - alpha) * onehot(y) + alpha * M[y]
+        loss = (1 - beta) * H(y, q) + beta * H(r^tau, q^tau)
+
+    Args:
+        matrix: `(K, K)` row-stochastic matrix (NumPy or nested lists).
+        alpha: mixing weight the matrix was learned with, in [0, 1].
+        beta: weight of the matrix-teacher term in [0, 1]. Default 1.
+        temperature: tau > 0 applied to both target rows and student.
+        from_logits: whether predictions are logits.
+        reduction, name, dtype: as in `keras.losses.Loss`.
+
+    Examples:
+    >>> from keras_smooth.losses import LLSLoss, SubstituteTeacherLoss
+    >>> teacher_loss = LLSLoss(num_classes=3, alpha=0.2)
+    >>> student_loss = SubstituteTeacherLoss.from_loss(teacher_loss)
+    >>> student_loss.alpha, student_loss.matrix.shape
+    (0.2, (3, 3))
+    """
+
+    def __init__(
+        self,
+        matrix,
+        alpha=0.1,
+        beta=1.0,
+        temperature=1.0,
+        from_logits=True,
+        reduction="sum_over_batch_size",
+        name="substitute_teacher_loss",
+        dtype=None,
+    ):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.alpha = _checks.check_unit_interval("alpha", alpha)
+        self.beta = _checks.check_unit_interval("beta", beta)
+        self.temperature = _checks.check_positive("temperature", temperature)
+        self.from_logits = _checks.check_bool("from_logits", from_logits)
+        self.matrix = _check_matrix(matrix, self.alpha)
+
+    @classmethod
+    def from_loss(cls, loss, beta=1.0, temperature=1.0, **kwargs):
+        """From a trained `LLSLoss` / `LSPlusPlusLoss`: its matrix and alpha."""
+        return cls(loss.matrix, alpha=loss.alpha, beta=beta, temperature=temperature, **kwargs)
+
+    def call(self, y_true, y_pred):
+        values = substitute_teacher_loss(
+            y_true, y_pred, self.matrix, self.alpha, self.beta,
+            self.temperature, self.from_logits,
+        )
+        return ops.cast(values, self.dtype)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            matrix=self.matrix.tolist(),
+            alpha=self.alpha,
+            beta=self.beta,
+            temperature=self.temperature,
+            from_logits=self.from_logits,
+        )
+        return config

@@ -1,0 +1,108 @@
+"""Learnable Label Smoothing (LLS)."""
+
+import keras
+from keras import ops
+
+from keras_smooth import _checks
+from keras_smooth.losses import _common
+from keras_smooth.losses._learnable import LearnableTargetLoss
+
+
+def _symmetric_kl(targets, log_probs, probs):
+    log_targets = _common.safe_log(targets)
+    forward = ops.sum(targets * (log_targets - log_probs), axis=-1)
+    reverse = ops.sum(probs * (log_probs - log_targets), axis=-1)
+    return 0.5 * (forward + reverse)
+
+
+def lls_loss(y_true, y_pred, matrix, alpha=0.1, from_logits=True):
+    """Per-sample LLS loss for a given row-stochastic K x K matrix.
+
+    Formula:
+        t = (1 - alpha) * onehot(y) + alpha * matrix[y]
+        loss = 0.5 * (KL(t || p) + KL(p || t))
+
+    (LLS paper, Eq. 4-5 and the pseudo code of Appendix A.) Logarithms of
+    target entries are clamped at `keras.config.epsilon()`, so `alpha = 0`
+    stays finite (its reverse term is then a clipped KL, not cross-entropy).
+
+    Args:
+        y_true: class ids `(N,)`/`(N, 1)` or one-hot `(N, K)`.
+        y_pred: `(N, K)` logits (or probabilities with `from_logits=False`).
+        matrix: `(K, K)` row-stochastic matrix (e.g. `LLSLoss(...).q_matrix`).
+        alpha: mixing weight in [0, 1).
+        from_logits: whether `y_pred` are logits.
+
+    Returns:
+        `(N,)` float32 losses.
+
+    Examples:
+    >>> import numpy as np
+    >>> from keras_smooth.losses import lls_loss
+    >>> q = np.full((3, 3), 1 / 3, "float32")
+    >>> logits = np.array([[2.0, 0.0, -1.0]], "float32")
+    >>> np.round(np.asarray(lls_loss([0], logits, q, alpha=0.1)), 4)
+    array([0.0553], dtype=float32)
+    """
+    alpha = _checks.check_fraction("alpha", alpha)
+    num_classes = _checks.static_dim(matrix)
+    onehot, log_probs = _common.prepare(y_true, y_pred, num_classes, from_logits)
+    rows = ops.matmul(onehot, ops.cast(matrix, "float32"))
+    targets = (1.0 - alpha) * onehot + alpha * rows
+    return _symmetric_kl(targets, log_probs, ops.exp(log_probs))
+
+
+@keras.saving.register_keras_serializable(package="keras_smooth")
+class LLSLoss(LearnableTargetLoss):
+    """Learnable Label Smoothing with a trainable K x K Q-matrix.
+
+    Q is held as K x K logits in a `QMatrix` layer (`loss.matrix_layer`),
+    initialised to zeros, so training starts as uniform label smoothing. Row
+    `y` of `softmax(Q)` replaces the uniform vector of LS; both the network and
+    Q learn from the symmetric KL (LLS paper, Eq. 4-5, Appendix A).
+
+    Formula:
+        t = (1 - alpha) * onehot(y) + alpha * softmax(Q)[y]
+        loss = 0.5 * (KL(t || p) + KL(p || t))
+
+    Training Q: on the TensorFlow backend a plain `compile`/`fit` trains Q with
+    `matrix_optimizer` (default Adam, learning rate 1e-2), one step per
+    training batch; `evaluate` never changes it. On any backend,
+    `keras_smooth.TrainableTargetsModel(model)` makes the model's own optimizer
+    train Q instead. Under `tf.distribute`, create the loss inside
+    `strategy.scope()`. Unsupported set-ups raise instead of leaving Q untrained.
+
+    Args:
+        num_classes: `K`, at least 2.
+        alpha: mixing weight in [0, 1); the paper's default is 0.1.
+        from_logits: whether predictions are logits (default) or probabilities.
+        matrix_optimizer: optimizer (or identifier) for Q on the TensorFlow path.
+        matrix_initializer, matrix_regularizer: for Q's logits.
+        reduction, name, dtype: as in `keras.losses.Loss`.
+
+    Examples:
+    >>> import keras
+    >>> from keras_smooth.losses import LLSLoss
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    >>> loss = LLSLoss(num_classes=3, alpha=0.1)
+    >>> model.compile(optimizer="adam", loss=loss)
+    >>> loss.q_matrix.shape
+    (3, 3)
+
+    References:
+        Chhabra et al., "Learnable Label Smoothing", Eq. 4-5 and Appendix A.
+    """
+
+    zero_diagonal = False
+
+    def __init__(self, num_classes, alpha=0.1, from_logits=True, name="lls_loss", **kwargs):
+        super().__init__(num_classes, alpha=alpha, from_logits=from_logits, name=name, **kwargs)
+
+    @property
+    def q_matrix(self):
+        """The current K x K row-stochastic Q-matrix, as a NumPy array."""
+        return self.matrix
+
+    def objective(self, onehot, log_probs, probs, rows):
+        targets = (1.0 - self.alpha) * onehot + self.alpha * rows
+        return _symmetric_kl(targets, log_probs, probs)

@@ -1,0 +1,105 @@
+"""Label Smoothing++ (LS++)."""
+
+import keras
+from keras import ops
+
+from keras_smooth import _checks
+from keras_smooth.losses import _common
+from keras_smooth.losses._learnable import LearnableTargetLoss
+
+
+def _split_symmetric_ce(targets, log_probs, probs):
+    network = _common.cross_entropy(ops.stop_gradient(targets), log_probs)
+    matrix = _common.cross_entropy(ops.stop_gradient(probs), _common.safe_log(targets))
+    return 0.5 * (network + matrix)
+
+
+def lspp_loss(y_true, y_pred, matrix, alpha=0.1, from_logits=True):
+    """Per-sample LS++ loss for a given zero-diagonal K x K matrix.
+
+    Formula:
+        t = (1 - alpha) * onehot(y) + alpha * C[y]
+        loss = 0.5 * (H(sg(t), p) + H(sg(p), t))
+
+    `sg` stops the gradient: the network learns only from H(t, p), the
+    C-matrix only from H(p, t) (LS++ paper, §3.2). The sum is halved as in the
+    authors' code. `log t` is clamped at `keras.config.epsilon()`.
+
+    Args:
+        y_true: class ids `(N,)`/`(N, 1)` or one-hot `(N, K)`.
+        y_pred: `(N, K)` logits (or probabilities with `from_logits=False`).
+        matrix: `(K, K)` matrix with zero diagonal and rows summing to 1.
+        alpha: mixing weight in [0, 1).
+        from_logits: whether `y_pred` are logits.
+
+    Returns:
+        `(N,)` float32 losses.
+
+    Examples:
+    >>> import numpy as np
+    >>> from keras_smooth.losses import lspp_loss
+    >>> c = (np.ones((3, 3)) - np.eye(3)) / 2
+    >>> logits = np.array([[2.0, 0.0, -1.0]], "float32")
+    >>> np.round(np.asarray(lspp_loss([0], logits, c, alpha=0.1)), 4)
+    array([0.4883], dtype=float32)
+    """
+    alpha = _checks.check_fraction("alpha", alpha)
+    num_classes = _checks.static_dim(matrix)
+    onehot, log_probs = _common.prepare(y_true, y_pred, num_classes, from_logits)
+    rows = ops.matmul(onehot, ops.cast(matrix, "float32"))
+    targets = (1.0 - alpha) * onehot + alpha * rows
+    return _split_symmetric_ce(targets, log_probs, ops.exp(log_probs))
+
+
+@keras.saving.register_keras_serializable(package="keras_smooth")
+class LSPlusPlusLoss(LearnableTargetLoss):
+    """Label Smoothing++ with a trainable zero-diagonal C-matrix.
+
+    Each row of C is a softmax over that row's K - 1 off-diagonal logits
+    (initialised to zeros, so LS++ starts by spreading alpha / (K - 1) over the
+    wrong classes); the true class keeps exactly 1 - alpha. Gradients are
+    split: the network learns from H(sg(t), p) only, C from H(sg(p), t) only
+    (LS++ paper, §3.2).
+
+    Formula:
+        t = (1 - alpha) * onehot(y) + alpha * C[y],   C[y, y] = 0
+        loss = 0.5 * (H(sg(t), p) + H(sg(p), t))
+
+    Training C works as for `LLSLoss`: a plain `fit` on the TensorFlow backend
+    (C stepped by `matrix_optimizer`), or `keras_smooth.TrainableTargetsModel`
+    on any backend. The authors apply weight decay to C; pass
+    `matrix_regularizer=keras.regularizers.L2(...)` for the same effect.
+
+    Args:
+        num_classes: `K`, at least 2.
+        alpha: mixing weight in [0, 1); the paper uses 0.1.
+        from_logits: whether predictions are logits (default) or probabilities.
+        matrix_optimizer, matrix_initializer, matrix_regularizer: for C.
+        reduction, name, dtype: as in `keras.losses.Loss`.
+
+    Examples:
+    >>> import keras
+    >>> from keras_smooth.losses import LSPlusPlusLoss
+    >>> loss = LSPlusPlusLoss(num_classes=4, alpha=0.1)
+    >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
+    >>> model.compile(optimizer="adam", loss=loss)
+    >>> float(loss.c_matrix[0, 1])
+    0.333...
+
+    References:
+        Chhabra, Venkateswara and Li, "Label Smoothing++", §3.2 (Eq. 3).
+    """
+
+    zero_diagonal = True
+
+    def __init__(self, num_classes, alpha=0.1, from_logits=True, name="lspp_loss", **kwargs):
+        super().__init__(num_classes, alpha=alpha, from_logits=from_logits, name=name, **kwargs)
+
+    @property
+    def c_matrix(self):
+        """The current K x K C-matrix (zero diagonal, rows sum to 1), NumPy."""
+        return self.matrix
+
+    def objective(self, onehot, log_probs, probs, rows):
+        targets = (1.0 - self.alpha) * onehot + self.alpha * rows
+        return _split_symmetric_ce(targets, log_probs, probs)

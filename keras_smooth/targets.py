@@ -1,0 +1,282 @@
+"""Soft training targets: pure functions of labels and teacher outputs.
+
+Every function takes labels as integer ids of shape `(N,)` or `(N, 1)`, or as
+one-hot rows `(N, K)`, and returns `(N, K)` float32 rows that sum to 1. They
+are written in `keras.ops`, hold no state, and run on every Keras backend,
+inside `tf.data` maps and inside models.
+
+Notation (ILS paper, Maher & Kull 2021): `t` is the true class, `p_t` the
+teacher's probability of it, `K` the number of classes.
+"""
+
+import numpy as np
+from keras import ops
+
+from keras_smooth import _checks
+
+_TINY = 1e-30
+
+
+def _probs(name, teacher_probs, num_rows=None):
+    teacher_probs = ops.cast(ops.convert_to_tensor(teacher_probs), "float32")
+    shape = tuple(ops.shape(teacher_probs))
+    if len(shape) != 2 or (shape[-1] is not None and shape[-1] < 2):
+        raise ValueError(f"`{name}` must have shape (N, K) with K >= 2, got {shape}.")
+    if num_rows is not None and shape[0] is not None and shape[0] != num_rows:
+        raise ValueError(
+            f"`{name}` has {shape[0]} rows but `labels` has {num_rows}; "
+            "they must describe the same instances."
+        )
+    if _checks.is_concrete(teacher_probs):
+        values = ops.convert_to_numpy(teacher_probs)
+        if not np.all(np.isfinite(values)) or values.min() < 0 or values.max() > 1:
+            raise ValueError(
+                f"`{name}` must be probabilities in [0, 1]; got values in "
+                f"[{np.nanmin(values)}, {np.nanmax(values)}] (NaN/Inf are refused)."
+            )
+    return teacher_probs
+
+
+def _labels(labels, num_classes):
+    onehot = _checks.one_hot_labels(labels, num_classes)
+    return onehot, ops.shape(onehot)[0]
+
+
+def uniform(labels, num_classes, epsilon):
+    """Uniform label smoothing (Szegedy et al., 2016; ILS paper §II).
+
+    Formula:
+        y_LS = (1 - epsilon) * y + epsilon / K
+
+    Args:
+        labels: class ids `(N,)`/`(N, 1)` or one-hot rows `(N, K)`.
+        num_classes: `K`, at least 2.
+        epsilon: smoothing factor in [0, 1).
+
+    Returns:
+        `(N, K)` float32 targets.
+
+    Examples:
+    >>> import numpy as np
+    >>> from keras_smooth import targets
+    >>> np.round(np.asarray(targets.uniform([0, 2], 3, 0.1)), 4)
+    array([[0.9333, 0.0333, 0.0333],
+           [0.0333, 0.0333, 0.9333]], dtype=float32)
+    """
+    num_classes = _checks.check_num_classes(num_classes)
+    epsilon = _checks.check_fraction("epsilon", epsilon)
+    onehot = _checks.one_hot_labels(labels, num_classes)
+    return onehot * (1.0 - epsilon) + epsilon / num_classes
+
+
+def ils1_epsilon(true_class_probs, p1, p2, cap=0.2):
+    """Per-instance smoothing factor of ILS1 (ILS paper, Eq. 3).
+
+    Formula:
+        epsilon_x = min(cap, p2 * (p_t - p1) ** 2)
+
+    Args:
+        true_class_probs: `(N,)` teacher probabilities of the true class
+            (from the temperature-scaled teacher trained without LS).
+        p1: centre of the parabola (the paper's grid: 0.975 ... 0.85).
+        p2: curvature, >= 0 (the paper's grid: 0.75 ... 2).
+        cap: upper bound on epsilon, in [0, 1). The paper uses 0.2.
+
+    Returns:
+        `(N,)` float32 smoothing factors in [0, cap].
+
+    Examples:
+    >>> import numpy as np
+    >>> from keras_smooth import targets
+    >>> np.round(np.asarray(targets.ils1_epsilon([0.9, 0.5, 0.0], 0.8, 2.0)), 4)
+    array([0.02, 0.18, 0.2 ], dtype=float32)
+    """
+    p1 = _checks._check_real("p1", p1)
+    p2 = _checks.check_non_negative("p2", p2)
+    cap = _checks.check_fraction("cap", cap)
+    p_t = ops.cast(ops.convert_to_tensor(true_class_probs), "float32")
+    return ops.minimum(cap, p2 * ops.square(p_t - p1))
+
+
+def ils1(labels, teacher_probs, p1, p2, cap=0.2):
+    """ILS1: uniform smoothing with a per-instance factor (ILS paper, Eq. 3).
+
+    Formula:
+        epsilon_x = min(cap, p2 * (p_t - p1) ** 2)
+        y_ILS1 = (1 - epsilon_x) * y + epsilon_x / K
+
+    Args:
+        labels: class ids `(N,)`/`(N, 1)` or one-hot rows `(N, K)`.
+        teacher_probs: `(N, K)` probabilities of the temperature-scaled teacher.
+        p1, p2, cap: see `ils1_epsilon`.
+
+    Returns:
+        `(N, K)` float32 targets.
+
+    Examples:
+    >>> import numpy as np
+    >>> from keras_smooth import targets
+    >>> teacher = np.array([[0.5, 0.3, 0.2]])
+    >>> np.round(np.asarray(targets.ils1([0], teacher, p1=0.8, p2=2.0)), 4)
+    array([[0.88, 0.06, 0.06]], dtype=float32)
+    """
+    teacher_probs = _probs("teacher_probs", teacher_probs)
+    num_classes = _checks.static_dim(teacher_probs)
+    onehot, n = _labels(labels, num_classes)
+    teacher_probs = _probs("teacher_probs", teacher_probs, n)
+    p_t = ops.sum(onehot * teacher_probs, axis=-1)
+    eps = ils1_epsilon(p_t, p1, p2, cap)[:, None]
+    return onehot * (1.0 - eps) + eps / num_classes
+
+
+def wrong_class_distribution(labels, teacher_probs):
+    """The teacher's distribution over the wrong classes, p_j / (1 - p_t), j != t.
+
+    The denominator is computed as the sum of the wrong-class probabilities
+    (equal to `1 - p_t` in exact arithmetic, without its cancellation error).
+    When that sum is 0 -- a teacher that put, numerically, all mass on the true
+    class, where the ratio is 0/0 -- the limit under a vanishing uniform floor
+    is used: `1 / (K - 1)` for every wrong class. The output never holds NaN.
+
+    Args:
+        labels: class ids or one-hot rows.
+        teacher_probs: `(N, K)` teacher probabilities.
+
+    Returns:
+        `(N, K)` float32 rows, 0 at the true class, summing to 1.
+
+    Examples:
+    >>> import numpy as np
+    >>> from keras_smooth import targets
+    >>> probs = np.array([[0.6, 0.3, 0.1], [1.0, 0.0, 0.0]])
+    >>> np.round(np.asarray(targets.wrong_class_distribution([0, 0], probs)), 4)
+    array([[0.  , 0.75, 0.25],
+           [0.  , 0.5 , 0.5 ]], dtype=float32)
+    """
+    teacher_probs = _probs("teacher_probs", teacher_probs)
+    num_classes = _checks.static_dim(teacher_probs)
+    onehot, n = _labels(labels, num_classes)
+    teacher_probs = _probs("teacher_probs", teacher_probs, n)
+    wrong = teacher_probs * (1.0 - onehot)
+    total = ops.sum(wrong, axis=-1, keepdims=True)
+    fallback = (1.0 - onehot) / (num_classes - 1)
+    safe_total = ops.where(total > _TINY, total, 1.0)
+    return ops.where(total > _TINY, wrong / safe_total, fallback)
+
+
+def wrong_class_distribution_from_logits(labels, teacher_logits, temperature=1.0):
+    """Like `wrong_class_distribution`, from logits at a temperature.
+
+    Computed as a softmax over the K - 1 wrong-class logits divided by
+    `temperature`, which equals `p_j^T / (1 - p_t^T)` exactly and stays finite
+    even where `p_t^T` rounds to 1.
+
+    Args:
+        labels: class ids or one-hot rows.
+        teacher_logits: `(N, K)` teacher logits.
+        temperature: > 0.
+
+    Returns:
+        `(N, K)` float32 rows, 0 at the true class, summing to 1.
+    """
+    temperature = _checks.check_positive("temperature", temperature)
+    logits = ops.cast(ops.convert_to_tensor(teacher_logits), "float32")
+    num_classes = _checks.static_dim(logits)
+    if len(ops.shape(logits)) != 2 or num_classes is None or num_classes < 2:
+        raise ValueError(
+            f"`teacher_logits` must have shape (N, K) with K >= 2, "
+            f"got {tuple(ops.shape(logits))}."
+        )
+    onehot, _ = _labels(labels, num_classes)
+    masked = ops.where(onehot > 0.5, -1e30, logits / temperature)
+    return ops.softmax(masked, axis=-1) * (1.0 - onehot)
+
+
+def mix(onehot, distribution, epsilon):
+    """(1 - epsilon) * onehot + epsilon * distribution, with per-row epsilon allowed."""
+    epsilon = ops.convert_to_tensor(epsilon, "float32")
+    if len(ops.shape(epsilon)) == 1:
+        epsilon = epsilon[:, None]
+    return onehot * (1.0 - epsilon) + epsilon * distribution
+
+
+def ils2(labels, teacher_probs, epsilon):
+    """ILS2: the teacher shapes the wrong-class mass (ILS paper, Eq. 4).
+
+    Formula:
+        y_j = epsilon * p_j / (1 - p_t)   for j != t
+        y_t = 1 - epsilon
+
+    `teacher_probs` are the teacher's probabilities at the temperature T being
+    tuned (the paper's grid is T in {1, 2, 4, 8, 16}). For a saturated teacher
+    (`p_t` numerically 1) see `wrong_class_distribution` for the limit used.
+
+    Args:
+        labels: class ids `(N,)`/`(N, 1)` or one-hot rows `(N, K)`.
+        teacher_probs: `(N, K)` teacher probabilities.
+        epsilon: smoothing factor in [0, 1).
+
+    Returns:
+        `(N, K)` float32 targets.
+
+    Examples:
+    >>> import numpy as np
+    >>> from keras_smooth import targets
+    >>> teacher = np.array([[0.6, 0.3, 0.1]])
+    >>> np.round(np.asarray(targets.ils2([0], teacher, epsilon=0.1)), 4)
+    array([[0.9  , 0.075, 0.025]], dtype=float32)
+    """
+    epsilon = _checks.check_fraction("epsilon", epsilon)
+    teacher_probs = _probs("teacher_probs", teacher_probs)
+    num_classes = _checks.static_dim(teacher_probs)
+    onehot = _checks.one_hot_labels(labels, num_classes)
+    return mix(onehot, wrong_class_distribution(onehot, teacher_probs), epsilon)
+
+
+def ils(labels, epsilon_probs, distribution_probs, p1, p2, cap=0.2):
+    """ILS: ILS2 with its epsilon replaced by ILS1's epsilon_x (ILS paper §IV-C).
+
+    Formula:
+        epsilon_x = min(cap, p2 * (p_t - p1) ** 2)      p_t from `epsilon_probs`
+        y_j = epsilon_x * q_j / (1 - q_t)   for j != t  q from `distribution_probs`
+        y_t = 1 - epsilon_x
+
+    Args:
+        labels: class ids `(N,)`/`(N, 1)` or one-hot rows `(N, K)`.
+        epsilon_probs: `(N, K)` probabilities of the temperature-scaled
+            (calibrated) teacher, used for epsilon_x.
+        distribution_probs: `(N, K)` probabilities of the same teacher at the
+            tuned temperature T, used for the wrong-class distribution.
+        p1, p2, cap: see `ils1_epsilon`.
+
+    Returns:
+        `(N, K)` float32 targets.
+
+    Examples:
+    >>> import numpy as np
+    >>> from keras_smooth import targets
+    >>> calibrated = np.array([[0.5, 0.3, 0.2]])
+    >>> at_t = np.array([[0.4, 0.45, 0.15]])
+    >>> np.round(np.asarray(targets.ils([0], calibrated, at_t, 0.8, 2.0)), 4)
+    array([[0.82 , 0.135, 0.045]], dtype=float32)
+    """
+    epsilon_probs = _probs("epsilon_probs", epsilon_probs)
+    num_classes = _checks.static_dim(epsilon_probs)
+    onehot, n = _labels(labels, num_classes)
+    epsilon_probs = _probs("epsilon_probs", epsilon_probs, n)
+    distribution_probs = _probs("distribution_probs", distribution_probs, n)
+    _checks.check_width("distribution_probs", distribution_probs, num_classes)
+    eps = ils1_epsilon(ops.sum(onehot * epsilon_probs, axis=-1), p1, p2, cap)
+    return mix(onehot, wrong_class_distribution(onehot, distribution_probs), eps)
+
+
+def matrix_rows(labels, matrix):
+    """Row `y` of a K x K class matrix for each label, as `onehot @ matrix`.
+
+    A matrix product (not a gather) keeps gradients dense, so optimizers such as
+    Adam scale repeated rows correctly.
+    """
+    matrix = ops.cast(ops.convert_to_tensor(matrix), "float32")
+    num_classes = _checks.static_dim(matrix)
+    onehot = _checks.one_hot_labels(labels, num_classes)
+    return ops.matmul(onehot, matrix)

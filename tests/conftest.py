@@ -1,0 +1,28 @@
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    keras.utils.set_random_seed(1234)
+    yield
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+def tf_only():
+    return pytest.mark.skipif(
+        keras.backend.backend() != "tensorflow", reason="TensorFlow backend only"
+    )
+
+
+# Scripts run in their own process by the tests; never import them here.
+collect_ignore = ["mirrored_worker.py"]

@@ -1,0 +1,38 @@
+"""Run the backend-agnostic tests again under KERAS_BACKEND=jax.
+
+The backend is fixed when Keras is imported, so the JAX run is a separate
+pytest process; its output is shown when it fails.
+"""
+
+import os
+import subprocess
+import sys
+
+import keras
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+AGNOSTIC = [
+    "tests/test_targets.py",
+    "tests/test_losses.py",
+    "tests/test_matrix_training_any_backend.py",
+    "keras_smooth/targets.py",
+    "keras_smooth/losses",
+    "keras_smooth/layers",
+]
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="launched from the TF run")
+def test_backend_agnostic_suite_passes_on_jax():
+    pytest.importorskip("jax")
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *AGNOSTIC],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "KERAS_BACKEND": "jax"},
+    )
+    tail = (result.stdout + result.stderr)[-4000:]
+    assert result.returncode == 0, tail
+    assert " passed" in result.stdout and " failed" not in result.stdout, tail
