@@ -84,6 +84,8 @@ def is_concrete(x):
 
 
 def static_dim(x, axis=-1):
+    if not hasattr(x, "shape"):
+        x = np.asarray(x)
     shape = ops.shape(x)
     dim = shape[axis]
     return dim if isinstance(dim, int) else None

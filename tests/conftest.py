@@ -25,4 +25,4 @@ def tf_only():
 
 
 # Scripts run in their own process by the tests; never import them here.
-collect_ignore = ["mirrored_worker.py"]
+collect_ignore = ["mirrored_worker.py", "metrics_worker.py", "serving_client.py"]

@@ -252,3 +252,59 @@ def test_bad_call_arguments(data):
         losses.DistillationLoss()(_one_hot(labels), logits)
     with pytest.raises(TypeError, match="`num_classes` must be an integer, got 2.5"):
         losses.LLSLoss(2.5)
+
+
+def _label_losses(rng):
+    """Losses whose y_true is labels (not packed teacher logits)."""
+    return _all_losses(rng)
+
+
+def test_every_loss_probabilities_equal_logits(data, rng):
+    labels, logits, _ = data
+    probs = _np(ops.softmax(logits)).astype("float32")
+    for loss in _label_losses(rng):
+        config = loss.get_config()
+        config["from_logits"] = False
+        from_probs = type(loss).from_config(config)
+        np.testing.assert_allclose(
+            _np(from_probs(labels, probs)), _np(loss(labels, logits)), rtol=1e-4,
+            err_msg=type(loss).__name__,
+        )
+
+
+def test_every_loss_label_formats_and_sample_weights(data, rng):
+    labels, logits, weights = data
+    for loss in _label_losses(rng):
+        config = loss.get_config()
+        config["reduction"] = "none"
+        per_sample = _np(type(loss).from_config(config)(labels, logits))
+        name = type(loss).__name__
+        for form in (labels[:, None], _one_hot(labels)):
+            np.testing.assert_allclose(_np(loss(form, logits)), per_sample.mean(), rtol=1e-5, err_msg=name)
+        np.testing.assert_allclose(
+            _np(loss(labels, logits, sample_weight=weights)), (per_sample * weights).mean(), rtol=1e-5, err_msg=name
+        )
+        zero = _np(loss(labels, logits, sample_weight=np.zeros(N, "float32")))
+        assert zero == 0.0, name
+
+
+def test_lspp_alpha_zero_network_term_is_half_cross_entropy(data):
+    labels, logits, _ = data
+    loss = losses.LSPlusPlusLoss(K, alpha=0.0, reduction=None)
+    value = _np(loss(labels, logits))
+    ce = ref.cross_entropy(ref.one_hot(labels, K), ref.log_softmax(logits))
+    # The reverse term is a clipped cross-entropy against a one-hot target.
+    reverse = -(ref.softmax(logits) * np.log(np.maximum(ref.one_hot(labels, K), ref.EPS))).sum(1)
+    np.testing.assert_allclose(value, 0.5 * (ce + reverse), rtol=1e-5)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TF graph mode")
+def test_out_of_range_label_fails_in_graph_mode(data):
+    import tensorflow as tf
+
+    _, logits, _ = data
+    loss = losses.LLSLoss(K)
+    loss.matrix_layer.trainable = False
+    fn = tf.function(lambda y, p: loss(y, p))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"`y_true` must be class ids < 5"):
+        fn(tf.constant([9] * N), tf.constant(logits))

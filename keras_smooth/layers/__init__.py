@@ -2,5 +2,6 @@
 
 from keras_smooth.layers.ils_targets import ILSTargets
 from keras_smooth.layers.q_matrix import QMatrix
+from keras_smooth.layers.temperature_scaling import TemperatureScaling
 
-__all__ = ["ILSTargets", "QMatrix"]
+__all__ = ["ILSTargets", "QMatrix", "TemperatureScaling"]

@@ -1,0 +1,473 @@
+"""Calibration measures and post-hoc temperature fitting.
+
+Conventions (stated once, used by the functions, the streaming metrics and the
+plots alike):
+
+* Bins are equal-width, `((m - 1)/M, m/M]` for m = 1..M, with a confidence of
+  exactly 0 in the first bin (Guo et al. 2017; ILS paper Eq. 1). A value is
+  compared with the float32 bin edges, so a confidence equal to an edge
+  belongs to the bin it closes. Empty bins are skipped; bins are weighted by
+  their share of the samples.
+* `ece` is the top-label (confidence) ECE; `classwise_ece` is Kull et al.
+  (2019) / ILS paper Eq. 2: for each class j, the binned gap between the
+  frequency of class j and the mean p_j over *all* instances, averaged over
+  classes.
+* Binary predictions of shape `(N,)` are read as P(class 1) and expanded to
+  two columns; ECE is then the top-label ECE of those two columns.
+* Probabilities (`from_logits=False`) must be finite, in [0, 1], with rows
+  summing to 1 within `PROBABILITY_ATOL`.
+
+The per-bin sums are computed in `keras.ops` by `confidence_bin_sums` and
+`classwise_bin_sums`; the streaming metrics in `keras_smooth.metrics`
+accumulate exactly these sums, so a metric fed in batches equals the function
+on all data.
+"""
+
+import dataclasses
+import warnings
+
+import numpy as np
+from keras import ops
+
+from keras_smooth import _checks
+
+PROBABILITY_ATOL = 1e-3
+_EPS = 1e-12
+
+
+# --- input handling -------------------------------------------------------------
+
+
+def check_num_bins(num_bins):
+    if isinstance(num_bins, bool) or not isinstance(num_bins, (int, np.integer)):
+        raise TypeError(f"`num_bins` must be an integer, got {num_bins!r}.")
+    if num_bins < 1:
+        raise ValueError(f"`num_bins` must be >= 1, got {num_bins}.")
+    return int(num_bins)
+
+
+def _softmax(z):
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def prepare(labels, probs, from_logits=False):
+    """Validate and convert to `(ids (N,) int64, probs (N, K) float64)`.
+
+    Args:
+        labels: class ids `(N,)`/`(N, 1)` or one-hot rows `(N, K)`.
+        probs: `(N, K)` probabilities, `(N,)` binary P(class 1), or logits
+            with `from_logits=True`.
+        from_logits: whether `probs` are logits.
+    """
+    p = np.asarray(ops.convert_to_numpy(probs), dtype="float64")
+    if p.ndim == 1:
+        if from_logits:
+            p = np.stack([np.zeros_like(p), p], axis=1)
+        else:
+            p = np.stack([1.0 - p, p], axis=1)
+    if p.ndim != 2 or p.shape[1] < 2:
+        raise ValueError(f"`probs` must have shape (N, K) with K >= 2 or (N,), got {p.shape}.")
+    if p.shape[0] == 0:
+        raise ValueError("`probs` is empty: calibration needs at least one sample.")
+    if not np.all(np.isfinite(p)):
+        raise ValueError("`probs` contains NaN or Inf.")
+    if from_logits:
+        p = _softmax(p)
+    else:
+        if p.min() < 0.0 or p.max() > 1.0:
+            raise ValueError(
+                f"`probs` must lie in [0, 1], got values in [{p.min()}, {p.max()}]; "
+                "pass `from_logits=True` for logits."
+            )
+        worst = np.abs(p.sum(axis=1) - 1.0).max()
+        if worst > PROBABILITY_ATOL:
+            raise ValueError(
+                f"Every row of `probs` must sum to 1 (tolerance {PROBABILITY_ATOL}); the "
+                f"worst row is off by {worst:.3g}. Pass `from_logits=True` for logits."
+            )
+    ids = _label_ids(labels, p.shape[1], p.shape[0])
+    return ids, p
+
+
+def _label_ids(labels, num_classes, num_rows):
+    y = np.asarray(ops.convert_to_numpy(labels))
+    if y.ndim == 2 and y.shape[1] == num_classes and num_classes > 1:
+        if not (np.all((y == 0) | (y == 1)) and np.all(y.sum(axis=1) == 1)):
+            raise ValueError("One-hot `labels` must have exactly one 1 per row.")
+        y = y.argmax(axis=1)
+    elif y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError(
+            f"`labels` must be class ids (N,) or one-hot (N, {num_classes}), got shape {y.shape}."
+        )
+    if y.shape[0] != num_rows:
+        raise ValueError(f"`labels` has {y.shape[0]} rows but `probs` has {num_rows}.")
+    if not np.all(np.isfinite(y.astype("float64"))) or np.any(y != np.round(y)):
+        raise ValueError("`labels` must be integer class ids.")
+    y = y.astype("int64")
+    if y.min() < 0 or y.max() >= num_classes:
+        bad = y[(y < 0) | (y >= num_classes)][0]
+        raise ValueError(f"`labels` must be class ids in [0, {num_classes}), got {bad}.")
+    return y
+
+
+# --- per-bin sums in keras.ops (shared with the streaming metrics) ----------------
+
+
+def bin_edges(num_bins):
+    """The M + 1 edges 0, 1/M, ..., 1 of the equal-width bins (float64)."""
+    return np.linspace(0.0, 1.0, check_num_bins(num_bins) + 1)
+
+
+def bin_index(values, num_bins):
+    """Bin of each value: m - 1 for values in ((m - 1)/M, m/M], 0 for 0.
+
+    Compares float32 values with float32 inner edges, so a value equal to an
+    edge falls in the bin that the edge closes.
+    """
+    values = ops.cast(values, "float32")
+    inner = ops.convert_to_tensor(bin_edges(num_bins)[1:-1].astype("float32"))
+    flat = ops.reshape(values, (-1,))
+    if num_bins == 1:
+        return ops.zeros_like(ops.cast(values, "int32"))
+    index = ops.searchsorted(inner, flat, side="left")
+    return ops.reshape(ops.cast(index, "int32"), ops.shape(values))
+
+
+def confidence_bin_sums(onehot, probs, num_bins, sample_weight=None):
+    """Per-bin (count, sum of confidence, sum of correctness), shape `(3, M)`.
+
+    Args:
+        onehot: `(N, K)` one-hot labels.
+        probs: `(N, K)` probabilities.
+        num_bins: M.
+        sample_weight: optional `(N,)` weights (counts become weight sums).
+    """
+    probs = ops.cast(probs, "float32")
+    confidence = ops.max(probs, axis=-1)
+    predicted = ops.one_hot(ops.argmax(probs, axis=-1), ops.shape(probs)[-1])
+    correct = ops.sum(predicted * ops.cast(onehot, "float32"), axis=-1)
+    weight = ops.ones_like(confidence) if sample_weight is None else ops.cast(sample_weight, "float32")
+    index = bin_index(confidence, num_bins)
+    values = ops.stack([weight, weight * confidence, weight * correct], axis=1)
+    return ops.transpose(ops.segment_sum(values, index, num_segments=num_bins))
+
+
+def classwise_bin_sums(onehot, probs, num_bins, sample_weight=None):
+    """Per class and bin (count, sum of p_j, sum of 1[y = j]), shape `(3, K, M)`."""
+    probs = ops.cast(probs, "float32")
+    num_classes = ops.shape(probs)[-1]
+    index = bin_index(probs, num_bins) + ops.arange(num_classes, dtype="int32")[None, :] * num_bins
+    index = ops.reshape(index, (-1,))
+    weight = ops.ones_like(probs[:, 0]) if sample_weight is None else ops.cast(sample_weight, "float32")
+    weight = ops.broadcast_to(weight[:, None], ops.shape(probs))
+    values = ops.stack(
+        [ops.reshape(w, (-1,)) for w in (weight, weight * probs, weight * ops.cast(onehot, "float32"))],
+        axis=1,
+    )
+    sums = ops.segment_sum(values, index, num_segments=num_classes * num_bins)
+    return ops.reshape(ops.transpose(sums), (3, num_classes, num_bins))
+
+
+def ece_from_sums(sums):
+    """Top-label ECE from `confidence_bin_sums` (works on accumulated sums)."""
+    total = ops.sum(sums[0])
+    gap = ops.sum(ops.abs(sums[2] - sums[1]))
+    return ops.where(total > 0, gap / ops.maximum(total, _EPS), 0.0)
+
+
+def classwise_ece_from_sums(sums):
+    """Classwise ECE from `classwise_bin_sums`: mean over classes of the binned gap."""
+    total = ops.sum(sums[0][0])
+    per_class = ops.sum(ops.abs(sums[2] - sums[1]), axis=-1)
+    return ops.where(total > 0, ops.mean(per_class) / ops.maximum(total, _EPS), 0.0)
+
+
+# --- functions ----------------------------------------------------------------------
+
+
+def _onehot(ids, num_classes):
+    return np.eye(num_classes, dtype="float32")[ids]
+
+
+def ece(labels, probs, num_bins=15, from_logits=False):
+    """Top-label expected calibration error (Guo et al. 2017; ILS paper Eq. 1).
+
+    Formula:
+        ECE = sum_m |B_m| / N * |acc(B_m) - conf(B_m)|
+
+    with confidence = max_k p_k, bins `((m-1)/M, m/M]` (0 in the first).
+
+    Args:
+        labels: class ids or one-hot rows.
+        probs: `(N, K)` probabilities (or logits with `from_logits=True`),
+            or `(N,)` binary P(class 1).
+        num_bins: M >= 1. Default 15.
+        from_logits: whether `probs` are logits.
+
+    Returns:
+        A Python float in [0, 1].
+
+    Examples:
+    >>> from keras_smooth import calibration
+    >>> probs = [[0.9, 0.1], [0.6, 0.4], [0.3, 0.7]]
+    >>> round(calibration.ece([0, 1, 1], probs, num_bins=10), 4)
+    0.3333
+    """
+    num_bins = check_num_bins(num_bins)
+    ids, p = prepare(labels, probs, from_logits)
+    return float(ece_from_sums(confidence_bin_sums(_onehot(ids, p.shape[1]), p, num_bins)))
+
+
+def classwise_ece(labels, probs, num_bins=15, from_logits=False):
+    """Classwise ECE (Kull et al. 2019; ILS paper Eq. 2).
+
+    Formula:
+        cwECE = 1/K sum_j sum_m |B_mj| / N * |actual(B_mj) - predicted(B_mj)|
+
+    where B_mj holds the instances whose p_j falls in bin m, `actual` is the
+    frequency of class j among them and `predicted` their mean p_j. Every
+    instance counts for every class, including classes absent from the batch.
+
+    Examples:
+    >>> from keras_smooth import calibration
+    >>> probs = [[0.9, 0.1], [0.6, 0.4], [0.3, 0.7]]
+    >>> round(calibration.classwise_ece([0, 1, 1], probs, num_bins=10), 4)
+    0.3333
+    """
+    num_bins = check_num_bins(num_bins)
+    ids, p = prepare(labels, probs, from_logits)
+    return float(classwise_ece_from_sums(classwise_bin_sums(_onehot(ids, p.shape[1]), p, num_bins)))
+
+
+def adaptive_ece(labels, probs, num_bins=15, from_logits=False):
+    """Top-label ECE with equal-mass bins (Nixon et al. 2019).
+
+    The samples are sorted by confidence and split into `num_bins` groups of
+    sizes differing by at most one (`numpy.array_split`); ties may straddle a
+    group boundary. It needs every confidence at once, so there is no
+    streaming metric for it.
+    """
+    num_bins = check_num_bins(num_bins)
+    ids, p = prepare(labels, probs, from_logits)
+    confidence = p.max(axis=1)
+    correct = (p.argmax(axis=1) == ids).astype("float64")
+    order = np.argsort(confidence, kind="stable")
+    n = len(ids)
+    return float(
+        sum(
+            abs(correct[g].sum() - confidence[g].sum()) / n
+            for g in np.array_split(order, min(num_bins, n))
+        )
+    )
+
+
+def _log_probs(labels, probs, from_logits):
+    """ids, probabilities and log-probabilities (exact log-softmax for logits)."""
+    ids, p = prepare(labels, probs, from_logits)
+    if not from_logits:
+        return ids, p, np.log(np.maximum(p, _EPS))
+    z = np.asarray(ops.convert_to_numpy(probs), dtype="float64")
+    if z.ndim == 1:
+        z = np.stack([np.zeros_like(z), z], axis=1)
+    z = z - z.max(axis=1, keepdims=True)
+    return ids, p, z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+def nll(labels, probs, from_logits=False):
+    """Mean negative log-likelihood of the true class (natural log).
+
+    Probabilities are clamped at 1e-12 before the logarithm; with
+    `from_logits=True` the log-softmax is exact.
+    """
+    ids, _, log_p = _log_probs(labels, probs, from_logits)
+    return float(-log_p[np.arange(len(ids)), ids].mean())
+
+
+def brier(labels, probs, from_logits=False):
+    """Multi-class Brier score: mean over samples of sum_k (p_k - y_k)^2, in [0, 2]."""
+    ids, p = prepare(labels, probs, from_logits)
+    return float(((p - np.eye(p.shape[1])[ids]) ** 2).sum(axis=1).mean())
+
+
+def accuracy(labels, probs, from_logits=False):
+    """Top-1 accuracy (ties go to the lowest class index)."""
+    ids, p = prepare(labels, probs, from_logits)
+    return float((p.argmax(axis=1) == ids).mean())
+
+
+def bin_statistics(labels, probs, num_bins=15, from_logits=False):
+    """Per-bin statistics of top-label confidence, for reliability diagrams.
+
+    Returns:
+        dict with `edges` (M + 1), `counts` (M), `confidence` and `accuracy`
+        (M; NaN for empty bins), and `ece`.
+    """
+    num_bins = check_num_bins(num_bins)
+    ids, p = prepare(labels, probs, from_logits)
+    sums = np.asarray(ops.convert_to_numpy(confidence_bin_sums(_onehot(ids, p.shape[1]), p, num_bins)), "float64")
+    counts = sums[0]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        confidence = np.where(counts > 0, sums[1] / counts, np.nan)
+        acc = np.where(counts > 0, sums[2] / counts, np.nan)
+    return {
+        "edges": bin_edges(num_bins),
+        "counts": counts.astype("int64"),
+        "confidence": confidence,
+        "accuracy": acc,
+        "ece": float(np.abs(sums[2] - sums[1]).sum() / counts.sum()),
+    }
+
+
+def summary(labels, probs, num_bins=15, from_logits=False):
+    """accuracy, nll, ece, classwise_ece and brier in one dict of floats."""
+    ids, p, log_p = _log_probs(labels, probs, from_logits)
+    onehot = _onehot(ids, p.shape[1])
+    return {
+        "accuracy": float((p.argmax(axis=1) == ids).mean()),
+        "nll": float(-log_p[np.arange(len(ids)), ids].mean()),
+        "ece": float(ece_from_sums(confidence_bin_sums(onehot, p, num_bins))),
+        "classwise_ece": float(classwise_ece_from_sums(classwise_bin_sums(onehot, p, num_bins))),
+        "brier": float(((p - onehot) ** 2).sum(axis=1).mean()),
+    }
+
+
+# --- temperature scaling ----------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class TemperatureFit:
+    """Result of `fit_temperature`; `float(result)` is the temperature."""
+
+    temperature: float
+    nll_before: float
+    nll_after: float
+    converged: bool
+    iterations: int
+    message: str
+
+    def __float__(self):
+        return float(self.temperature)
+
+
+def apply_temperature(predictions, temperature, from_logits=True):
+    """Probabilities softmax(logits / T) as a float64 NumPy array.
+
+    With `from_logits=False` the predictions are probabilities and
+    `softmax(log p / T)` is returned.
+    """
+    temperature = _checks.check_positive("temperature", temperature)
+    z = np.asarray(ops.convert_to_numpy(predictions), dtype="float64")
+    if not from_logits:
+        z = np.log(np.maximum(z, _EPS))
+    return _softmax(z / temperature)
+
+
+def _nll_and_derivatives(beta, logits, ids):
+    """NLL of softmax(beta * z) and its first two derivatives in beta (float64)."""
+    scaled = beta * logits
+    scaled = scaled - scaled.max(axis=1, keepdims=True)
+    p = np.exp(scaled)
+    p /= p.sum(axis=1, keepdims=True)
+    rows = np.arange(len(ids))
+    log_p_true = scaled[rows, ids] - np.log(np.exp(scaled).sum(axis=1))
+    mean_z = (p * logits).sum(axis=1)
+    grad = (mean_z - logits[rows, ids]).mean()
+    hess = ((p * logits**2).sum(axis=1) - mean_z**2).mean()
+    return -log_p_true.mean(), grad, max(hess, 0.0)
+
+
+def fit_temperature(
+    logits, labels, *, bounds=(0.01, 100.0), tol=1e-10, max_iterations=100, from_logits=True
+):
+    """The temperature T > 0 minimising the NLL of softmax(logits / T).
+
+    The NLL is convex in beta = 1/T (its second derivative is the mean
+    variance of the logits under the softmax), so its derivative is monotone
+    in beta. The search keeps a bracket on beta in `[1/bounds[1], 1/bounds[0]]`
+    and takes Newton steps, falling back to bisection in log beta whenever a
+    Newton step would leave the bracket. Everything runs in float64, so float32
+    logits and saturated logits are handled without stalling; the result is
+    always positive.
+
+    When the minimum lies outside `bounds` (for example, every validation
+    sample already correct with a large margin, where the NLL keeps falling as
+    T -> 0), the nearest bound is returned with `converged=False` and a
+    warning says which bound and why; so does running out of iterations.
+
+    Args:
+        logits: `(N, K)` logits (or probabilities with `from_logits=False`,
+            whose logarithms are used).
+        labels: class ids or one-hot rows.
+        bounds: `(T_min, T_max)` with 0 < T_min < T_max.
+        tol: relative tolerance on beta.
+        max_iterations: iteration limit.
+
+    Returns:
+        `TemperatureFit` (use `float(fit)` for T).
+
+    Examples:
+    >>> import numpy as np
+    >>> from keras_smooth.calibration import fit_temperature
+    >>> rng = np.random.default_rng(0)
+    >>> logits = rng.normal(size=(500, 4)) * 3.0
+    >>> labels = np.array([rng.choice(4, p=np.exp(z) / np.exp(z).sum()) for z in logits])
+    >>> fit = fit_temperature(logits * 2.0, labels)   # twice over-confident
+    >>> 1.7 < float(fit) < 2.3, fit.converged     # T near 2, up to sampling noise
+    (True, True)
+    """
+    t_min, t_max = (float(b) for b in bounds)
+    if not 0.0 < t_min < t_max or not np.isfinite(t_max):
+        raise ValueError(f"`bounds` must satisfy 0 < T_min < T_max < inf, got {bounds}.")
+    tol = _checks.check_positive("tol", tol)
+    if isinstance(max_iterations, bool) or not isinstance(max_iterations, (int, np.integer)) or max_iterations < 1:
+        raise ValueError(f"`max_iterations` must be a positive integer, got {max_iterations!r}.")
+    z = np.asarray(ops.convert_to_numpy(logits), dtype="float64")
+    if not from_logits:
+        ids, p = prepare(labels, z, from_logits=False)
+        z = np.log(np.maximum(p, _EPS))
+    else:
+        ids, _ = prepare(labels, z, from_logits=True)
+        if z.ndim == 1:
+            z = np.stack([np.zeros_like(z), z], axis=1)
+    nll_before = _nll_and_derivatives(1.0, z, ids)[0]
+    lo, hi = 1.0 / t_max, 1.0 / t_min
+    _, g_lo, _ = _nll_and_derivatives(lo, z, ids)
+    _, g_hi, _ = _nll_and_derivatives(hi, z, ids)
+
+    def done(beta, converged, iterations, message):
+        if not converged:
+            warnings.warn(message, stacklevel=3)
+        return TemperatureFit(
+            temperature=1.0 / beta,
+            nll_before=nll_before,
+            nll_after=_nll_and_derivatives(beta, z, ids)[0],
+            converged=converged,
+            iterations=iterations,
+            message=message,
+        )
+
+    if g_lo >= 0:
+        return done(lo, False, 0, f"The NLL keeps falling as T grows: the optimum is above T_max={t_max}.")
+    if g_hi <= 0:
+        return done(
+            hi, False, 0,
+            f"The NLL keeps falling as T shrinks (predictions already separate the "
+            f"classes): the optimum is below T_min={t_min}.",
+        )
+    beta = min(max(1.0, lo), hi)
+    for iteration in range(1, max_iterations + 1):
+        _, grad, hess = _nll_and_derivatives(beta, z, ids)
+        if grad > 0:
+            hi = beta
+        else:
+            lo = beta
+        step = beta - grad / hess if hess > 0 else np.nan
+        new = step if lo < step < hi else float(np.sqrt(lo * hi))
+        if abs(new - beta) <= tol * beta or grad == 0:
+            return done(new, True, iteration, "converged")
+        beta = new
+    return done(beta, False, max_iterations, f"No convergence in {max_iterations} iterations.")

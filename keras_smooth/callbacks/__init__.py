@@ -1,0 +1,6 @@
+"""Keras callbacks of keras_smooth."""
+
+from keras_smooth.callbacks.calibration_logger import CalibrationLogger
+from keras_smooth.callbacks.temperature_scaling import TemperatureScalingCallback
+
+__all__ = ["CalibrationLogger", "TemperatureScalingCallback"]

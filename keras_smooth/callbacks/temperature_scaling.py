@@ -1,0 +1,95 @@
+"""Fit a temperature on validation data after (or during) training."""
+
+import warnings
+
+import keras
+
+from keras_smooth import calibration
+from keras_smooth.callbacks._validation_data import predict_with_labels
+from keras_smooth.layers.temperature_scaling import TemperatureScaling
+
+
+class TemperatureScalingCallback(keras.callbacks.Callback):
+    """Fit the temperature T of softmax(logits / T) on validation data.
+
+    At the end of training (and after every epoch with `every_epoch=True`) the
+    callback predicts the validation set, fits T with
+    `keras_smooth.calibration.fit_temperature`, and writes into `logs`:
+    `temperature`, `val_nll_before`, `val_nll_after`, `val_ece_before`,
+    `val_ece_after`. Per-epoch values reach `History`, `CSVLogger` and
+    `TensorBoard` when this callback comes before them in the list. The last
+    values are kept in `callback.results`, and `callback.calibrated_model()`
+    returns the trained model followed by a `TemperatureScaling` layer --
+    calibrated without retraining. Nothing else is stored on the callback.
+
+    Args:
+        validation_data: `(x, y)` or an iterable of `(x, y)` batches.
+        every_epoch: also fit after every epoch.
+        from_logits: whether the model outputs logits (default) or
+            probabilities (their logarithms are then scaled).
+        num_bins: bins of the ECE that is logged.
+        bounds: `(T_min, T_max)` for the search.
+
+    Examples:
+    >>> import keras, numpy as np
+    >>> from keras_smooth.callbacks import TemperatureScalingCallback
+    >>> x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+    >>> y = (x[:, 0] > 0).astype("int32")
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    >>> model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    >>> ts = TemperatureScalingCallback(validation_data=(x, y))
+    >>> _ = model.fit(x, y, epochs=2, verbose=0, callbacks=[ts])
+    >>> ts.results["temperature"] > 0
+    True
+    >>> calibrated = ts.calibrated_model()
+    """
+
+    def __init__(self, validation_data, every_epoch=False, from_logits=True, num_bins=15, bounds=(0.01, 100.0)):
+        super().__init__()
+        if validation_data is None:
+            raise ValueError("`validation_data` is required to fit a temperature; got None.")
+        self.validation_data = validation_data
+        self.every_epoch = bool(every_epoch)
+        self.from_logits = bool(from_logits)
+        self.num_bins = calibration.check_num_bins(num_bins)
+        self.bounds = tuple(bounds)
+        self.results = {}
+
+    def _fit(self):
+        labels, preds = predict_with_labels(self.model, self.validation_data)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fit = calibration.fit_temperature(preds, labels, bounds=self.bounds, from_logits=self.from_logits)
+        for w in caught:
+            warnings.warn(f"TemperatureScalingCallback: {w.message}", stacklevel=2)
+        scaled = calibration.apply_temperature(preds, fit.temperature, self.from_logits)
+        self.results = {
+            "temperature": float(fit.temperature),
+            "val_nll_before": float(fit.nll_before),
+            "val_nll_after": float(fit.nll_after),
+            "val_ece_before": calibration.ece(labels, preds, self.num_bins, from_logits=self.from_logits),
+            "val_ece_after": calibration.ece(labels, scaled, self.num_bins),
+            "temperature_converged": float(fit.converged),
+        }
+        return self.results
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.every_epoch:
+            if logs is not None:
+                logs.update(self._fit())
+            else:
+                self._fit()
+
+    def on_train_end(self, logs=None):
+        results = self._fit()
+        if logs is not None:
+            logs.update(results)
+
+    def calibrated_model(self, softmax=False):
+        """The trained model followed by `TemperatureScaling(T)`; shares weights."""
+        if "temperature" not in self.results:
+            raise ValueError("No temperature fitted yet: train the model with this callback first.")
+        return keras.Sequential(
+            [self.model, TemperatureScaling(self.results["temperature"], softmax=softmax)],
+            name=f"{self.model.name}_calibrated",
+        )

@@ -1,0 +1,180 @@
+"""TemperatureScaling, the callbacks, plots and the TF Serving export."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+from keras_smooth import calibration, export_for_serving, plots
+from keras_smooth.callbacks import CalibrationLogger, TemperatureScalingCallback
+from keras_smooth.layers import TemperatureScaling
+
+pytestmark = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow", reason="callbacks/export use the TF backend here"
+)
+HERE = os.path.dirname(__file__)
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def task(rng):
+    x = rng.normal(size=(400, 6)).astype("float32")
+    w = rng.normal(size=(6, 3))
+    logits = x @ w * 2.0
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    y = np.minimum((rng.random((400, 1)) > p.cumsum(1)).sum(1), 2).astype("int32")
+    return x[:300], y[:300], x[300:], y[300:]
+
+
+def _model():
+    model = keras.Sequential(
+        [keras.Input((6,)), keras.layers.Dense(64, activation="relu"), keras.layers.Dense(3)]
+    )
+    model.compile(optimizer=keras.optimizers.Adam(0.02), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def _assert_png(path):
+    with open(path, "rb") as f:
+        assert f.read(8) == PNG_MAGIC
+    from matplotlib.image import imread
+
+    image = imread(path)
+    assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+
+
+def test_temperature_scaling_layer_save_load(tmp_path):
+    model = keras.Sequential([keras.Input((3,)), TemperatureScaling(2.5, softmax=True)])
+    x = np.array([[1.0, 2.0, -1.0]], "float32")
+    expected = np.exp(x / 2.5) / np.exp(x / 2.5).sum()
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=1e-5)
+    model.save(tmp_path / "t.keras")
+    loaded = keras.models.load_model(tmp_path / "t.keras")
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), expected, rtol=1e-5)
+    with pytest.raises(ValueError, match=r"`temperature` must be > 0, got -1.0"):
+        loaded.layers[-1].set_temperature(-1.0)
+    with pytest.raises(ValueError, match=r"`temperature` must be > 0, got 0.0"):
+        TemperatureScaling(0.0)
+
+
+def test_temperature_callback_every_epoch_reaches_history_and_csv(task, tmp_path):
+    x, y, xv, yv = task
+    model = _model()
+    ts = TemperatureScalingCallback(validation_data=(xv, yv), every_epoch=True)
+    csv_path = tmp_path / "log.csv"
+    history = model.fit(x, y, epochs=3, verbose=0, callbacks=[ts, keras.callbacks.CSVLogger(str(csv_path))])
+    for key in ("temperature", "val_nll_before", "val_nll_after", "val_ece_before", "val_ece_after"):
+        assert len(history.history[key]) == 3, key
+    with open(csv_path) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 3 and "temperature" in rows[0]
+    logits = model.predict(xv, verbose=0)
+    expected_t = float(calibration.fit_temperature(logits, yv))
+    assert ts.results["temperature"] == pytest.approx(expected_t, rel=1e-6)
+    assert ts.results["val_nll_after"] <= ts.results["val_nll_before"] + 1e-12
+    calibrated = ts.calibrated_model()
+    np.testing.assert_allclose(calibrated.predict(xv, verbose=0), logits / expected_t, rtol=1e-5, atol=1e-6)
+
+
+def test_temperature_callback_needs_data():
+    with pytest.raises(ValueError, match="`validation_data` is required"):
+        TemperatureScalingCallback(None)
+
+
+def test_calibration_logger_logs_pngs_and_tensorboard(task, tmp_path):
+    x, y, xv, yv = task
+    model = _model()
+    logger = CalibrationLogger(
+        validation_data=(xv, yv), reliability_dir=str(tmp_path / "rel"), tensorboard_dir=str(tmp_path / "tb")
+    )
+    history = model.fit(x, y, epochs=2, verbose=0, callbacks=[logger])
+    preds = model.predict(xv, verbose=0)
+    expected = calibration.summary(yv, preds, from_logits=True)
+    assert history.history["val_ece"][-1] == pytest.approx(expected["ece"], abs=1e-6)
+    assert history.history["val_classwise_ece"][-1] == pytest.approx(expected["classwise_ece"], abs=1e-6)
+    assert history.history["val_nll"][-1] == pytest.approx(expected["nll"], rel=1e-6)
+    assert history.history["val_brier"][-1] == pytest.approx(expected["brier"], rel=1e-6)
+    for epoch in (1, 2):
+        _assert_png(tmp_path / "rel" / f"epoch_{epoch:03d}.png")
+    events = [f for f in os.listdir(tmp_path / "tb") if f.startswith("events.out.tfevents")]
+    assert events and os.path.getsize(tmp_path / "tb" / events[0]) > 1000
+
+
+def test_calibration_logger_without_data_warns_once(task):
+    x, y, _, _ = task
+    model = _model()
+    logger = CalibrationLogger()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(x, y, epochs=2, verbose=0, callbacks=[logger])
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[logger])
+    assert sum("no `validation_data`" in str(w.message) for w in caught) == 1
+
+
+def test_plots_write_well_formed_pngs(task, tmp_path, rng):
+    _, _, xv, yv = task
+    probs = rng.dirichlet(np.ones(3), size=len(yv))
+    _assert_png(plots.save_figure(plots.reliability_diagram(yv, probs), tmp_path / "r.png"))
+    _assert_png(plots.save_figure(plots.reliability_diagrams({"a": probs, "b": probs ** 2 / (probs ** 2).sum(1, keepdims=True)}, yv), tmp_path / "rr.png"))
+    _assert_png(plots.save_figure(plots.classwise_reliability(yv, probs, class_names=["x", "y", "z"]), tmp_path / "c.png"))
+    with pytest.raises(ValueError, match=r"`classes` must be in \[0, 3\), got 5"):
+        plots.classwise_reliability(yv, probs, classes=[5])
+
+
+def _serve_in_clean_process(path, batches):
+    script = os.path.join(HERE, "serving_client.py")
+    inputs = {str(i): b.tolist() for i, b in enumerate(batches)}
+    result = subprocess.run(
+        [sys.executable, script, str(path)], input=json.dumps(inputs), capture_output=True, text=True, timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_export_round_trip_in_a_process_without_keras_smooth(task, tmp_path):
+    x, y, xv, yv = task
+    model = _model()
+    ts = TemperatureScalingCallback(validation_data=(xv, yv))
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[ts])
+    path = tmp_path / "serving" / "clf" / "1"
+    used = export_for_serving(ts.calibrated_model(), str(path))
+    assert used == pytest.approx(ts.results["temperature"])
+    out = _serve_in_clean_process(path, [xv[:1], xv[:37]])
+    assert out["imports_keras_smooth"] is False
+    for i, batch in enumerate([xv[:1], xv[:37]]):
+        logits = model.predict(batch, verbose=0)
+        got = out[str(i)]
+        np.testing.assert_allclose(got["logits"], logits, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(got["probabilities"], calibration.apply_temperature(logits, used), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(got["temperature"], [used] * len(batch), rtol=1e-6)
+    shown = subprocess.run(["saved_model_cli", "show", "--all", "--dir", str(path)], capture_output=True, text=True, timeout=300)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert "serving_default" in shown.stdout and "probabilities" in shown.stdout
+    assert "(-1, 6)" in shown.stdout  # dynamic batch size
+
+
+def test_export_explicit_temperature_and_bad_input(task, tmp_path):
+    model = _model()
+    assert export_for_serving(model, str(tmp_path / "m" / "1"), temperature=3.0) == 3.0
+    with pytest.raises(ValueError, match=r"`temperature` must be > 0, got -2.0"):
+        export_for_serving(model, str(tmp_path / "bad"), temperature=-2.0)
+
+
+def test_metrics_under_two_replica_mirrored_strategy_equal_one_pass():
+    result = subprocess.run(
+        [sys.executable, os.path.join(HERE, "metrics_worker.py")], capture_output=True, text=True, timeout=300,
+        env={**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["replicas"] == 2
+    assert out["metric_ece"] == pytest.approx(out["ece"], abs=1e-5)
+    assert out["metric_classwise_ece"] == pytest.approx(out["classwise_ece"], abs=1e-5)
