@@ -16,7 +16,7 @@ logits by `ILSTargets` (they do not change during training; the recommended
 use) and targets made per batch inside the `tf.data` pipeline. Both are fed to
 `CategoricalCrossentropy`.
 
-    python benchmarks/loss_overhead.py [--repeats 7] [--epochs 6] [--batch-size 64] [--filters 32]
+    python benchmarks/loss_overhead.py [--repeats 7] [--steps 300] [--batch-size 64] [--filters 32]
 
 Needs scikit-learn (a test extra).
 """
@@ -58,11 +58,12 @@ def configurations(x, y, teacher_logits, batch_size):
     onehot = np.eye(K, dtype="float32")[y]
 
     def ds(targets):
-        return tf.data.Dataset.from_tensor_slices((x, targets)).batch(batch_size).prefetch(2)
+        return tf.data.Dataset.from_tensor_slices((x, targets)).repeat().batch(batch_size).prefetch(2)
 
     ils = keras_smooth.ILSTargets("ils", p1=0.9, p2=1.5, temperature=4.0, calibration_temperature=1.5)
     ils_per_batch = (
         tf.data.Dataset.from_tensor_slices((x, y, teacher_logits))
+        .repeat()
         .batch(batch_size)
         .map(lambda a, b, t: (a, ils(b, t)), num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(2)
@@ -96,20 +97,20 @@ class StepTimer(keras.callbacks.Callback):
         self.durations.append(time.perf_counter() - self._start)
 
 
-def step_time(make_loss, dataset, weights, epochs, filters):
+def step_time(make_loss, dataset, weights, steps, filters):
     model = make_model(filters)
     model.set_weights(weights)
     model.compile(optimizer="adam", loss=make_loss())
-    model.fit(dataset, epochs=1, shuffle=False, verbose=0)  # trace and warm up
+    model.fit(dataset, epochs=1, steps_per_epoch=20, verbose=0)  # trace and warm up
     timer = StepTimer()
-    model.fit(dataset, epochs=epochs, shuffle=False, verbose=0, callbacks=[timer])
+    model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[timer])
     return statistics.median(timer.durations)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--steps", type=int, default=300, help="timed steps per measurement")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--filters", type=int, default=32, help="width of the two conv layers")
     args = parser.parse_args(argv)
@@ -120,7 +121,6 @@ def main(argv=None):
     y = digits.target.astype("int32")
     teacher_logits = np.random.default_rng(0).normal(scale=3.0, size=(len(y), K)).astype("float32")
     weights = make_model(args.filters).get_weights()
-    steps = int(np.ceil(len(y) / args.batch_size))
     configs = configurations(x, y, teacher_logits, args.batch_size)
 
     names = list(configs)
@@ -129,12 +129,11 @@ def main(argv=None):
         order = names[repeat % len(names):] + names[: repeat % len(names)]
         for name in order:
             make_loss, dataset = configs[name]
-            times[name].append(step_time(make_loss, dataset, weights, args.epochs, args.filters))
+            times[name].append(step_time(make_loss, dataset, weights, args.steps, args.filters))
 
     print(f"keras {keras.__version__}, tensorflow {tf.__version__}, {platform.machine()}, "
           f"{os.cpu_count()} CPUs; digits {len(y)} samples, CNN with {args.filters} filters, "
-          f"batch {args.batch_size}, "
-          f"{steps} steps/epoch, {args.epochs} epochs x {args.repeats} repeats")
+          f"batch {args.batch_size}, {args.steps} timed steps x {args.repeats} repeats")
     print("ratio: median over repeats of (step time / baseline step time in the same repeat)")
     print(f"{'loss':58s} {'median ms/step':>14s} {'ratio':>7s} {'ratio range':>13s}")
     for name, values in times.items():

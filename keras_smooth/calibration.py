@@ -366,18 +366,20 @@ def apply_temperature(predictions, temperature, from_logits=True):
     return _softmax(z / temperature)
 
 
-def _nll_and_derivatives(beta, logits, ids):
+def _nll_and_derivatives(beta, logits, ids, logits_sq=None):
     """NLL of softmax(beta * z) and its first two derivatives in beta (float64)."""
     scaled = beta * logits
-    scaled = scaled - scaled.max(axis=1, keepdims=True)
-    p = np.exp(scaled)
-    p /= p.sum(axis=1, keepdims=True)
+    scaled -= scaled.max(axis=1, keepdims=True)
+    e = np.exp(scaled)
+    total = e.sum(axis=1)
     rows = np.arange(len(ids))
-    log_p_true = scaled[rows, ids] - np.log(np.exp(scaled).sum(axis=1))
-    mean_z = (p * logits).sum(axis=1)
+    nll_value = (np.log(total) - scaled[rows, ids]).mean()
+    e /= total[:, None]  # now the probabilities
+    mean_z = np.einsum("ij,ij->i", e, logits)
     grad = (mean_z - logits[rows, ids]).mean()
-    hess = ((p * logits**2).sum(axis=1) - mean_z**2).mean()
-    return -log_p_true.mean(), grad, max(hess, 0.0)
+    second = np.einsum("ij,ij->i", e, logits * logits if logits_sq is None else logits_sq)
+    hess = (second - mean_z**2).mean()
+    return nll_value, grad, max(hess, 0.0)
 
 
 def fit_temperature(
@@ -433,10 +435,12 @@ def fit_temperature(
         ids, _ = prepare(labels, z, from_logits=True)
         if z.ndim == 1:
             z = np.stack([np.zeros_like(z), z], axis=1)
-    nll_before = _nll_and_derivatives(1.0, z, ids)[0]
+    z_sq = z * z
+    evaluate = lambda beta: _nll_and_derivatives(beta, z, ids, z_sq)  # noqa: E731
+    nll_before = evaluate(1.0)[0]
     lo, hi = 1.0 / t_max, 1.0 / t_min
-    _, g_lo, _ = _nll_and_derivatives(lo, z, ids)
-    _, g_hi, _ = _nll_and_derivatives(hi, z, ids)
+    _, g_lo, _ = evaluate(lo)
+    _, g_hi, _ = evaluate(hi)
 
     def done(beta, converged, iterations, message):
         if not converged:
@@ -444,7 +448,7 @@ def fit_temperature(
         return TemperatureFit(
             temperature=1.0 / beta,
             nll_before=nll_before,
-            nll_after=_nll_and_derivatives(beta, z, ids)[0],
+            nll_after=evaluate(beta)[0],
             converged=converged,
             iterations=iterations,
             message=message,
@@ -460,7 +464,7 @@ def fit_temperature(
         )
     beta = min(max(1.0, lo), hi)
     for iteration in range(1, max_iterations + 1):
-        _, grad, hess = _nll_and_derivatives(beta, z, ids)
+        _, grad, hess = evaluate(beta)
         if grad > 0:
             hi = beta
         else:

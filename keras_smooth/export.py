@@ -15,8 +15,8 @@ from keras_smooth import _checks
 from keras_smooth.layers.temperature_scaling import TemperatureScaling
 
 
-def _split_temperature(model, temperature):
-    """(base model producing logits, temperature) for `model`."""
+def _split_temperature(model, temperature, from_logits):
+    """(base model, temperature, whether the base outputs logits) for `model`."""
     last = model.layers[-1] if getattr(model, "layers", None) else None
     inner = [layer for layer in getattr(model, "layers", [])[:-1] if isinstance(layer, TemperatureScaling)]
     if inner:
@@ -27,8 +27,8 @@ def _split_temperature(model, temperature):
     if isinstance(last, TemperatureScaling):
         base = keras.Model(model.inputs, last.input, name=f"{model.name}_logits")
         found = float(keras.ops.convert_to_numpy(last.temperature))
-        return base, found if temperature is None else temperature
-    return model, 1.0 if temperature is None else temperature
+        return base, found if temperature is None else temperature, last.from_logits
+    return model, 1.0 if temperature is None else temperature, from_logits
 
 
 def export_for_serving(model, path, temperature=None, from_logits=True, input_signature=None):
@@ -44,7 +44,8 @@ def export_for_serving(model, path, temperature=None, from_logits=True, input_si
             with `from_logits=False`; their logarithms are used as logits).
             If its last layer is a `TemperatureScaling` layer (as in
             `TemperatureScalingCallback.calibrated_model()`), that layer's
-            temperature is used and the logits are taken before it.
+            temperature and `from_logits` are used and the outputs are taken
+            before it.
         path: output folder (for TF Serving, `<base>/<version>`).
         temperature: T > 0; overrides the model's own. Default: the model's
             `TemperatureScaling` weight if present, else 1.
@@ -72,7 +73,7 @@ def export_for_serving(model, path, temperature=None, from_logits=True, input_si
         )
     if temperature is not None:
         temperature = _checks.check_positive("temperature", temperature)
-    base, temperature = _split_temperature(model, temperature)
+    base, temperature, from_logits = _split_temperature(model, temperature, from_logits)
     if input_signature is None:
         try:
             inputs = base.inputs

@@ -34,7 +34,7 @@ def _draw_reliability(ax, hist_ax, stats, label, bar_color=_BAR_COLOR):
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_ylabel("accuracy")
-    ax.legend(loc="upper left", fontsize="small", frameon=False)
+    ax.legend(loc="upper left", fontsize="small", framealpha=0.85, edgecolor="none")
     ax.grid(alpha=0.25)
     if hist_ax is not None:
         total = max(stats["counts"].sum(), 1)

@@ -1,6 +1,5 @@
 """Calibration functions and streaming metrics against NumPy references."""
 
-import warnings
 
 import keras
 import numpy as np

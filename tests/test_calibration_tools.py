@@ -178,3 +178,35 @@ def test_metrics_under_two_replica_mirrored_strategy_equal_one_pass():
     assert out["replicas"] == 2
     assert out["metric_ece"] == pytest.approx(out["ece"], abs=1e-5)
     assert out["metric_classwise_ece"] == pytest.approx(out["classwise_ece"], abs=1e-5)
+
+
+def test_probability_model_is_calibrated_and_exported_correctly(task, tmp_path):
+    x, y, xv, yv = task
+    model = keras.Sequential(
+        [keras.Input((6,)), keras.layers.Dense(64, activation="relu"), keras.layers.Dense(3, activation="softmax")]
+    )
+    model.compile(optimizer=keras.optimizers.Adam(0.02), loss="sparse_categorical_crossentropy")
+    ts = TemperatureScalingCallback(validation_data=(xv, yv), from_logits=False)
+    model.fit(x, y, epochs=3, verbose=0, callbacks=[ts])
+    probs = model.predict(xv, verbose=0)
+    t = ts.results["temperature"]
+    assert t == pytest.approx(float(calibration.fit_temperature(probs, yv, from_logits=False)), rel=1e-6)
+    expected = calibration.apply_temperature(probs, t, from_logits=False)
+    calibrated = ts.calibrated_model()
+    np.testing.assert_allclose(calibrated.predict(xv, verbose=0), expected, rtol=1e-4, atol=1e-6)
+    path = tmp_path / "p" / "1"
+    export_for_serving(calibrated, str(path))
+    out = _serve_in_clean_process(path, [xv[:5]])
+    np.testing.assert_allclose(out["0"]["probabilities"], expected[:5], rtol=1e-4, atol=1e-6)
+
+
+def test_functional_model_ending_in_temperature_scaling_exports_its_temperature(tmp_path):
+    inputs = keras.Input((4,))
+    logits = keras.layers.Dense(3)(inputs)
+    model = keras.Model(inputs, TemperatureScaling(2.0)(logits))
+    x = np.random.default_rng(1).normal(size=(4, 4)).astype("float32")
+    assert export_for_serving(model, str(tmp_path / "f" / "1")) == 2.0
+    out = _serve_in_clean_process(tmp_path / "f" / "1", [x])
+    raw = model.predict(x, verbose=0) * 2.0
+    np.testing.assert_allclose(out["0"]["logits"], raw, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out["0"]["probabilities"], calibration.apply_temperature(raw, 2.0), rtol=1e-5, atol=1e-6)

@@ -85,11 +85,18 @@ class TemperatureScalingCallback(keras.callbacks.Callback):
         if logs is not None:
             logs.update(results)
 
-    def calibrated_model(self, softmax=False):
-        """The trained model followed by `TemperatureScaling(T)`; shares weights."""
+    def calibrated_model(self, softmax=None):
+        """The trained model followed by `TemperatureScaling(T)`; shares weights.
+
+        Args:
+            softmax: whether the calibrated model outputs probabilities. By
+                default it outputs what the model outputs: logits / T for a
+                logits model, softmax(log p / T) for a probability model.
+        """
         if "temperature" not in self.results:
             raise ValueError("No temperature fitted yet: train the model with this callback first.")
-        return keras.Sequential(
-            [self.model, TemperatureScaling(self.results["temperature"], softmax=softmax)],
-            name=f"{self.model.name}_calibrated",
+        softmax = (not self.from_logits) if softmax is None else bool(softmax)
+        scaling = TemperatureScaling(
+            self.results["temperature"], softmax=softmax, from_logits=self.from_logits
         )
+        return keras.Sequential([self.model, scaling], name=f"{self.model.name}_calibrated")

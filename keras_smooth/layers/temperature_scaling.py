@@ -17,12 +17,15 @@ class TemperatureScaling(keras.layers.Layer):
     `set_temperature`.
 
     Formula:
-        output = logits / T            (softmax=False)
-        output = softmax(logits / T)   (softmax=True)
+        z = inputs                     (from_logits=True)
+        z = log(max(inputs, 1e-12))    (from_logits=False: inputs are probabilities)
+        output = z / T                 (softmax=False)
+        output = softmax(z / T)        (softmax=True)
 
     Args:
         temperature: initial T > 0. Default 1.
         softmax: apply a softmax after scaling.
+        from_logits: whether the inputs are logits (default) or probabilities.
 
     Examples:
     >>> import numpy as np
@@ -32,10 +35,11 @@ class TemperatureScaling(keras.layers.Layer):
     [[1.0, -2.0]]
     """
 
-    def __init__(self, temperature=1.0, softmax=False, **kwargs):
+    def __init__(self, temperature=1.0, softmax=False, from_logits=True, **kwargs):
         super().__init__(**kwargs)
         self.initial_temperature = _checks.check_positive("temperature", temperature)
         self.softmax = _checks.check_bool("softmax", softmax)
+        self.from_logits = _checks.check_bool("from_logits", from_logits)
         self.temperature = self.add_weight(
             shape=(),
             initializer=keras.initializers.Constant(self.initial_temperature),
@@ -48,7 +52,8 @@ class TemperatureScaling(keras.layers.Layer):
         """Set T (> 0)."""
         self.temperature.assign(_checks.check_positive("temperature", float(temperature)))
 
-    def call(self, logits):
+    def call(self, inputs):
+        logits = inputs if self.from_logits else ops.log(ops.maximum(inputs, 1e-12))
         scaled = logits / ops.cast(self.temperature, logits.dtype)
         return ops.softmax(scaled, axis=-1) if self.softmax else scaled
 
@@ -58,6 +63,8 @@ class TemperatureScaling(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(
-            temperature=float(ops.convert_to_numpy(self.temperature)), softmax=self.softmax
+            temperature=float(ops.convert_to_numpy(self.temperature)),
+            softmax=self.softmax,
+            from_logits=self.from_logits,
         )
         return config

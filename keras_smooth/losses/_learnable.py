@@ -10,6 +10,20 @@ from keras_smooth.losses import _common
 DEFAULT_MATRIX_LEARNING_RATE = 1e-2
 
 
+def mixed_targets(onehot, rows, alpha):
+    """(1 - alpha) * onehot + alpha * rows: the targets of LLS and LS++."""
+    return (1.0 - alpha) * onehot + alpha * rows
+
+
+def matrix_loss_inputs(y_true, y_pred, matrix, alpha, from_logits):
+    """For the function twins: (targets, log-probabilities, probabilities)."""
+    alpha = _checks.check_fraction("alpha", alpha)
+    num_classes = _checks.static_dim(matrix)
+    onehot, log_probs = _common.prepare(y_true, y_pred, num_classes, from_logits)
+    rows = ops.matmul(onehot, ops.cast(matrix, "float32"))
+    return mixed_targets(onehot, rows, alpha), log_probs, ops.exp(log_probs)
+
+
 def _in_differentiable_trace(x):
     """True inside a traced (JAX) or grad-recording (torch) step."""
     backend = keras.backend.backend()
@@ -77,8 +91,7 @@ class LearnableTargetLoss(keras.losses.Loss):
     def targets(self, labels):
         """The current training targets for `labels`, as a backend tensor."""
         onehot = _checks.one_hot_labels(labels, self.num_classes)
-        rows = ops.matmul(onehot, self.matrix_layer.probabilities())
-        return (1.0 - self.alpha) * onehot + self.alpha * rows
+        return mixed_targets(onehot, ops.matmul(onehot, self.matrix_layer.probabilities()), self.alpha)
 
     def objective(self, onehot, log_probs, probs, rows):
         """Per-sample loss with the gradient routing of the method."""

@@ -3,9 +3,8 @@
 import keras
 from keras import ops
 
-from keras_smooth import _checks
 from keras_smooth.losses import _common
-from keras_smooth.losses._learnable import LearnableTargetLoss
+from keras_smooth.losses._learnable import LearnableTargetLoss, matrix_loss_inputs, mixed_targets
 
 
 def _symmetric_kl(targets, log_probs, probs):
@@ -44,12 +43,7 @@ def lls_loss(y_true, y_pred, matrix, alpha=0.1, from_logits=True):
     >>> np.round(np.asarray(lls_loss([0], logits, q, alpha=0.1)), 4)
     array([0.0553], dtype=float32)
     """
-    alpha = _checks.check_fraction("alpha", alpha)
-    num_classes = _checks.static_dim(matrix)
-    onehot, log_probs = _common.prepare(y_true, y_pred, num_classes, from_logits)
-    rows = ops.matmul(onehot, ops.cast(matrix, "float32"))
-    targets = (1.0 - alpha) * onehot + alpha * rows
-    return _symmetric_kl(targets, log_probs, ops.exp(log_probs))
+    return _symmetric_kl(*matrix_loss_inputs(y_true, y_pred, matrix, alpha, from_logits))
 
 
 @keras.saving.register_keras_serializable(package="keras_smooth")
@@ -104,5 +98,4 @@ class LLSLoss(LearnableTargetLoss):
         return self.matrix
 
     def objective(self, onehot, log_probs, probs, rows):
-        targets = (1.0 - self.alpha) * onehot + self.alpha * rows
-        return _symmetric_kl(targets, log_probs, probs)
+        return _symmetric_kl(mixed_targets(onehot, rows, self.alpha), log_probs, probs)

@@ -3,9 +3,8 @@
 import keras
 from keras import ops
 
-from keras_smooth import _checks
 from keras_smooth.losses import _common
-from keras_smooth.losses._learnable import LearnableTargetLoss
+from keras_smooth.losses._learnable import LearnableTargetLoss, matrix_loss_inputs, mixed_targets
 
 
 def _split_symmetric_ce(targets, log_probs, probs):
@@ -43,12 +42,7 @@ def lspp_loss(y_true, y_pred, matrix, alpha=0.1, from_logits=True):
     >>> np.round(np.asarray(lspp_loss([0], logits, c, alpha=0.1)), 4)
     array([0.4883], dtype=float32)
     """
-    alpha = _checks.check_fraction("alpha", alpha)
-    num_classes = _checks.static_dim(matrix)
-    onehot, log_probs = _common.prepare(y_true, y_pred, num_classes, from_logits)
-    rows = ops.matmul(onehot, ops.cast(matrix, "float32"))
-    targets = (1.0 - alpha) * onehot + alpha * rows
-    return _split_symmetric_ce(targets, log_probs, ops.exp(log_probs))
+    return _split_symmetric_ce(*matrix_loss_inputs(y_true, y_pred, matrix, alpha, from_logits))
 
 
 @keras.saving.register_keras_serializable(package="keras_smooth")
@@ -101,5 +95,4 @@ class LSPlusPlusLoss(LearnableTargetLoss):
         return self.matrix
 
     def objective(self, onehot, log_probs, probs, rows):
-        targets = (1.0 - self.alpha) * onehot + self.alpha * rows
-        return _split_symmetric_ce(targets, log_probs, probs)
+        return _split_symmetric_ce(mixed_targets(onehot, rows, self.alpha), log_probs, probs)

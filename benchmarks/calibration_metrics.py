@@ -1,0 +1,173 @@
+"""Time and peak memory of streaming ECE / classwise ECE against plain NumPy.
+
+N predictions over K classes are generated in batches of 10^4 from a fixed
+seed (softmax of Gaussian logits, labels drawn from the probabilities). Each
+method runs in its own child process so its peak resident memory (above the
+process's memory after imports) can be read from `getrusage`:
+
+* streaming: `keras_smooth.metrics.ExpectedCalibrationError` /
+  `ClasswiseECE`, one `update_state` per batch; only the metric calls are
+  timed.
+* NumPy: the straightforward implementation that keeps all N x K
+  probabilities, then bins them (`np.digitize` on edges, per-bin sums).
+
+Both results are printed so their agreement can be checked. Then
+`fit_temperature` is compared with SciPy's L-BFGS-B on log T (float64, the
+same objective) for time and the NLL reached.
+
+    python benchmarks/calibration_metrics.py [--n 1000000] [--skip-large]
+
+Needs SciPy (a test extra).
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+
+BATCH = 10_000
+BINS = 15
+
+
+def batches(n, k, seed=0):
+    rng = np.random.default_rng(seed)
+    for start in range(0, n, BATCH):
+        m = min(BATCH, n - start)
+        logits = rng.normal(size=(m, k)).astype("float32") * 3.0
+        probs = np.exp(logits - logits.max(1, keepdims=True))
+        probs /= probs.sum(1, keepdims=True)
+        labels = np.minimum((rng.random((m, 1), dtype="float32") > probs.cumsum(1)).sum(1), k - 1)
+        yield labels.astype("int32"), probs
+
+
+def numpy_ece(labels, probs):
+    conf = probs.max(1)
+    correct = probs.argmax(1) == labels
+    index = np.clip(np.digitize(conf, np.linspace(0, 1, BINS + 1)[1:-1], right=True), 0, BINS - 1)
+    counts = np.bincount(index, minlength=BINS)
+    gap = np.abs(np.bincount(index, correct, BINS) - np.bincount(index, conf, BINS))
+    return float(gap.sum() / counts.sum())
+
+
+def numpy_classwise_ece(labels, probs):
+    n, k = probs.shape
+    index = np.clip(np.digitize(probs, np.linspace(0, 1, BINS + 1)[1:-1], right=True), 0, BINS - 1)
+    total = 0.0
+    for j in range(k):
+        hit = (labels == j).astype("float64")
+        total += np.abs(np.bincount(index[:, j], hit, BINS) - np.bincount(index[:, j], probs[:, j], BINS)).sum()
+    return float(total / (k * n))
+
+
+def run_child(method, n, k):
+    """Runs in a child process; prints JSON."""
+    import keras
+
+    keras.backend.backend()  # import and start the backend before measuring
+    from keras_smooth.metrics import ClasswiseECE, ExpectedCalibrationError
+
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    elapsed = 0.0
+    if method.startswith("stream"):
+        metric = ExpectedCalibrationError(BINS) if method == "stream_ece" else ClasswiseECE(k, BINS)
+        for labels, probs in batches(n, k):
+            start = time.perf_counter()
+            metric.update_state(labels, probs)
+            elapsed += time.perf_counter() - start
+        start = time.perf_counter()
+        value = float(metric.result())
+        elapsed += time.perf_counter() - start
+    else:
+        parts = list(batches(n, k))
+        labels = np.concatenate([p[0] for p in parts])
+        probs = np.concatenate([p[1] for p in parts])
+        del parts
+        start = time.perf_counter()
+        value = numpy_ece(labels, probs) if method == "numpy_ece" else numpy_classwise_ece(labels, probs)
+        elapsed = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"value": value, "seconds": elapsed, "peak_mb": (peak - base) / 1024}))
+
+
+def measure(method, n, k):
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", method, "--n", str(n), "--k", str(k)],
+        capture_output=True, text=True, check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def temperature_comparison(n=100_000, k=100):
+    from scipy import optimize
+
+    from keras_smooth.calibration import fit_temperature
+
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(n, k)).astype("float32") * 3.0
+    probs = np.exp(logits - logits.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)
+    labels = np.minimum((rng.random((n, 1)) > probs.cumsum(1)).sum(1), k - 1)
+    over = logits * 2.5  # over-confident: optimum T = 2.5 up to sampling
+    z = over.astype("float64")
+    rows = np.arange(n)
+
+    def nll(log_t):
+        s = z / np.exp(log_t[0])
+        s = s - s.max(1, keepdims=True)
+        return -(s[rows, labels] - np.log(np.exp(s).sum(1))).mean()
+
+    start = time.perf_counter()
+    fit = fit_temperature(over, labels)
+    ours = time.perf_counter() - start
+    start = time.perf_counter()
+    res = optimize.minimize(nll, x0=[0.0], method="L-BFGS-B", bounds=[(-8, 8)],
+                            options={"ftol": 1e-15, "gtol": 1e-12})
+    scipy_time = time.perf_counter() - start
+    return {
+        "n": n, "k": k,
+        "ours": {"T": fit.temperature, "nll": nll([np.log(fit.temperature)]), "seconds": ours,
+                 "iterations": fit.iterations},
+        "scipy": {"T": float(np.exp(res.x[0])), "nll": float(res.fun), "seconds": scipy_time,
+                  "evaluations": int(res.nfev)},
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=1_000_000)
+    parser.add_argument("--k", type=int, default=100)
+    parser.add_argument("--skip-large", action="store_true", help="skip K = 1000")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        return run_child(args.child, args.n, args.k)
+
+    import keras
+
+    print(f"keras {keras.__version__} ({keras.backend.backend()}), numpy {np.__version__}, "
+          f"{os.cpu_count()} CPUs; N = {args.n:,} predictions in batches of {BATCH:,}, {BINS} bins")
+    print(f"{'K':>5s} {'measure':14s} {'method':10s} {'seconds':>9s} {'peak MB':>9s} {'value':>12s}")
+    sizes = [args.k] + ([] if args.skip_large else [1000])
+    for k in sizes:
+        for measure_name, suffix in (("ECE", "ece"), ("classwise ECE", "classwise_ece")):
+            for method in ("stream", "numpy"):
+                r = measure(f"{method}_{suffix}", args.n, k)
+                print(f"{k:5d} {measure_name:14s} {method:10s} {r['seconds']:9.2f} {r['peak_mb']:9.1f} "
+                      f"{r['value']:12.8f}", flush=True)
+    t = temperature_comparison()
+    print(f"\nfit_temperature on N = {t['n']:,}, K = {t['k']} over-confident logits (true T about 2.5):")
+    print(f"  keras_smooth: T = {t['ours']['T']:.6f}, NLL = {t['ours']['nll']:.8f}, "
+          f"{t['ours']['seconds']:.2f} s, {t['ours']['iterations']} Newton/bisection steps")
+    print(f"  SciPy L-BFGS-B: T = {t['scipy']['T']:.6f}, NLL = {t['scipy']['nll']:.8f}, "
+          f"{t['scipy']['seconds']:.2f} s, {t['scipy']['evaluations']} evaluations")
+
+
+if __name__ == "__main__":
+    main()
