@@ -101,9 +101,9 @@ def step_time(make_loss, dataset, weights, steps, filters):
     model = make_model(filters)
     model.set_weights(weights)
     model.compile(optimizer="adam", loss=make_loss())
-    model.fit(dataset, epochs=1, steps_per_epoch=20, verbose=0)  # trace and warm up
+    model.fit(dataset, epochs=1, steps_per_epoch=20, shuffle=False, verbose=0)  # trace and warm up
     timer = StepTimer()
-    model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[timer])
+    model.fit(dataset, epochs=1, steps_per_epoch=steps, shuffle=False, verbose=0, callbacks=[timer])
     return statistics.median(timer.durations)
 
 

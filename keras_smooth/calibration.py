@@ -243,6 +243,19 @@ def classwise_ece(labels, probs, num_bins=15, from_logits=False):
     return float(classwise_ece_from_sums(classwise_bin_sums(_onehot(ids, p.shape[1]), p, num_bins)))
 
 
+def true_class_subset_ece(labels, probs, num_bins=15, from_logits=False):
+    """Mean over classes j of the top-label ECE on the instances whose true class is j.
+
+    This is *not* classwise ECE (Kull et al. 2019; `classwise_ece`). It is the
+    quantity the ILS authors' public code computes under the name cwECE, and
+    the one behind the cwECE column of the ILS paper's tables; it is offered
+    only to compare with those numbers. Classes without instances are skipped.
+    """
+    ids, p = prepare(labels, probs, from_logits)
+    values = [ece(ids[ids == j], p[ids == j], num_bins) for j in range(p.shape[1]) if np.any(ids == j)]
+    return float(np.mean(values))
+
+
 def adaptive_ece(labels, probs, num_bins=15, from_logits=False):
     """Top-label ECE with equal-mass bins (Nixon et al. 2019).
 

@@ -71,8 +71,8 @@ def reliability_diagram(labels, probs, num_bins=15, from_logits=False, title=Non
     return fig
 
 
-def reliability_diagrams(results, labels, num_bins=15, from_logits=False, title=None):
-    """Side-by-side reliability diagrams, one per entry of `results`.
+def reliability_diagrams(results, labels, num_bins=15, from_logits=False, title=None, columns=5):
+    """Reliability diagrams of several models, side by side (wrapping after `columns`).
 
     Args:
         results: mapping name -> `(N, K)` predictions of the same samples.
@@ -81,16 +81,23 @@ def reliability_diagrams(results, labels, num_bins=15, from_logits=False, title=
     names = list(results)
     if not names:
         raise ValueError("`results` is empty.")
-    fig = Figure(figsize=(3.4 * len(names), 4.6), layout="constrained")
-    axes = fig.subplots(2, len(names), sharex=True, squeeze=False,
-                        gridspec_kw={"height_ratios": [3, 1]})
-    for i, name in enumerate(names):
-        stats = calibration.bin_statistics(labels, results[name], num_bins, from_logits)
-        _draw_reliability(axes[0, i], axes[1, i], stats, "accuracy")
-        axes[0, i].set_title(name)
-        if i:
-            axes[0, i].set_ylabel("")
-            axes[1, i].set_ylabel("")
+    cols = min(len(names), columns)
+    rows = int(np.ceil(len(names) / cols))
+    fig = Figure(figsize=(3.4 * cols, 4.6 * rows), layout="constrained")
+    axes = fig.subplots(2 * rows, cols, squeeze=False, gridspec_kw={"height_ratios": [3, 1] * rows})
+    for i in range(rows * cols):
+        row, col = divmod(i, cols)
+        ax, hist_ax = axes[2 * row, col], axes[2 * row + 1, col]
+        if i >= len(names):
+            ax.set_visible(False)
+            hist_ax.set_visible(False)
+            continue
+        stats = calibration.bin_statistics(labels, results[names[i]], num_bins, from_logits)
+        _draw_reliability(ax, hist_ax, stats, "accuracy")
+        ax.set_title(names[i])
+        if col:
+            ax.set_ylabel("")
+            hist_ax.set_ylabel("")
     if title:
         fig.suptitle(title)
     return fig
@@ -161,3 +168,121 @@ def figure_to_array(fig, dpi=100):
     from matplotlib.image import imread
 
     return (imread(buffer) * 255).astype("uint8")
+
+
+def matrix_heatmap(matrix, class_names=None, title=None, ax=None):
+    """Heat map of a K x K class matrix (a learned Q or C, or a confusion matrix).
+
+    Row y is labelled with the true class, columns with the class receiving
+    mass; values are printed in the cells when K <= 12.
+    """
+    m = np.asarray(matrix, dtype="float64")
+    if m.ndim != 2 or m.shape[0] != m.shape[1]:
+        raise ValueError(f"`matrix` must be square, got shape {m.shape}.")
+    k = m.shape[0]
+    names = [str(n) for n in class_names] if class_names is not None else [str(i) for i in range(k)]
+    if len(names) != k:
+        raise ValueError(f"`class_names` must name all {k} classes, got {len(names)}.")
+    fig = None
+    if ax is None:
+        size = 2.2 + 0.45 * k
+        fig = Figure(figsize=(size + 1.0, size), layout="constrained")
+        ax = fig.subplots()
+    image = ax.imshow(m, cmap="viridis", vmin=0.0, vmax=max(m.max(), 1e-12))
+    ax.set_xticks(range(k), names, rotation=45, ha="right", fontsize="small")
+    ax.set_yticks(range(k), names, fontsize="small")
+    ax.set_xlabel("class receiving mass")
+    ax.set_ylabel("true class")
+    if k <= 12:
+        for i in range(k):
+            for j in range(k):
+                ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize="x-small",
+                        color="white" if m[i, j] < 0.6 * m.max() else "black")
+    ax.figure.colorbar(image, ax=ax, shrink=0.8)
+    if title:
+        ax.set_title(title)
+    return fig if fig is not None else ax.figure
+
+
+def matrix_heatmaps(matrices, class_names=None, title=None):
+    """Side-by-side heat maps: mapping name -> K x K matrix."""
+    names = list(matrices)
+    if not names:
+        raise ValueError("`matrices` is empty.")
+    k = np.asarray(matrices[names[0]]).shape[0]
+    size = 2.2 + 0.45 * k
+    fig = Figure(figsize=((size + 1.0) * len(names), size), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(names)))
+    for ax, name in zip(axes, names):
+        matrix_heatmap(matrices[name], class_names, title=name, ax=ax)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def smoothing_curves(curves, cap=0.2, title=None):
+    """ILS1 smoothing factor epsilon_x against the teacher's p_t (ILS paper Eq. 3, Fig. 4).
+
+    Args:
+        curves: mapping label -> (p1, p2).
+    """
+    from keras import ops
+
+    from keras_smooth import targets
+
+    p = np.linspace(0.0, 1.0, 201)
+    fig = Figure(figsize=(5.2, 3.8), layout="constrained")
+    ax = fig.subplots()
+    for label, (p1, p2) in curves.items():
+        eps = np.asarray(ops.convert_to_numpy(targets.ils1_epsilon(p, p1, p2, cap)))
+        ax.plot(p, eps, label=f"{label}: P1={p1:g}, P2={p2:g}")
+    ax.set_xlabel("teacher's probability of the true class (after temperature scaling)")
+    ax.set_ylabel("smoothing factor")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, cap * 1.05)
+    ax.grid(alpha=0.25)
+    ax.legend(fontsize="small", frameon=False)
+    ax.set_title(title or "ILS1 smoothing factor: min(0.2, P2 (p_t - P1)^2)")
+    return fig
+
+
+def decision_regions(x, y, grid, grid_predictions, class_names=None, title=None):
+    """2-D data over the predicted-class regions of several models.
+
+    Args:
+        x, y: points `(N, 2)` and their labels, drawn on every panel.
+        grid: `(G, 2)` points on a regular grid (row-major, square).
+        grid_predictions: mapping name -> `(G, K)` predictions on `grid`.
+    """
+    names = list(grid_predictions)
+    if not names:
+        raise ValueError("`grid_predictions` is empty.")
+    side = int(round(np.sqrt(len(grid))))
+    if side * side != len(grid):
+        raise ValueError("`grid` must hold a square number of points.")
+    gx = grid[:, 0].reshape(side, side)
+    gy = grid[:, 1].reshape(side, side)
+    k = np.asarray(grid_predictions[names[0]]).shape[1]
+    cols = min(len(names), 4)
+    rows = int(np.ceil(len(names) / cols))
+    fig = Figure(figsize=(3.6 * cols, 3.2 * rows), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+    from matplotlib.colors import ListedColormap
+
+    cmap = ListedColormap(colors[:k])
+    for ax, name in zip(axes, names):
+        pred = np.asarray(grid_predictions[name])
+        ax.contourf(gx, gy, pred.argmax(1).reshape(side, side), levels=np.arange(k + 1) - 0.5, cmap=cmap, alpha=0.25)
+        ax.contour(gx, gy, pred.max(1).reshape(side, side), levels=[0.5, 0.7, 0.9], colors="0.35", linewidths=0.6)
+        for c in range(k):
+            label = class_names[c] if class_names is not None else f"class {c}"
+            ax.scatter(*x[y == c].T, s=6, color=colors[c], label=label)
+        ax.set_title(name, fontsize="medium")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0].legend(fontsize="x-small", loc="lower left", frameon=True, framealpha=0.8)
+    for ax in axes[len(names):]:
+        ax.set_visible(False)
+    fig.suptitle(title or "Predicted class regions (contours: confidence 0.5 / 0.7 / 0.9)")
+    return fig

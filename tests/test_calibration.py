@@ -252,3 +252,10 @@ def test_metric_config_round_trip():
         assert clone.get_config() == metric.get_config()
         revived = keras.metrics.deserialize(keras.metrics.serialize(metric))
         assert type(revived) is type(metric)
+
+
+def test_true_class_subset_ece_is_the_authors_variant(random_case):
+    labels, probs = random_case
+    expected = np.mean([ref_ece(labels[labels == j], probs[labels == j], 15) for j in range(5)])
+    assert calibration.true_class_subset_ece(labels, probs) == pytest.approx(expected, abs=1e-6)
+    assert calibration.true_class_subset_ece(labels, probs) != pytest.approx(calibration.classwise_ece(labels, probs))

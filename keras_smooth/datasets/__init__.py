@@ -1,9 +1,58 @@
-"""Embedded data sets."""
+"""Data sets: the ILS synthetic task (embedded), digits (scikit-learn),
+Fashion-MNIST (IDX files) and TFDS by name, all as `ClassificationData`."""
 
+from keras_smooth.datasets.base import ClassificationData, stratified_split
+from keras_smooth.datasets.digits import load_digits
+from keras_smooth.datasets.fashion_mnist import (
+    DatasetUnavailable,
+    fashion_mnist_arrays,
+    load_fashion_mnist,
+    read_idx,
+)
 from keras_smooth.datasets.synthetic import (
     CLASS_MEANS,
     gaussian_task,
     gaussian_task_posterior,
+    load_gaussian_task,
 )
+from keras_smooth.datasets.tfds_loader import load_tfds
 
-__all__ = ["CLASS_MEANS", "gaussian_task", "gaussian_task_posterior"]
+NAMES = ("gaussian", "digits", "fashion_mnist", "tfds:NAME")
+
+
+def load(name, seed=0, **kwargs):
+    """Load a data set by name: one of `NAMES` (`tfds:` followed by a TFDS name).
+
+    Examples:
+    >>> from keras_smooth import datasets
+    >>> data = datasets.load("gaussian", seed=0)
+    >>> len(data.y_train), len(data.y_val), len(data.y_test)
+    (150, 150, 15000)
+    """
+    if name == "gaussian":
+        return load_gaussian_task(seed=seed, **kwargs)
+    if name == "digits":
+        return load_digits(seed=seed, **kwargs)
+    if name == "fashion_mnist":
+        return load_fashion_mnist(seed=seed, **kwargs)
+    if isinstance(name, str) and name.startswith("tfds:") and len(name) > 5:
+        return load_tfds(name[5:], seed=seed, **kwargs)
+    raise ValueError(f"Unknown dataset {name!r}; choose one of: {', '.join(NAMES)}.")
+
+
+__all__ = [
+    "CLASS_MEANS",
+    "ClassificationData",
+    "DatasetUnavailable",
+    "NAMES",
+    "fashion_mnist_arrays",
+    "gaussian_task",
+    "gaussian_task_posterior",
+    "load",
+    "load_digits",
+    "load_fashion_mnist",
+    "load_gaussian_task",
+    "load_tfds",
+    "read_idx",
+    "stratified_split",
+]

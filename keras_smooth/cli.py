@@ -1,0 +1,243 @@
+"""`keras-smooth`: compare label-regularization methods on embedded or your data.
+
+    keras-smooth compare                      # the ILS synthetic task, 3 replicates
+    keras-smooth compare --quick              # a smoke run of under a minute
+    keras-smooth compare --dataset digits --methods no_ls,ls,lls,lspp
+    python -m keras_smooth compare ...        # the same
+"""
+
+import argparse
+import csv
+import json
+import os
+import sys
+import time
+from collections import Counter
+
+import numpy as np
+
+COLUMNS = [("accuracy", "accuracy", max), ("nll", "NLL", min), ("ece", "ECE", min),
+           ("classwise_ece", "cwECE", min), ("brier", "Brier", min)]
+SYNTHETIC_COLUMNS = [("accuracy_dense", "acc dense", max), ("accuracy_sparse", "acc sparse", max)]
+QUICK = {"replicates": 1, "epochs": 15, "grid": "quick"}
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="keras-smooth", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    compare = sub.add_parser("compare", help="train and compare methods; print tables, write results and plots",
+                             description="Train every method per replicate, select hyperparameters by validation "
+                                         "cross-entropy, and report test accuracy, NLL, ECE and classwise ECE.")
+    compare.add_argument("--dataset", default="gaussian",
+                         help="gaussian (default, the ILS paper's synthetic task), digits, fashion_mnist, or tfds:NAME")
+    compare.add_argument("--methods", default="all",
+                         help="comma-separated: no_ls,no_ls_temps,ls,ls_temps,ils1,ils2,ils,ils_temps,lls,lspp (default all)")
+    compare.add_argument("--replicates", type=int, default=None, help="replicates (default 3; --quick 1)")
+    compare.add_argument("--seed", type=int, default=0, help="base seed; replicate r uses seed + r")
+    compare.add_argument("--epochs", type=int, default=None, help="epochs per model (default 60; --quick 15)")
+    compare.add_argument("--batch-size", type=int, default=32)
+    compare.add_argument("--grid", choices=("paper", "small", "quick"), default=None,
+                         help="hyperparameter grids (default small; paper = ILS paper appendix C)")
+    compare.add_argument("--output", default=os.path.join("runs", "compare"),
+                         help="folder for results.json, results.csv, plots; re-running resumes (default runs/compare)")
+    compare.add_argument("--fashion-mnist-dir", default=None, help="folder with the Fashion-MNIST IDX files")
+    compare.add_argument("--train-limit", type=int, default=None,
+                         help="use at most this many training images (fashion_mnist)")
+    compare.add_argument("--quick", action="store_true", help="1 replicate, 15 epochs, one grid point per method")
+    return parser
+
+
+class Progress:
+    """One line per finished method; a live status line on a terminal."""
+
+    def __init__(self, stream=sys.stdout):
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.last = 0.0
+
+    def __call__(self, event):
+        kind = event["event"]
+        if kind == "epoch" and self.tty and time.perf_counter() - self.last > 0.2:
+            self.last = time.perf_counter()
+            self.stream.write(
+                f"\r  replicate {event['replicate'] + 1}/{event['replicates']} · {event['method']} · "
+                f"model {event['student']}/{event['students']} · epoch {event['epoch']}/{event['epochs']}   ")
+            self.stream.flush()
+        elif kind == "done":
+            r = event["record"]
+            if self.tty:
+                self.stream.write("\r" + " " * 78 + "\r")
+            self.stream.write(
+                f"  replicate {event['replicate'] + 1}/{event['replicates']}  {r['label']:14s} "
+                f"acc {r['accuracy']:.4f}  NLL {r['nll']:.4f}  ECE {r['ece']:.4f}  "
+                f"({r['students_trained']} model(s), {r['seconds']:.0f} s)\n")
+            self.stream.flush()
+        elif kind == "skip":
+            self.stream.write(f"  replicate {event['replicate'] + 1}/{event['replicates']}: already done, kept\n")
+
+
+def _format_params(records):
+    settings = Counter(json.dumps(r["hyperparameters"], sort_keys=True) for r in records)
+    best, count = settings.most_common(1)[0]
+    params = json.loads(best)
+    params.pop("teacher_temperature_fitted", None)
+    short = {"epsilon": "eps", "temperature": "T", "alpha": "alpha", "p1": "P1", "p2": "P2"}
+    text = ", ".join(f"{short.get(k, k)}={v:g}" for k, v in params.items()) or "-"
+    if any(r["method"].endswith("_temps") for r in records):
+        text += f"; TempS T={np.mean([r['temperature'] for r in records]):.2f}"
+    return text + (f" ({count}/{len(records)})" if len(records) > 1 else "")
+
+
+def summarise(records, methods):
+    """Per method: mean and standard error of each column, and chosen hyperparameters."""
+    rows = []
+    for method in methods:
+        mine = [r for r in records if r["method"] == method]
+        if not mine:
+            continue
+        row = {"method": method, "label": mine[0]["label"], "n": len(mine), "params": _format_params(mine)}
+        for key, _, _ in COLUMNS + SYNTHETIC_COLUMNS:
+            values = np.array([r[key] for r in mine if key in r], dtype="float64")
+            if len(values):
+                se = values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else float("nan")
+                row[key] = (values.mean(), se)
+        rows.append(row)
+    return rows
+
+
+def format_table(rows, records, dataset):
+    columns = COLUMNS + ([c for c in SYNTHETIC_COLUMNS if rows and c[0] in rows[0]])
+    best = {key: pick(row[key][0] for row in rows if key in row) for key, _, pick in columns}
+    n = max(row["n"] for row in rows)
+    lines = [f"{dataset}: test metrics, mean ± standard error over {n} replicate(s); * marks the best in a column"]
+    header = f"{'method':16s}" + "".join(f"{title:>17s}" for _, title, _ in columns) + "  hyperparameters (chosen)"
+    lines += [header, "-" * len(header)]
+    for row in rows:
+        cells = []
+        for key, _, _ in columns:
+            mean, se = row[key]
+            mark = "*" if np.isclose(mean, best[key]) else " "
+            cells.append(f"{mean:8.4f}±{se:.4f}{mark}" if np.isfinite(se) else f"{mean:15.4f}{mark}")
+        lines.append(f"{row['label']:16s}" + "".join(f"{c:>17s}" for c in cells) + "  " + row["params"])
+    bayes = [r["bayes"] for r in records if "bayes" in r]
+    if bayes:
+        seen = {}
+        for r in records:
+            if "bayes" in r:
+                seen[r["replicate"]] = r["bayes"]
+        cells = [f"{np.mean([b[key] for b in seen.values()]):15.4f} " for key, _, _ in columns]
+        lines.append(f"{'Bayes-optimal':16s}" + "".join(f"{c:>17s}" for c in cells)
+                     + "  (exact posterior; ILS paper Table V: acc 0.8198, CE 0.4444)")
+    return "\n".join(lines)
+
+
+def write_csv(records, path):
+    keys = ["method", "label", "replicate", "seed", "dataset", "accuracy", "nll", "ece", "classwise_ece", "brier",
+            "accuracy_dense", "accuracy_sparse", "temperature", "teacher_temperature", "val_nll", "best_epoch",
+            "students_trained", "seconds", "hyperparameters"]
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
+        writer.writeheader()
+        for r in records:
+            writer.writerow({**r, "hyperparameters": json.dumps(r["hyperparameters"], sort_keys=True)})
+    os.replace(tmp, path)
+
+
+def write_plots(output, records, methods, dataset_name, seed, dataset_options):
+    """Reliability diagrams, ILS1 curves, learned matrices and decision regions."""
+    from keras_smooth import calibration, datasets, plots
+    from keras_smooth.workflows.methods import TEMPS_OF
+
+    written = []
+    data = datasets.load(dataset_name, seed=seed, **dataset_options)  # replicate 0
+    first = [r for r in records if r["replicate"] == 0 and r["method"] in methods]
+    preds, grid_preds = {}, {}
+    for r in sorted(first, key=lambda r: methods.index(r["method"])):
+        base = TEMPS_OF.get(r["method"], r["method"])
+        path = os.path.join(output, "predictions", f"{base}-0.npz")
+        if not os.path.exists(path):
+            continue
+        with np.load(path) as stored:
+            preds[r["label"]] = calibration.apply_temperature(stored["test_logits"], r["temperature"])
+            if "extra_logits" in stored.files:
+                grid_preds[r["label"]] = calibration.apply_temperature(stored["extra_logits"], r["temperature"])
+    if preds:
+        fig = plots.reliability_diagrams(preds, data.y_test, title=f"{dataset_name}, replicate 1 (test split)")
+        written.append(plots.save_figure(fig, os.path.join(output, "reliability.png")))
+    curves = {f"{r['label']} (replicate {r['replicate'] + 1})": (r["hyperparameters"]["p1"], r["hyperparameters"]["p2"])
+              for r in records if r["method"] in ("ils1", "ils") and "p1" in r["hyperparameters"]}
+    if curves:
+        written.append(plots.save_figure(plots.smoothing_curves(curves), os.path.join(output, "ils_smoothing_curves.png")))
+    matrices = {}
+    for method, name in (("lls", "LLS Q-matrix"), ("lspp", "LS++ C-matrix")):
+        mats = [np.asarray(r["matrix"]) for r in records if r["method"] == method and "matrix" in r]
+        if mats:
+            matrices[f"{name} (mean of {len(mats)})"] = np.mean(mats, axis=0)
+    if matrices:
+        fig = plots.matrix_heatmaps(matrices, data.class_names)
+        written.append(plots.save_figure(fig, os.path.join(output, "matrices.png")))
+    if grid_preds:
+        from keras_smooth.workflows.compare import decision_grid
+
+        shown = np.random.default_rng(seed).choice(len(data.y_test), min(600, len(data.y_test)), replace=False)
+        fig = plots.decision_regions(data.x_test[shown], data.y_test[shown], decision_grid(data), grid_preds,
+                                     data.class_names)
+        written.append(plots.save_figure(fig, os.path.join(output, "decision_regions.png")))
+    return written
+
+
+def compare(args):
+    from keras_smooth.workflows import compare as compare_module
+    from keras_smooth.workflows.methods import parse_methods
+
+    methods = parse_methods(args.methods)
+    replicates = args.replicates or (QUICK["replicates"] if args.quick else 3)
+    epochs = args.epochs or (QUICK["epochs"] if args.quick else 60)
+    grid = args.grid or (QUICK["grid"] if args.quick else "small")
+    options = {}
+    if args.fashion_mnist_dir is not None:
+        options["directory"] = args.fashion_mnist_dir
+    if args.train_limit is not None:
+        options["train_limit"] = args.train_limit
+    if args.quick and args.dataset == "fashion_mnist" and "train_limit" not in options:
+        options["train_limit"] = 3000
+    if args.dataset not in ("gaussian", "digits", "fashion_mnist") and not args.dataset.startswith("tfds:"):
+        raise ValueError(f"Unknown dataset {args.dataset!r}; choose one of: gaussian, digits, fashion_mnist, tfds:NAME.")
+    print(f"keras-smooth compare: {args.dataset}, methods {', '.join(methods)}, {replicates} replicate(s), "
+          f"{epochs} epochs, grid '{grid}', output {args.output}", flush=True)
+    started = time.perf_counter()
+    records = compare_module.run_comparison(
+        dataset=args.dataset, methods=methods, replicates=replicates, seed=args.seed, epochs=epochs,
+        batch_size=args.batch_size, grid=grid, output=args.output, dataset_options=options, progress=Progress(),
+    )
+    records = [r for r in records if r["method"] in methods and r["replicate"] < replicates]
+    print()
+    print(format_table(summarise(records, methods), records, args.dataset))
+    write_csv(records, os.path.join(args.output, "results.csv"))
+    written = write_plots(args.output, records, list(methods), args.dataset, args.seed, options)
+    print(f"\nwrote {os.path.join(args.output, 'results.json')}, results.csv"
+          + "".join(f", {os.path.basename(p)}" for p in written) + f" in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+def main(argv=None):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    args = _parser().parse_args(argv)
+    from keras_smooth.datasets import DatasetUnavailable
+
+    try:
+        if args.command == "compare":
+            return compare(args)
+    except (ValueError, DatasetUnavailable) as error:
+        print(f"keras-smooth: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nkeras-smooth: interrupted; finished results are kept, re-run with the same --output to resume",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

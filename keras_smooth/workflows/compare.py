@@ -1,0 +1,227 @@
+"""Compare label-regularization methods over replicates, resumably.
+
+`run_comparison` trains, per replicate, the teacher (= the No LS model, cached
+on disk) and every requested method, evaluates each selected model on the
+test split, and appends one record per (method, replicate) to
+`output/results.json` (rewritten atomically after each record). Predictions
+needed for plots go to `output/predictions/<method>-<replicate>.npz`. A
+re-run with the same output folder and settings skips finished
+(method, replicate) pairs; different settings in the same folder are refused.
+Nothing here prints: progress goes to the `progress` callable.
+"""
+
+import json
+import os
+import time
+
+import keras
+import numpy as np
+
+from keras_smooth import calibration
+from keras_smooth import datasets as datasets_module
+from keras_smooth.workflows import methods as methods_module
+from keras_smooth.workflows.teacher import train_teacher
+
+
+def default_model(input_shape, num_classes):
+    """MLP 5 x 64 ReLU for feature vectors (ILS paper §III); a small CNN for images."""
+    if len(input_shape) == 1:
+        layers = [keras.layers.Dense(64, activation="relu") for _ in range(5)]
+    else:
+        layers = [
+            keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Conv2D(64, 3, padding="same", activation="relu"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(64, activation="relu"),
+        ]
+    return keras.Sequential([keras.Input(input_shape), *layers, keras.layers.Dense(num_classes)])
+
+
+def decision_grid(data, size=120):
+    """Points covering 2-D inputs (for decision-region plots), else None."""
+    if data.input_shape != (2,):
+        return None
+    lo = data.x_test.min(0) - 0.5
+    hi = data.x_test.max(0) + 0.5
+    xs, ys = np.meshgrid(np.linspace(lo[0], hi[0], size), np.linspace(lo[1], hi[1], size))
+    return np.stack([xs.ravel(), ys.ravel()], 1).astype("float32")
+
+
+def evaluate(data, logits, temperature=1.0):
+    """Test metrics of logits (optionally at a temperature)."""
+    probs = calibration.apply_temperature(logits, temperature)
+    out = calibration.summary(data.y_test, probs)
+    if "dense_test" in data.extras:
+        dense = data.extras["dense_test"]
+        correct = probs.argmax(1) == data.y_test
+        out["accuracy_dense"] = float(correct[dense].mean())
+        out["accuracy_sparse"] = float(correct[~dense].mean())
+    return out
+
+
+def _write_json_atomic(path, payload):
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(payload, f, indent=1)
+    os.replace(tmp, path)
+
+
+class ResultStore:
+    """results.json + predictions/ in one output folder."""
+
+    def __init__(self, output, settings):
+        self.output = output
+        self.path = os.path.join(output, "results.json")
+        self.settings = settings
+        self.records = []
+        try:
+            os.makedirs(os.path.join(output, "predictions"), exist_ok=True)
+        except OSError as error:
+            raise ValueError(f"cannot create output folder {output}: {error.strerror}") from None
+        if not os.access(output, os.W_OK):
+            raise ValueError(f"output folder {output} is not writable")
+        if os.path.exists(self.path):
+            with open(self.path) as f:
+                stored = json.load(f)
+            if stored.get("settings") != settings:
+                changed = sorted(k for k in settings if stored.get("settings", {}).get(k) != settings[k])
+                raise ValueError(
+                    f"{self.path} holds a run with other settings ({', '.join(changed)}); "
+                    "use another --output or remove it"
+                )
+            self.records = stored.get("records", [])
+
+    def done(self, method, replicate):
+        return any(r["method"] == method and r["replicate"] == replicate for r in self.records)
+
+    def add(self, record):
+        from keras_smooth import __version__
+
+        self.records.append(record)
+        _write_json_atomic(self.path, {"version": __version__, "settings": self.settings, "records": self.records})
+
+    def prediction_path(self, method, replicate):
+        return os.path.join(self.output, "predictions", f"{method}-{replicate}.npz")
+
+    def save_predictions(self, method, replicate, **arrays):
+        path = self.prediction_path(method, replicate)
+        tmp = f"{path}.tmp.npz"
+        np.savez(tmp, **{k: v for k, v in arrays.items() if v is not None})
+        os.replace(tmp, path)
+
+    def load_predictions(self, method, replicate):
+        path = self.prediction_path(method, replicate)
+        if not os.path.exists(path):
+            return None
+        with np.load(path) as stored:
+            return {k: stored[k] for k in stored.files}
+
+
+def run_comparison(*, dataset="gaussian", methods=methods_module.METHODS, replicates=3, seed=0, epochs=100,
+                   batch_size=32, grid="small", output="runs/compare", dataset_options=None,
+                   build_model=default_model, progress=None):
+    """Run the comparison; return the list of records (finished and resumed).
+
+    Args:
+        dataset: a name accepted by `keras_smooth.datasets.load`.
+        methods: names from `METHODS`.
+        replicates: number of replicates (replicate r uses seed + r for data
+            sampling or splitting and for model initialisation).
+        seed, epochs, batch_size: training settings (Adam, learning rate 1e-3).
+        grid: "paper", "small" or "quick" (see `methods.GRIDS`).
+        output: folder for results, predictions and the teacher cache.
+        dataset_options: extra keyword arguments for the loader.
+        progress: optional callable `progress(event: dict)`.
+    """
+    methods = tuple(methods)
+    for m in methods:
+        if m not in methods_module.METHODS:
+            raise ValueError(f"Unknown method {m!r}; choose from: {', '.join(methods_module.METHODS)}.")
+    if grid not in methods_module.GRIDS:
+        raise ValueError(f"Unknown grid {grid!r}; choose from: {', '.join(methods_module.GRIDS)}.")
+    if int(replicates) < 1:
+        raise ValueError(f"`replicates` must be >= 1, got {replicates}.")
+    settings = {"dataset": dataset, "seed": int(seed), "epochs": int(epochs), "batch_size": int(batch_size),
+                "grid": grid, "dataset_options": dataset_options or {}}
+    store = ResultStore(output, settings)
+    report = progress or (lambda event: None)
+    cache_dir = os.path.join(output, "cache")
+
+    for replicate in range(int(replicates)):
+        todo = [m for m in methods if not store.done(m, replicate)]
+        if not todo:
+            report({"event": "skip", "replicate": replicate, "replicates": replicates})
+            continue
+        run_seed = int(seed) + replicate
+        data = datasets_module.load(dataset, seed=run_seed, **(dataset_options or {}))
+        grid_inputs = decision_grid(data)
+        needed = {methods_module.TEMPS_OF.get(m, m) for m in todo}
+
+        def phase(method, started):
+            return lambda i, n, e, total: report({
+                "event": "epoch", "replicate": replicate, "replicates": replicates, "method": method,
+                "student": i, "students": n, "epoch": e, "epochs": total,
+                "seconds": time.perf_counter() - started,
+            })
+
+        started = time.perf_counter()
+        teacher = train_teacher(build_model, data, epochs=epochs, batch_size=batch_size, seed=run_seed,
+                                cache_dir=cache_dir, extra_inputs=grid_inputs,
+                                progress=lambda e, n: phase("teacher", started)(1, 1, e, n))
+        base_results = {}
+        for base in methods_module.BASE_METHODS:
+            if base not in needed:
+                continue
+            stored = store.load_predictions(base, replicate)
+            if stored is not None:
+                base_results[base] = stored
+                continue
+            started = time.perf_counter()
+            if base == "no_ls":
+                result = {"val_logits": teacher.logits["val"], "test_logits": teacher.logits["test"],
+                          "params": {}, "val_nll": teacher.val_nll, "best_epoch": teacher.best_epoch,
+                          "students": 1, "matrix": None, "extra_logits": teacher.logits.get("extra"),
+                          "seconds": teacher.seconds}
+            else:
+                result = methods_module.train_method(
+                    base, data, teacher, build_model, grid=grid, epochs=epochs, batch_size=batch_size,
+                    seed=run_seed, extra_inputs=grid_inputs, progress=phase(base, started),
+                )
+                result["seconds"] = time.perf_counter() - started
+            store.save_predictions(
+                base, replicate, val_logits=result["val_logits"], test_logits=result["test_logits"],
+                extra_logits=result.get("extra_logits"),
+                matrix=None if result.get("matrix") is None else np.asarray(result["matrix"]),
+                meta=np.asarray(json.dumps({k: result[k] for k in ("params", "val_nll", "best_epoch",
+                                                                    "students", "seconds")})),
+            )
+            base_results[base] = store.load_predictions(base, replicate)
+        for method in todo:
+            base = methods_module.TEMPS_OF.get(method, method)
+            stored = base_results[base]
+            meta = json.loads(str(stored["meta"]))
+            temperature = 1.0
+            if method in methods_module.TEMPS_OF:
+                temperature = float(calibration.fit_temperature(stored["val_logits"], data.y_val))
+            record = {
+                "method": method, "label": methods_module.LABELS[method], "replicate": replicate,
+                "seed": run_seed, "dataset": dataset,
+                **evaluate(data, stored["test_logits"], temperature),
+                "temperature": temperature,
+                "hyperparameters": meta["params"],
+                "val_nll": meta["val_nll"], "best_epoch": meta["best_epoch"],
+                "students_trained": 0 if method in methods_module.TEMPS_OF else meta["students"],
+                "seconds": 0.0 if method in methods_module.TEMPS_OF else meta["seconds"],
+                "teacher_temperature": teacher.temperature,
+            }
+            if base in ("ils", "ils1", "ils2"):
+                record["hyperparameters"] = {**meta["params"], "teacher_temperature_fitted": teacher.temperature}
+            if "matrix" in stored:
+                record["matrix"] = stored["matrix"].tolist()
+            if "bayes_test" in data.extras:
+                record["bayes"] = evaluate(data, np.log(np.maximum(data.extras["bayes_test"], 1e-300)))
+            store.add(record)
+            report({"event": "done", "replicate": replicate, "replicates": replicates, "method": method,
+                    "record": record})
+    return store.records

@@ -1,0 +1,142 @@
+"""The methods `keras-smooth compare` runs, their grids, and how each is trained.
+
+Every method ends in validation and test logits of one selected model, chosen
+by validation cross-entropy against the hard labels (ILS paper §VI-a). The
+"+ TempS" variants reuse the selected model of their base method and add a
+temperature fitted on the validation set; they train nothing.
+"""
+
+import itertools
+
+import keras
+import numpy as np
+
+from keras_smooth import losses
+from keras_smooth.layers import ILSTargets
+from keras_smooth.workflows.training import ReusableModel, fit_classifier
+
+# ILS paper appendix C (real data); the synthetic-task grids of its appendix
+# are finer. "small" keeps the default run to a few minutes.
+GRIDS = {
+    "paper": {
+        "epsilon": (0.01, 0.05, 0.1, 0.15, 0.2),
+        "p1": (0.975, 0.95, 0.925, 0.9, 0.85),
+        "p2": (0.75, 1.0, 1.25, 1.5, 2.0),
+        "temperature": (1.0, 2.0, 4.0, 8.0, 16.0),
+        "alpha": (0.1,),
+    },
+    "small": {
+        "epsilon": (0.05, 0.1, 0.2),
+        "p1": (0.95, 0.9, 0.85),
+        "p2": (1.0, 2.0),
+        "temperature": (1.0, 4.0),
+        "alpha": (0.1,),
+    },
+    "quick": {
+        "epsilon": (0.1,),
+        "p1": (0.9,),
+        "p2": (1.5,),
+        "temperature": (2.0,),
+        "alpha": (0.1,),
+    },
+}
+
+BASE_METHODS = ("no_ls", "ls", "ils1", "ils2", "ils", "lls", "lspp")
+TEMPS_OF = {"no_ls_temps": "no_ls", "ls_temps": "ls", "ils_temps": "ils"}
+METHODS = ("no_ls", "no_ls_temps", "ls", "ls_temps", "ils1", "ils2", "ils", "ils_temps", "lls", "lspp")
+LABELS = {
+    "no_ls": "No LS", "no_ls_temps": "No LS + TempS", "ls": "LS", "ls_temps": "LS + TempS",
+    "ils1": "ILS1", "ils2": "ILS2", "ils": "ILS", "ils_temps": "ILS + TempS", "lls": "LLS", "lspp": "LS++",
+}
+
+
+def parse_methods(text):
+    """Comma-separated method names (or "all") -> tuple; unknown names list the valid ones."""
+    if text in (None, "", "all"):
+        return METHODS
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in METHODS]
+    if unknown or not names:
+        raise ValueError(f"Unknown method(s) {', '.join(unknown) or text!r}; choose from: {', '.join(METHODS)}.")
+    return names
+
+
+def grid_points(method, grid):
+    """The hyperparameter settings a base method tries."""
+    g = GRIDS[grid] if isinstance(grid, str) else grid
+    if method == "no_ls":
+        return [{}]
+    if method == "ls":
+        return [{"epsilon": e} for e in g["epsilon"]]
+    if method == "ils1":
+        return [{"p1": a, "p2": b} for a, b in itertools.product(g["p1"], g["p2"])]
+    if method == "ils2":
+        return [{"epsilon": e, "temperature": t} for e, t in itertools.product(g["epsilon"], g["temperature"])]
+    if method == "ils":
+        return [{"p1": a, "p2": b, "temperature": t}
+                for a, b, t in itertools.product(g["p1"], g["p2"], g["temperature"])]
+    if method in ("lls", "lspp"):
+        return [{"alpha": a} for a in g["alpha"]]
+    raise ValueError(f"{method!r} is not a base method.")
+
+
+def _training_setup(method, params, data, teacher):
+    """(targets, loss factory) for one grid point."""
+    k = data.num_classes
+    if method == "ls":
+        return data.y_train, lambda: losses.LabelSmoothingLoss(params["epsilon"])
+    if method in ("ils1", "ils2", "ils"):
+        layer = ILSTargets(
+            method,
+            epsilon=params.get("epsilon", 0.1),
+            p1=params.get("p1", 0.9),
+            p2=params.get("p2", 1.0),
+            temperature=params.get("temperature", 1.0),
+            calibration_temperature=teacher.temperature,
+        )
+        soft = np.asarray(keras.ops.convert_to_numpy(layer(data.y_train, teacher.logits["train"])))
+        return soft, lambda: keras.losses.CategoricalCrossentropy(from_logits=True)
+    if method == "lls":
+        return data.y_train, lambda: losses.LLSLoss(k, alpha=params["alpha"])
+    if method == "lspp":
+        return data.y_train, lambda: losses.LSPlusPlusLoss(k, alpha=params["alpha"])
+    raise ValueError(f"{method!r} is not trained by a grid.")
+
+
+def train_method(method, data, teacher, build_model, *, grid, epochs, batch_size, seed, extra_inputs=None,
+                 progress=None):
+    """Train every grid point of `method`; keep the best by validation NLL.
+
+    Returns:
+        dict with `val_logits`, `test_logits`, `params`, `val_nll`,
+        `best_epoch`, `students` (number trained), optional `matrix` (LLS/LS++)
+        and `extra_logits` (logits on `extra_inputs`, e.g. a plotting grid).
+    """
+    if method == "no_ls":
+        raise ValueError("No LS is the teacher; take it from `train_teacher`.")
+    points = grid_points(method, grid)
+    best = None
+    shared = None  # ILS students share one loss: one compiled model serves every grid point
+    for i, params in enumerate(points):
+        targets, make_loss = _training_setup(method, params, data, teacher)
+        loss = make_loss()
+        if method in ("ils1", "ils2", "ils") and shared is None:
+            shared = ReusableModel(build_model, data, loss, seed, 1e-3)
+        report = None
+        if progress is not None:
+            report = lambda e, n, i=i: progress(i + 1, len(points), e, n)  # noqa: E731
+        trained = fit_classifier(build_model, data, targets, loss, epochs=epochs, batch_size=batch_size,
+                                 seed=seed, progress=report, reusable=shared)
+        if best is None or trained.best_val_nll < best["val_nll"]:
+            model = trained.model
+            best = {
+                "params": dict(params),
+                "val_nll": trained.best_val_nll,
+                "best_epoch": trained.best_epoch,
+                "val_logits": model.predict(data.x_val, batch_size=1024, verbose=0),
+                "test_logits": model.predict(data.x_test, batch_size=1024, verbose=0),
+                "extra_logits": None if extra_inputs is None else model.predict(extra_inputs, batch_size=4096, verbose=0),
+                "matrix": loss.matrix.tolist() if hasattr(loss, "matrix") else None,
+            }
+    best["students"] = len(points)
+    return best

@@ -1,0 +1,113 @@
+"""The ILS teacher: trained once without label smoothing, temperature-scaled, cached.
+
+The teacher's logits on every split and its fitted temperature T* are stored
+in `cache_dir/teacher-<key>.npz`. The key hashes the model architecture (layer
+types and settings, not their auto-generated names), the data (a hash of the
+train and validation arrays), the seed and the training settings, so a
+changed model, data set or seed never reuses a stale cache. Files are written
+to a temporary name and renamed, so an interrupted run never leaves a
+half-written cache behind.
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+
+import keras
+import numpy as np
+
+from keras_smooth import calibration
+from keras_smooth.workflows.training import fit_classifier
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclasses.dataclass
+class Teacher:
+    logits: dict
+    temperature: float
+    best_epoch: int
+    val_nll: float
+    key: str
+    seconds: float = 0.0
+    from_cache: bool = False
+
+
+def _strip_names(config):
+    if isinstance(config, dict):
+        return {k: _strip_names(v) for k, v in config.items() if k not in ("name", "build_config")}
+    if isinstance(config, list):
+        return [_strip_names(v) for v in config]
+    return config
+
+
+def architecture_fingerprint(build_model, input_shape, num_classes, seed):
+    """Hash of the model's structure and settings (names excluded)."""
+    keras.utils.set_random_seed(seed)
+    model = build_model(input_shape, num_classes)
+    config = _strip_names(keras.saving.serialize_keras_object(model))
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def teacher_cache_key(build_model, data, *, epochs, batch_size, seed, learning_rate, extra_inputs=None):
+    from keras_smooth import __version__
+
+    payload = {
+        "architecture": architecture_fingerprint(build_model, data.input_shape, data.num_classes, seed),
+        "data": data.fingerprint(),
+        "dataset": data.name,
+        "epochs": int(epochs),
+        "batch_size": int(batch_size),
+        "seed": int(seed),
+        "learning_rate": float(learning_rate),
+        "version": __version__,
+        "extra_inputs": None if extra_inputs is None
+        else hashlib.sha256(np.ascontiguousarray(extra_inputs).tobytes()).hexdigest()[:16],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def _save_atomic(path, **arrays):
+    tmp = f"{path}.tmp.npz"
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def train_teacher(build_model, data, *, epochs, batch_size, seed, learning_rate=1e-3,
+                  cache_dir=None, extra_inputs=None, progress=None):
+    """Train (or load from the cache) the teacher and fit its temperature T*.
+
+    Args:
+        extra_inputs: optional inputs whose logits are computed and cached too
+            (under `logits["extra"]`), e.g. a grid for decision-region plots.
+
+    Returns:
+        `Teacher` with `logits[split]` for train/val/test and `temperature`.
+    """
+    key = teacher_cache_key(build_model, data, epochs=epochs, batch_size=batch_size,
+                            seed=seed, learning_rate=learning_rate, extra_inputs=extra_inputs)
+    path = None if cache_dir is None else os.path.join(cache_dir, f"teacher-{key}.npz")
+    if path is not None and os.path.exists(path):
+        with np.load(path) as stored:
+            logits = {s: stored[s] for s in stored.files if s in SPLITS + ("extra",)}
+            return Teacher(logits, float(stored["temperature"]), int(stored["best_epoch"]),
+                           float(stored["val_nll"]), key, float(stored["seconds"]), from_cache=True)
+    started = time.perf_counter()
+    trained = fit_classifier(
+        build_model, data, data.y_train, keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        epochs=epochs, batch_size=batch_size, seed=seed, learning_rate=learning_rate, progress=progress,
+    )
+    x = {"train": data.x_train, "val": data.x_val, "test": data.x_test}
+    if extra_inputs is not None:
+        x["extra"] = extra_inputs
+    logits = {s: trained.model.predict(v, batch_size=1024, verbose=0).astype("float32") for s, v in x.items()}
+    fit = calibration.fit_temperature(logits["val"], data.y_val)
+    teacher = Teacher(logits, float(fit.temperature), trained.best_epoch, trained.best_val_nll, key,
+                      time.perf_counter() - started)
+    if path is not None:
+        os.makedirs(cache_dir, exist_ok=True)
+        _save_atomic(path, temperature=teacher.temperature, best_epoch=teacher.best_epoch,
+                     val_nll=teacher.val_nll, seconds=teacher.seconds, **logits)
+    return teacher
