@@ -140,3 +140,25 @@ def test_tfds_by_name_on_mock_data():
 def test_unknown_dataset_lists_the_valid_names():
     with pytest.raises(ValueError, match=r"Unknown dataset 'mnist'; choose one of: gaussian, digits, fashion_mnist, tfds:NAME"):
         datasets.load("mnist")
+
+
+def test_fashion_mnist_with_no_source_says_what_to_do(monkeypatch, tmp_path):
+    import keras
+
+    from keras_smooth.datasets import fashion_mnist
+
+    def offline():
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(fashion_mnist, "DEBIAN_DIR", str(tmp_path / "not-installed"))
+    monkeypatch.setattr(keras.datasets.fashion_mnist, "load_data", offline)
+    with pytest.raises(DatasetUnavailable, match=r"install the Debian package dataset-fashion-mnist.*network is unreachable"):
+        datasets.load("fashion_mnist")
+
+
+@pytest.mark.skipif(not os.path.isdir("/usr/share/datasets/fashion-mnist"), reason="Debian dataset-fashion-mnist not installed")
+def test_fashion_mnist_from_the_debian_package():
+    data = datasets.load("fashion_mnist", seed=0, train_limit=1200)
+    assert data.extras["source"] == "/usr/share/datasets/fashion-mnist"
+    assert len(data.y_test) == 10_000 and data.num_classes == 10
+    assert set(np.unique(data.y_train)) == set(range(10))

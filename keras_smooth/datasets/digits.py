@@ -1,7 +1,5 @@
 """scikit-learn's digits: 1,797 real 8x8 images of 10 digits, shipped with the package."""
 
-import numpy as np
-
 from keras_smooth.datasets.base import ClassificationData, stratified_split
 
 
