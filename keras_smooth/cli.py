@@ -36,8 +36,9 @@ def _parser():
     compare.add_argument("--seed", type=int, default=0, help="base seed; replicate r uses seed + r")
     compare.add_argument("--epochs", type=int, default=None, help="epochs per model (default 60; --quick 15)")
     compare.add_argument("--batch-size", type=int, default=32)
-    compare.add_argument("--grid", choices=("paper", "small", "quick"), default=None,
-                         help="hyperparameter grids (default small; paper = ILS paper appendix C)")
+    compare.add_argument("--grid", choices=("small", "paper", "synthetic", "synthetic-small", "quick"), default=None,
+                         help="hyperparameter grids (default small; paper = ILS paper appendix C; synthetic = "
+                              "its synthetic-task grids)")
     compare.add_argument("--output", default=os.path.join("runs", "compare"),
                          help="folder for results.json, results.csv, plots; re-running resumes (default runs/compare)")
     compare.add_argument("--fashion-mnist-dir", default=None, help="folder with the Fashion-MNIST IDX files")
