@@ -197,6 +197,9 @@ def compare(args):
     epochs = args.epochs or (QUICK["epochs"] if args.quick else 60)
     grid = args.grid or (QUICK["grid"] if args.quick else "small")
     options = {}
+    for flag, value in (("--fashion-mnist-dir", args.fashion_mnist_dir), ("--train-limit", args.train_limit)):
+        if value is not None and args.dataset != "fashion_mnist":
+            raise ValueError(f"{flag} applies to --dataset fashion_mnist only, not {args.dataset!r}.")
     if args.fashion_mnist_dir is not None:
         options["directory"] = args.fashion_mnist_dir
     if args.train_limit is not None:

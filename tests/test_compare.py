@@ -128,6 +128,7 @@ def test_interrupted_run_resumes_without_corruption(tmp_path):
         (["--methods", "ls,foo"], "Unknown method(s) 'foo'; choose from: no_ls, no_ls_temps, ls"),
         (["--dataset", "mnist"], "Unknown dataset 'mnist'; choose one of: gaussian, digits, fashion_mnist, tfds:NAME"),
         (["--dataset", "fashion_mnist", "--fashion-mnist-dir", "/nonexistent/fm"], "/nonexistent/fm does not exist"),
+        (["--dataset", "digits", "--train-limit", "100"], "--train-limit applies to --dataset fashion_mnist only"),
     ],
 )
 def test_bad_input_gives_one_clear_line(tmp_path, args, message):
