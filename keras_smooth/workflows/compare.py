@@ -120,7 +120,7 @@ class ResultStore:
 
 def run_comparison(*, dataset="gaussian", methods=methods_module.METHODS, replicates=3, seed=0, epochs=100,
                    batch_size=32, grid="small", output="runs/compare", dataset_options=None,
-                   build_model=default_model, progress=None):
+                   build_model=default_model, build_student=None, progress=None):
     """Run the comparison; return the list of records (finished and resumed).
 
     Args:
@@ -132,6 +132,10 @@ def run_comparison(*, dataset="gaussian", methods=methods_module.METHODS, replic
         grid: "paper", "small" or "quick" (see `methods.GRIDS`).
         output: folder for results, predictions and the teacher cache.
         dataset_options: extra keyword arguments for the loader.
+        build_model: `build_model(input_shape, num_classes)` -> uncompiled
+            model with logit outputs; the teacher (= No LS) and, by default,
+            every student.
+        build_student: a different architecture for the students, if wanted.
         progress: optional callable `progress(event: dict)`.
     """
     methods = tuple(methods)
@@ -142,8 +146,12 @@ def run_comparison(*, dataset="gaussian", methods=methods_module.METHODS, replic
         raise ValueError(f"Unknown grid {grid!r}; choose from: {', '.join(methods_module.GRIDS)}.")
     if int(replicates) < 1:
         raise ValueError(f"`replicates` must be >= 1, got {replicates}.")
+    def name(fn):
+        return None if fn is None else f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
+
     settings = {"dataset": dataset, "seed": int(seed), "epochs": int(epochs), "batch_size": int(batch_size),
-                "grid": grid, "dataset_options": dataset_options or {}}
+                "grid": grid, "dataset_options": dataset_options or {},
+                "model": name(build_model), "student_model": name(build_student)}
     store = ResultStore(output, settings)
     report = progress or (lambda event: None)
     cache_dir = os.path.join(output, "cache")
@@ -185,7 +193,7 @@ def run_comparison(*, dataset="gaussian", methods=methods_module.METHODS, replic
                           "seconds": teacher.seconds}
             else:
                 result = methods_module.train_method(
-                    base, data, teacher, build_model, grid=grid, epochs=epochs, batch_size=batch_size,
+                    base, data, teacher, build_student or build_model, grid=grid, epochs=epochs, batch_size=batch_size,
                     seed=run_seed, extra_inputs=grid_inputs, progress=phase(base, started),
                 )
                 result["seconds"] = time.perf_counter() - started

@@ -124,5 +124,5 @@ def fit_classifier(build_model, data, targets, loss, *, epochs, batch_size, seed
         .batch(batch_size)
         .prefetch(tf.data.AUTOTUNE)
     )
-    model.fit(train, epochs=epochs, verbose=0, callbacks=callbacks)
+    model.fit(train, epochs=epochs, verbose=0, shuffle=False, callbacks=callbacks)  # the pipeline shuffles
     return TrainedModel(model, best.best_epoch + 1, float(best.best_nll))
