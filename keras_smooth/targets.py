@@ -17,16 +17,20 @@ from keras_smooth import _checks
 _TINY = 1e-30
 
 
-def _probs(name, teacher_probs, num_rows=None):
+def _check_rows(name, probs, num_rows):
+    rows = ops.shape(probs)[0]
+    if isinstance(rows, int) and isinstance(num_rows, int) and rows != num_rows:
+        raise ValueError(
+            f"`{name}` has {rows} rows but `labels` has {num_rows}; "
+            "they must describe the same instances."
+        )
+
+
+def _probs(name, teacher_probs):
     teacher_probs = ops.cast(ops.convert_to_tensor(teacher_probs), "float32")
     shape = tuple(ops.shape(teacher_probs))
     if len(shape) != 2 or (shape[-1] is not None and shape[-1] < 2):
         raise ValueError(f"`{name}` must have shape (N, K) with K >= 2, got {shape}.")
-    if num_rows is not None and shape[0] is not None and shape[0] != num_rows:
-        raise ValueError(
-            f"`{name}` has {shape[0]} rows but `labels` has {num_rows}; "
-            "they must describe the same instances."
-        )
     if _checks.is_concrete(teacher_probs):
         values = ops.convert_to_numpy(teacher_probs)
         if not np.all(np.isfinite(values)) or values.min() < 0 or values.max() > 1:
@@ -123,7 +127,7 @@ def ils1(labels, teacher_probs, p1, p2, cap=0.2):
     teacher_probs = _probs("teacher_probs", teacher_probs)
     num_classes = _checks.static_dim(teacher_probs)
     onehot, n = _labels(labels, num_classes)
-    teacher_probs = _probs("teacher_probs", teacher_probs, n)
+    _check_rows("teacher_probs", teacher_probs, n)
     p_t = ops.sum(onehot * teacher_probs, axis=-1)
     eps = ils1_epsilon(p_t, p1, p2, cap)[:, None]
     return onehot * (1.0 - eps) + eps / num_classes
@@ -156,7 +160,7 @@ def wrong_class_distribution(labels, teacher_probs):
     teacher_probs = _probs("teacher_probs", teacher_probs)
     num_classes = _checks.static_dim(teacher_probs)
     onehot, n = _labels(labels, num_classes)
-    teacher_probs = _probs("teacher_probs", teacher_probs, n)
+    _check_rows("teacher_probs", teacher_probs, n)
     wrong = teacher_probs * (1.0 - onehot)
     total = ops.sum(wrong, axis=-1, keepdims=True)
     fallback = (1.0 - onehot) / (num_classes - 1)
@@ -263,8 +267,9 @@ def ils(labels, epsilon_probs, distribution_probs, p1, p2, cap=0.2):
     epsilon_probs = _probs("epsilon_probs", epsilon_probs)
     num_classes = _checks.static_dim(epsilon_probs)
     onehot, n = _labels(labels, num_classes)
-    epsilon_probs = _probs("epsilon_probs", epsilon_probs, n)
-    distribution_probs = _probs("distribution_probs", distribution_probs, n)
+    _check_rows("epsilon_probs", epsilon_probs, n)
+    distribution_probs = _probs("distribution_probs", distribution_probs)
+    _check_rows("distribution_probs", distribution_probs, n)
     _checks.check_width("distribution_probs", distribution_probs, num_classes)
     eps = ils1_epsilon(ops.sum(onehot * epsilon_probs, axis=-1), p1, p2, cap)
     return mix(onehot, wrong_class_distribution(onehot, distribution_probs), eps)
