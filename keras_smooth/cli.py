@@ -120,13 +120,9 @@ def format_table(rows, records, dataset):
             mark = "*" if np.isclose(mean, best[key]) else " "
             cells.append(f"{mean:8.4f}±{se:.4f}{mark}" if np.isfinite(se) else f"{mean:15.4f}{mark}")
         lines.append(f"{row['label']:16s}" + "".join(f"{c:>17s}" for c in cells) + "  " + row["params"])
-    bayes = [r["bayes"] for r in records if "bayes" in r]
+    bayes = {r["replicate"]: r["bayes"] for r in records if "bayes" in r}  # one row per replicate
     if bayes:
-        seen = {}
-        for r in records:
-            if "bayes" in r:
-                seen[r["replicate"]] = r["bayes"]
-        cells = [f"{np.mean([b[key] for b in seen.values()]):15.4f} " for key, _, _ in columns]
+        cells = [f"{np.mean([b[key] for b in bayes.values()]):15.4f} " for key, _, _ in columns]
         lines.append(f"{'Bayes-optimal':16s}" + "".join(f"{c:>17s}" for c in cells)
                      + "  (exact posterior; ILS paper Table V: acc 0.8198, CE 0.4444)")
     return "\n".join(lines)

@@ -18,11 +18,6 @@ def rng():
     return np.random.default_rng(0)
 
 
-def tf_only():
-    return pytest.mark.skipif(
-        keras.backend.backend() != "tensorflow", reason="TensorFlow backend only"
-    )
-
 
 # Scripts run in their own process by the tests; never import them here.
 collect_ignore = ["mirrored_worker.py", "metrics_worker.py", "serving_client.py"]

@@ -254,15 +254,10 @@ def test_bad_call_arguments(data):
         losses.LLSLoss(2.5)
 
 
-def _label_losses(rng):
-    """Losses whose y_true is labels (not packed teacher logits)."""
-    return _all_losses(rng)
-
-
 def test_every_loss_probabilities_equal_logits(data, rng):
     labels, logits, _ = data
     probs = _np(ops.softmax(logits)).astype("float32")
-    for loss in _label_losses(rng):
+    for loss in _all_losses(rng):  # all take labels, not packed teacher logits
         config = loss.get_config()
         config["from_logits"] = False
         from_probs = type(loss).from_config(config)
@@ -274,7 +269,7 @@ def test_every_loss_probabilities_equal_logits(data, rng):
 
 def test_every_loss_label_formats_and_sample_weights(data, rng):
     labels, logits, weights = data
-    for loss in _label_losses(rng):
+    for loss in _all_losses(rng):  # all take labels, not packed teacher logits
         config = loss.get_config()
         config["reduction"] = "none"
         per_sample = _np(type(loss).from_config(config)(labels, logits))

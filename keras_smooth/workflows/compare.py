@@ -105,10 +105,13 @@ class ResultStore:
         return os.path.join(self.output, "predictions", f"{method}-{replicate}.npz")
 
     def save_predictions(self, method, replicate, **arrays):
+        """Write the non-None arrays atomically; return them as `load_predictions` would."""
         path = self.prediction_path(method, replicate)
+        kept = {k: np.asarray(v) for k, v in arrays.items() if v is not None}
         tmp = f"{path}.tmp.npz"
-        np.savez(tmp, **{k: v for k, v in arrays.items() if v is not None})
+        np.savez(tmp, **kept)
         os.replace(tmp, path)
+        return kept
 
     def load_predictions(self, method, replicate):
         path = self.prediction_path(method, replicate)
@@ -197,14 +200,13 @@ def run_comparison(*, dataset="gaussian", methods=methods_module.METHODS, replic
                     seed=run_seed, extra_inputs=grid_inputs, progress=phase(base, started),
                 )
                 result["seconds"] = time.perf_counter() - started
-            store.save_predictions(
+            base_results[base] = store.save_predictions(
                 base, replicate, val_logits=result["val_logits"], test_logits=result["test_logits"],
                 extra_logits=result.get("extra_logits"),
                 matrix=None if result.get("matrix") is None else np.asarray(result["matrix"]),
                 meta=np.asarray(json.dumps({k: result[k] for k in ("params", "val_nll", "best_epoch",
                                                                     "students", "seconds")})),
             )
-            base_results[base] = store.load_predictions(base, replicate)
         for method in todo:
             base = methods_module.TEMPS_OF.get(method, method)
             stored = base_results[base]
