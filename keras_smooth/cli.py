@@ -3,6 +3,7 @@
     keras-smooth compare                      # the ILS synthetic task, 3 replicates
     keras-smooth compare --quick              # a smoke run of under a minute
     keras-smooth compare --dataset digits --methods no_ls,ls,lls,lspp
+    keras-smooth tune --method ils --quick    # a KerasTuner search, exported for TF Serving
     python -m keras_smooth compare ...        # the same
 """
 
@@ -45,6 +46,35 @@ def _parser():
     compare.add_argument("--train-limit", type=int, default=None,
                          help="use at most this many training images (fashion_mnist)")
     compare.add_argument("--quick", action="store_true", help="1 replicate, 15 epochs, one grid point per method")
+
+    tune = sub.add_parser("tune", help="KerasTuner search of one method's hyperparameters; export the best model",
+                          description="Search the hyperparameters of one method with KerasTuner (validation NLL "
+                                      "against hard labels), then temperature-scale, evaluate and export the best "
+                                      "model. Chief/worker tuning: set KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP "
+                                      "and KERASTUNER_ORACLE_PORT and run the same command in every process.")
+    tune.add_argument("--method", default="ils", choices=("ils", "ils1", "ils2", "ls", "lls", "lspp"),
+                      help="ils tunes P1, P2, T; ils1 P1, P2; ils2 epsilon, T; ls epsilon; lls/lspp alpha")
+    tune.add_argument("--dataset", default="gaussian",
+                      help="gaussian (default), digits, fashion_mnist, or tfds:NAME")
+    tune.add_argument("--tuner", default="random", choices=("random", "grid", "bayesian", "hyperband"))
+    tune.add_argument("--max-trials", type=int, default=None,
+                      help="trials (default 10; --quick 3; grid: whole grid; not for hyperband)")
+    tune.add_argument("--strategy", default="auto", choices=("auto", "mirrored", "multiworker", "none"),
+                      help="tf.distribute strategy per trial: auto = MirroredStrategy over the GPUs if any")
+    tune.add_argument("--directory", default=None,
+                      help="search folder; re-running resumes (default runs/tune/METHOD)")
+    tune.add_argument("--objective", default="val_nll", choices=("val_nll", "val_ece"))
+    tune.add_argument("--grid", default=None, choices=("small", "paper", "synthetic", "synthetic-small", "quick"),
+                      help="where the search ranges come from (default: synthetic for gaussian, else paper)")
+    tune.add_argument("--epochs", type=int, default=None, help="epochs per trial (default 60; --quick 10)")
+    tune.add_argument("--batch-size", type=int, default=32)
+    tune.add_argument("--seed", type=int, default=0)
+    tune.add_argument("--chief-timeout", type=float, default=300.0,
+                      help="seconds a worker waits for the chief oracle (default 300)")
+    tune.add_argument("--fashion-mnist-dir", default=None, help="folder with the Fashion-MNIST IDX files")
+    tune.add_argument("--train-limit", type=int, default=None,
+                      help="use at most this many training images (fashion_mnist)")
+    tune.add_argument("--quick", action="store_true", help="3 trials of 10 epochs")
     return parser
 
 
@@ -184,14 +214,7 @@ def write_plots(output, records, methods, dataset_name, seed, dataset_options):
     return written
 
 
-def compare(args):
-    from keras_smooth.workflows import compare as compare_module
-    from keras_smooth.workflows.methods import parse_methods
-
-    methods = parse_methods(args.methods)
-    replicates = args.replicates or (QUICK["replicates"] if args.quick else 3)
-    epochs = args.epochs or (QUICK["epochs"] if args.quick else 60)
-    grid = args.grid or (QUICK["grid"] if args.quick else "small")
+def _dataset_options(args):
     options = {}
     for flag, value in (("--fashion-mnist-dir", args.fashion_mnist_dir), ("--train-limit", args.train_limit)):
         if value is not None and args.dataset != "fashion_mnist":
@@ -204,6 +227,18 @@ def compare(args):
         options["train_limit"] = 3000
     if args.dataset not in ("gaussian", "digits", "fashion_mnist") and not args.dataset.startswith("tfds:"):
         raise ValueError(f"Unknown dataset {args.dataset!r}; choose one of: gaussian, digits, fashion_mnist, tfds:NAME.")
+    return options
+
+
+def compare(args):
+    from keras_smooth.workflows import compare as compare_module
+    from keras_smooth.workflows.methods import parse_methods
+
+    methods = parse_methods(args.methods)
+    replicates = args.replicates or (QUICK["replicates"] if args.quick else 3)
+    epochs = args.epochs or (QUICK["epochs"] if args.quick else 60)
+    grid = args.grid or (QUICK["grid"] if args.quick else "small")
+    options = _dataset_options(args)
     print(f"keras-smooth compare: {args.dataset}, methods {', '.join(methods)}, {replicates} replicate(s), "
           f"{epochs} epochs, grid '{grid}', output {args.output}", flush=True)
     started = time.perf_counter()
@@ -221,6 +256,73 @@ def compare(args):
     return 0
 
 
+class TuneProgress:
+    """One line per event of `run_search`."""
+
+    def __init__(self, stream=sys.stdout):
+        self.stream = stream
+
+    def __call__(self, event):
+        kind = event["event"]
+        line = None
+        if kind == "start":
+            line = f"  {event['role']} process, {'resuming the search' if event['resuming'] else 'new search'}"
+        elif kind == "waiting_for_chief":
+            line = "  waiting for the chief oracle ..."
+        elif kind == "teacher":
+            how = "loaded from the cache" if event["from_cache"] else f"trained in {event['seconds']:.0f} s"
+            line = (f"  teacher (no smoothing) {how}: val NLL {event['val_nll']:.4f}, "
+                    f"calibration temperature T* = {event['temperature']:.3f}")
+        elif kind == "trial_end":
+            values = ", ".join(f"{k}={v:g}" for k, v in event["values"].items())
+            score = "" if event["val_nll"] is None else f"  val NLL {event['val_nll']:.4f}  val ECE {event['val_ece']:.4f}"
+            line = f"  trial {event['trial_id']} {event['status'].lower()}: {values}{score}"
+            if "error" in event:
+                line += f"\n    {event['error']}"
+        if line:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+
+
+def tune(args):
+    from keras_smooth.tuning import format_trials, run_search
+
+    options = _dataset_options(args)
+    directory = args.directory or os.path.join("runs", "tune", args.method)
+    epochs = args.epochs or (10 if args.quick else 60)
+    max_trials = args.max_trials
+    if max_trials is None and args.tuner in ("random", "bayesian"):
+        max_trials = 3 if args.quick else 10
+    budget = "hyperband budget" if args.tuner == "hyperband" else f"{max_trials or 'all'} trial(s)"
+    print(f"keras-smooth tune: {args.method} on {args.dataset}, {args.tuner} tuner, {budget}, "
+          f"{epochs} epochs, strategy {args.strategy}, folder {directory}", flush=True)
+    started = time.perf_counter()
+    result = run_search(args.method, dataset=args.dataset, tuner=args.tuner, max_trials=max_trials,
+                        strategy=args.strategy, directory=directory, objective=args.objective, grid=args.grid,
+                        epochs=epochs, batch_size=args.batch_size, seed=args.seed, dataset_options=options,
+                        chief_timeout=args.chief_timeout, progress=TuneProgress())
+    if result.best is None:
+        ran = ", ".join(result.trials_run) or "none"
+        print(f"worker {os.environ.get('KERASTUNER_TUNER_ID')}: ran trial(s) {ran}; the chief writes best.json")
+        return 0
+    best = result.best
+    print()
+    print(format_trials(result.trials, args.objective))
+    values = ", ".join(f"{k}={v:g}" for k, v in best["hyperparameters"].items())
+    raw, scaled = best["test"], best["test_temperature_scaled"]
+    print(f"\nbest: trial {best['trial_id']} ({values}), val NLL {best['val_nll']:.4f}; model {best['model']}")
+    print(f"test:                acc {raw['accuracy']:.4f}  NLL {raw['nll']:.4f}  ECE {raw['ece']:.4f}  "
+          f"cwECE {raw['classwise_ece']:.4f}")
+    print(f"test, T = {best['temperature']:.3f}:     acc {scaled['accuracy']:.4f}  NLL {scaled['nll']:.4f}  "
+          f"ECE {scaled['ece']:.4f}  cwECE {scaled['classwise_ece']:.4f}")
+    if best["teacher"]:
+        print(f"teacher trainings for this search: {best['teacher']['trainings']}")
+    print(f"\nwrote {os.path.join(directory, 'best.json')}, trials.csv"
+          + (f", SavedModel {best['export']}" if best["export"] else "")
+          + f" in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
 def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     args = _parser().parse_args(argv)
@@ -229,11 +331,13 @@ def main(argv=None):
     try:
         if args.command == "compare":
             return compare(args)
-    except (ValueError, DatasetUnavailable) as error:
+        if args.command == "tune":
+            return tune(args)
+    except (ValueError, TypeError, ConnectionError, DatasetUnavailable) as error:
         print(f"keras-smooth: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\nkeras-smooth: interrupted; finished results are kept, re-run with the same --output to resume",
+        print("\nkeras-smooth: interrupted; finished results are kept, re-run the same command to resume",
               file=sys.stderr)
         return 130
     return 0

@@ -20,4 +20,5 @@ def rng():
 
 
 # Scripts run in their own process by the tests; never import them here.
-collect_ignore = ["mirrored_worker.py", "metrics_worker.py", "serving_client.py"]
+collect_ignore = ["mirrored_worker.py", "metrics_worker.py", "serving_client.py", "tuning_mirrored_worker.py",
+                  "multiworker_canary.py"]

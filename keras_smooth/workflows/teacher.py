@@ -6,9 +6,13 @@ types and settings, not their auto-generated names), the data (a hash of the
 train and validation arrays), the seed and the training settings, so a
 changed model, data set or seed never reuses a stale cache. Files are written
 to a temporary name and renamed, so an interrupted run never leaves a
-half-written cache behind.
+half-written cache behind. Processes sharing a cache folder (tuner workers)
+take a lock on the entry, so the first trains and the others wait and load.
+Every training appends one line to `cache_dir/teacher-log.jsonl` (key,
+process id, seconds), which shows how often a teacher was actually trained.
 """
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -75,6 +79,38 @@ def _save_atomic(path, **arrays):
     os.replace(tmp, path)
 
 
+@contextlib.contextmanager
+def _locked(path):
+    """An exclusive advisory lock on `path` (POSIX); no lock where fcntl is missing."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _load(path, key):
+    with np.load(path) as stored:
+        logits = {s: stored[s] for s in stored.files if s in SPLITS + ("extra",)}
+        return Teacher(logits, float(stored["temperature"]), int(stored["best_epoch"]),
+                       float(stored["val_nll"]), key, float(stored["seconds"]), from_cache=True)
+
+
+def teacher_trainings(cache_dir):
+    """The records of `teacher-log.jsonl` in `cache_dir`: one per teacher actually trained."""
+    path = os.path.join(cache_dir, "teacher-log.jsonl")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
 def train_teacher(build_model, data, *, epochs, batch_size, seed, learning_rate=1e-3,
                   cache_dir=None, extra_inputs=None, progress=None):
     """Train (or load from the cache) the teacher and fit its temperature T*.
@@ -88,12 +124,27 @@ def train_teacher(build_model, data, *, epochs, batch_size, seed, learning_rate=
     """
     key = teacher_cache_key(build_model, data, epochs=epochs, batch_size=batch_size,
                             seed=seed, learning_rate=learning_rate, extra_inputs=extra_inputs)
-    path = None if cache_dir is None else os.path.join(cache_dir, f"teacher-{key}.npz")
-    if path is not None and os.path.exists(path):
-        with np.load(path) as stored:
-            logits = {s: stored[s] for s in stored.files if s in SPLITS + ("extra",)}
-            return Teacher(logits, float(stored["temperature"]), int(stored["best_epoch"]),
-                           float(stored["val_nll"]), key, float(stored["seconds"]), from_cache=True)
+    settings = dict(epochs=epochs, batch_size=batch_size, seed=seed, learning_rate=learning_rate,
+                    extra_inputs=extra_inputs, progress=progress)
+    if cache_dir is None:
+        return _train(build_model, data, key, **settings)
+    os.makedirs(cache_dir, exist_ok=True)
+    path = os.path.join(cache_dir, f"teacher-{key}.npz")
+    if os.path.exists(path):
+        return _load(path, key)
+    with _locked(os.path.join(cache_dir, f"teacher-{key}.lock")):
+        if os.path.exists(path):  # trained by another process while this one waited
+            return _load(path, key)
+        teacher = _train(build_model, data, key, **settings)
+        _save_atomic(path, temperature=teacher.temperature, best_epoch=teacher.best_epoch,
+                     val_nll=teacher.val_nll, seconds=teacher.seconds, **teacher.logits)
+        with open(os.path.join(cache_dir, "teacher-log.jsonl"), "a") as log:
+            log.write(json.dumps({"key": key, "pid": os.getpid(), "seconds": round(teacher.seconds, 3),
+                                  "dataset": data.name, "seed": int(seed)}) + "\n")
+    return teacher
+
+
+def _train(build_model, data, key, *, epochs, batch_size, seed, learning_rate, extra_inputs, progress):
     started = time.perf_counter()
     trained = fit_classifier(
         build_model, data, data.y_train, keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -104,10 +155,5 @@ def train_teacher(build_model, data, *, epochs, batch_size, seed, learning_rate=
         x["extra"] = extra_inputs
     logits = {s: trained.model.predict(v, batch_size=1024, verbose=0).astype("float32") for s, v in x.items()}
     fit = calibration.fit_temperature(logits["val"], data.y_val)
-    teacher = Teacher(logits, float(fit.temperature), trained.best_epoch, trained.best_val_nll, key,
-                      time.perf_counter() - started)
-    if path is not None:
-        os.makedirs(cache_dir, exist_ok=True)
-        _save_atomic(path, temperature=teacher.temperature, best_epoch=teacher.best_epoch,
-                     val_nll=teacher.val_nll, seconds=teacher.seconds, **logits)
-    return teacher
+    return Teacher(logits, float(fit.temperature), trained.best_epoch, trained.best_val_nll, key,
+                   time.perf_counter() - started)

@@ -14,29 +14,48 @@ from keras_smooth import calibration
 
 
 class BestValidationNLL(keras.callbacks.Callback):
-    """Track validation NLL (hard labels) each epoch; restore the best weights at the end."""
+    """Track validation NLL (hard labels) each epoch; restore the best weights at the end.
 
-    def __init__(self, x_val, y_val, batch_size=2048, from_logits=True):
+    Args:
+        x_val, y_val: validation inputs and class ids.
+        batch_size: prediction batch size.
+        from_logits: whether the model outputs logits.
+        log_names: the `logs` keys written each epoch: `"nll"` (always) and
+            optionally `"ece"` (15-bin ECE; then `best_ece` is the ECE of the
+            best-NLL epoch). Later callbacks (checkpoints, tuners) read them.
+    """
+
+    def __init__(self, x_val, y_val, batch_size=2048, from_logits=True, log_names=None):
         super().__init__()
         self.x_val, self.y_val = x_val, y_val
         self.batch_size = batch_size
         self.from_logits = from_logits
+        self.log_names = dict(log_names or {"nll": "val_nll_hard"})
         self.best_nll = np.inf
+        self.best_ece = np.nan
         self.best_epoch = -1
         self._best_weights = None
 
     def _predict(self):
-        if len(self.x_val) <= self.batch_size:  # one compiled call: no predict() set-up cost
+        # One compiled call has no predict() set-up cost, but under a strategy
+        # with several replicas predict_on_batch returns each replica's copy.
+        if len(self.x_val) <= self.batch_size and self.model.distribute_strategy.num_replicas_in_sync == 1:
             return np.asarray(self.model.predict_on_batch(self.x_val))
         return self.model.predict(self.x_val, batch_size=self.batch_size, verbose=0)
 
     def on_epoch_end(self, epoch, logs=None):
         preds = self._predict()
         value = calibration.nll(self.y_val, preds, from_logits=self.from_logits)
+        ece = None
+        if "ece" in self.log_names:
+            ece = calibration.ece(self.y_val, preds, from_logits=self.from_logits)
         if logs is not None:
-            logs["val_nll_hard"] = value
+            logs[self.log_names["nll"]] = value
+            if ece is not None:
+                logs[self.log_names["ece"]] = ece
         if value < self.best_nll:
             self.best_nll, self.best_epoch = value, epoch
+            self.best_ece = np.nan if ece is None else ece
             self._best_weights = self.model.get_weights()
 
     def on_train_end(self, logs=None):
@@ -55,6 +74,46 @@ class EpochProgress(keras.callbacks.Callback):
         total = self.params.get("epochs", 0)
         if (epoch + 1) % self.every == 0 or epoch + 1 == total:
             self.report(epoch + 1, total)
+
+
+class EpochShuffle(keras.callbacks.Callback):
+    """Training batches whose order is a pure function of `(seed, epoch)`.
+
+    `dataset` yields the batches of one epoch, in an order drawn by a
+    stateless shuffle seeded with `(seed, epoch)`; pass the callback to `fit`
+    so it can tell the pipeline the epoch. Unlike a seeded
+    `Dataset.shuffle`, the order does not depend on how many iterators were
+    made before, so one replica and several replicas (whose `fit` makes an
+    extra iterator to build the model) see the same batches.
+
+    Args:
+        x, targets: training arrays with the same number of rows.
+        batch_size: rows per batch (the last batch may be smaller).
+        seed: integer seed of the shuffle.
+    """
+
+    def __init__(self, x, targets, batch_size, seed):
+        import tensorflow as tf
+
+        super().__init__()
+        n = len(targets)
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="shuffle_epoch")
+        epoch, seed = self.epoch, tf.constant(int(seed), tf.int64)
+
+        def permutation(_):
+            keys = tf.random.stateless_uniform([n], seed=tf.stack([seed, epoch.read_value()]))
+            return tf.argsort(keys)
+
+        order = tf.data.Dataset.from_tensors(0).map(permutation).unbatch().batch(int(batch_size))
+        arrays = tf.data.Dataset.from_tensors((np.asarray(x), np.asarray(targets))).cache().repeat()
+        self.dataset = (
+            tf.data.Dataset.zip((order, arrays))
+            .map(lambda rows, xy: (tf.gather(xy[0], rows), tf.gather(xy[1], rows)))
+            .prefetch(tf.data.AUTOTUNE)
+        )
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch.assign(epoch)
 
 
 @dataclasses.dataclass
