@@ -81,8 +81,8 @@ def _parser():
 class Progress:
     """One line per finished method; a live status line on a terminal."""
 
-    def __init__(self, stream=sys.stdout):
-        self.stream = stream
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stdout
         self.tty = stream.isatty()
         self.last = 0.0
 
@@ -259,8 +259,8 @@ def compare(args):
 class TuneProgress:
     """One line per event of `run_search`."""
 
-    def __init__(self, stream=sys.stdout):
-        self.stream = stream
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stdout
 
     def __call__(self, event):
         kind = event["event"]
