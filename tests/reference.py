@@ -98,3 +98,56 @@ def random_stochastic(k, rng, zero_diagonal=False):
     if zero_diagonal:
         np.fill_diagonal(m, 0.0)
     return m / m.sum(1, keepdims=True)
+
+
+# --- baselines, from the formulas of their papers ---------------------------------------
+
+
+def soft_bootstrapping(labels, logits, beta):
+    """Reed et al. 2015: -sum (beta y + (1 - beta) q) log q."""
+    q = softmax(logits)
+    y = one_hot(labels, logits.shape[1])
+    return -((beta * y + (1 - beta) * q) * np.log(q)).sum(axis=1)
+
+
+def flsd53(labels, logits):
+    """Mukhoti et al. 2020: gamma 5 if p_t < 0.2 else 3; -(1 - p_t)^gamma log p_t."""
+    out = []
+    for row, t in zip(softmax(logits), np.asarray(labels).reshape(-1)):
+        gamma = 5.0 if row[t] < 0.2 else 3.0
+        out.append(-((1 - row[t]) ** gamma) * np.log(row[t]))
+    return np.array(out)
+
+
+def mbls(labels, logits, margin, weight):
+    """Liu et al. 2022: CE + weight * sum_k max(0, max_j z_j - z_k - margin)."""
+    ce = -np.log(softmax(logits)[np.arange(len(logits)), np.asarray(labels).reshape(-1)])
+    d = logits.max(axis=1, keepdims=True) - logits
+    return ce + weight * np.maximum(d - margin, 0).sum(axis=1)
+
+
+def tf_kd_reg(labels, logits, alpha, tau, a):
+    """Yuan et al. 2020: (1 - alpha) CE + alpha tau^2 KL(softmax(p_d / tau) || softmax(z / tau))."""
+    k = logits.shape[1]
+    y = one_hot(labels, k)
+    virtual = np.where(y > 0, a, (1 - a) / (k - 1))
+    teacher = softmax(virtual / tau)
+    student = softmax(logits / tau)
+    kl = (teacher * (np.log(teacher) - np.log(student))).sum(axis=1)
+    ce = -(y * np.log(softmax(logits))).sum(axis=1)
+    return (1 - alpha) * ce + alpha * tau**2 * kl
+
+
+def zipf(labels, logits, weight, power):
+    """Liang et al. 2022: true class rank 1, others by descending logit; mass r^-power; CE + w KL(z || q)."""
+    out, targets = [], []
+    for row, t in zip(np.asarray(logits, dtype="float64"), np.asarray(labels).reshape(-1)):
+        others = [k for k in np.argsort(-row, kind="stable") if k != t]
+        rank = {t: 1}
+        rank.update({k: r + 2 for r, k in enumerate(others)})
+        mass = np.array([rank[k] ** -power for k in range(len(row))])
+        z = mass / mass.sum()
+        q = softmax(row[None])[0]
+        out.append(-np.log(q[t]) + weight * (z * (np.log(z) - np.log(q))).sum())
+        targets.append(z)
+    return np.array(out), np.array(targets)
