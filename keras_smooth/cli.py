@@ -31,8 +31,10 @@ def _parser():
                                          "cross-entropy, and report test accuracy, NLL, ECE and classwise ECE.")
     compare.add_argument("--dataset", default="gaussian",
                          help="gaussian (default, the ILS paper's synthetic task), digits, fashion_mnist, or tfds:NAME")
-    compare.add_argument("--methods", default="all",
-                         help="comma-separated: no_ls,no_ls_temps,ls,ls_temps,ils1,ils2,ils,ils_temps,lls,lspp (default all)")
+    compare.add_argument("--methods", default="default",
+                         help="comma-separated methods or groups. default = no_ls,no_ls_temps,ls,ls_temps,ils1,"
+                              "ils2,ils,ils_temps,lls,lspp; baselines = dis,bs_soft,beta,cls,ols,tfkd,zipf,mbls,"
+                              "flsd; all = both")
     compare.add_argument("--replicates", type=int, default=None, help="replicates (default 3; --quick 1)")
     compare.add_argument("--seed", type=int, default=0, help="base seed; replicate r uses seed + r")
     compare.add_argument("--epochs", type=int, default=None, help="epochs per model (default 60; --quick 15)")
@@ -83,7 +85,7 @@ class Progress:
 
     def __init__(self, stream=None):
         self.stream = stream or sys.stdout
-        self.tty = stream.isatty()
+        self.tty = self.stream.isatty()
         self.last = 0.0
 
     def __call__(self, event):

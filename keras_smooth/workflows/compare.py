@@ -128,7 +128,7 @@ def run_comparison(*, dataset="gaussian", methods=methods_module.METHODS, replic
 
     Args:
         dataset: a name accepted by `keras_smooth.datasets.load`.
-        methods: names from `METHODS`.
+        methods: names from `ALL_METHODS` (the default set: `METHODS`).
         replicates: number of replicates (replicate r uses seed + r for data
             sampling or splitting and for model initialisation).
         seed, epochs, batch_size: training settings (Adam, learning rate 1e-3).
@@ -143,8 +143,8 @@ def run_comparison(*, dataset="gaussian", methods=methods_module.METHODS, replic
     """
     methods = tuple(methods)
     for m in methods:
-        if m not in methods_module.METHODS:
-            raise ValueError(f"Unknown method {m!r}; choose from: {', '.join(methods_module.METHODS)}.")
+        if m not in methods_module.ALL_METHODS:
+            raise ValueError(f"Unknown method {m!r}; choose from: {', '.join(methods_module.ALL_METHODS)}.")
     if grid not in methods_module.GRIDS:
         raise ValueError(f"Unknown grid {grid!r}; choose from: {', '.join(methods_module.GRIDS)}.")
     if int(replicates) < 1:

@@ -11,7 +11,7 @@ import itertools
 import keras
 import numpy as np
 
-from keras_smooth import losses
+from keras_smooth import calibration, losses
 from keras_smooth.layers import ILSTargets
 from keras_smooth.workflows.training import ReusableModel, fit_classifier
 
@@ -57,23 +57,39 @@ GRIDS = {
     },
 }
 
-BASE_METHODS = ("no_ls", "ls", "ils1", "ils2", "ils", "lls", "lspp")
+# The baselines the papers compare against (ILS Table III; LLS and LS++ §4),
+# each at its paper's recommended setting; Beta and cLS tune epsilon like LS.
+BASELINE_METHODS = ("dis", "bs_soft", "beta", "cls", "ols", "tfkd", "zipf", "mbls", "flsd")
+BASE_METHODS = ("no_ls", "ls", "ils1", "ils2", "ils", "lls", "lspp") + BASELINE_METHODS
 TEMPS_OF = {"no_ls_temps": "no_ls", "ls_temps": "ls", "ils_temps": "ils"}
 METHODS = ("no_ls", "no_ls_temps", "ls", "ls_temps", "ils1", "ils2", "ils", "ils_temps", "lls", "lspp")
+ALL_METHODS = METHODS + BASELINE_METHODS
 LABELS = {
     "no_ls": "No LS", "no_ls_temps": "No LS + TempS", "ls": "LS", "ls_temps": "LS + TempS",
     "ils1": "ILS1", "ils2": "ILS2", "ils": "ILS", "ils_temps": "ILS + TempS", "lls": "LLS", "lspp": "LS++",
+    "dis": "Dis", "bs_soft": "BS_Soft", "beta": "Beta", "cls": "cLS", "ols": "OLS", "tfkd": "TF-KD reg",
+    "zipf": "Zipf's LS", "mbls": "MbLS", "flsd": "FLSD-53",
 }
+GROUPS = {"default": METHODS, "all": ALL_METHODS, "baselines": BASELINE_METHODS}
 
 
 def parse_methods(text):
-    """Comma-separated method names (or "all") -> tuple; unknown names list the valid ones."""
-    if text in (None, "", "all"):
+    """Comma-separated method names or groups -> tuple; unknown names list the valid ones.
+
+    Groups: "default" (No LS, LS, ILS family, LLS, LS++ with the TempS rows),
+    "baselines" (Dis, BS_Soft, Beta, cLS, OLS, TF-KD reg, Zipf's LS, MbLS,
+    FLSD-53) and "all".
+    """
+    if text in (None, ""):
         return METHODS
-    names = tuple(n.strip() for n in text.split(",") if n.strip())
-    unknown = [n for n in names if n not in METHODS]
+    names = []
+    for name in (n.strip() for n in text.split(",") if n.strip()):
+        names += list(GROUPS.get(name, (name,)))
+    names = tuple(dict.fromkeys(names))
+    unknown = [n for n in names if n not in ALL_METHODS]
     if unknown or not names:
-        raise ValueError(f"Unknown method(s) {', '.join(unknown) or text!r}; choose from: {', '.join(METHODS)}.")
+        raise ValueError(f"Unknown method(s) {', '.join(unknown) or text!r}; choose from: "
+                         f"{', '.join(ALL_METHODS)} (or default, baselines, all).")
     return names
 
 
@@ -93,7 +109,35 @@ def grid_points(method, grid):
                 for a, b, t in itertools.product(g["p1"], g["p2"], g["temperature"])]
     if method in ("lls", "lspp"):
         return [{"alpha": a} for a in g["alpha"]]
+    if method in ("beta", "cls"):
+        return [{"epsilon": e} for e in g["epsilon"]]
+    if method in BASELINE_METHODS:
+        return [{}]
     raise ValueError(f"{method!r} is not a base method.")
+
+
+def _baseline_setup(method, params, data, teacher, seed):
+    """(targets, loss factory, callbacks factory) of a baseline at one grid point."""
+    k = data.num_classes
+    cce = lambda: keras.losses.CategoricalCrossentropy(from_logits=True)  # noqa: E731
+    no_callbacks = lambda loss: []  # noqa: E731
+    if method == "dis":  # one-level self-distillation: the No LS teacher's probabilities, T = 1
+        return (losses.distillation_targets(data.y_train, teacher.logits["train"]),
+                lambda: losses.DistillationLoss(beta=1.0, temperature=1.0), no_callbacks)
+    if method == "beta":  # ranked by the calibrated teacher's probability of the label
+        probs = calibration.apply_temperature(teacher.logits["train"], teacher.temperature)
+        soft, _ = losses.beta_smoothing_targets(data.y_train, probs[np.arange(len(data.y_train)), data.y_train],
+                                                k, epsilon=params["epsilon"], seed=seed)
+        return soft, cce, no_callbacks
+    if method == "cls":
+        similarity = losses.class_similarity_matrix(data.x_train, data.y_train, k)
+        return data.y_train, lambda: losses.ClassSimilarityLSLoss(similarity, params["epsilon"]), no_callbacks
+    if method == "ols":
+        return (data.y_train, lambda: losses.OnlineLabelSmoothingLoss(k),
+                lambda loss: [losses.OnlineLabelSmoothing(loss, data.x_train, data.y_train)])
+    factories = {"bs_soft": losses.SoftBootstrappingLoss, "tfkd": losses.TFKDRegularizationLoss,
+                 "zipf": losses.ZipfLSLoss, "mbls": losses.MarginLSLoss, "flsd": losses.AdaptiveFocalLoss}
+    return data.y_train, factories[method], no_callbacks
 
 
 def _training_setup(method, params, data, teacher):
@@ -134,7 +178,11 @@ def train_method(method, data, teacher, build_model, *, grid, epochs, batch_size
     best = None
     shared = None  # ILS students share one loss: one compiled model serves every grid point
     for i, params in enumerate(points):
-        targets, make_loss = _training_setup(method, params, data, teacher)
+        make_callbacks = lambda loss: []  # noqa: E731
+        if method in BASELINE_METHODS:
+            targets, make_loss, make_callbacks = _baseline_setup(method, params, data, teacher, seed)
+        else:
+            targets, make_loss = _training_setup(method, params, data, teacher)
         loss = make_loss()
         if method in ("ils1", "ils2", "ils") and shared is None:
             shared = ReusableModel(build_model, data, loss, seed, 1e-3)
@@ -142,7 +190,7 @@ def train_method(method, data, teacher, build_model, *, grid, epochs, batch_size
         if progress is not None:
             report = lambda e, n, i=i: progress(i + 1, len(points), e, n)  # noqa: E731
         trained = fit_classifier(build_model, data, targets, loss, epochs=epochs, batch_size=batch_size,
-                                 seed=seed, progress=report, reusable=shared)
+                                 seed=seed, progress=report, reusable=shared, callbacks=make_callbacks(loss))
         if best is None or trained.best_val_nll < best["val_nll"]:
             model = trained.model
             best = {

@@ -151,7 +151,7 @@ class ReusableModel:
 
 
 def fit_classifier(build_model, data, targets, loss, *, epochs, batch_size, seed, learning_rate=1e-3,
-                   progress=None, reusable=None):
+                   progress=None, reusable=None, callbacks=()):
     """Build `build_model(input_shape, num_classes)` (logits out), train on `targets`.
 
     Args:
@@ -163,6 +163,7 @@ def fit_classifier(build_model, data, targets, loss, *, epochs, batch_size, seed
         progress: optional `report(epoch, epochs)` callable.
         reusable: optional `ReusableModel` compiled with an equivalent loss;
             it is reset and trained instead of building a new model.
+        callbacks: extra Keras callbacks (e.g. `OnlineLabelSmoothing`).
 
     Returns:
         `TrainedModel` holding the weights of the best validation-NLL epoch.
@@ -173,7 +174,7 @@ def fit_classifier(build_model, data, targets, loss, *, epochs, batch_size, seed
         reusable = ReusableModel(build_model, data, loss, seed, learning_rate)
     model = reusable.reset()
     best = BestValidationNLL(data.x_val, data.y_val)
-    callbacks = [best] + ([EpochProgress(progress)] if progress else [])
+    callbacks = [*callbacks, best] + ([EpochProgress(progress)] if progress else [])
     # A cached, reshuffled tf.data pipeline: NumPy inputs would rebuild the
     # input pipeline every epoch, which dominates on small data sets.
     train = (
