@@ -4,6 +4,7 @@ Data flows one way: `targets` (pure functions) -> `layers`/`losses` (thin Keras
 objects) -> workflows and entry points.
 """
 
+from keras_smooth import analysis
 from keras_smooth import calibration
 from keras_smooth import callbacks
 from keras_smooth import datasets
@@ -42,6 +43,7 @@ __all__ = [
     "TemperatureScaling",
     "TemperatureScalingCallback",
     "TrainableTargetsModel",
+    "analysis",
     "calibration",
     "callbacks",
     "datasets",

@@ -1,4 +1,4 @@
-"""Matplotlib figures for calibration.
+"""Matplotlib figures for calibration and for the analyses of `keras_smooth.analysis`.
 
 Figures are built with `matplotlib.figure.Figure` directly (no pyplot, no
 global backend change), so they work headless and inside notebooks alike.
@@ -170,11 +170,12 @@ def figure_to_array(fig, dpi=100):
     return (imread(buffer) * 255).astype("uint8")
 
 
-def matrix_heatmap(matrix, class_names=None, title=None, ax=None):
-    """Heat map of a K x K class matrix (a learned Q or C, or a confusion matrix).
+def matrix_heatmap(matrix, class_names=None, title=None, ax=None, xlabel="class receiving mass",
+                   ylabel="true class"):
+    """Heat map of a K x K class matrix (a learned Q or C, a confusion or distance matrix).
 
-    Row y is labelled with the true class, columns with the class receiving
-    mass; values are printed in the cells when K <= 12.
+    Rows and columns are labelled with the class names (axis titles
+    `ylabel`, `xlabel`); values are printed in the cells when K <= 12.
     """
     m = np.asarray(matrix, dtype="float64")
     if m.ndim != 2 or m.shape[0] != m.shape[1]:
@@ -191,8 +192,8 @@ def matrix_heatmap(matrix, class_names=None, title=None, ax=None):
     image = ax.imshow(m, cmap="viridis", vmin=0.0, vmax=max(m.max(), 1e-12))
     ax.set_xticks(range(k), names, rotation=45, ha="right", fontsize="small")
     ax.set_yticks(range(k), names, fontsize="small")
-    ax.set_xlabel("class receiving mass")
-    ax.set_ylabel("true class")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     if k <= 12:
         for i in range(k):
             for j in range(k):
@@ -204,8 +205,8 @@ def matrix_heatmap(matrix, class_names=None, title=None, ax=None):
     return fig if fig is not None else ax.figure
 
 
-def matrix_heatmaps(matrices, class_names=None, title=None):
-    """Side-by-side heat maps: mapping name -> K x K matrix."""
+def matrix_heatmaps(matrices, class_names=None, title=None, **labels):
+    """Side-by-side heat maps: mapping name -> K x K matrix (`labels`: xlabel, ylabel)."""
     names = list(matrices)
     if not names:
         raise ValueError("`matrices` is empty.")
@@ -214,7 +215,7 @@ def matrix_heatmaps(matrices, class_names=None, title=None):
     fig = Figure(figsize=((size + 1.0) * len(names), size), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(names)))
     for ax, name in zip(axes, names):
-        matrix_heatmap(matrices[name], class_names, title=name, ax=ax)
+        matrix_heatmap(matrices[name], class_names, title=name, ax=ax, **labels)
     if title:
         fig.suptitle(title)
     return fig
@@ -285,4 +286,49 @@ def decision_regions(x, y, grid, grid_predictions, class_names=None, title=None)
     for ax in axes[len(names):]:
         ax.set_visible(False)
     fig.suptitle(title or "Predicted class regions (contours: confidence 0.5 / 0.7 / 0.9)")
+    return fig
+
+
+def confusion_heatmap(labels, predictions, class_names=None, title=None):
+    """Row-normalised confusion matrix (rows: true class, columns: predicted class)."""
+    from keras_smooth import analysis
+
+    predictions = np.asarray(predictions)
+    k = predictions.shape[1] if predictions.ndim == 2 else (len(class_names) if class_names is not None
+                                                            else int(max(predictions.max(), np.max(labels))) + 1)
+    matrix = analysis.confusion_matrix(labels, predictions, k)
+    return matrix_heatmap(matrix, class_names, title=title or "Confusion matrix (rows sum to 1)",
+                          xlabel="predicted class", ylabel="true class")
+
+
+def distance_heatmaps(distances, class_names=None, title=None):
+    """Side-by-side class-centre distance matrices (mapping name -> K x K)."""
+    return matrix_heatmaps(distances, class_names, title=title or "L1-normalised cosine distances between class centres",
+                           xlabel="class", ylabel="class")
+
+
+def penultimate_projections(projections, class_names=None, title=None):
+    """Scatter plots of `analysis.penultimate_projection` results (mapping name -> result).
+
+    Each panel shows the examples of the three classes in the plane of their
+    templates, with the templates' own positions as black crosses.
+    """
+    names = list(projections)
+    if not names:
+        raise ValueError("`projections` is empty.")
+    colors = ["#d62728", "#2ca02c", "#1f77b4"]  # as in Müller et al.: red, green, blue
+    fig = Figure(figsize=(3.6 * len(names), 3.5), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(names)))
+    for ax, name in zip(axes, names):
+        result = projections[name]
+        for color, c in zip(colors, result["classes"]):
+            points = result["coords"][result["labels"] == c]
+            label = class_names[c] if class_names is not None else f"class {c}"
+            ax.scatter(points[:, 0], points[:, 1], s=4, alpha=0.5, color=color, label=label)
+        ax.scatter(*result["templates"].T, marker="x", s=60, color="black", label="templates")
+        ax.set_title(name, fontsize="medium")
+        ax.set_xlabel("u")
+        ax.set_ylabel("v")
+    axes[0].legend(fontsize="x-small", markerscale=2)
+    fig.suptitle(title or "Penultimate-layer activations in the plane of three class templates")
     return fig
