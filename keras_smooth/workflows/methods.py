@@ -169,8 +169,10 @@ def train_method(method, data, teacher, build_model, *, grid, epochs, batch_size
 
     Returns:
         dict with `val_logits`, `test_logits`, `params`, `val_nll`,
-        `best_epoch`, `students` (number trained), optional `matrix` (LLS/LS++)
-        and `extra_logits` (logits on `extra_inputs`, e.g. a plotting grid).
+        `best_epoch`, `students` (number trained), optional `matrix` (LLS/LS++,
+        and the class matrices of OLS and cLS), `extra_logits` (logits on
+        `extra_inputs`, e.g. a plotting grid) and `model` (the selected model;
+        None for ILS, whose grid points share and retrain one model).
     """
     if method == "no_ls":
         raise ValueError("No LS is the teacher; take it from `train_teacher`.")
@@ -201,6 +203,7 @@ def train_method(method, data, teacher, build_model, *, grid, epochs, batch_size
                 "test_logits": model.predict(data.x_test, batch_size=1024, verbose=0),
                 "extra_logits": None if extra_inputs is None else model.predict(extra_inputs, batch_size=4096, verbose=0),
                 "matrix": loss.matrix.tolist() if hasattr(loss, "matrix") else None,
+                "model": model if shared is None else None,  # a shared model is retrained next
             }
     best["students"] = len(points)
     return best

@@ -37,6 +37,7 @@ class Teacher:
     key: str
     seconds: float = 0.0
     from_cache: bool = False
+    model: object = None  # the trained Keras model when it was trained in this process
 
 
 def _strip_names(config):
@@ -156,4 +157,4 @@ def _train(build_model, data, key, *, epochs, batch_size, seed, learning_rate, e
     logits = {s: trained.model.predict(v, batch_size=1024, verbose=0).astype("float32") for s, v in x.items()}
     fit = calibration.fit_temperature(logits["val"], data.y_val)
     return Teacher(logits, float(fit.temperature), trained.best_epoch, trained.best_val_nll, key,
-                   time.perf_counter() - started)
+                   time.perf_counter() - started, model=trained.model)
