@@ -160,3 +160,21 @@ def test_reused_model_trains_exactly_like_a_fresh_one():
     again = fit_classifier(_wide_model, data, data.y_train, loss, epochs=6, batch_size=32, seed=4, reusable=shared)
     assert again.best_epoch == fresh.best_epoch
     np.testing.assert_array_equal(again.model.predict(data.x_val, verbose=0), fresh.model.predict(data.x_val, verbose=0))
+
+
+def test_every_baseline_runs_in_the_comparison(tmp_path):
+    from keras_smooth.workflows import BASELINE_METHODS, parse_methods, run_comparison
+
+    assert parse_methods("ls,baselines") == ("ls",) + BASELINE_METHODS
+    records = run_comparison(dataset="gaussian", methods=BASELINE_METHODS, replicates=1, epochs=2, batch_size=64,
+                             grid="quick", output=str(tmp_path), dataset_options={"n_test": 60},
+                             build_model=_wide_model)
+    assert [r["method"] for r in records] == list(BASELINE_METHODS)
+    for r in records:
+        assert all(np.isfinite(r[k]) for k in ("accuracy", "nll", "ece", "classwise_ece"))
+    by = {r["method"]: r for r in records}
+    assert by["beta"]["hyperparameters"] == {"epsilon": 0.1} and by["cls"]["hyperparameters"] == {"epsilon": 0.1}
+    similarity = np.asarray(by["cls"]["matrix"])  # cLS: zero diagonal, rows sum to one
+    assert np.allclose(np.diag(similarity), 0.0) and np.allclose(similarity.sum(1), 1.0)
+    soft = np.asarray(by["ols"]["matrix"])  # OLS: the soft matrix after the last epoch
+    assert np.allclose(soft.sum(1), 1.0, atol=1e-5)
