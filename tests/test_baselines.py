@@ -69,6 +69,7 @@ def test_zipf_matches_liang_et_al(batch):
     np.testing.assert_allclose(_np(losses.zipf_ls_loss(labels, logits, 0.5, 2.0)), expected, rtol=1e-5)
 
 
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="uses tf.GradientTape")
 def test_zipf_ranking_gets_no_gradient():
     import tensorflow as tf
 
@@ -188,3 +189,24 @@ def test_baseline_losses_round_trip_and_train_a_model(batch, cls, kwargs):
 def test_baselines_refuse_bad_settings(call, message):
     with pytest.raises((ValueError, TypeError), match=message):
         call()
+
+
+def test_ols_training_steps_use_the_updated_matrix_on_every_backend(rng):
+    # With a zero learning rate the weights stay put: epoch 1 trains on S^0 = I (cross-entropy),
+    # epoch 2 on the matrix measured after epoch 1. A step that kept the old matrix would repeat epoch 1.
+    x = rng.normal(size=(64, 3)).astype("float32")
+    y = (x[:, 0] < 0).astype("int32") * 2  # the fixed weights classify every example correctly
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(3)])
+    model.layers[0].set_weights([np.array([[3.0, 0.5, -3.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]], "float32"),
+                                 np.zeros(3, "float32")])
+    loss = losses.OnlineLabelSmoothingLoss(num_classes=3, alpha=0.5)
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss=loss)
+    history = model.fit(x, y, epochs=2, batch_size=64, shuffle=False, verbose=0,
+                        callbacks=[losses.OnlineLabelSmoothing(loss, x, y)])
+    logits = np.asarray(model.predict(x, verbose=0))
+    log_q = np.log(ref.softmax(logits))
+    ce = -log_q[np.arange(64), y].mean()
+    soft = loss.matrix[y]
+    expected_second = 0.5 * ce - 0.5 * (soft * log_q).sum(1).mean()
+    assert not np.allclose(loss.matrix, np.eye(3))
+    np.testing.assert_allclose(history.history["loss"], [ce, expected_second], rtol=1e-4)
