@@ -138,3 +138,26 @@ def test_analysis_plots_are_written_and_show_something(model, rng, tmp_path):
         assert image[..., :3].std() > 0.05  # not blank
     assert "Trouser" in [t.get_text() for t in figures["confusion.png"].axes[0].get_yticklabels()]
     assert figures["confusion.png"].axes[0].get_xlabel() == "predicted class"
+
+
+def test_fashion_mnist_study_script_runs_end_to_end_on_small_idx_files(tmp_path, rng):
+    import subprocess
+    import sys
+
+    from test_datasets import _write_fashion_dir
+
+    _write_fashion_dir(tmp_path / "fm", rng, n_train=240, n_test=60)
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks",
+                          "fashion_mnist_study.py")
+    result = subprocess.run(
+        [sys.executable, script, "--seeds", "1", "--epochs", "1", "--train-limit", "240", "--batch-size", "64",
+         "--fashion-mnist-dir", str(tmp_path / "fm"), "--output", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = (tmp_path / "out" / "fashion_mnist_study.md").read_text()
+    for heading in ("## Test metrics", "## Claims of the papers on this data", "## Distillation study",
+                    "LLS keeps the inter-class structure LS erases", "| Ankle boot |"):
+        assert heading in report
+    assert report.count("| holds |") + report.count("| **does not hold** |") == 12
+    for name in ("matrices.png", "distances.png", "projection.png", "confusion_no_ls.png"):
+        assert (tmp_path / "out" / "fashion_mnist" / name).stat().st_size > 10_000

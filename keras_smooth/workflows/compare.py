@@ -24,7 +24,12 @@ from keras_smooth.workflows.teacher import train_teacher
 
 
 def default_model(input_shape, num_classes):
-    """MLP 5 x 64 ReLU for feature vectors (ILS paper §III); a small CNN for images."""
+    """MLP 5 x 64 ReLU for feature vectors (ILS paper §III); a small CNN for images.
+
+    The CNN: two 3 x 3 convolutions (32 and 64 filters), each followed by 2 x 2
+    max pooling, then a 128-unit ReLU layer (the penultimate features) and
+    the logits.
+    """
     if len(input_shape) == 1:
         layers = [keras.layers.Dense(64, activation="relu") for _ in range(5)]
     else:
@@ -32,8 +37,9 @@ def default_model(input_shape, num_classes):
             keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
             keras.layers.MaxPooling2D(),
             keras.layers.Conv2D(64, 3, padding="same", activation="relu"),
-            keras.layers.GlobalAveragePooling2D(),
-            keras.layers.Dense(64, activation="relu"),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Flatten(),
+            keras.layers.Dense(128, activation="relu"),
         ]
     return keras.Sequential([keras.Input(input_shape), *layers, keras.layers.Dense(num_classes)])
 
