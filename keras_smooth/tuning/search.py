@@ -19,6 +19,7 @@ reruns the trial that was in flight when the process stopped. A folder holding
 a search with other settings (another method, data set, tuner, ...) is refused.
 """
 
+import collections
 import csv
 import dataclasses
 import json
@@ -81,6 +82,15 @@ def _row(trial):
     return row
 
 
+def _check_budget(tuner, max_trials):
+    """Refuse a trial budget the tuner cannot use."""
+    if tuner == "hyperband" and max_trials is not None:
+        raise ValueError("the hyperband tuner sets its own number of trials from `epochs` (its max_epochs) "
+                         f"and factor 3; pass max_trials=None, not {max_trials!r}.")
+    if tuner in ("random", "bayesian") and max_trials is None:
+        raise ValueError(f"the {tuner} tuner needs `max_trials`.")
+
+
 def make_tuner(name, hypermodel, *, objective="val_nll", max_trials=10, epochs=60, seed=0, directory,
                distribution_strategy=None, executions_per_trial=1, progress=None):
     """A KerasTuner tuner by name ("random", "grid", "bayesian", "hyperband") over `hypermodel`.
@@ -91,15 +101,13 @@ def make_tuner(name, hypermodel, *, objective="val_nll", max_trials=10, epochs=6
     """
     if name not in TUNERS:
         raise ValueError(f"Unknown tuner {name!r}; choose from: {', '.join(TUNERS)}.")
+    _check_budget(name, max_trials)
     base = TUNERS[name]
     cls = type(base.__name__, (_TrialLog, base), {})
     common = dict(hypermodel=hypermodel, objective=make_objective(objective), seed=int(seed), directory=directory,
                   project_name=PROJECT, distribution_strategy=distribution_strategy,
                   executions_per_trial=int(executions_per_trial), overwrite=False)
     if name == "hyperband":
-        if max_trials is not None:
-            raise ValueError("the hyperband tuner sets its own number of trials from `epochs` (its max_epochs) "
-                             f"and factor 3; pass max_trials=None, not {max_trials!r}.")
         tuner = cls(max_epochs=int(epochs), factor=3, **common)
     else:
         tuner = cls(max_trials=max_trials, **common)
@@ -239,11 +247,7 @@ def run_search(method="ils", *, dataset="gaussian", data=None, build_model=defau
     epochs = _positive_int("epochs", epochs)
     batch_size = _positive_int("batch_size", batch_size)
     executions_per_trial = _positive_int("executions_per_trial", executions_per_trial)
-    if tuner == "hyperband" and max_trials is not None:
-        raise ValueError("the hyperband tuner sets its own number of trials from `epochs` (its max_epochs) "
-                         f"and factor 3; pass max_trials=None, not {max_trials}.")
-    if tuner in ("random", "bayesian") and max_trials is None:
-        raise ValueError(f"the {tuner} tuner needs `max_trials`.")
+    _check_budget(tuner, max_trials)
     if float(chief_timeout) <= 0:
         raise ValueError(f"`chief_timeout` must be > 0 seconds, got {chief_timeout!r}.")
     if data is None:
@@ -306,8 +310,8 @@ def run_search(method="ils", *, dataset="gaussian", data=None, build_model=defau
         return result
     result.trials = trial_rows(search)
     _write_trials_csv(os.path.join(directory, "trials.csv"), result.trials)
-    result.best = _finish(search, hypermodel, data, settings, directory, export=export, teacher=teacher,
-                          report=report)
+    result.best = _finish(search, hypermodel, data, settings, directory, result.trials, export=export,
+                          teacher=teacher, report=report)
     return result
 
 
@@ -324,7 +328,7 @@ def _best_model(search, hypermodel, data, trial, epochs, batch_size):
     return model, "refitted"
 
 
-def _finish(search, hypermodel, data, settings, directory, *, export, teacher, report):
+def _finish(search, hypermodel, data, settings, directory, rows, *, export, teacher, report):
     completed = [t for t in search.oracle.get_best_trials(len(search.oracle.trials))
                  if t.status == "COMPLETED" and _metric(t, settings["objective"]) is not None]
     if not completed:
@@ -344,8 +348,7 @@ def _finish(search, hypermodel, data, settings, directory, *, export, teacher, r
         "temperature": float(fit.temperature),
         "test": evaluate(data, test_logits),
         "test_temperature_scaled": evaluate(data, test_logits, fit.temperature),
-        "trials": {status: sum(r["status"] == status for r in trial_rows(search))
-                   for status in sorted({r["status"] for r in trial_rows(search)})},
+        "trials": dict(sorted(collections.Counter(r["status"] for r in rows).items())),
         "teacher": None if teacher is None else {
             "temperature": teacher.temperature, "val_nll": teacher.val_nll, "key": teacher.key,
             "trainings": len([t for t in teacher_trainings(os.path.join(directory, "cache"))
