@@ -21,4 +21,4 @@ def rng():
 
 # Scripts run in their own process by the tests; never import them here.
 collect_ignore = ["mirrored_worker.py", "metrics_worker.py", "serving_client.py", "tuning_mirrored_worker.py",
-                  "multiworker_canary.py"]
+                  "multiworker_canary.py", "two_cpus.py"]

@@ -1,17 +1,13 @@
 """Train the same model with 1 and 2 replicas; print the learned matrices as JSON.
 
-Run as a separate process: the CPU must be split into two logical devices
-before TensorFlow initialises.
+Run as a separate process: `two_cpus` splits the CPU into two logical
+devices before TensorFlow initialises.
 """
 
 import json
 
-import tensorflow as tf
-
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(
-    cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
-)
+import two_cpus  # noqa: F401  (first: splits the CPU before TensorFlow starts)
+import tensorflow as tf  # noqa: E402
 
 import keras  # noqa: E402
 
