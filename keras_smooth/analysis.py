@@ -21,6 +21,37 @@ import numpy as np
 from keras_smooth import _checks
 
 
+def _class_ids(labels, num_classes, num_rows=None, name="labels"):
+    """`labels` as int64 class ids in [0, K), checked: integral, in range, one per row."""
+    y = np.asarray(keras.ops.convert_to_numpy(labels))
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError(f"`{name}` must be class ids of shape (N,), got shape {y.shape}.")
+    if num_rows is not None and len(y) != num_rows:
+        raise ValueError(f"`{name}` has {len(y)} rows but the data has {num_rows}.")
+    if y.dtype.kind not in "iub":
+        finite = np.isfinite(y.astype("float64"))
+        if not finite.all() or np.any(y != np.round(y)):
+            bad = y[~finite | (y != np.round(np.where(finite, y, 0)))][0]
+            raise ValueError(f"`{name}` must be integer class ids, got {bad}.")
+    y = y.astype("int64")
+    out = (y < 0) | (y >= num_classes)
+    if out.any():
+        raise ValueError(f"`{name}` must be class ids in [0, {num_classes}), got {y[out][0]}.")
+    return y
+
+
+def _finite_matrix(name, value, square=False, min_rows=2):
+    m = np.asarray(value, dtype="float64")
+    if m.ndim != 2 or m.shape[0] < min_rows or (square and m.shape[0] != m.shape[1]):
+        kind = "a square K x K matrix (K >= 2)" if square else f"a 2-D array with >= {min_rows} rows"
+        raise ValueError(f"`{name}` must be {kind}, got shape {m.shape}.")
+    if not np.all(np.isfinite(m)):
+        raise ValueError(f"`{name}` contains NaN or Inf.")
+    return m
+
+
 def _last_dense(model):
     layers = getattr(model, "layers", None)
     if not layers or not isinstance(layers[-1], keras.layers.Dense):
@@ -82,9 +113,10 @@ def penultimate_projection(model, x, labels, classes=(0, 1, 2), batch_size=1024)
     k = templates.shape[0]
     if not all(0 <= c < k for c in classes):
         raise ValueError(f"`classes` must be in [0, {k}), got {classes}.")
-    labels = np.asarray(labels).reshape(-1)
+    x = np.asarray(x)
+    labels = _class_ids(labels, k, num_rows=len(x))
     keep = np.isin(labels, classes)
-    features = penultimate_features(model, np.asarray(x)[keep], batch_size)
+    features = penultimate_features(model, x[keep], batch_size)
     basis = template_plane(templates[list(classes)])
     return {"coords": features @ basis, "labels": labels[keep], "templates": templates[list(classes)] @ basis,
             "basis": basis, "classes": classes}
@@ -92,9 +124,11 @@ def penultimate_projection(model, x, labels, classes=(0, 1, 2), batch_size=1024)
 
 def class_centres(features, labels, num_classes):
     """`(K, n)` mean feature vector of each class."""
-    features = np.asarray(features, dtype="float64")
-    labels = np.asarray(labels).reshape(-1).astype(int)
     num_classes = _checks.check_num_classes(num_classes)
+    features = np.asarray(features, dtype="float64")
+    if features.ndim != 2:
+        raise ValueError(f"`features` must be (N, n), got shape {features.shape}.")
+    labels = _class_ids(labels, num_classes, num_rows=len(features))
     missing = sorted(set(range(num_classes)) - set(labels.tolist()))
     if missing:
         raise ValueError(f"classes {missing} have no examples.")
@@ -108,7 +142,7 @@ def cosine_distances(centres, normalise=True):
         cd(i, j) = 1 - c_i . c_j / (||c_i|| ||c_j||)
         d(i, j) = cd(i, j) / sum_j cd(i, j)          (with `normalise=True`)
     """
-    c = np.asarray(centres, dtype="float64")
+    c = _finite_matrix("centres", centres)
     norms = np.linalg.norm(c, axis=1)
     if np.any(norms == 0):
         raise ValueError(f"class centre(s) {np.flatnonzero(norms == 0).tolist()} are zero vectors.")
@@ -126,8 +160,13 @@ def offdiagonal_spread(matrix):
     0 when every class is equally far from every other (what label smoothing
     pushes towards); larger when some classes are clearly nearer than others.
     """
-    m = np.asarray(matrix, dtype="float64")
+    m = _finite_matrix("matrix", matrix, square=True)
     off = m[~np.eye(len(m), dtype=bool)]
+    if off.mean() <= 0:
+        raise ValueError(
+            "`matrix` must have off-diagonal entries with a positive mean (distances or "
+            f"masses), got mean {off.mean()}: the spread is undefined."
+        )
     return float(off.std() / off.mean())
 
 
@@ -142,9 +181,11 @@ def smoothness_index(labels, teacher_logits, temperature=1.0):
     tau = 1, fitted perfectly) gives alpha.
     """
     temperature = _checks.check_positive("temperature", temperature)
-    logits = np.asarray(teacher_logits, dtype="float64")
+    logits = _finite_matrix("teacher_logits", teacher_logits, min_rows=1)
+    if logits.shape[1] < 2:
+        raise ValueError(f"`teacher_logits` must have K >= 2 columns, got shape {logits.shape}.")
     k = logits.shape[1]
-    onehot = np.asarray(keras.ops.convert_to_numpy(_checks.one_hot_labels(labels, k)), dtype="float64")
+    onehot = np.eye(k)[_class_ids(labels, k, num_rows=len(logits))]
     z = logits / temperature
     p = np.exp(z - z.max(axis=1, keepdims=True))
     p /= p.sum(axis=1, keepdims=True)
@@ -158,10 +199,13 @@ def confusion_matrix(labels, predictions, num_classes, normalize=True):
     """
     from sklearn.metrics import confusion_matrix as sk_confusion
 
+    num_classes = _checks.check_num_classes(num_classes)
     predictions = np.asarray(predictions)
-    if predictions.ndim == 2:
+    if predictions.ndim == 2 and predictions.shape[1] == num_classes:
         predictions = predictions.argmax(axis=1)
-    return sk_confusion(np.asarray(labels).reshape(-1), predictions, labels=list(range(num_classes)),
+    predictions = _class_ids(predictions, num_classes, name="predictions")
+    labels = _class_ids(labels, num_classes, num_rows=len(predictions))
+    return sk_confusion(labels, predictions, labels=list(range(num_classes)),
                         normalize="true" if normalize else None)
 
 
@@ -171,9 +215,13 @@ def top_related_classes(matrix, class_names=None, top=2):
     Returns:
         dict class name -> list of (other class name, value), largest first.
     """
-    m = np.asarray(matrix, dtype="float64")
+    m = _finite_matrix("matrix", matrix, square=True)
     k = len(m)
     names = list(class_names) if class_names is not None else [str(i) for i in range(k)]
+    if len(names) != k:
+        raise ValueError(f"`class_names` must name the {k} classes of `matrix`, got {len(names)} names.")
+    if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
+        raise ValueError(f"`top` must be a positive integer, got {top!r}.")
     out = {}
     for i in range(k):
         row = [(j, m[i, j]) for j in np.argsort(-m[i], kind="stable") if j != i][:top]
