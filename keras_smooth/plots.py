@@ -180,6 +180,8 @@ def matrix_heatmap(matrix, class_names=None, title=None, ax=None, xlabel="class 
     m = np.asarray(matrix, dtype="float64")
     if m.ndim != 2 or m.shape[0] != m.shape[1]:
         raise ValueError(f"`matrix` must be square, got shape {m.shape}.")
+    if not np.all(np.isfinite(m)):
+        raise ValueError("`matrix` contains NaN or Inf; a heat map of it would hide them.")
     k = m.shape[0]
     names = [str(n) for n in class_names] if class_names is not None else [str(i) for i in range(k)]
     if len(names) != k:

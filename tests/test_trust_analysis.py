@@ -82,3 +82,12 @@ def test_projection_refuses_labels_that_do_not_match_x(model, rng):
         analysis.penultimate_projection(model, x, np.arange(7) % 5)
     with pytest.raises(ValueError, match=r"`labels` must be class ids in \[0, 5\), got 9"):
         analysis.penultimate_projection(model, x, np.full(8, 9))
+
+
+def test_matrix_heatmap_refuses_non_finite_entries():
+    from keras_smooth import plots
+
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        plots.matrix_heatmap(np.array([[0.5, np.nan], [0.5, 0.5]]))
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        plots.matrix_heatmap(np.array([[0.5, np.inf], [0.5, 0.5]]))
