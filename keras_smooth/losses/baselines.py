@@ -36,6 +36,7 @@ class _FunctionLoss(keras.losses.Loss):
 
     def get_config(self):
         config = super().get_config()
+        config["dtype"] = self.dtype  # keras.losses.Loss leaves it out
         config.update({k: getattr(self, k) for k in self.settings})
         return config
 
@@ -380,7 +381,7 @@ class OnlineLabelSmoothingLoss(keras.losses.Loss):
     def get_config(self):
         config = super().get_config()
         config.update(num_classes=self.num_classes, alpha=self.alpha, from_logits=self.from_logits,
-                      soft_matrix=self.matrix.tolist(), dtype=self.dtype)
+                      soft_matrix=self.matrix.tolist(), dtype=self.dtype)  # Loss leaves dtype out
         return config
 
 
