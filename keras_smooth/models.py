@@ -104,7 +104,6 @@ class TrainableTargetsModel(keras.Model):
         return cls(**config)
 
 
-
 def _learnable_losses(losses):
     """The `LearnableTargetLoss` objects in a compiled loss structure."""
     return [loss for loss in keras.tree.flatten(losses) if isinstance(loss, LearnableTargetLoss)]

@@ -328,9 +328,7 @@ class ClassSimilarityLSLoss(SubstituteTeacherLoss):
 
 @keras.saving.register_keras_serializable(package="keras_smooth")
 class OnlineLabelSmoothingLoss(keras.losses.Loss):
-    """Online label smoothing, OLS (Zhang et al. 2021, "Delving deep into label smoothing").
-
-    (Eq. 5-7 of the paper.)
+    """Online label smoothing, OLS (Zhang et al. 2021, "Delving deep into label smoothing", Eq. 5–7).
 
     Formula:
         S^t[k] = mean of q(x_i) over the training examples of class k that
