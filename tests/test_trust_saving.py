@@ -124,7 +124,7 @@ def test_plain_model_keeps_the_matrix_and_its_training_rule(cls, tmp_path):
 
 @pytest.mark.parametrize("cls", LEARNABLE)
 @pytest.mark.parametrize("trainable", [True, False])
-def test_learnable_losses_serialize_with_their_matrix(cls, trainable):
+def test_learnable_losses_serialize_their_arguments_and_weights_copy_the_matrix(cls, trainable):
     labels = np.array([0, 1, 2, 1])
     logits = np.random.default_rng(2).normal(size=(4, K)).astype("float32")
     loss = cls(K, alpha=0.3)
@@ -137,10 +137,21 @@ def test_learnable_losses_serialize_with_their_matrix(cls, trainable):
                     keras.losses.deserialize(keras.losses.serialize(loss)),
                     cls.from_config(json.loads(json.dumps(loss.get_config())))):
         assert type(revived) is cls
-        np.testing.assert_array_equal(revived.matrix, expected)
+        assert revived.alpha == pytest.approx(0.3)
         assert revived.matrix_layer.trainable is trainable
+        # As for a Keras layer, the config holds no learned weights: they copy separately.
+        np.testing.assert_allclose(revived.matrix, np.full((K, K), 1.0 / (K - cls.zero_diagonal))
+                                   * (1 - cls.zero_diagonal * np.eye(K)), rtol=1e-6)
+        revived.matrix_layer.set_weights(loss.matrix_layer.get_weights())
+        np.testing.assert_array_equal(revived.matrix, expected)
         np.testing.assert_array_equal(_np(revived(labels, logits)), value)
         np.testing.assert_array_equal(_np(revived.targets(labels)), _np(loss.targets(labels)))
+
+
+@pytest.mark.parametrize("cls", LEARNABLE)
+def test_learnable_loss_config_does_not_grow_with_k_squared(cls):
+    size = len(json.dumps(keras.saving.serialize_keras_object(cls(2000))))
+    assert size < 5000, size   # a K x K list here would be ~40 MB
 
 
 def test_matrix_arguments_are_checked():

@@ -64,11 +64,13 @@ class LearnableTargetLoss(keras.losses.Loss):
         * A plain model on JAX or torch would leave the matrix untrained; the
           loss raises a `ValueError` instead.
 
-    Saving: `get_config()` holds the matrix's current logits
-    (`matrix_logits`) and whether it is trainable (`matrix_trainable`), so
-    `keras.saving.serialize_keras_object`/`deserialize_keras_object` and a
-    `.keras` save/load give back a loss with the same matrix, frozen or not.
-    The state of `matrix_optimizer` travels only in a `.keras` file.
+    Saving: as for a Keras layer, `get_config()` holds the construction
+    arguments, including whether the matrix is trainable (`matrix_trainable`),
+    but not its learned logits, so its size does not grow with K^2. The
+    learned matrix (and the state of `matrix_optimizer`) travels in a `.keras`
+    file, which restores it exactly; to copy it between loss objects use
+    `matrix_layer.get_weights()` / `set_weights()`, or pass it as
+    `matrix_logits=` to a new loss.
     """
 
     zero_diagonal = False
@@ -172,7 +174,6 @@ class LearnableTargetLoss(keras.losses.Loss):
                 self.matrix_layer.regularizer
             ),
             matrix_trainable=bool(self.matrix_layer.trainable),
-            matrix_logits=ops.convert_to_numpy(self.matrix_layer.logits).tolist(),
             dtype=self.dtype,
         )
         return config
