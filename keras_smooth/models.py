@@ -14,10 +14,16 @@ class TrainableTargetsModel(keras.Model):
     each compiled loss's matrix layer to the wrapper's weights, so the model's
     optimizer trains it with the model's gradient step. This works on every
     backend (JAX and torch need it; on TensorFlow a plain model also works).
-    Wrap before the first `fit`, then `compile` the wrapper.
+    Wrap before the first `fit`, then `compile` the wrapper; compiling again
+    with other losses replaces the matrices it trains.
+
+    Saving: `model.save("m.keras")` and `keras.saving.load_model` give back
+    the wrapper compiled as it was (loss with its matrix, frozen or not,
+    optimizer state), on any backend; `fit` goes on training the matrix.
 
     Args:
-        model: the Keras model to train.
+        model: the Keras model (or layer) to train; it may take any inputs
+            (a tensor, a list or a dict of tensors).
 
     Examples:
     >>> import keras
@@ -31,6 +37,10 @@ class TrainableTargetsModel(keras.Model):
     """
 
     def __init__(self, model, **kwargs):
+        if not isinstance(model, keras.layers.Layer):
+            raise TypeError(
+                f"`model` must be a Keras model or layer, got {type(model).__name__}: {model!r}."
+            )
         super().__init__(**kwargs)
         self.model = model
         self.matrix_layers = []
@@ -39,12 +49,48 @@ class TrainableTargetsModel(keras.Model):
         return self.model(inputs, training=training)
 
     def compile(self, *args, **kwargs):
+        previous = _learnable_losses(getattr(self, "loss", None))
         super().compile(*args, **kwargs)
-        for loss in keras.tree.flatten(self.loss):
-            if isinstance(loss, LearnableTargetLoss):
-                loss.attached = True
-                if not any(layer is loss.matrix_layer for layer in self.matrix_layers):
-                    self.matrix_layers.append(loss.matrix_layer)
+        current = _learnable_losses(self.loss)
+        for loss in previous:
+            if not any(loss is other for other in current):
+                loss.attached = False  # back to training its matrix itself (TF)
+        layers = []
+        for loss in current:
+            loss.attached = True
+            if not any(layer is loss.matrix_layer for layer in layers):
+                layers.append(loss.matrix_layer)
+        self._track_matrix_layers(layers)
+
+    def _track_matrix_layers(self, layers):
+        """Make `layers` the wrapper's matrix sub-layers, also once it is built.
+
+        Keras locks the sub-layer tracker of a built layer (`_tracker`); like
+        Keras's own `quantize`, this unlocks it for the change and locks it
+        again. Without this, compiling a wrapper that was already called would
+        fail with "You cannot add new elements of state".
+        """
+        tracker = self._tracker
+        locked = tracker.locked
+        tracker.unlock()
+        try:
+            self.matrix_layers.clear()
+            self.matrix_layers.extend(layers)
+        finally:
+            if locked:
+                tracker.lock()
+
+    def compile_from_config(self, config):
+        """Compile from `get_compile_config()`, as `keras.Model` does.
+
+        Called by `keras.saving.load_model`: Keras skips models that override
+        `compile`, which would leave the loaded wrapper without its loss and
+        its matrix outside the trainable weights.
+        """
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if getattr(self, "optimizer", None) is not None and self.built:
+            self.optimizer.build(self.trainable_variables)
 
     def get_config(self):
         config = super().get_config()
@@ -56,3 +102,8 @@ class TrainableTargetsModel(keras.Model):
         config = dict(config)
         config["model"] = keras.saving.deserialize_keras_object(config["model"])
         return cls(**config)
+
+
+def _learnable_losses(losses):
+    """The `LearnableTargetLoss` objects in a compiled loss structure."""
+    return [loss for loss in keras.tree.flatten(losses) if isinstance(loss, LearnableTargetLoss)]

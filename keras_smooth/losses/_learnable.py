@@ -1,6 +1,7 @@
 """Base class for losses whose targets mix one-hot labels with a learned matrix."""
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_smooth import _checks
@@ -22,6 +23,19 @@ def matrix_loss_inputs(y_true, y_pred, matrix, alpha, from_logits):
     onehot, log_probs = _common.prepare(y_true, y_pred, num_classes, from_logits)
     rows = ops.matmul(onehot, ops.cast(matrix, "float32"))
     return mixed_targets(onehot, rows, alpha), log_probs, ops.exp(log_probs)
+
+
+def _check_logits(logits, num_classes):
+    """`matrix_logits` as a finite float32 K x K array."""
+    array = np.asarray(logits, dtype="float64")
+    if array.shape != (num_classes, num_classes):
+        raise ValueError(
+            f"`matrix_logits` must have shape ({num_classes}, {num_classes}) "
+            f"(num_classes), got shape {array.shape}."
+        )
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"`matrix_logits` must be finite, got {array.tolist()}.")
+    return array.astype("float32")
 
 
 def _in_differentiable_trace(x):
@@ -49,6 +63,14 @@ class LearnableTargetLoss(keras.losses.Loss):
           model's trainable weights and the model's optimizer trains it.
         * A plain model on JAX or torch would leave the matrix untrained; the
           loss raises a `ValueError` instead.
+
+    Saving: as for a Keras layer, `get_config()` holds the construction
+    arguments, including whether the matrix is trainable (`matrix_trainable`),
+    but not its learned logits, so its size does not grow with K^2. The
+    learned matrix (and the state of `matrix_optimizer`) travels in a `.keras`
+    file, which restores it exactly; to copy it between loss objects use
+    `matrix_layer.get_weights()` / `set_weights()`, or pass it as
+    `matrix_logits=` to a new loss.
     """
 
     zero_diagonal = False
@@ -64,6 +86,8 @@ class LearnableTargetLoss(keras.losses.Loss):
         reduction="sum_over_batch_size",
         name=None,
         dtype=None,
+        matrix_trainable=True,
+        matrix_logits=None,
     ):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.num_classes = _checks.check_num_classes(num_classes)
@@ -74,8 +98,13 @@ class LearnableTargetLoss(keras.losses.Loss):
             zero_diagonal=self.zero_diagonal,
             initializer=matrix_initializer,
             regularizer=matrix_regularizer,
+            trainable=_checks.check_bool("matrix_trainable", matrix_trainable),
             name=f"{self.name}_matrix",
         )
+        if matrix_logits is not None:
+            self.matrix_layer.logits.assign(
+                _check_logits(matrix_logits, self.num_classes)
+            )
         if matrix_optimizer is None:
             matrix_optimizer = keras.optimizers.Adam(DEFAULT_MATRIX_LEARNING_RATE)
         self.matrix_optimizer = keras.optimizers.get(matrix_optimizer)
@@ -91,7 +120,8 @@ class LearnableTargetLoss(keras.losses.Loss):
     def targets(self, labels):
         """The current training targets for `labels`, as a backend tensor."""
         onehot = _checks.one_hot_labels(labels, self.num_classes)
-        return mixed_targets(onehot, ops.matmul(onehot, self.matrix_layer.probabilities()), self.alpha)
+        rows = ops.matmul(onehot, self.matrix_layer.probabilities())
+        return mixed_targets(onehot, rows, self.alpha)
 
     def objective(self, onehot, log_probs, probs, rows):
         """Per-sample loss with the gradient routing of the method."""
@@ -143,5 +173,7 @@ class LearnableTargetLoss(keras.losses.Loss):
             matrix_regularizer=keras.regularizers.serialize(
                 self.matrix_layer.regularizer
             ),
+            matrix_trainable=bool(self.matrix_layer.trainable),
+            dtype=self.dtype,
         )
         return config

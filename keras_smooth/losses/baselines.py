@@ -36,6 +36,7 @@ class _FunctionLoss(keras.losses.Loss):
 
     def get_config(self):
         config = super().get_config()
+        config["dtype"] = self.dtype  # keras.losses.Loss leaves it out
         config.update({k: getattr(self, k) for k in self.settings})
         return config
 
@@ -346,32 +347,60 @@ class OnlineLabelSmoothingLoss(keras.losses.Loss):
         num_classes: K >= 2.
         alpha: weight of the hard-label term in [0, 1]. Default 0.5 (paper).
         from_logits: whether predictions are logits.
+        soft_matrix: the starting `(K, K)` soft matrix, rows of
+            probabilities; default the identity. `get_config()` holds the
+            current matrix here, so serialization and `.keras` save/load keep it.
+        reduction, name, dtype: as in `keras.losses.Loss`.
     """
 
     def __init__(self, num_classes, alpha=0.5, from_logits=True, reduction="sum_over_batch_size",
-                 name="online_label_smoothing_loss", dtype=None):
+                 name="online_label_smoothing_loss", dtype=None, soft_matrix=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.num_classes = _checks.check_num_classes(num_classes)
         self.alpha = _checks.check_unit_interval("alpha", alpha)
         self.from_logits = _checks.check_bool("from_logits", from_logits)
-        self.soft_matrix = keras.Variable(np.eye(self.num_classes, dtype="float32"), trainable=False,
-                                          name="ols_soft_matrix")
+        initial = np.eye(self.num_classes) if soft_matrix is None else soft_matrix
+        self.soft_matrix = keras.Variable(
+            _check_soft_matrix(initial, self.num_classes), trainable=False, name="ols_soft_matrix"
+        )
 
     def call(self, y_true, y_pred):
         onehot, log_q = _common.prepare(y_true, y_pred, self.num_classes, self.from_logits)
         soft = ops.matmul(onehot, ops.convert_to_tensor(self.soft_matrix))
-        values = self.alpha * _common.cross_entropy(onehot, log_q) + (1.0 - self.alpha) * _common.cross_entropy(
-            soft, log_q)
+        hard = _common.cross_entropy(onehot, log_q)
+        values = self.alpha * hard + (1.0 - self.alpha) * _common.cross_entropy(soft, log_q)
         return ops.cast(values, self.dtype)
 
     @property
     def matrix(self):
+        """The current K x K soft matrix as a NumPy array."""
         return np.asarray(keras.ops.convert_to_numpy(self.soft_matrix))
 
     def get_config(self):
         config = super().get_config()
-        config.update(num_classes=self.num_classes, alpha=self.alpha, from_logits=self.from_logits)
+        config.update(num_classes=self.num_classes, alpha=self.alpha, from_logits=self.from_logits,
+                      soft_matrix=self.matrix.tolist(), dtype=self.dtype)  # Loss leaves dtype out
         return config
+
+
+def _check_soft_matrix(matrix, num_classes):
+    """`soft_matrix` as a float32 K x K array of probability rows."""
+    array = np.asarray(matrix, dtype="float64")
+    if array.shape != (num_classes, num_classes):
+        raise ValueError(
+            f"`soft_matrix` must have shape ({num_classes}, {num_classes}) (num_classes), "
+            f"got shape {array.shape}."
+        )
+    if not np.all(np.isfinite(array)) or array.min() < 0:
+        raise ValueError(
+            f"`soft_matrix` must hold finite, non-negative probabilities, got {array.tolist()}."
+        )
+    sums = array.sum(axis=1)
+    if not np.allclose(sums, 1.0, atol=1e-4):
+        raise ValueError(
+            f"Every row of `soft_matrix` must sum to 1 (tolerance 1e-4), got sums {sums.tolist()}."
+        )
+    return array.astype("float32")
 
 
 def online_soft_matrix(labels, probs, previous):
@@ -418,6 +447,15 @@ class OnlineLabelSmoothing(keras.callbacks.Callback):
         if len(self.y) != len(x):
             raise ValueError(f"`x` has {len(x)} rows but `y` has {len(self.y)}.")
         self.history = []
+
+    def on_train_begin(self, logs=None):
+        compiled = keras.tree.flatten(getattr(self.model, "loss", None))
+        if not any(loss is self.loss for loss in compiled):
+            raise ValueError(
+                "`loss` is not the loss the model is compiled with, so the soft matrix the "
+                "model trains on would never change. After `keras.saving.load_model`, pass "
+                "the loaded model's loss: `OnlineLabelSmoothing(model.loss, x, y)`."
+            )
 
     def on_epoch_end(self, epoch, logs=None):
         preds = self.model.predict(self.x, batch_size=self.batch_size, verbose=0)

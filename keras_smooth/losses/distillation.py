@@ -133,6 +133,7 @@ class DistillationLoss(keras.losses.Loss):
 
     def get_config(self):
         config = super().get_config()
+        config["dtype"] = self.dtype  # keras.losses.Loss leaves it out
         config.update(
             beta=self.beta, temperature=self.temperature, from_logits=self.from_logits
         )
@@ -258,6 +259,7 @@ class SubstituteTeacherLoss(keras.losses.Loss):
 
     def get_config(self):
         config = super().get_config()
+        config["dtype"] = self.dtype  # keras.losses.Loss leaves it out
         config.update(
             matrix=self.matrix.tolist(),
             alpha=self.alpha,

@@ -73,6 +73,11 @@ class LLSLoss(LearnableTargetLoss):
         matrix_optimizer: optimizer (or identifier) for Q on the TensorFlow path.
         matrix_initializer, matrix_regularizer: for Q's logits.
         reduction, name, dtype: as in `keras.losses.Loss`.
+        matrix_trainable: whether Q trains (the same as setting
+            `loss.matrix_layer.trainable`); kept by saving.
+        matrix_logits: `(K, K)` starting logits of Q, overriding
+            `matrix_initializer`; `get_config()` puts the current logits here,
+            so a serialized or `.keras`-saved loss comes back with the same Q.
 
     Examples:
     >>> import keras

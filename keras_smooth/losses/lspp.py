@@ -70,6 +70,11 @@ class LSPlusPlusLoss(LearnableTargetLoss):
         from_logits: whether predictions are logits (default) or probabilities.
         matrix_optimizer, matrix_initializer, matrix_regularizer: for C.
         reduction, name, dtype: as in `keras.losses.Loss`.
+        matrix_trainable: whether C trains (the same as setting
+            `loss.matrix_layer.trainable`); kept by saving.
+        matrix_logits: `(K, K)` starting logits of C, overriding
+            `matrix_initializer`; `get_config()` puts the current logits here,
+            so a serialized or `.keras`-saved loss comes back with the same C.
 
     Examples:
     >>> import keras
