@@ -10,6 +10,7 @@ with `logits`, calibrated `probabilities` and `temperature` for every
 instance.
 """
 
+import errno
 import os
 import re
 import shutil
@@ -64,9 +65,13 @@ def _split_temperature(model, temperature, from_logits):
     else:
         base = keras.Sequential(layers[:-1], name=f"{model.name}_logits")
     if temperature is None:
-        temperature = check_temperature(
-            keras.ops.convert_to_numpy(last.temperature), "the model's TemperatureScaling temperature"
-        )
+        try:
+            temperature = check_temperature(keras.ops.convert_to_numpy(last.temperature))
+        except ValueError as error:
+            raise ValueError(
+                f"the TemperatureScaling layer {last.name!r} of `model` holds a bad "
+                f"temperature: {error} Set it with `set_temperature` or pass `temperature=`."
+            ) from error
     return base, temperature, last.from_logits
 
 
@@ -84,7 +89,9 @@ def _serving_names(inputs):
             name = "inputs" if len(paths_and_tensors) == 1 else f"inputs_{i}"
         names.append(name)
     if len(set(names)) != len(names):
-        raise ValueError(f"`model` has inputs with the same name: {names}; give them distinct names.")
+        raise ValueError(
+            f"`model` has inputs with the same name: {names}; give them distinct names."
+        )
     return names
 
 
@@ -163,7 +170,9 @@ def _check_target(path, overwrite):
     if not os.path.exists(path):
         return
     if not os.path.isdir(path):
-        raise ValueError(f"`path` must be a folder to write the SavedModel into, got a file: {path!r}.")
+        raise ValueError(
+            f"`path` must be a folder to write the SavedModel into, got a file: {path!r}."
+        )
     if not os.listdir(path):
         return
     if not _is_saved_model(path):
@@ -177,29 +186,41 @@ def _check_target(path, overwrite):
         )
 
 
-def _write_local(archive, path):
-    """Write `archive` next to `path`, then swap it in, so no stale file survives."""
-    parent = os.path.dirname(path) or "."
+def _staging_folder(path):
+    """A new empty hidden folder beside `path` (parents created); TF Serving skips it."""
+    parent = os.path.dirname(path)
     try:
         os.makedirs(parent, exist_ok=True)
-        staging = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.export-", dir=parent)
-    except PermissionError as error:
+        return tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.export-", dir=parent)
+    except OSError as error:
+        if error.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
         raise PermissionError(
+            error.errno,
             f"cannot write the SavedModel to `path` {path!r}: {parent!r} is not writable "
-            f"({error.strerror})."
+            f"({error.strerror})",
         ) from error
-    try:
-        archive.write_out(staging, verbose=False)
-        if os.path.isdir(path):
-            old = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.old-", dir=parent)
-            os.replace(path, os.path.join(old, "model"))
-            os.replace(staging, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, path)
-    finally:
-        if os.path.isdir(staging):
-            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _move_into_place(staging, path):
+    """Swap the finished export in for `path`, so no file of an earlier one survives."""
+    if not os.path.isdir(path):
+        os.replace(staging, path)
+        return
+    old = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.old-", dir=os.path.dirname(path))
+    os.replace(path, old)  # a rename within the folder: replaces the empty `old`
+    os.replace(staging, path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _archive(base, specs, structure, temperature, from_logits):
+    archive = keras.export.ExportArchive()
+    archive.track(base)
+    scaler = TemperatureScaling(temperature, name="serving_temperature")
+    archive.track(scaler)  # T is a variable of the SavedModel
+    serve = _serving_function(base, structure, scaler.temperature, from_logits)
+    archive.add_endpoint("serving_default", serve, input_signature=specs)
+    return archive
 
 
 def export_for_serving(
@@ -272,14 +293,13 @@ def export_for_serving(
         _check_target(path, overwrite)
     base, temperature, from_logits = _split_temperature(model, temperature, from_logits)
     specs, structure = _signature(base, input_signature)
-    archive = keras.export.ExportArchive()
-    archive.track(base)
-    scaler = TemperatureScaling(temperature, name="serving_temperature")
-    archive.track(scaler)
-    serve = _serving_function(base, structure, scaler.temperature, from_logits)
-    archive.add_endpoint("serving_default", serve, input_signature=specs)
     if remote:
-        archive.write_out(path, verbose=False)
-    else:
-        _write_local(archive, path)
+        _archive(base, specs, structure, temperature, from_logits).write_out(path, verbose=False)
+        return temperature
+    staging = _staging_folder(path)
+    try:
+        _archive(base, specs, structure, temperature, from_logits).write_out(staging, verbose=False)
+        _move_into_place(staging, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # left only when writing failed
     return temperature
