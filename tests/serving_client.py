@@ -40,7 +40,8 @@ def _run(path, batches):
         if not isinstance(batch, dict):
             (input_name,) = specs.keys()
             batch = {input_name: batch}
-        feed = {key: tf.constant(np.asarray(value), specs[key].dtype) for key, value in batch.items()}
+        feed = {key: tf.constant(np.asarray(value), specs[key].dtype)
+                for key, value in batch.items()}
         result = serve(**feed)
         out[name] = {key: value.numpy().tolist() for key, value in result.items()}
         out[name]["dtypes"] = {key: value.dtype.name for key, value in result.items()}

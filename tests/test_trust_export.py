@@ -107,7 +107,8 @@ class _Exports:
                    for c in self.cases.values()}
         result = subprocess.run(
             [sys.executable, os.path.join(HERE, "serving_client.py")], input=json.dumps(request),
-            capture_output=True, text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+            capture_output=True, text=True, timeout=300,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
         )
         assert result.returncode == 0, result.stderr[-3000:]
         out = json.loads(result.stdout.strip().splitlines()[-1])
@@ -151,8 +152,9 @@ def _single_inputs(exports, rng):
 def _probability_model(exports, rng):
     x = rng.normal(size=(96, 4)).astype("float32")
     y = _labels(x[:, :3] * 2.0, rng)
-    model = _compile(keras.Sequential([keras.Input((4,), name="features"),
-                                       keras.layers.Dense(3, activation="softmax")]), from_logits=False)
+    model = keras.Sequential([keras.Input((4,), name="features"),
+                              keras.layers.Dense(3, activation="softmax")])
+    model = _compile(model, from_logits=False)
     calibrated, t = _calibrate(model, x, y, from_logits=False)
     batches = [x[:1], x[:37]]
     expected = [{"probs_in": np.asarray(model(b)), "temperature": t,
@@ -177,9 +179,9 @@ def _mixed_precision(exports, rng):
 
 
 class SubclassedNet(keras.Model):
-    def __init__(self, **kwargs):
+    def __init__(self, units=3, **kwargs):
         super().__init__(**kwargs)
-        self.dense = keras.layers.Dense(3)
+        self.dense = keras.layers.Dense(units)
 
     def call(self, inputs):
         return self.dense(inputs)
@@ -343,7 +345,8 @@ def test_temperature_scaling_from_probabilities_under_mixed_float16_floors_zeros
     with _policy("mixed_float16"):
         scaled = np.asarray(TemperatureScaling(1.5, from_logits=False)(p))
         probs = np.asarray(TemperatureScaling(1.5, softmax=True, from_logits=False)(p))
-    np.testing.assert_allclose(scaled, np.log(np.maximum(p.astype("float64"), 1e-12)) / 1.5, rtol=1e-6)
+    floored = np.log(np.maximum(p.astype("float64"), 1e-12))
+    np.testing.assert_allclose(scaled, floored / 1.5, rtol=1e-6)
     np.testing.assert_allclose(probs, _tempered(p, 1.5, from_logits=False), rtol=1e-5, atol=1e-9)
 
 
@@ -380,7 +383,7 @@ def test_calibrated_model_keeps_the_inputs_and_saves(tmp_path, rng):
     model = _compile(keras.Model([age, income], keras.layers.Dense(3)(
         keras.layers.Concatenate()([age, income]))))
     x = [rng.normal(size=(40, 2)).astype("float32"), rng.normal(size=(40, 3)).astype("float32")]
-    calibrated, t = _calibrate(model, x, rng.integers(0, 3, 40))
+    calibrated, t = _calibrate(model, x, _labels(x[0][:, :1] * 3.0 + x[1], rng))
     assert [i.name for i in calibrated.inputs] == ["age", "income"]
     expected = np.asarray(model(x), "float64") / t
     np.testing.assert_allclose(calibrated.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
@@ -398,7 +401,7 @@ BAD_TEMPERATURES = [
     (-1.5, ValueError, r"`temperature` must be > 0, got -1.5"),
     (float("nan"), ValueError, r"`temperature` must be finite, got nan"),
     (float("inf"), ValueError, r"`temperature` must be finite, got inf"),
-    (np.array([1.0, 2.0]), TypeError, r"`temperature` must be a scalar, got an array of shape \(2,\)"),
+    (np.array([1.0, 2.0]), TypeError, r"`temperature` must be a scalar, got an array of shape"),
     ("2", TypeError, r"`temperature` must be a real number, got '2'"),
     (True, TypeError, r"`temperature` must be a real number, got True"),
 ]
@@ -421,7 +424,7 @@ def test_export_refuses_a_bad_temperature_held_by_the_model(tmp_path):
     scaling = TemperatureScaling(2.0)
     model = keras.Model(inputs, scaling(keras.layers.Dense(3)(inputs)))
     scaling.temperature.assign(float("nan"))  # e.g. loaded from a broken checkpoint
-    with pytest.raises(ValueError, match=r"TemperatureScaling layer .* bad temperature.*finite, got nan"):
+    with pytest.raises(ValueError, match=r"TemperatureScaling layer .* bad temperature.* got nan"):
         export_for_serving(model, str(tmp_path / "m" / "1"))
 
 
@@ -437,6 +440,10 @@ def test_export_refuses_models_it_cannot_serve(tmp_path):
     called(np.zeros((1, 4), "float32"))
     with pytest.raises(ValueError, match=r"no known inputs .* `input_signature="):
         export_for_serving(called, str(tmp_path / "c"))
+    binary = SubclassedNet(units=1)
+    binary(np.zeros((1, 4), "float32"))
+    with pytest.raises(ValueError, match=r"one value per class.*\(None, 1\)"):
+        export_for_serving(binary, str(tmp_path / "c1"), input_signature=spec)
     inputs = keras.Input((4,), name="features")
     two = keras.Model(inputs, [keras.layers.Dense(3)(inputs), keras.layers.Dense(2)(inputs)])
     with pytest.raises(ValueError, match=r"must have one output .* got 2"):
@@ -452,7 +459,7 @@ def test_export_refuses_folders_it_must_not_replace(tmp_path):
     unrelated = tmp_path / "notes"
     unrelated.mkdir()
     (unrelated / "keep.txt").write_text("mine")
-    with pytest.raises(ValueError, match=r"`path` .*notes.* non-empty folder that is not a SavedModel"):
+    with pytest.raises(ValueError, match=r"`path` .*notes.* non-empty folder that is not a"):
         export_for_serving(model, str(unrelated))
     assert os.listdir(unrelated) == ["keep.txt"]
     a_file = tmp_path / "file"
@@ -490,7 +497,8 @@ def test_export_to_a_read_only_folder_is_a_clear_error():
         export_for_serving(model, earlier, temperature=2.0)
         with _read_only(base):
             for target in (earlier, os.path.join(base, "2")):  # replace, or a new version
-                with pytest.raises(PermissionError, match=re.escape(repr(target)) + ".*not writable"):
+                message = re.escape(repr(target)) + ".*not writable"
+                with pytest.raises(PermissionError, match=message):
                     export_for_serving(model, target, temperature=3.0)
         with _read_only(root):
             target = os.path.join(root, "other", "1")  # its parent cannot be created
@@ -507,7 +515,7 @@ def test_temperature_callback_refuses_empty_or_mismatched_validation_data(rng):
     y = rng.integers(0, 3, 10)
     with pytest.raises(ValueError, match=r"`validation_data` has no samples"):
         TemperatureScalingCallback(validation_data=(x[:0], y[:0]))
-    with pytest.raises(ValueError, match=r"`validation_data` must hold as many labels.*\[10\].* 8 labels"):
+    with pytest.raises(ValueError, match=r"`validation_data` must hold as many labels.* 8 labels"):
         TemperatureScalingCallback(validation_data=(x, y[:8]))
     with pytest.raises(ValueError, match=r"`validation_data` has no samples"):
         TemperatureScalingCallback(validation_data=({"a": x[:0], "b": x[:0]}, y[:0]))
