@@ -68,9 +68,9 @@ def _compile(model, from_logits=True):
 
 
 def _calibrate(model, x, y, from_logits=True):
-    """Train one epoch with the callback; return (calibrated model, T)."""
+    """Train three epochs with the callback; return (calibrated model, T)."""
     callback = TemperatureScalingCallback(validation_data=(x, y), from_logits=from_logits)
-    model.fit(x, y, epochs=1, batch_size=32, verbose=0, callbacks=[callback])
+    model.fit(x, y, epochs=3, batch_size=32, verbose=0, callbacks=[callback])
     return callback.calibrated_model(), callback.results["temperature"]
 
 
@@ -175,6 +175,13 @@ def _mixed_precision(exports, rng):
         expected = [{"probs_in": np.asarray(probs_model(b)).astype("float64"), "temperature": 2.0}
                     for b in (x[:1], x)]
         exports.add("mixed_probabilities", probs_model, [x[:1], x], expected,
+                    temperature=2.0, from_logits=False)
+    with _policy("mixed_bfloat16"):  # 10 classes: rows sum to 1 only within ~2e-3
+        probs_model = keras.Sequential([keras.Input((5,), name="features"),
+                                        keras.layers.Dense(10, activation="softmax")])
+        expected = [{"probs_in": np.asarray(probs_model(b)).astype("float64"), "temperature": 2.0}
+                    for b in (x[:1], x)]
+        exports.add("bfloat16_probabilities", probs_model, [x[:1], x], expected,
                     temperature=2.0, from_logits=False)
 
 
@@ -285,9 +292,19 @@ def test_mixed_float16_exports_serve_float32_probabilities(served):
         np.testing.assert_allclose(probabilities.sum(1), 1.0, atol=1e-6)
         np.testing.assert_allclose(probabilities, _tempered(got["logits"], 0.3), atol=1e-6)
     case = served["mixed_probabilities"]
+    assert any((e["probs_in"] == 0).any() for e in case["expected"])  # the 1e-12 floor matters
+    _assert_probabilities_case(case)
+
+
+def test_bfloat16_probabilities_are_not_taken_for_logits(served):
+    case = served["bfloat16_probabilities"]
+    assert max(np.abs(e["probs_in"].sum(1) - 1).max() for e in case["expected"]) > 1e-3
+    _assert_probabilities_case(case)
+
+
+def _assert_probabilities_case(case):
     for i, expected in enumerate(case["expected"]):
         got = case["served"][str(i)]
-        assert (expected["probs_in"] == 0).any()  # zeros in float16: the 1e-12 floor matters
         assert got["dtypes"]["probabilities"] == "float32"
         want = _tempered(expected["probs_in"], 2.0, from_logits=False)
         np.testing.assert_allclose(got["probabilities"], want, rtol=1e-5, atol=1e-6)
@@ -350,6 +367,17 @@ def test_temperature_scaling_from_probabilities_under_mixed_float16_floors_zeros
     np.testing.assert_allclose(probs, _tempered(p, 1.5, from_logits=False), rtol=1e-5, atol=1e-9)
 
 
+def test_temperature_scaling_takes_bfloat16_probabilities_for_probabilities():
+    rng = np.random.default_rng(5)
+    with _policy("mixed_bfloat16"):
+        net = keras.Sequential([keras.Input((5,)), keras.layers.Dense(10, activation="softmax")])
+        layer = TemperatureScaling(2.0, softmax=True, from_logits=False)
+        for _ in range(20):
+            p = net(rng.normal(size=(64, 5)).astype("float32") * 3.0)
+            want = _tempered(np.asarray(p).astype("float64"), 2.0, from_logits=False)
+            np.testing.assert_allclose(np.asarray(layer(p)), want, rtol=1e-5, atol=1e-7)
+
+
 def test_temperature_scaling_from_probabilities_takes_a_logits_batch_for_logits():
     x = np.array([[2.0, -1.0, 0.5], [0.1, 0.2, 3.0]], "float32")  # not probabilities
     layer = TemperatureScaling(2.0, softmax=True, from_logits=False)
@@ -382,7 +410,7 @@ def test_calibrated_model_keeps_the_inputs_and_saves(tmp_path, rng):
     age, income = keras.Input((2,), name="age"), keras.Input((3,), name="income")
     model = _compile(keras.Model([age, income], keras.layers.Dense(3)(
         keras.layers.Concatenate()([age, income]))))
-    x = [rng.normal(size=(40, 2)).astype("float32"), rng.normal(size=(40, 3)).astype("float32")]
+    x = [rng.normal(size=(96, 2)).astype("float32"), rng.normal(size=(96, 3)).astype("float32")]
     calibrated, t = _calibrate(model, x, _labels(x[0][:, :1] * 3.0 + x[1], rng))
     assert [i.name for i in calibrated.inputs] == ["age", "income"]
     expected = np.asarray(model(x), "float64") / t

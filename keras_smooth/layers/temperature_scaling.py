@@ -26,16 +26,28 @@ def check_temperature(value, name="temperature"):
     return _checks.check_positive(name, value)
 
 
-def log_probabilities(inputs):
+def row_sum_tolerance(dtype):
+    """How far from 1 a row of probabilities in `dtype` may sum: 1e-3, or 4 roundoffs.
+
+    1e-3 is the library-wide rule; float16 (roundoff 2**-11) and bfloat16
+    (2**-8) probabilities cannot meet it, so they get 4 roundoffs.
+    """
+    roundoffs = {"float16": 2.0**-11, "bfloat16": 2.0**-8}
+    roundoff = roundoffs.get(keras.backend.standardize_dtype(dtype))
+    return _ROW_SUM_TOLERANCE if roundoff is None else max(_ROW_SUM_TOLERANCE, 4 * roundoff)
+
+
+def log_probabilities(inputs, tolerance=_ROW_SUM_TOLERANCE):
     """log(max(p, 1e-12)) of a batch of probabilities; log_softmax of a batch that is not.
 
     A batch counts as probabilities when every value is in [0, 1] and every row
-    sums to 1 within 1e-3; otherwise it is taken for logits (per batch, in eager
-    and graph mode). Either way softmax(result / T) is the tempered distribution.
+    sums to 1 within `tolerance`; otherwise it is taken for logits (per batch,
+    in eager and graph mode). Either way softmax(result / T) is the tempered
+    distribution.
     """
     in_range = ops.logical_and(ops.all(inputs >= 0.0), ops.all(inputs <= 1.0))
     row_sums = ops.sum(inputs, axis=-1)
-    sums_to_one = ops.all(ops.abs(row_sums - 1.0) <= _ROW_SUM_TOLERANCE)
+    sums_to_one = ops.all(ops.abs(row_sums - 1.0) <= tolerance)
     is_probability = ops.logical_and(in_range, sums_to_one)
     from_probabilities = ops.log(ops.maximum(inputs, _EPS))
     return ops.where(is_probability, from_probabilities, ops.log_softmax(inputs, axis=-1))
@@ -64,7 +76,8 @@ class TemperatureScaling(keras.layers.Layer):
         output = softmax(z / T)        (softmax=True)
 
     With `from_logits=False`, a batch that is not probabilities (a value
-    outside [0, 1], or a row not summing to 1 within 1e-3) is taken for logits:
+    outside [0, 1], or a row not summing to 1 within 1e-3; within 4 roundoffs,
+    2e-3 and 1.6e-2, for float16 and bfloat16 inputs) is taken for logits:
     z = log_softmax(inputs). A softmax over one class is always 1, so inputs
     with a last dimension of 1 are refused with `softmax=True` or
     `from_logits=False`; scale binary logits with `softmax=False`.
@@ -86,6 +99,7 @@ class TemperatureScaling(keras.layers.Layer):
     def __init__(self, temperature=1.0, softmax=False, from_logits=True, **kwargs):
         if keras.config.dtype_policy().compute_dtype in ("float16", "bfloat16"):
             kwargs.setdefault("dtype", "float32")
+        kwargs.setdefault("autocast", False)  # see the inputs' own dtype in `call`
         super().__init__(**kwargs)
         self.initial_temperature = check_temperature(temperature)
         self.softmax = _checks.check_bool("softmax", softmax)
@@ -109,10 +123,10 @@ class TemperatureScaling(keras.layers.Layer):
                 f"`softmax=True` or `from_logits=False`, got inputs of shape {inputs.shape}; "
                 "for binary logits use `softmax=False, from_logits=True`."
             )
-        wide = keras.backend.standardize_dtype(inputs.dtype) == "float64"
-        dtype = "float64" if wide else "float32"
+        input_dtype = keras.backend.standardize_dtype(inputs.dtype)
+        dtype = "float64" if input_dtype == "float64" else "float32"
         x = ops.cast(inputs, dtype)
-        logits = x if self.from_logits else log_probabilities(x)
+        logits = x if self.from_logits else log_probabilities(x, row_sum_tolerance(input_dtype))
         scaled = logits / ops.cast(self.temperature, dtype)
         outputs = ops.softmax(scaled, axis=-1) if self.softmax else scaled
         return ops.cast(outputs, self.compute_dtype)
