@@ -6,43 +6,250 @@ and start the server with `--model_name=my_model
 --model_base_path=/abs/path/serving/my_model`. A new version is a new folder
 (`.../2`); the server picks the highest number. The REST request
 `POST /v1/models/my_model:predict` with `{"instances": [...]}` then answers
-with `logits` and calibrated `probabilities` for every instance.
+with `logits`, calibrated `probabilities` and `temperature` for every
+instance.
 """
+
+import errno
+import os
+import re
+import shutil
+import tempfile
 
 import keras
 
 from keras_smooth import _checks
-from keras_smooth.layers.temperature_scaling import TemperatureScaling
+from keras_smooth.layers.temperature_scaling import (
+    TemperatureScaling,
+    check_temperature,
+    log_probabilities,
+    row_sum_tolerance,
+)
+
+_AUTOMATIC_NAME = re.compile(r"keras_tensor(_\d+)?")  # Keras's name for an unnamed Input
+_SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
+
+
+def model_inputs(model):
+    """The symbolic inputs of `model` in their structure, or None when it has none.
+
+    A single tensor, a list or a dict, as the model is called; None for a
+    subclassed or unbuilt model.
+    """
+    try:
+        inputs = model.inputs
+    except (AttributeError, ValueError):
+        return None
+    if not inputs:
+        return None
+    if isinstance(model, keras.Sequential):
+        return inputs[0]  # `Sequential.input` is that of its first call, not its own Input
+    return model.input  # a functional model's inputs as it was built (e.g. a dict)
 
 
 def _split_temperature(model, temperature, from_logits):
     """(base model, temperature, whether the base outputs logits) for `model`."""
-    last = model.layers[-1] if getattr(model, "layers", None) else None
-    inner = [layer for layer in getattr(model, "layers", [])[:-1] if isinstance(layer, TemperatureScaling)]
-    if inner:
+    layers = list(getattr(model, "layers", None) or [])
+    if any(isinstance(layer, TemperatureScaling) for layer in layers[:-1]):
         raise ValueError(
             "`model` has a TemperatureScaling layer that is not its last layer; export "
             "the model without it and pass `temperature=` instead."
         )
-    if isinstance(last, TemperatureScaling):
-        base = keras.Model(model.inputs, last.input, name=f"{model.name}_logits")
-        found = float(keras.ops.convert_to_numpy(last.temperature))
-        return base, found if temperature is None else temperature, last.from_logits
-    return model, 1.0 if temperature is None else temperature, from_logits
+    if not layers or not isinstance(layers[-1], TemperatureScaling):
+        return model, 1.0 if temperature is None else temperature, from_logits
+    last = layers[-1]
+    inputs = model_inputs(model)
+    if inputs is not None:
+        base = keras.Model(inputs, last.input, name=f"{model.name}_logits")
+    elif len(layers) == 2:  # Sequential([subclassed model, TemperatureScaling])
+        base = layers[0]
+    else:
+        base = keras.Sequential(layers[:-1], name=f"{model.name}_logits")
+    if temperature is None:
+        try:
+            temperature = check_temperature(keras.ops.convert_to_numpy(last.temperature))
+        except ValueError as error:
+            raise ValueError(
+                f"the TemperatureScaling layer {last.name!r} of `model` holds a bad "
+                f"temperature: {error} Set it with `set_temperature` or pass `temperature=`."
+            ) from error
+    return base, temperature, last.from_logits
 
 
-def export_for_serving(model, path, temperature=None, from_logits=True, input_signature=None):
+def _serving_names(inputs):
+    """One signature name per flattened input: dict keys, else the tensors' own names.
+
+    Keras names an unnamed `Input` `keras_tensor_<N>` with N changing from run
+    to run; such inputs are served as `inputs` (or `inputs_<i>`), stable names.
+    """
+    paths_and_tensors = keras.tree.flatten_with_path(inputs)
+    names = []
+    for i, (path, tensor) in enumerate(paths_and_tensors):
+        name = path[-1] if path and isinstance(path[-1], str) else tensor.name
+        if _AUTOMATIC_NAME.fullmatch(name):
+            name = "inputs" if len(paths_and_tensors) == 1 else f"inputs_{i}"
+        names.append(name)
+    if len(set(names)) != len(names):
+        raise ValueError(
+            f"`model` has inputs with the same name: {names}; give them distinct names."
+        )
+    return names
+
+
+def _signature(base, input_signature):
+    """(list of named `tf.TensorSpec`, input structure to rebuild or None)."""
+    import tensorflow as tf
+
+    if not getattr(base, "built", False):
+        raise ValueError(
+            "`model` is not built: call it on a batch, or start it with `keras.Input`, "
+            "before exporting."
+        )
+    if input_signature is not None:
+        specs = list(input_signature)
+        default = ["inputs"] if len(specs) == 1 else [f"inputs_{i}" for i in range(len(specs))]
+        specs = [tf.TensorSpec(s.shape, s.dtype, name=s.name or d) for s, d in zip(specs, default)]
+        return specs, None
+    inputs = model_inputs(base)
+    if inputs is None:
+        raise ValueError(
+            "`model` has no known inputs (a subclassed model?): pass "
+            "`input_signature=[tf.TensorSpec((None, ...), dtype)]`."
+        )
+    outputs = base.outputs
+    _check_outputs(outputs[0] if len(outputs) == 1 else outputs)
+    tensors = keras.tree.flatten(inputs)
+    specs = [
+        tf.TensorSpec((None,) + tuple(t.shape[1:]), t.dtype, name=name)
+        for t, name in zip(tensors, _serving_names(inputs))
+    ]
+    return specs, inputs
+
+
+def _check_outputs(outputs):
+    """Refuse outputs that are not one `(batch, classes >= 2)` tensor."""
+    if isinstance(outputs, (list, tuple, dict)):
+        raise ValueError(
+            f"`model` must have one output (logits or probabilities), got {len(outputs)}."
+        )
+    if len(outputs.shape) < 2 or (outputs.shape[-1] is not None and outputs.shape[-1] < 2):
+        raise ValueError(
+            "`model` must output one value per class, shape (batch, classes >= 2), got "
+            f"{tuple(outputs.shape)}; a softmax over one class is always 1."
+        )
+
+
+def _serving_function(base, structure, temperature, from_logits):
+    """The `serve` function: float32 logits, probabilities and temperature."""
+    import tensorflow as tf
+
+    def serve(*args):
+        if structure is None:
+            inputs = args[0] if len(args) == 1 else list(args)
+        else:
+            inputs = keras.tree.pack_sequence_as(structure, list(args))
+        outputs = base(inputs, training=False)
+        _check_outputs(outputs)
+        tolerance = row_sum_tolerance(outputs.dtype.name)
+        outputs = tf.cast(outputs, tf.float32)  # float16 under mixed precision
+        logits = outputs if from_logits else log_probabilities(outputs, tolerance)
+        t = tf.cast(temperature, tf.float32)
+        return {
+            "logits": logits,
+            "probabilities": tf.nn.softmax(logits / t, axis=-1),
+            "temperature": tf.fill(tf.shape(logits)[:1], t),
+        }
+
+    return serve
+
+
+def _is_saved_model(folder):
+    return any(os.path.isfile(os.path.join(folder, name)) for name in _SAVED_MODEL_FILES)
+
+
+def _check_target(path, overwrite):
+    """Refuse a target that is a file or a folder we must not replace."""
+    if not os.path.exists(path):
+        return
+    if not os.path.isdir(path):
+        raise ValueError(
+            f"`path` must be a folder to write the SavedModel into, got a file: {path!r}."
+        )
+    if not os.listdir(path):
+        return
+    if not _is_saved_model(path):
+        raise ValueError(
+            f"`path` {path!r} is a non-empty folder that is not a SavedModel; refusing to "
+            "write into it. Export to a new or empty folder."
+        )
+    if not overwrite:
+        raise ValueError(
+            f"`path` {path!r} already holds a SavedModel; pass `overwrite=True` to replace it."
+        )
+
+
+def _staging_folder(path):
+    """A new empty hidden folder beside `path` (parents created); TF Serving skips it."""
+    parent = os.path.dirname(path)
+    try:
+        os.makedirs(parent, exist_ok=True)
+        return tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.export-", dir=parent)
+    except OSError as error:
+        if error.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        raise PermissionError(
+            error.errno,
+            f"cannot write the SavedModel to `path` {path!r}: {parent!r} is not writable "
+            f"({error.strerror})",
+        ) from error
+
+
+def _move_into_place(staging, path):
+    """Swap the finished export in for `path`, so no file of an earlier one survives."""
+    if not os.path.isdir(path):
+        os.replace(staging, path)
+        return
+    old = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.old-", dir=os.path.dirname(path))
+    os.replace(path, old)  # a rename within the folder: replaces the empty `old`
+    os.replace(staging, path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _archive(base, specs, structure, temperature, from_logits):
+    archive = keras.export.ExportArchive()
+    archive.track(base)
+    scaler = TemperatureScaling(temperature, name="serving_temperature")
+    archive.track(scaler)  # T is a variable of the SavedModel
+    serve = _serving_function(base, structure, scaler.temperature, from_logits)
+    archive.add_endpoint("serving_default", serve, input_signature=specs)
+    return archive
+
+
+def export_for_serving(
+    model, path, temperature=None, from_logits=True, input_signature=None, overwrite=True
+):
     """Write a SavedModel whose `serving_default` returns calibrated probabilities.
 
-    The signature takes the model's input with a dynamic batch size and returns
-    a dict with `logits` (the model's raw logits), `probabilities`
-    (`softmax(logits / T)`) and `temperature` (T, per example). T is stored
-    as a variable in the SavedModel.
+    The signature takes the model's inputs under the model's own input names
+    (the keys of a dict input; an unnamed `keras.Input` is served as `inputs`,
+    or `inputs_<i>` for several) with a dynamic batch size, and returns a dict
+    of three float32 outputs: `logits` (the model's raw logits), `probabilities`
+    (`softmax(logits / T)`, computed in float32 also under a mixed-precision
+    policy) and `temperature` (T, per example). T is stored as a variable in
+    the SavedModel.
+
+    The folder `path` is replaced whole: the export is written next to it and
+    moved in place, so no file of an earlier export survives. A non-empty
+    folder that is not a SavedModel is refused, as is an earlier export with
+    `overwrite=False`. Remote paths (`gs://...`) are written directly by
+    TensorFlow, without these checks.
 
     Args:
-        model: a built Keras model whose output is logits (or probabilities
-            with `from_logits=False`; their logarithms are used as logits).
-            If its last layer is a `TemperatureScaling` layer (as in
+        model: a built Keras model with one output of shape (batch, classes)
+            that is logits (or probabilities with `from_logits=False`; their
+            logarithms, floored at 1e-12, are used as logits; a batch that is
+            not probabilities is taken for logits). If its last layer is a
+            `TemperatureScaling` layer (as in
             `TemperatureScalingCallback.calibrated_model()`), that layer's
             temperature and `from_logits` are used and the outputs are taken
             before it.
@@ -51,59 +258,50 @@ def export_for_serving(model, path, temperature=None, from_logits=True, input_si
             `TemperatureScaling` weight if present, else 1.
         from_logits: whether the model (without temperature) outputs logits.
         input_signature: optional list of `tf.TensorSpec` for models without
-            `model.inputs` (subclassed models).
+            `model.inputs` (subclassed models); a spec without a name is
+            served as `inputs` (`inputs_<i>`).
+        overwrite: replace an earlier SavedModel export in `path`.
 
     Returns:
         the temperature used.
 
+    Raises:
+        ValueError: bad `temperature`, a model that is not built, has no
+            known inputs, several outputs or one output column, or a `path`
+            that must not be replaced (see above).
+        PermissionError: `path` cannot be written.
+
     Examples:
     >>> import keras, tempfile, os
     >>> from keras_smooth import export_for_serving
-    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    >>> model = keras.Sequential([keras.Input((4,), name="features"), keras.layers.Dense(3)])
     >>> folder = os.path.join(tempfile.mkdtemp(), "my_model", "1")
     >>> export_for_serving(model, folder, temperature=1.5)
     1.5
     """
-    import tensorflow as tf
-
     if keras.backend.backend() != "tensorflow":
         raise ValueError(
             "export_for_serving needs the TensorFlow backend (KERAS_BACKEND=tensorflow), "
             f"got {keras.backend.backend()!r}."
         )
     if temperature is not None:
-        temperature = _checks.check_positive("temperature", temperature)
+        temperature = check_temperature(temperature)
+    from_logits = _checks.check_bool("from_logits", from_logits)
+    overwrite = _checks.check_bool("overwrite", overwrite)
+    path = os.fspath(path)
+    remote = "://" in path
+    if not remote:
+        path = os.path.abspath(path)
+        _check_target(path, overwrite)
     base, temperature, from_logits = _split_temperature(model, temperature, from_logits)
-    if input_signature is None:
-        try:
-            inputs = base.inputs
-        except (AttributeError, ValueError):
-            inputs = None
-        if not inputs:
-            raise ValueError(
-                "`model` has no known inputs (a subclassed model?): pass "
-                "`input_signature=[tf.TensorSpec((None, ...), dtype)]`."
-            )
-        input_signature = [
-            tf.TensorSpec((None,) + tuple(t.shape[1:]), t.dtype, name=t.name.split(":")[0])
-            for t in inputs
-        ]
-    scaler = TemperatureScaling(temperature, name="serving_temperature")
-
-    def serve(*args):
-        outputs = base(args[0] if len(args) == 1 else list(args), training=False)
-        outputs = tf.cast(outputs, tf.float32)
-        logits = outputs if from_logits else tf.math.log(tf.maximum(outputs, 1e-12))
-        scaled = scaler(logits)
-        return {
-            "logits": logits,
-            "probabilities": tf.nn.softmax(scaled, axis=-1),
-            "temperature": tf.fill(tf.shape(logits)[:1], tf.cast(scaler.temperature, tf.float32)),
-        }
-
-    archive = keras.export.ExportArchive()
-    archive.track(base)
-    archive.track(scaler)
-    archive.add_endpoint("serving_default", serve, input_signature=input_signature)
-    archive.write_out(path, verbose=False)
+    specs, structure = _signature(base, input_signature)
+    if remote:
+        _archive(base, specs, structure, temperature, from_logits).write_out(path, verbose=False)
+        return temperature
+    staging = _staging_folder(path)
+    try:
+        _archive(base, specs, structure, temperature, from_logits).write_out(staging, verbose=False)
+        _move_into_place(staging, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # left only when writing failed
     return temperature

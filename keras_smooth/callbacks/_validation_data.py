@@ -4,15 +4,41 @@ import numpy as np
 from keras import ops
 
 
+def _rows(array):
+    return int(np.shape(array)[0]) if np.ndim(array) else 0
+
+
+def check_validation_tuple(validation_data):
+    """Refuse an `(x, y)` tuple with no samples or with x and y of different lengths."""
+    if len(validation_data) < 2:
+        raise ValueError("`validation_data` must be (x, y) or an iterable of (x, y) batches.")
+    x, y = validation_data[0], validation_data[1]
+    if isinstance(x, dict):
+        parts = list(x.values())
+    elif isinstance(x, (list, tuple)) and x and all(hasattr(part, "shape") for part in x):
+        parts = list(x)  # one array per model input
+    else:
+        parts = [x]
+    rows = {_rows(part) for part in parts}
+    labels = _rows(y)
+    if len(rows) > 1 or rows != {labels}:
+        raise ValueError(
+            "`validation_data` must hold as many labels as samples in every input, got "
+            f"{sorted(rows)} samples and {labels} labels."
+        )
+    if labels == 0:
+        raise ValueError("`validation_data` has no samples; at least one is needed.")
+
+
 def predict_with_labels(model, validation_data, batch_size=256):
     """Return `(labels, predictions)` as NumPy arrays.
 
     `validation_data` is a tuple `(x, y)` or an iterable of `(x, y)` batches
     (e.g. a batched `tf.data.Dataset`); sample weights, if present, are ignored.
+    Empty data and labels that do not match the samples raise `ValueError`.
     """
     if isinstance(validation_data, (tuple, list)):
-        if len(validation_data) < 2:
-            raise ValueError("`validation_data` must be (x, y) or an iterable of (x, y) batches.")
+        check_validation_tuple(validation_data)
         x, y = validation_data[0], validation_data[1]
         return np.asarray(y), np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
     labels, preds = [], []
@@ -22,4 +48,10 @@ def predict_with_labels(model, validation_data, batch_size=256):
         preds.append(np.asarray(ops.convert_to_numpy(model(x, training=False))))
     if not labels:
         raise ValueError("`validation_data` yielded no batches.")
-    return np.concatenate(labels), np.concatenate(preds)
+    labels, preds = np.concatenate(labels), np.concatenate(preds)
+    if len(labels) == 0 or len(labels) != len(preds):
+        raise ValueError(
+            f"`validation_data` yielded {len(preds)} predictions and {len(labels)} labels; "
+            "at least one sample is needed, with one label each."
+        )
+    return labels, preds

@@ -5,7 +5,8 @@ import warnings
 import keras
 
 from keras_smooth import calibration
-from keras_smooth.callbacks._validation_data import predict_with_labels
+from keras_smooth.callbacks._validation_data import check_validation_tuple, predict_with_labels
+from keras_smooth.export import model_inputs
 from keras_smooth.layers.temperature_scaling import TemperatureScaling
 
 
@@ -23,7 +24,8 @@ class TemperatureScalingCallback(keras.callbacks.Callback):
     calibrated without retraining. Nothing else is stored on the callback.
 
     Args:
-        validation_data: `(x, y)` or an iterable of `(x, y)` batches.
+        validation_data: `(x, y)` or an iterable of `(x, y)` batches. Empty
+            data, or labels that do not match the samples, raise `ValueError`.
         every_epoch: also fit after every epoch.
         from_logits: whether the model outputs logits (default) or
             probabilities (their logarithms are then scaled).
@@ -48,6 +50,8 @@ class TemperatureScalingCallback(keras.callbacks.Callback):
         super().__init__()
         if validation_data is None:
             raise ValueError("`validation_data` is required to fit a temperature; got None.")
+        if isinstance(validation_data, (tuple, list)):
+            check_validation_tuple(validation_data)
         self.validation_data = validation_data
         self.every_epoch = bool(every_epoch)
         self.from_logits = bool(from_logits)
@@ -88,10 +92,19 @@ class TemperatureScalingCallback(keras.callbacks.Callback):
     def calibrated_model(self, softmax=None):
         """The trained model followed by `TemperatureScaling(T)`; shares weights.
 
+        For a model with known inputs (functional or `Sequential` with an
+        `Input`) this is a functional model over the same inputs, so their
+        names and structure (one tensor, a list or a dict) are kept and
+        `export_for_serving` serves them under those names. A subclassed
+        model without inputs gives `Sequential([model, TemperatureScaling])`.
+
         Args:
             softmax: whether the calibrated model outputs probabilities. By
                 default it outputs what the model outputs: logits / T for a
                 logits model, softmax(log p / T) for a probability model.
+
+        Returns:
+            a `keras.Model` named `<model name>_calibrated`.
         """
         if "temperature" not in self.results:
             raise ValueError("No temperature fitted yet: train the model with this callback first.")
@@ -99,4 +112,13 @@ class TemperatureScalingCallback(keras.callbacks.Callback):
         scaling = TemperatureScaling(
             self.results["temperature"], softmax=softmax, from_logits=self.from_logits
         )
-        return keras.Sequential([self.model, scaling], name=f"{self.model.name}_calibrated")
+        name = f"{self.model.name}_calibrated"
+        inputs = model_inputs(self.model)
+        if inputs is None:  # a subclassed model has no symbolic inputs
+            return keras.Sequential([self.model, scaling], name=name)
+        if len(self.model.outputs) != 1:
+            raise ValueError(
+                "calibrated_model() needs a model with one output, got "
+                f"{len(self.model.outputs)} outputs."
+            )
+        return keras.Model(inputs, scaling(self.model(inputs)), name=name)

@@ -1,9 +1,56 @@
 """Post-hoc temperature scaling as a layer."""
 
+import numbers
+
 import keras
+import numpy as np
 from keras import ops
 
 from keras_smooth import _checks
+
+_EPS = 1e-12  # floor of the probabilities before the logarithm (float32 keeps it)
+_ROW_SUM_TOLERANCE = 1e-3  # the library-wide test for "these are probabilities"
+
+
+def check_temperature(value, name="temperature"):
+    """`value` as a float T > 0; a 0-d array or tensor is accepted.
+
+    Raises `TypeError` for non-numbers and arrays of more than one value,
+    `ValueError` for NaN, Inf and T <= 0; both name the argument.
+    """
+    if not isinstance(value, (numbers.Number, str, bytes)) and hasattr(value, "shape"):
+        array = np.asarray(ops.convert_to_numpy(value))
+        if array.shape != ():
+            raise TypeError(f"`{name}` must be a scalar, got an array of shape {array.shape}.")
+        value = array.item()
+    return _checks.check_positive(name, value)
+
+
+def row_sum_tolerance(dtype):
+    """How far from 1 a row of probabilities in `dtype` may sum: 1e-3, or 4 roundoffs.
+
+    1e-3 is the library-wide rule; float16 (roundoff 2**-11) and bfloat16
+    (2**-8) probabilities cannot meet it, so they get 4 roundoffs.
+    """
+    roundoffs = {"float16": 2.0**-11, "bfloat16": 2.0**-8}
+    roundoff = roundoffs.get(keras.backend.standardize_dtype(dtype))
+    return _ROW_SUM_TOLERANCE if roundoff is None else max(_ROW_SUM_TOLERANCE, 4 * roundoff)
+
+
+def log_probabilities(inputs, tolerance=_ROW_SUM_TOLERANCE):
+    """log(max(p, 1e-12)) of a batch of probabilities; log_softmax of a batch that is not.
+
+    A batch counts as probabilities when every value is in [0, 1] and every row
+    sums to 1 within `tolerance`; otherwise it is taken for logits (per batch,
+    in eager and graph mode). Either way softmax(result / T) is the tempered
+    distribution.
+    """
+    in_range = ops.logical_and(ops.all(inputs >= 0.0), ops.all(inputs <= 1.0))
+    row_sums = ops.sum(inputs, axis=-1)
+    sums_to_one = ops.all(ops.abs(row_sums - 1.0) <= tolerance)
+    is_probability = ops.logical_and(in_range, sums_to_one)
+    from_probabilities = ops.log(ops.maximum(inputs, _EPS))
+    return ops.where(is_probability, from_probabilities, ops.log_softmax(inputs, axis=-1))
 
 
 @keras.saving.register_keras_serializable(package="keras_smooth")
@@ -16,16 +63,30 @@ class TemperatureScaling(keras.layers.Layer):
     `keras_smooth.callbacks.TemperatureScalingCallback`) and set it with
     `set_temperature`.
 
+    The arithmetic is done in float32 (float64 for float64 inputs), also under
+    a `mixed_float16` or `mixed_bfloat16` policy: there the layer's dtype
+    defaults to float32 (as for the final softmax of a mixed-precision model),
+    so huge logits, small T and zero probabilities stay finite. Pass `dtype=`
+    to choose the output dtype yourself.
+
     Formula:
         z = inputs                     (from_logits=True)
         z = log(max(inputs, 1e-12))    (from_logits=False: inputs are probabilities)
         output = z / T                 (softmax=False)
         output = softmax(z / T)        (softmax=True)
 
+    With `from_logits=False`, a batch that is not probabilities (a value
+    outside [0, 1], or a row not summing to 1 within 1e-3; within 4 roundoffs,
+    2e-3 and 1.6e-2, for float16 and bfloat16 inputs) is taken for logits:
+    z = log_softmax(inputs). A softmax over one class is always 1, so inputs
+    with a last dimension of 1 are refused with `softmax=True` or
+    `from_logits=False`; scale binary logits with `softmax=False`.
+
     Args:
         temperature: initial T > 0. Default 1.
         softmax: apply a softmax after scaling.
         from_logits: whether the inputs are logits (default) or probabilities.
+        **kwargs: base layer arguments (`name`, `dtype`).
 
     Examples:
     >>> import numpy as np
@@ -36,8 +97,11 @@ class TemperatureScaling(keras.layers.Layer):
     """
 
     def __init__(self, temperature=1.0, softmax=False, from_logits=True, **kwargs):
+        if keras.config.dtype_policy().compute_dtype in ("float16", "bfloat16"):
+            kwargs.setdefault("dtype", "float32")
+        kwargs.setdefault("autocast", False)  # see the inputs' own dtype in `call`
         super().__init__(**kwargs)
-        self.initial_temperature = _checks.check_positive("temperature", temperature)
+        self.initial_temperature = check_temperature(temperature)
         self.softmax = _checks.check_bool("softmax", softmax)
         self.from_logits = _checks.check_bool("from_logits", from_logits)
         self.temperature = self.add_weight(
@@ -50,12 +114,22 @@ class TemperatureScaling(keras.layers.Layer):
 
     def set_temperature(self, temperature):
         """Set T (> 0)."""
-        self.temperature.assign(_checks.check_positive("temperature", float(temperature)))
+        self.temperature.assign(check_temperature(temperature))
 
     def call(self, inputs):
-        logits = inputs if self.from_logits else ops.log(ops.maximum(inputs, 1e-12))
-        scaled = logits / ops.cast(self.temperature, logits.dtype)
-        return ops.softmax(scaled, axis=-1) if self.softmax else scaled
+        if inputs.shape[-1] == 1 and (self.softmax or not self.from_logits):
+            raise ValueError(
+                "TemperatureScaling needs one value per class (last dimension >= 2) with "
+                f"`softmax=True` or `from_logits=False`, got inputs of shape {inputs.shape}; "
+                "for binary logits use `softmax=False, from_logits=True`."
+            )
+        input_dtype = keras.backend.standardize_dtype(inputs.dtype)
+        dtype = "float64" if input_dtype == "float64" else "float32"
+        x = ops.cast(inputs, dtype)
+        logits = x if self.from_logits else log_probabilities(x, row_sum_tolerance(input_dtype))
+        scaled = logits / ops.cast(self.temperature, dtype)
+        outputs = ops.softmax(scaled, axis=-1) if self.softmax else scaled
+        return ops.cast(outputs, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -12,7 +12,8 @@ Examples:
 >>> from keras_smooth import datasets, tuning
 >>> data = datasets.load("gaussian", seed=0)
 >>> def build(input_shape, num_classes):
-...     return keras.Sequential([keras.Input(input_shape), keras.layers.Dense(16, activation="relu"),
+...     return keras.Sequential([keras.Input(input_shape, name="features"),
+...                              keras.layers.Dense(16, activation="relu"),
 ...                              keras.layers.Dense(num_classes)])
 >>> hypermodel = tuning.LSHyperModel(build, data.input_shape, data.num_classes, ranges={"epsilon": [0.05, 0.1]})
 >>> tuner = keras_tuner.GridSearch(hypermodel, objective=tuning.objective("val_nll"),

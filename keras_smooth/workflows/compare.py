@@ -28,7 +28,8 @@ def default_model(input_shape, num_classes):
 
     The CNN: two 3 x 3 convolutions (32 and 64 filters), each followed by 2 x 2
     max pooling, then a 128-unit ReLU layer (the penultimate features) and
-    the logits.
+    the logits. The input is named `features` (vectors) or `images`, so an
+    exported model serves it under that name.
     """
     if len(input_shape) == 1:
         layers = [keras.layers.Dense(64, activation="relu") for _ in range(5)]
@@ -41,7 +42,8 @@ def default_model(input_shape, num_classes):
             keras.layers.Flatten(),
             keras.layers.Dense(128, activation="relu"),
         ]
-    return keras.Sequential([keras.Input(input_shape), *layers, keras.layers.Dense(num_classes)])
+    inputs = keras.Input(input_shape, name="features" if len(input_shape) == 1 else "images")
+    return keras.Sequential([inputs, *layers, keras.layers.Dense(num_classes)])
 
 
 def decision_grid(data, size=120):
