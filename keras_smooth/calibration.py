@@ -353,7 +353,20 @@ def summary(labels, probs, num_bins=15, from_logits=False):
 
 @dataclasses.dataclass(frozen=True)
 class TemperatureFit:
-    """Result of `fit_temperature`; `float(result)` is the temperature."""
+    """Result of `fit_temperature`; `float(result)` is the temperature.
+
+    Attributes:
+        temperature: the fitted T, always within the `bounds` of the fit.
+        nll_before: mean NLL of softmax(logits), i.e. at T = 1.
+        nll_after: mean NLL of softmax(logits / temperature), never above
+            `nll_before` when T = 1 lies within the bounds.
+        converged: True only when `nll_after` is the minimum over the bounds
+            (to float64 rounding). False, with a `UserWarning` carrying
+            `message`, when the minimum lies at or beyond a bound or the
+            search ran out of iterations.
+        iterations: NLL evaluations after the one at the starting point.
+        message: what happened, in words.
+    """
 
     temperature: float
     nll_before: float
@@ -379,20 +392,193 @@ def apply_temperature(predictions, temperature, from_logits=True):
     return _softmax(z / temperature)
 
 
-def _nll_and_derivatives(beta, logits, ids, logits_sq=None):
-    """NLL of softmax(beta * z) and its first two derivatives in beta (float64)."""
-    scaled = beta * logits
-    scaled -= scaled.max(axis=1, keepdims=True)
-    e = np.exp(scaled)
-    total = e.sum(axis=1)
-    rows = np.arange(len(ids))
-    nll_value = (np.log(total) - scaled[rows, ids]).mean()
-    e /= total[:, None]  # now the probabilities
-    mean_z = np.einsum("ij,ij->i", e, logits)
-    grad = (mean_z - logits[rows, ids]).mean()
-    second = np.einsum("ij,ij->i", e, logits * logits if logits_sq is None else logits_sq)
-    hess = (second - mean_z**2).mean()
-    return nll_value, grad, max(hess, 0.0)
+def _nll_and_derivatives(beta, shifted, mean_true, shifted_sq, work):
+    """NLL of softmax(beta * u) and its first two derivatives in beta (float64).
+
+    `shifted` (u) holds logits minus their row maximum, so every entry is <= 0
+    with a 0 in each row: exp(beta * u) cannot overflow, each row sum is >= 1,
+    and where the softmax saturates its mass sits at u = 0, so the variance
+    E[u^2] - E[u]^2 does not cancel. `mean_true` is the mean of u at the
+    labels and `shifted_sq` is u * u; `work` is an (N, K) scratch array.
+
+    Formula:
+        NLL(beta) = mean_i [log sum_j exp(beta u_ij) - beta u_iy]
+        NLL'(beta) = mean_i [E_p u_i] - mean_i u_iy
+        NLL''(beta) = mean_i Var_p u_i >= 0 (so the NLL is convex in beta)
+    """
+    np.multiply(shifted, beta, out=work)
+    np.exp(work, out=work)
+    total = work.sum(axis=1)
+    mean_u = np.einsum("ij,ij->i", work, shifted) / total
+    mean_sq = np.einsum("ij,ij->i", work, shifted_sq) / total
+    value = float(np.log(total).mean() - beta * mean_true)
+    grad = float(mean_u.mean() - mean_true)
+    hess = float((mean_sq - mean_u * mean_u).mean())
+    return value, grad, max(hess, 0.0)
+
+
+class _ShiftedNLL:
+    """The NLL as a function of beta' = scale / T on logits shifted and scaled once.
+
+    u = (z - max_j z) / scale lies in [-1, 0] (scale = the largest gap to a
+    row's maximum, 0 when every row is constant), so z * z cannot overflow and
+    the search works on a problem of unit scale whatever the logits' size.
+    """
+
+    def __init__(self, z, ids):
+        u = z - z.max(axis=1, keepdims=True)
+        self.scale = float(-u.min())
+        if self.scale > 0:
+            u /= self.scale
+        self.shifted = u
+        self.shifted_sq = u * u
+        self.mean_true = float(u[np.arange(len(ids)), ids].mean())
+        self.work = np.empty_like(u)
+
+    def __call__(self, beta):
+        return _nll_and_derivatives(beta, self.shifted, self.mean_true, self.shifted_sq, self.work)
+
+
+def _temperature_inputs(logits, labels, from_logits):
+    """Validated float64 logits `(N, K)` (log-probabilities if not `from_logits`) and ids."""
+    try:
+        z = np.asarray(ops.convert_to_numpy(logits), dtype="float64")
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"`logits` must be an array of real numbers: {error}") from None
+    if z.ndim not in (1, 2):
+        raise ValueError(f"`logits` must have shape (N, K) or (N,), got shape {z.shape}.")
+    if z.shape[0] == 0 or z.size == 0:
+        raise ValueError(f"`logits` is empty (shape {z.shape}): a fit needs at least one sample.")
+    if z.ndim == 2 and z.shape[1] < 2:
+        raise ValueError(
+            f"`logits` must have K >= 2 classes, got shape {z.shape}: a temperature cannot "
+            "change a one-class softmax."
+        )
+    if not np.all(np.isfinite(z)):
+        bad = np.argwhere(~np.isfinite(z))[0]
+        raise ValueError(f"`logits` must be finite, got {z[tuple(bad)]} at index {tuple(bad)}.")
+    y = np.asarray(ops.convert_to_numpy(labels))
+    if y.ndim >= 1 and y.shape[0] != z.shape[0]:
+        raise ValueError(f"`labels` has {y.shape[0]} rows but `logits` has {z.shape[0]}.")
+    if not from_logits:
+        ids, p = prepare(y, z, from_logits=False)
+        return np.log(np.maximum(p, _EPS)), ids
+    if z.ndim == 1:
+        z = np.stack([np.zeros_like(z), z], axis=1)
+    return z, _label_ids(y, z.shape[1], z.shape[0])
+
+
+def _next_beta(beta, grad, hess, bracket, known, older_step):
+    """Newton step inside the bracket if it is making progress, else probe or bisect.
+
+    A Newton step that leaves the bracket, or is not below half the step before
+    last, is replaced by the untried bound on the downhill side (which settles
+    an optimum at a bound in one evaluation) or, once both ends are known, by
+    the geometric midpoint of the bracket.
+    """
+    a, b = bracket
+    new = beta - grad / hess if hess > 0 else np.nan
+    if a < new < b and abs(new - beta) <= 0.5 * abs(older_step):
+        return new
+    if grad < 0 and not known[1]:
+        return b
+    if grad > 0 and not known[0]:
+        return a
+    return float(np.sqrt(a * b))
+
+
+def _stop_reason(beta, value, grad, hess, bracket, bounds, tol):
+    """Why the search can stop at the evaluated point `beta`, or None."""
+    lo, hi = bounds
+    if grad == 0:
+        return "converged"
+    if beta == lo and grad > 0:
+        return "at_lo"
+    if beta == hi and grad < 0:
+        return "at_hi"
+    if hess > 0:
+        step = abs(grad) / hess
+        # the quadratic model's remaining decrease is below float64 rounding of the NLL
+        if step <= tol * beta or 0.5 * abs(grad) * step <= 4 * np.finfo(float).eps * value:
+            return "converged"
+    if bracket[1] - bracket[0] <= tol * beta:
+        return "converged"
+    return None
+
+
+def _minimise_convex(objective, bounds, start, tol, max_iterations):
+    """Minimise a convex `objective(beta) -> (value, grad, hess)` over `bounds`.
+
+    Safeguarded Newton on the derivative inside a bracket [a, b] that always
+    holds the minimiser: every evaluation moves one end to the evaluated
+    point by the sign of the derivative, which is monotone by convexity.
+    Returns a dict: `beta` and `value` of the lowest NLL evaluated, `reason`
+    ("converged", "at_lo", "at_hi" or "iterations"), `iterations` and
+    `start_value`, the NLL at `start`.
+    """
+    bracket, known = list(bounds), [False, False]
+    beta = start
+    value, grad, hess = objective(beta)
+    best = start_best = (value, beta)
+    old_step = older_step = bounds[1] - bounds[0]
+    for iteration in range(max_iterations + 1):
+        if grad != 0:
+            side = int(grad > 0)
+            bracket[side], known[side] = beta, True
+        reason = _stop_reason(beta, value, grad, hess, bracket, bounds, tol)
+        new = None if reason else _next_beta(beta, grad, hess, bracket, known, older_step)
+        if new == beta:  # no representable progress left
+            reason = "converged"
+        if reason or iteration == max_iterations:
+            return {"beta": best[1], "value": best[0], "reason": reason or "iterations",
+                    "iterations": iteration, "start_value": start_best[0]}
+        older_step, old_step = old_step, new - beta
+        beta = new
+        value, grad, hess = objective(beta)
+        best = min(best, (value, beta))
+    raise AssertionError("unreachable")
+
+
+_TEMPERATURE_MESSAGES = {
+    "converged": "converged",
+    "at_hi": (
+        "The NLL keeps falling as T shrinks (predictions already separate the classes): "
+        "the optimum is below T_min={t_min}, so T_min is returned. Lower `bounds[0]` to go "
+        "further, or check that the validation data are not the training data."
+    ),
+    "at_lo": (
+        "The NLL keeps falling as T grows: the optimum is above T_max={t_max}, so T_max is "
+        "returned. Raise `bounds[1]` to go further, or check that `labels` match the rows "
+        "of `logits`."
+    ),
+    "iterations": (
+        "No convergence in {max_iterations} iterations; the best T found is returned. "
+        "Raise `max_iterations` or `tol`."
+    ),
+}
+
+
+def _check_temperature_bounds(bounds):
+    try:
+        t_min, t_max = (float(b) for b in bounds)
+    except (TypeError, ValueError):
+        raise ValueError(f"`bounds` must be a pair (T_min, T_max), got {bounds!r}.") from None
+    if not 0.0 < t_min < t_max or not np.isfinite(t_max):
+        raise ValueError(f"`bounds` must satisfy 0 < T_min < T_max < inf, got {bounds}.")
+    return t_min, t_max
+
+
+def _constant_logits_fit(objective, t_min, t_max):
+    """Every row constant: softmax(z / T) is uniform for every T, so any T is optimal."""
+    temperature = min(max(1.0, t_min), t_max)
+    value = objective(1.0)[0]  # log K
+    message = (
+        "Every row of `logits` is constant, so softmax(logits / T) is uniform and the NLL "
+        f"does not depend on T; T={temperature} is returned. Pass the model's logits (the "
+        "outputs before softmax, with `from_logits=True`), not labels or a collapsed output."
+    )
+    warnings.warn(message, stacklevel=3)
+    return TemperatureFit(temperature, float(value), float(value), True, 0, message)
 
 
 def fit_temperature(
@@ -402,27 +588,39 @@ def fit_temperature(
 
     The NLL is convex in beta = 1/T (its second derivative is the mean
     variance of the logits under the softmax), so its derivative is monotone
-    in beta. The search keeps a bracket on beta in `[1/bounds[1], 1/bounds[0]]`
-    and takes Newton steps, falling back to bisection in log beta whenever a
-    Newton step would leave the bracket. Everything runs in float64, so float32
-    logits and saturated logits are handled without stalling; the result is
-    always positive.
+    in beta. The logits are shifted by their row maximum once (T > 0 keeps the
+    argmax), then the search keeps a bracket on beta in
+    `[1/bounds[1], 1/bounds[0]]` that always contains the minimiser and takes
+    Newton steps from T = 1, probing a bound or bisecting in log beta whenever
+    a Newton step would leave the bracket or stops shrinking. It returns the
+    evaluated point of lowest NLL, so the NLL never rises above its value at
+    T = 1 when T = 1 is within the bounds. Everything runs in float64, so
+    float32 and saturated logits are handled; the result is always positive.
 
-    When the minimum lies outside `bounds` (for example, every validation
-    sample already correct with a large margin, where the NLL keeps falling as
-    T -> 0), the nearest bound is returned with `converged=False` and a
-    warning says which bound and why; so does running out of iterations.
+    `converged=True` means the NLL is at its minimum over the bounds to
+    float64 rounding. When the minimum lies at a bound (for example, every
+    validation sample already correct with a large margin, where the NLL
+    keeps falling as T -> 0), that bound is returned with `converged=False`
+    and a warning says which bound and why; so does running out of
+    iterations. If every row of `logits` is constant the NLL does not depend
+    on T: T = 1 (clipped to the bounds) is returned, converged, with a
+    warning.
 
     Args:
         logits: `(N, K)` logits (or probabilities with `from_logits=False`,
-            whose logarithms are used).
+            whose logarithms are used); `(N,)` for binary logits of class 1.
         labels: class ids or one-hot rows.
         bounds: `(T_min, T_max)` with 0 < T_min < T_max.
         tol: relative tolerance on beta.
         max_iterations: iteration limit.
+        from_logits: whether `logits` are logits (default) or probabilities.
 
     Returns:
         `TemperatureFit` (use `float(fit)` for T).
+
+    Raises:
+        ValueError: for empty, non-finite or one-class `logits`, bad
+            `labels`, `bounds`, `tol` or `max_iterations`.
 
     Examples:
     >>> import numpy as np
@@ -434,57 +632,28 @@ def fit_temperature(
     >>> 1.7 < float(fit) < 2.3, fit.converged     # T near 2, up to sampling noise
     (True, True)
     """
-    t_min, t_max = (float(b) for b in bounds)
-    if not 0.0 < t_min < t_max or not np.isfinite(t_max):
-        raise ValueError(f"`bounds` must satisfy 0 < T_min < T_max < inf, got {bounds}.")
+    t_min, t_max = _check_temperature_bounds(bounds)
     tol = _checks.check_positive("tol", tol)
     if isinstance(max_iterations, bool) or not isinstance(max_iterations, (int, np.integer)) or max_iterations < 1:
         raise ValueError(f"`max_iterations` must be a positive integer, got {max_iterations!r}.")
-    z = np.asarray(ops.convert_to_numpy(logits), dtype="float64")
-    if not from_logits:
-        ids, p = prepare(labels, z, from_logits=False)
-        z = np.log(np.maximum(p, _EPS))
-    else:
-        ids, _ = prepare(labels, z, from_logits=True)
-        if z.ndim == 1:
-            z = np.stack([np.zeros_like(z), z], axis=1)
-    z_sq = z * z
-    evaluate = lambda beta: _nll_and_derivatives(beta, z, ids, z_sq)  # noqa: E731
-    nll_before = evaluate(1.0)[0]
-    lo, hi = 1.0 / t_max, 1.0 / t_min
-    _, g_lo, _ = evaluate(lo)
-    _, g_hi, _ = evaluate(hi)
-
-    def done(beta, converged, iterations, message):
-        if not converged:
-            warnings.warn(message, stacklevel=3)
-        return TemperatureFit(
-            temperature=1.0 / beta,
-            nll_before=nll_before,
-            nll_after=evaluate(beta)[0],
-            converged=converged,
-            iterations=iterations,
-            message=message,
-        )
-
-    if g_lo >= 0:
-        return done(lo, False, 0, f"The NLL keeps falling as T grows: the optimum is above T_max={t_max}.")
-    if g_hi <= 0:
-        return done(
-            hi, False, 0,
-            f"The NLL keeps falling as T shrinks (predictions already separate the "
-            f"classes): the optimum is below T_min={t_min}.",
-        )
-    beta = min(max(1.0, lo), hi)
-    for iteration in range(1, max_iterations + 1):
-        _, grad, hess = evaluate(beta)
-        if grad > 0:
-            hi = beta
-        else:
-            lo = beta
-        step = beta - grad / hess if hess > 0 else np.nan
-        new = step if lo < step < hi else float(np.sqrt(lo * hi))
-        if abs(new - beta) <= tol * beta or grad == 0:
-            return done(new, True, iteration, "converged")
-        beta = new
-    return done(beta, False, max_iterations, f"No convergence in {max_iterations} iterations.")
+    z, ids = _temperature_inputs(logits, labels, from_logits)
+    objective = _ShiftedNLL(z, ids)
+    if objective.scale == 0:
+        return _constant_logits_fit(objective, t_min, t_max)
+    s = objective.scale  # the search runs on beta' = s / T
+    start = min(max(s, s / t_max), s / t_min)
+    search = _minimise_convex(objective, (s / t_max, s / t_min), start, tol, int(max_iterations))
+    nll_before = search["start_value"] if start == s else objective(s)[0]
+    message = _TEMPERATURE_MESSAGES[search["reason"]].format(
+        t_min=t_min, t_max=t_max, max_iterations=max_iterations
+    )
+    if search["reason"] != "converged":
+        warnings.warn(message, stacklevel=2)
+    return TemperatureFit(
+        temperature=s / search["beta"],
+        nll_before=float(nll_before),
+        nll_after=float(search["value"]),
+        converged=search["reason"] == "converged",
+        iterations=search["iterations"],
+        message=message,
+    )
