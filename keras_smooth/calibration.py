@@ -392,61 +392,86 @@ def apply_temperature(predictions, temperature, from_logits=True):
     return _softmax(z / temperature)
 
 
-def _nll_and_derivatives(beta, shifted, mean_true, shifted_sq, work):
-    """NLL of softmax(beta * u) and its first two derivatives in beta (float64).
-
-    `shifted` (u) holds logits minus their row maximum, so every entry is <= 0
-    with a 0 in each row: exp(beta * u) cannot overflow, each row sum is >= 1,
-    and where the softmax saturates its mass sits at u = 0, so the variance
-    E[u^2] - E[u]^2 does not cancel. `mean_true` is the mean of u at the
-    labels and `shifted_sq` is u * u; `work` is an (N, K) scratch array.
-
-    Formula:
-        NLL(beta) = mean_i [log sum_j exp(beta u_ij) - beta u_iy]
-        NLL'(beta) = mean_i [E_p u_i] - mean_i u_iy
-        NLL''(beta) = mean_i Var_p u_i >= 0 (so the NLL is convex in beta)
-    """
-    np.multiply(shifted, beta, out=work)
-    np.exp(work, out=work)
-    total = work.sum(axis=1)
-    mean_u = np.einsum("ij,ij->i", work, shifted) / total
-    mean_sq = np.einsum("ij,ij->i", work, shifted_sq) / total
-    value = float(np.log(total).mean() - beta * mean_true)
-    grad = float(mean_u.mean() - mean_true)
-    hess = float((mean_sq - mean_u * mean_u).mean())
-    return value, grad, max(hess, 0.0)
+_WARM_START_ROWS = 8192  # above this many rows, start from the optimum of every s-th row
+_WARM_START_SAMPLE = 1024
+_BLOCK_ELEMENTS = 1 << 16  # rows are processed in blocks of about this many entries
 
 
 class _ShiftedNLL:
-    """The NLL as a function of beta' = scale / T on logits shifted and scaled once.
+    """The NLL of softmax(beta * u) as a function of beta, on logits shifted once.
 
-    u = (z - max_j z) / scale lies in [-1, 0] (scale = the largest gap to a
-    row's maximum, 0 when every row is constant), so z * z cannot overflow and
-    the search works on a problem of unit scale whatever the logits' size.
+    u = z - max_j z (float64), so every entry is <= 0 with a 0 in each row:
+    exp(beta * u) cannot overflow, each row sum is >= 1, and where the softmax
+    saturates its mass sits at u = 0, so the variance E[u^2] - E[u]^2 does not
+    cancel. T > 0 keeps the argmax, so one shift serves every beta. When the
+    largest gap to a row maximum (`spread`) is outside [1e-100, 1e100], u is
+    divided by it (`scale`) so that u * u stays finite; beta is then
+    `scale / T`, otherwise `1 / T`.
     """
 
-    def __init__(self, z, ids):
-        u = z - z.max(axis=1, keepdims=True)
-        self.scale = float(-u.min())
-        if self.scale > 0:
+    def __init__(self, z, ids, row_max=None, rescale=True):
+        row_max = z.max(axis=1, keepdims=True) if row_max is None else row_max
+        u = np.subtract(z, row_max, dtype="float64")
+        spread = float(-u.min())
+        self.flat = spread == 0.0
+        self.scale = spread if rescale and not self.flat and not 1e-100 < spread < 1e100 else 1.0
+        if self.scale != 1.0:
             u /= self.scale
-        self.shifted = u
-        self.shifted_sq = u * u
+        self.shifted, self.ids = u, ids
         self.mean_true = float(u[np.arange(len(ids)), ids].mean())
-        self.work = np.empty_like(u)
+        self.block = max(1, _BLOCK_ELEMENTS // u.shape[1])
+        self.work = np.empty((min(self.block, u.shape[0]), u.shape[1]))
 
-    def __call__(self, beta):
-        return _nll_and_derivatives(beta, self.shifted, self.mean_true, self.shifted_sq, self.work)
+    def __call__(self, beta, order=2):
+        """NLL and its derivatives in beta up to `order` (0, 1 or 2), float64.
+
+        Formula:
+            NLL(beta) = mean_i [log sum_j exp(beta u_ij) - beta u_iy]
+            NLL'(beta) = mean_i E_p[u_i] - mean_i u_iy
+            NLL''(beta) = mean_i Var_p[u_i] >= 0 (so the NLL is convex in beta)
+        """
+        u, n = self.shifted, self.shifted.shape[0]
+        sums = np.empty((order + 1, n))  # per row: sum_j e_ij u_ij^m for m <= order
+        for start in range(0, n, self.block):
+            rows = slice(start, min(start + self.block, n))
+            block, work = u[rows], self.work[: min(self.block, n - start)]
+            np.exp(np.multiply(block, beta, out=work), out=work)
+            np.sum(work, axis=1, out=sums[0, rows])
+            if order >= 1:
+                np.einsum("ij,ij->i", work, block, out=sums[1, rows])
+            if order >= 2:
+                np.einsum("ij,ij,ij->i", work, block, block, out=sums[2, rows])
+        value = float(np.log(sums[0]).mean() - beta * self.mean_true)
+        if order == 0:
+            return value
+        mean_u = sums[1] / sums[0]
+        grad = float(mean_u.mean() - self.mean_true)
+        if order == 1:
+            return value, grad
+        hess = float((sums[2] / sums[0] - mean_u * mean_u).mean())
+        return value, grad, max(hess, 0.0)
+
+    def every(self, step):
+        """The same objective (same beta units) on every `step`-th row."""
+        return _ShiftedNLL(self.shifted[::step], self.ids[::step], row_max=0.0, rescale=False)
+
+
+def _nll_and_derivatives(beta, logits, ids):
+    """NLL of softmax(beta * logits) and its first two derivatives in beta (float64)."""
+    objective = _ShiftedNLL(np.asarray(logits, dtype="float64"), np.asarray(ids), rescale=False)
+    return objective(beta)
 
 
 def _temperature_inputs(logits, labels, from_logits):
-    """Validated float64 logits `(N, K)` (log-probabilities if not `from_logits`) and ids."""
+    """Checked `(z (N, K), ids, row maxima)`; z are log-probabilities if not `from_logits`."""
     try:
-        z = np.asarray(ops.convert_to_numpy(logits), dtype="float64")
+        z = np.asarray(ops.convert_to_numpy(logits))
+        if z.dtype.kind not in "fc" or z.dtype.itemsize < 4:
+            z = z.astype("float64")
     except (TypeError, ValueError) as error:
         raise TypeError(f"`logits` must be an array of real numbers: {error}") from None
-    if z.ndim not in (1, 2):
-        raise ValueError(f"`logits` must have shape (N, K) or (N,), got shape {z.shape}.")
+    if z.dtype.kind == "c" or z.ndim not in (1, 2):
+        raise ValueError(f"`logits` must be real with shape (N, K) or (N,), got {z.dtype} {z.shape}.")
     if z.shape[0] == 0 or z.size == 0:
         raise ValueError(f"`logits` is empty (shape {z.shape}): a fit needs at least one sample.")
     if z.ndim == 2 and z.shape[1] < 2:
@@ -454,30 +479,39 @@ def _temperature_inputs(logits, labels, from_logits):
             f"`logits` must have K >= 2 classes, got shape {z.shape}: a temperature cannot "
             "change a one-class softmax."
         )
-    if not np.all(np.isfinite(z)):
+    if not (np.isfinite(z.max()) and np.isfinite(z.min())):
         bad = np.argwhere(~np.isfinite(z))[0]
-        raise ValueError(f"`logits` must be finite, got {z[tuple(bad)]} at index {tuple(bad)}.")
+        raise ValueError(f"`logits` must be finite, got {z[tuple(bad)]} at index {tuple(int(i) for i in bad)}.")
     y = np.asarray(ops.convert_to_numpy(labels))
     if y.ndim >= 1 and y.shape[0] != z.shape[0]:
         raise ValueError(f"`labels` has {y.shape[0]} rows but `logits` has {z.shape[0]}.")
     if not from_logits:
         ids, p = prepare(y, z, from_logits=False)
-        return np.log(np.maximum(p, _EPS)), ids
-    if z.ndim == 1:
+        z = np.log(np.maximum(p, _EPS))
+    elif z.ndim == 1:
         z = np.stack([np.zeros_like(z), z], axis=1)
-    return z, _label_ids(y, z.shape[1], z.shape[0])
+        ids = _label_ids(y, 2, z.shape[0])
+    else:
+        ids = _label_ids(y, z.shape[1], z.shape[0])
+    return z, ids
 
 
 def _next_beta(beta, grad, hess, bracket, known, older_step):
     """Newton step inside the bracket if it is making progress, else probe or bisect.
 
-    A Newton step that leaves the bracket, or is not below half the step before
-    last, is replaced by the untried bound on the downhill side (which settles
-    an optimum at a bound in one evaluation) or, once both ends are known, by
-    the geometric midpoint of the bracket.
+    Above the minimiser (grad > 0) the Newton step is taken in log beta, where
+    the NLL is convex there too (second derivative beta^2 NLL'' + beta NLL')
+    and the step stays finite where the softmax saturates; below it, in beta.
+    A step that leaves the bracket, or is not below half the step before last,
+    is replaced by the untried bound on the downhill side (which settles an
+    optimum at a bound in one evaluation) or, once both ends are known, by the
+    geometric midpoint of the bracket.
     """
     a, b = bracket
-    new = beta - grad / hess if hess > 0 else np.nan
+    if grad > 0:
+        new = beta * float(np.exp(-grad / (beta * hess + grad)))
+    else:
+        new = beta - grad / hess if hess > 0 else np.inf
     if a < new < b and abs(new - beta) <= 0.5 * abs(older_step):
         return new
     if grad < 0 and not known[1]:
@@ -487,15 +521,8 @@ def _next_beta(beta, grad, hess, bracket, known, older_step):
     return float(np.sqrt(a * b))
 
 
-def _stop_reason(beta, value, grad, hess, bracket, bounds, tol):
-    """Why the search can stop at the evaluated point `beta`, or None."""
-    lo, hi = bounds
-    if grad == 0:
-        return "converged"
-    if beta == lo and grad > 0:
-        return "at_lo"
-    if beta == hi and grad < 0:
-        return "at_hi"
+def _stop_reason(beta, value, grad, hess, bracket, tol):
+    """Why the search can stop at the evaluated, interior point `beta`, or None."""
     if hess > 0:
         step = abs(grad) / hess
         # the quadratic model's remaining decrease is below float64 rounding of the NLL
@@ -507,11 +534,15 @@ def _stop_reason(beta, value, grad, hess, bracket, bounds, tol):
 
 
 def _minimise_convex(objective, bounds, start, tol, max_iterations):
-    """Minimise a convex `objective(beta) -> (value, grad, hess)` over `bounds`.
+    """Minimise the convex `objective` over beta in `bounds` from `start`.
 
     Safeguarded Newton on the derivative inside a bracket [a, b] that always
     holds the minimiser: every evaluation moves one end to the evaluated
     point by the sign of the derivative, which is monotone by convexity.
+    After a Newton step so small that quadratic convergence puts the next
+    step below `tol`, the second derivative is not computed unless that turns
+    out wrong.
+
     Returns a dict: `beta` and `value` of the lowest NLL evaluated, `reason`
     ("converged", "at_lo", "at_hi" or "iterations"), `iterations` and
     `start_value`, the NLL at `start`.
@@ -525,7 +556,14 @@ def _minimise_convex(objective, bounds, start, tol, max_iterations):
         if grad != 0:
             side = int(grad > 0)
             bracket[side], known[side] = beta, True
-        reason = _stop_reason(beta, value, grad, hess, bracket, bounds, tol)
+        reason = _bound_reason(beta, grad, bounds)
+        if reason is None and hess is None:  # evaluated without curvature
+            if abs(grad) <= 0.5 * tol * beta * last_hess:
+                reason = "converged"  # the Newton step from the last curvature is below tol
+            else:
+                value, grad, hess = objective(beta)
+        if reason is None:
+            reason = _stop_reason(beta, value, grad, hess, bracket, tol)
         new = None if reason else _next_beta(beta, grad, hess, bracket, known, older_step)
         if new == beta:  # no representable progress left
             reason = "converged"
@@ -534,9 +572,34 @@ def _minimise_convex(objective, bounds, start, tol, max_iterations):
                     "iterations": iteration, "start_value": start_best[0]}
         older_step, old_step = old_step, new - beta
         beta = new
-        value, grad, hess = objective(beta)
+        if abs(old_step) <= 0.3 * np.sqrt(tol) * beta and hess > 0:
+            last_hess, hess = hess, None
+            value, grad = objective(beta, order=1)
+        else:
+            value, grad, hess = objective(beta)
         best = min(best, (value, beta))
     raise AssertionError("unreachable")
+
+
+def _bound_reason(beta, grad, bounds):
+    if grad == 0:
+        return "converged"
+    if beta == bounds[0] and grad > 0:
+        return "at_lo"
+    if beta == bounds[1] and grad < 0:
+        return "at_hi"
+    return None
+
+
+def _warm_start(objective, bounds, start, max_iterations):
+    """With many rows, the (loosely solved) optimum on about 1024 of them; else `start`."""
+    n = len(objective.ids)
+    if n < _WARM_START_ROWS:
+        return start
+    sample = objective.every(n // _WARM_START_SAMPLE)
+    if sample.flat:
+        return start
+    return _minimise_convex(sample, bounds, start, 1e-3, max_iterations)["beta"]
 
 
 _TEMPERATURE_MESSAGES = {
@@ -571,7 +634,7 @@ def _check_temperature_bounds(bounds):
 def _constant_logits_fit(objective, t_min, t_max):
     """Every row constant: softmax(z / T) is uniform for every T, so any T is optimal."""
     temperature = min(max(1.0, t_min), t_max)
-    value = objective(1.0)[0]  # log K
+    value = objective(1.0, order=0)  # log K
     message = (
         "Every row of `logits` is constant, so softmax(logits / T) is uniform and the NLL "
         f"does not depend on T; T={temperature} is returned. Pass the model's logits (the "
@@ -638,21 +701,25 @@ def fit_temperature(
         raise ValueError(f"`max_iterations` must be a positive integer, got {max_iterations!r}.")
     z, ids = _temperature_inputs(logits, labels, from_logits)
     objective = _ShiftedNLL(z, ids)
-    if objective.scale == 0:
+    if objective.flat:
         return _constant_logits_fit(objective, t_min, t_max)
-    s = objective.scale  # the search runs on beta' = s / T
-    start = min(max(s, s / t_max), s / t_min)
-    search = _minimise_convex(objective, (s / t_max, s / t_min), start, tol, int(max_iterations))
-    nll_before = search["start_value"] if start == s else objective(s)[0]
+    s = objective.scale  # the search runs on beta = s / T
+    bounds_beta = (s / t_max, s / t_min)
+    start = _warm_start(objective, bounds_beta, min(max(s, bounds_beta[0]), bounds_beta[1]), max_iterations)
+    search = _minimise_convex(objective, bounds_beta, start, tol, int(max_iterations))
+    beta, nll_after = search["beta"], search["value"]
+    nll_before = search["start_value"] if start == s else objective(s, order=0)
+    if bounds_beta[0] <= s <= bounds_beta[1] and nll_before < nll_after:
+        beta, nll_after = s, nll_before  # never worse than T = 1
     message = _TEMPERATURE_MESSAGES[search["reason"]].format(
         t_min=t_min, t_max=t_max, max_iterations=max_iterations
     )
     if search["reason"] != "converged":
         warnings.warn(message, stacklevel=2)
     return TemperatureFit(
-        temperature=s / search["beta"],
+        temperature=s / beta,
         nll_before=float(nll_before),
-        nll_after=float(search["value"]),
+        nll_after=float(nll_after),
         converged=search["reason"] == "converged",
         iterations=search["iterations"],
         message=message,
