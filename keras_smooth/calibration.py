@@ -508,6 +508,8 @@ def _next_beta(beta, grad, hess, bracket, known, older_step):
     geometric midpoint of the bracket.
     """
     a, b = bracket
+    if grad == 0:  # flat because every softmax is saturated at the labels: go on to T_min
+        return beta if known[1] else b
     if grad > 0:
         new = beta * float(np.exp(-grad / (beta * hess + grad)))
     else:
@@ -523,6 +525,8 @@ def _next_beta(beta, grad, hess, bracket, known, older_step):
 
 def _stop_reason(beta, value, grad, hess, bracket, tol):
     """Why the search can stop at the evaluated, interior point `beta`, or None."""
+    if grad == 0 and hess > 0:
+        return "converged"
     if hess > 0:
         step = abs(grad) / hess
         # the quadratic model's remaining decrease is below float64 rounding of the NLL
@@ -582,11 +586,11 @@ def _minimise_convex(objective, bounds, start, tol, max_iterations):
 
 
 def _bound_reason(beta, grad, bounds):
-    if grad == 0:
-        return "converged"
+    """Whether the minimum over `bounds` is the bound `beta` with the optimum beyond it."""
     if beta == bounds[0] and grad > 0:
         return "at_lo"
-    if beta == bounds[1] and grad < 0:
+    # a zero derivative at T_min means exp underflowed: the exact NLL still falls as T shrinks
+    if beta == bounds[1] and grad <= 0:
         return "at_hi"
     return None
 
