@@ -393,7 +393,7 @@ def apply_temperature(predictions, temperature, from_logits=True):
 
 
 _WARM_START_ROWS = 8192  # above this many rows, start from the optimum of every s-th row
-_WARM_START_SAMPLE = 1024
+_WARM_START_SAMPLE = 512
 _BLOCK_ELEMENTS = 1 << 16  # rows are processed in blocks of about this many entries
 
 
@@ -412,7 +412,7 @@ class _ShiftedNLL:
     def __init__(self, z, ids, row_max=None, rescale=True):
         row_max = z.max(axis=1, keepdims=True) if row_max is None else row_max
         u = np.subtract(z, row_max, dtype="float64")
-        spread = float(-u.min())
+        self.spread = spread = float(-u.min())
         self.flat = spread == 0.0
         self.scale = spread if rescale and not self.flat and not 1e-100 < spread < 1e100 else 1.0
         if self.scale != 1.0:
@@ -435,7 +435,7 @@ class _ShiftedNLL:
         for start in range(0, n, self.block):
             rows = slice(start, min(start + self.block, n))
             block, work = u[rows], self.work[: min(self.block, n - start)]
-            np.exp(np.multiply(block, beta, out=work), out=work)
+            np.exp(block if beta == 1.0 else np.multiply(block, beta, out=work), out=work)
             np.sum(work, axis=1, out=sums[0, rows])
             if order >= 1:
                 np.einsum("ij,ij->i", work, block, out=sums[1, rows])
@@ -480,8 +480,7 @@ def _temperature_inputs(logits, labels, from_logits):
             "change a one-class softmax."
         )
     if not (np.isfinite(z.max()) and np.isfinite(z.min())):
-        bad = np.argwhere(~np.isfinite(z))[0]
-        raise ValueError(f"`logits` must be finite, got {z[tuple(bad)]} at index {tuple(int(i) for i in bad)}.")
+        _raise_non_finite(z)
     y = np.asarray(ops.convert_to_numpy(labels))
     if y.ndim >= 1 and y.shape[0] != z.shape[0]:
         raise ValueError(f"`labels` has {y.shape[0]} rows but `logits` has {z.shape[0]}.")
@@ -496,31 +495,38 @@ def _temperature_inputs(logits, labels, from_logits):
     return z, ids
 
 
-def _next_beta(beta, grad, hess, bracket, known, older_step):
+def _raise_non_finite(z):
+    bad = np.argwhere(~np.isfinite(z))[0]
+    raise ValueError(
+        f"`logits` must be finite, got {z[tuple(bad)]} at index {tuple(int(i) for i in bad)}."
+    )
+
+
+def _next_beta(beta, grad, hess, bracket, known, older_log_step):
     """Newton step inside the bracket if it is making progress, else probe or bisect.
 
     Above the minimiser (grad > 0) the Newton step is taken in log beta, where
     the NLL is convex there too (second derivative beta^2 NLL'' + beta NLL')
     and the step stays finite where the softmax saturates; below it, in beta.
-    A step that leaves the bracket, or is not below half the step before last,
-    is replaced by the untried bound on the downhill side (which settles an
+    A step that leaves the bracket, or whose size in log beta is not below
+    half that of the step before last, is replaced by the untried bound on the downhill side (which settles an
     optimum at a bound in one evaluation) or, once both ends are known, by the
     geometric midpoint of the bracket.
     """
     a, b = bracket
     if grad == 0:  # flat because every softmax is saturated at the labels: go on to T_min
-        return beta if known[1] else b
+        return (beta if known[1] else b), False
     if grad > 0:
         new = beta * float(np.exp(-grad / (beta * hess + grad)))
     else:
         new = beta - grad / hess if hess > 0 else np.inf
-    if a < new < b and abs(new - beta) <= 0.5 * abs(older_step):
-        return new
+    if a < new < b and abs(np.log(new / beta)) <= 0.5 * older_log_step:
+        return new, True
     if grad < 0 and not known[1]:
-        return b
+        return b, False
     if grad > 0 and not known[0]:
-        return a
-    return float(np.sqrt(a * b))
+        return a, False
+    return float(np.exp(0.5 * (np.log(a) + np.log(b)))), False
 
 
 def _stop_reason(beta, value, grad, hess, bracket, tol):
@@ -552,10 +558,10 @@ def _minimise_convex(objective, bounds, start, tol, max_iterations):
     `start_value`, the NLL at `start`.
     """
     bracket, known = list(bounds), [False, False]
-    beta = start
+    beta, last_newton = start, None
     value, grad, hess = objective(beta)
     best = start_best = (value, beta)
-    old_step = older_step = bounds[1] - bounds[0]
+    log_steps = [np.log(bounds[1] / bounds[0])] * 2  # sizes of the last two steps in log beta
     for iteration in range(max_iterations + 1):
         if grad != 0:
             side = int(grad > 0)
@@ -568,21 +574,35 @@ def _minimise_convex(objective, bounds, start, tol, max_iterations):
                 value, grad, hess = objective(beta)
         if reason is None:
             reason = _stop_reason(beta, value, grad, hess, bracket, tol)
-        new = None if reason else _next_beta(beta, grad, hess, bracket, known, older_step)
+        new, newton = (None, False) if reason else _next_beta(beta, grad, hess, bracket, known, log_steps[0])
         if new == beta:  # no representable progress left
             reason = "converged"
         if reason or iteration == max_iterations:
             return {"beta": best[1], "value": best[0], "reason": reason or "iterations",
                     "iterations": iteration, "start_value": start_best[0]}
-        older_step, old_step = old_step, new - beta
+        step, log_steps = new - beta, [log_steps[1], abs(np.log(new / beta))]
         beta = new
-        if abs(old_step) <= 0.3 * np.sqrt(tol) * beta and hess > 0:
+        if newton and _next_step_below_tol(step, last_newton, beta, tol):
             last_hess, hess = hess, None
             value, grad = objective(beta, order=1)
         else:
             value, grad, hess = objective(beta)
+        last_newton = step if newton else None
         best = min(best, (value, beta))
     raise AssertionError("unreachable")
+
+
+def _next_step_below_tol(step, previous, beta, tol):
+    """Whether Newton's quadratic convergence puts the step after `step` below tol / 4.
+
+    The steps shrink as s_k+1 ~ C s_k^2; C is estimated from `previous`, the
+    Newton step before `step` (or taken as 10 / beta without one).
+    """
+    s = abs(step) / beta  # relative steps; products, not powers or quotients, cannot raise
+    if previous:
+        p = abs(previous) / beta
+        return s * s * s <= 0.25 * tol * p * p
+    return 10.0 * s * s <= 0.25 * tol
 
 
 def _bound_reason(beta, grad, bounds):
@@ -596,7 +616,7 @@ def _bound_reason(beta, grad, bounds):
 
 
 def _warm_start(objective, bounds, start, max_iterations):
-    """With many rows, the (loosely solved) optimum on about 1024 of them; else `start`."""
+    """With many rows, the (loosely solved) optimum on about 512 of them; else `start`."""
     n = len(objective.ids)
     if n < _WARM_START_ROWS:
         return start
@@ -649,7 +669,7 @@ def _constant_logits_fit(objective, t_min, t_max):
 
 
 def fit_temperature(
-    logits, labels, *, bounds=(0.01, 100.0), tol=1e-10, max_iterations=100, from_logits=True
+    logits, labels, *, bounds=(0.01, 100.0), tol=1e-6, max_iterations=100, from_logits=True
 ):
     """The temperature T > 0 minimising the NLL of softmax(logits / T).
 
@@ -678,7 +698,9 @@ def fit_temperature(
             whose logarithms are used); `(N,)` for binary logits of class 1.
         labels: class ids or one-hot rows.
         bounds: `(T_min, T_max)` with 0 < T_min < T_max.
-        tol: relative tolerance on beta.
+        tol: relative tolerance on T: the search stops when a Newton step
+            puts the optimum within `tol * T` (or the NLL within float64
+            rounding of its minimum).
         max_iterations: iteration limit.
         from_logits: whether `logits` are logits (default) or probabilities.
 
@@ -709,6 +731,11 @@ def fit_temperature(
         return _constant_logits_fit(objective, t_min, t_max)
     s = objective.scale  # the search runs on beta = s / T
     bounds_beta = (s / t_max, s / t_min)
+    if not (bounds_beta[0] > 0 and np.isfinite(bounds_beta[1])):
+        raise ValueError(
+            f"`bounds` {bounds} are too extreme for logits whose largest gap to a row maximum "
+            f"is {objective.spread:.3g}: that gap / T must stay within float64 range."
+        )
     start = _warm_start(objective, bounds_beta, min(max(s, bounds_beta[0]), bounds_beta[1]), max_iterations)
     search = _minimise_convex(objective, bounds_beta, start, tol, int(max_iterations))
     beta, nll_after = search["beta"], search["value"]
@@ -721,7 +748,7 @@ def fit_temperature(
     if search["reason"] != "converged":
         warnings.warn(message, stacklevel=2)
     return TemperatureFit(
-        temperature=s / beta,
+        temperature=min(max(s / beta, t_min), t_max),  # s / (s / t) can be off by an ulp
         nll_before=float(nll_before),
         nll_after=float(nll_after),
         converged=search["reason"] == "converged",
