@@ -471,7 +471,9 @@ def _temperature_inputs(logits, labels, from_logits):
     except (TypeError, ValueError) as error:
         raise TypeError(f"`logits` must be an array of real numbers: {error}") from None
     if z.dtype.kind == "c" or z.ndim not in (1, 2):
-        raise ValueError(f"`logits` must be real with shape (N, K) or (N,), got {z.dtype} {z.shape}.")
+        raise ValueError(
+            f"`logits` must be real with shape (N, K) or (N,), got {z.dtype} {z.shape}."
+        )
     if z.shape[0] == 0 or z.size == 0:
         raise ValueError(f"`logits` is empty (shape {z.shape}): a fit needs at least one sample.")
     if z.ndim == 2 and z.shape[1] < 2:
@@ -503,15 +505,15 @@ def _raise_non_finite(z):
 
 
 def _next_beta(beta, grad, hess, bracket, known, older_log_step):
-    """Newton step inside the bracket if it is making progress, else probe or bisect.
+    """`(next beta, whether it is a Newton step)`.
 
     Above the minimiser (grad > 0) the Newton step is taken in log beta, where
     the NLL is convex there too (second derivative beta^2 NLL'' + beta NLL')
     and the step stays finite where the softmax saturates; below it, in beta.
     A step that leaves the bracket, or whose size in log beta is not below
-    half that of the step before last, is replaced by the untried bound on the downhill side (which settles an
-    optimum at a bound in one evaluation) or, once both ends are known, by the
-    geometric midpoint of the bracket.
+    half that of the step before last, is replaced by the untried bound on the
+    downhill side (which settles an optimum at a bound in one evaluation) or,
+    once both ends are known, by the geometric midpoint of the bracket.
     """
     a, b = bracket
     if grad == 0:  # flat because every softmax is saturated at the labels: go on to T_min
@@ -574,7 +576,9 @@ def _minimise_convex(objective, bounds, start, tol, max_iterations):
                 value, grad, hess = objective(beta)
         if reason is None:
             reason = _stop_reason(beta, value, grad, hess, bracket, tol)
-        new, newton = (None, False) if reason else _next_beta(beta, grad, hess, bracket, known, log_steps[0])
+        new, newton = None, False
+        if not reason:
+            new, newton = _next_beta(beta, grad, hess, bracket, known, log_steps[0])
         if new == beta:  # no representable progress left
             reason = "converged"
         if reason or iteration == max_iterations:
@@ -678,11 +682,13 @@ def fit_temperature(
     in beta. The logits are shifted by their row maximum once (T > 0 keeps the
     argmax), then the search keeps a bracket on beta in
     `[1/bounds[1], 1/bounds[0]]` that always contains the minimiser and takes
-    Newton steps from T = 1, probing a bound or bisecting in log beta whenever
-    a Newton step would leave the bracket or stops shrinking. It returns the
-    evaluated point of lowest NLL, so the NLL never rises above its value at
-    T = 1 when T = 1 is within the bounds. Everything runs in float64, so
-    float32 and saturated logits are handled; the result is always positive.
+    Newton steps (in log beta above the minimiser), probing a bound or
+    bisecting in log beta whenever a Newton step would leave the bracket or
+    stops shrinking. It starts from T = 1, or with more than 8192 rows from
+    the optimum on an evenly spaced sample of about 512 of them. It returns
+    the evaluated point of lowest NLL, never worse than T = 1 when T = 1 is
+    within the bounds. Everything runs in float64, so float32 and saturated
+    logits are handled; the result is always positive and within `bounds`.
 
     `converged=True` means the NLL is at its minimum over the bounds to
     float64 rounding. When the minimum lies at a bound (for example, every
@@ -710,6 +716,7 @@ def fit_temperature(
     Raises:
         ValueError: for empty, non-finite or one-class `logits`, bad
             `labels`, `bounds`, `tol` or `max_iterations`.
+        TypeError: for `logits` that are not real numbers.
 
     Examples:
     >>> import numpy as np
@@ -723,7 +730,8 @@ def fit_temperature(
     """
     t_min, t_max = _check_temperature_bounds(bounds)
     tol = _checks.check_positive("tol", tol)
-    if isinstance(max_iterations, bool) or not isinstance(max_iterations, (int, np.integer)) or max_iterations < 1:
+    if (isinstance(max_iterations, bool) or not isinstance(max_iterations, (int, np.integer))
+            or max_iterations < 1):
         raise ValueError(f"`max_iterations` must be a positive integer, got {max_iterations!r}.")
     z, ids = _temperature_inputs(logits, labels, from_logits)
     objective = _ShiftedNLL(z, ids)
@@ -736,7 +744,8 @@ def fit_temperature(
             f"`bounds` {bounds} are too extreme for logits whose largest gap to a row maximum "
             f"is {objective.spread:.3g}: that gap / T must stay within float64 range."
         )
-    start = _warm_start(objective, bounds_beta, min(max(s, bounds_beta[0]), bounds_beta[1]), max_iterations)
+    one = min(max(s, bounds_beta[0]), bounds_beta[1])  # T = 1, or the nearest bound
+    start = _warm_start(objective, bounds_beta, one, max_iterations)
     search = _minimise_convex(objective, bounds_beta, start, tol, int(max_iterations))
     beta, nll_after = search["beta"], search["value"]
     nll_before = search["start_value"] if start == s else objective(s, order=0)

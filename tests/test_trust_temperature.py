@@ -227,7 +227,8 @@ def test_derivatives_match_finite_differences():
         value, grad, hess = calibration._nll_and_derivatives(beta, z, y)
         h = 1e-4 * beta
         np.testing.assert_allclose(value, f(beta), rtol=1e-12)
-        np.testing.assert_allclose(grad, (f(beta + h) - f(beta - h)) / (2 * h), rtol=1e-6, atol=1e-9)
+        slope = (f(beta + h) - f(beta - h)) / (2 * h)
+        np.testing.assert_allclose(grad, slope, rtol=1e-6, atol=1e-9)
         second = (f(beta + h) - 2 * f(beta) + f(beta - h)) / h**2
         np.testing.assert_allclose(hess, second, rtol=1e-4, atol=1e-7)
 
