@@ -364,7 +364,8 @@ class TemperatureFit:
             (to float64 rounding). False, with a `UserWarning` carrying
             `message`, when the minimum lies at or beyond a bound or the
             search ran out of iterations.
-        iterations: NLL evaluations after the one at the starting point.
+        iterations: search steps after the starting point (on all rows; a
+            warm start on a row sample is not counted).
         message: what happened, in words.
     """
 
