@@ -412,8 +412,14 @@ class _ShiftedNLL:
 
     def __init__(self, z, ids, row_max=None, rescale=True):
         row_max = z.max(axis=1, keepdims=True) if row_max is None else row_max
-        u = np.subtract(z, row_max, dtype="float64")
+        with np.errstate(over="ignore"):  # an overflow is reported just below
+            u = np.subtract(z, row_max, dtype="float64")
         self.spread = spread = float(-u.min())
+        if not np.isfinite(spread):  # finite logits whose differences overflow float64
+            raise ValueError(
+                "`logits` within a row differ by more than the float64 range "
+                f"(max |logit| = {np.abs(z).max():.3g}); divide them by a common factor."
+            )
         self.flat = spread == 0.0
         self.scale = spread if rescale and not self.flat and not 1e-100 < spread < 1e100 else 1.0
         if self.scale != 1.0:
