@@ -470,7 +470,7 @@ def _nll_and_derivatives(beta, logits, ids):
 
 
 def _temperature_inputs(logits, labels, from_logits):
-    """Checked `(z (N, K), ids, row maxima)`; z are log-probabilities if not `from_logits`."""
+    """Checked `(z (N, K), ids)`; z are log-probabilities if not `from_logits`."""
     try:
         z = np.asarray(ops.convert_to_numpy(logits))
         if z.dtype.kind not in "fc" or z.dtype.itemsize < 4:
@@ -515,8 +515,8 @@ def _next_beta(beta, grad, hess, bracket, known, older_log_step):
     """`(next beta, whether it is a Newton step)`.
 
     Above the minimiser (grad > 0) the Newton step is taken in log beta, where
-    the NLL is convex there too (second derivative beta^2 NLL'' + beta NLL')
-    and the step stays finite where the softmax saturates; below it, in beta.
+    the second derivative beta^2 NLL'' + beta NLL' is positive there too and
+    the step stays finite where the softmax saturates; below it, in beta.
     A step that leaves the bracket, or whose size in log beta is not below
     half that of the step before last, is replaced by the untried bound on the
     downhill side (which settles an optimum at a bound in one evaluation) or,
