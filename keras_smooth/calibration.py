@@ -353,7 +353,21 @@ def summary(labels, probs, num_bins=15, from_logits=False):
 
 @dataclasses.dataclass(frozen=True)
 class TemperatureFit:
-    """Result of `fit_temperature`; `float(result)` is the temperature."""
+    """Result of `fit_temperature`; `float(result)` is the temperature.
+
+    Attributes:
+        temperature: the fitted T, always within the `bounds` of the fit.
+        nll_before: mean NLL of softmax(logits), i.e. at T = 1.
+        nll_after: mean NLL of softmax(logits / temperature), never above
+            `nll_before` when T = 1 lies within the bounds.
+        converged: True only when `nll_after` is the minimum over the bounds
+            (to float64 rounding). False, with a `UserWarning` carrying
+            `message`, when the minimum lies at or beyond a bound or the
+            search ran out of iterations.
+        iterations: search steps after the starting point (on all rows; a
+            warm start on a row sample is not counted).
+        message: what happened, in words.
+    """
 
     temperature: float
     nll_before: float
@@ -379,50 +393,337 @@ def apply_temperature(predictions, temperature, from_logits=True):
     return _softmax(z / temperature)
 
 
-def _nll_and_derivatives(beta, logits, ids, logits_sq=None):
-    """NLL of softmax(beta * z) and its first two derivatives in beta (float64)."""
-    scaled = beta * logits
-    scaled -= scaled.max(axis=1, keepdims=True)
-    e = np.exp(scaled)
-    total = e.sum(axis=1)
-    rows = np.arange(len(ids))
-    nll_value = (np.log(total) - scaled[rows, ids]).mean()
-    e /= total[:, None]  # now the probabilities
-    mean_z = np.einsum("ij,ij->i", e, logits)
-    grad = (mean_z - logits[rows, ids]).mean()
-    second = np.einsum("ij,ij->i", e, logits * logits if logits_sq is None else logits_sq)
-    hess = (second - mean_z**2).mean()
-    return nll_value, grad, max(hess, 0.0)
+_WARM_START_ROWS = 8192  # above this many rows, start from the optimum of every s-th row
+_WARM_START_SAMPLE = 512
+_BLOCK_ELEMENTS = 1 << 16  # rows are processed in blocks of about this many entries
+
+
+class _ShiftedNLL:
+    """The NLL of softmax(beta * u) as a function of beta, on logits shifted once.
+
+    u = z - max_j z (float64), so every entry is <= 0 with a 0 in each row:
+    exp(beta * u) cannot overflow, each row sum is >= 1, and where the softmax
+    saturates its mass sits at u = 0, so the variance E[u^2] - E[u]^2 does not
+    cancel. T > 0 keeps the argmax, so one shift serves every beta. When the
+    largest gap to a row maximum (`spread`) is outside [1e-100, 1e100], u is
+    divided by it (`scale`) so that u * u stays finite; beta is then
+    `scale / T`, otherwise `1 / T`.
+    """
+
+    def __init__(self, z, ids, row_max=None, rescale=True):
+        row_max = z.max(axis=1, keepdims=True) if row_max is None else row_max
+        with np.errstate(over="ignore"):  # an overflow is reported just below
+            u = np.subtract(z, row_max, dtype="float64")
+        self.spread = spread = float(-u.min())
+        if not np.isfinite(spread):  # finite logits whose differences overflow float64
+            raise ValueError(
+                "`logits` within a row differ by more than the float64 range "
+                f"(max |logit| = {np.abs(z).max():.3g}); divide them by a common factor."
+            )
+        self.flat = spread == 0.0
+        self.scale = spread if rescale and not self.flat and not 1e-100 < spread < 1e100 else 1.0
+        if self.scale != 1.0:
+            u /= self.scale
+        self.shifted, self.ids = u, ids
+        self.mean_true = float(u[np.arange(len(ids)), ids].mean())
+        self.block = max(1, _BLOCK_ELEMENTS // u.shape[1])
+        self.work = np.empty((min(self.block, u.shape[0]), u.shape[1]))
+
+    def __call__(self, beta, order=2):
+        """NLL and its derivatives in beta up to `order` (0, 1 or 2), float64.
+
+        Formula:
+            NLL(beta) = mean_i [log sum_j exp(beta u_ij) - beta u_iy]
+            NLL'(beta) = mean_i E_p[u_i] - mean_i u_iy
+            NLL''(beta) = mean_i Var_p[u_i] >= 0 (so the NLL is convex in beta)
+        """
+        u, n = self.shifted, self.shifted.shape[0]
+        sums = np.empty((order + 1, n))  # per row: sum_j e_ij u_ij^m for m <= order
+        for start in range(0, n, self.block):
+            rows = slice(start, min(start + self.block, n))
+            block, work = u[rows], self.work[: min(self.block, n - start)]
+            np.exp(block if beta == 1.0 else np.multiply(block, beta, out=work), out=work)
+            np.sum(work, axis=1, out=sums[0, rows])
+            if order >= 1:
+                np.einsum("ij,ij->i", work, block, out=sums[1, rows])
+            if order >= 2:
+                np.einsum("ij,ij,ij->i", work, block, block, out=sums[2, rows])
+        value = float(np.log(sums[0]).mean() - beta * self.mean_true)
+        if order == 0:
+            return value
+        mean_u = sums[1] / sums[0]
+        grad = float(mean_u.mean() - self.mean_true)
+        if order == 1:
+            return value, grad
+        hess = float((sums[2] / sums[0] - mean_u * mean_u).mean())
+        return value, grad, max(hess, 0.0)
+
+    def every(self, step):
+        """The same objective (same beta units) on every `step`-th row."""
+        return _ShiftedNLL(self.shifted[::step], self.ids[::step], row_max=0.0, rescale=False)
+
+
+def _nll_and_derivatives(beta, logits, ids):
+    """NLL of softmax(beta * logits) and its first two derivatives in beta (float64)."""
+    objective = _ShiftedNLL(np.asarray(logits, dtype="float64"), np.asarray(ids), rescale=False)
+    return objective(beta)
+
+
+def _temperature_inputs(logits, labels, from_logits):
+    """Checked `(z (N, K), ids)`; z are log-probabilities if not `from_logits`."""
+    try:
+        z = np.asarray(ops.convert_to_numpy(logits))
+        if z.dtype.kind not in "fc" or z.dtype.itemsize < 4:
+            z = z.astype("float64")
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"`logits` must be an array of real numbers: {error}") from None
+    if z.dtype.kind == "c" or z.ndim not in (1, 2):
+        raise ValueError(
+            f"`logits` must be real with shape (N, K) or (N,), got {z.dtype} {z.shape}."
+        )
+    if z.shape[0] == 0 or z.size == 0:
+        raise ValueError(f"`logits` is empty (shape {z.shape}): a fit needs at least one sample.")
+    if z.ndim == 2 and z.shape[1] < 2:
+        raise ValueError(
+            f"`logits` must have K >= 2 classes, got shape {z.shape}: a temperature cannot "
+            "change a one-class softmax."
+        )
+    if not (np.isfinite(z.max()) and np.isfinite(z.min())):
+        _raise_non_finite(z)
+    y = np.asarray(ops.convert_to_numpy(labels))
+    if y.ndim >= 1 and y.shape[0] != z.shape[0]:
+        raise ValueError(f"`labels` has {y.shape[0]} rows but `logits` has {z.shape[0]}.")
+    if not from_logits:
+        ids, p = prepare(y, z, from_logits=False)
+        z = np.log(np.maximum(p, _EPS))
+    elif z.ndim == 1:
+        z = np.stack([np.zeros_like(z), z], axis=1)
+        ids = _label_ids(y, 2, z.shape[0])
+    else:
+        ids = _label_ids(y, z.shape[1], z.shape[0])
+    return z, ids
+
+
+def _raise_non_finite(z):
+    bad = np.argwhere(~np.isfinite(z))[0]
+    raise ValueError(
+        f"`logits` must be finite, got {z[tuple(bad)]} at index {tuple(int(i) for i in bad)}."
+    )
+
+
+def _next_beta(beta, grad, hess, bracket, known, older_log_step):
+    """`(next beta, whether it is a Newton step)`.
+
+    Above the minimiser (grad > 0) the Newton step is taken in log beta, where
+    the second derivative beta^2 NLL'' + beta NLL' is positive there too and
+    the step stays finite where the softmax saturates; below it, in beta.
+    A step that leaves the bracket, or whose size in log beta is not below
+    half that of the step before last, is replaced by the untried bound on the
+    downhill side (which settles an optimum at a bound in one evaluation) or,
+    once both ends are known, by the geometric midpoint of the bracket.
+    """
+    a, b = bracket
+    if grad == 0:  # flat because every softmax is saturated at the labels: go on to T_min
+        return (beta if known[1] else b), False
+    if grad > 0:
+        new = beta * float(np.exp(-grad / (beta * hess + grad)))
+    else:
+        new = beta - grad / hess if hess > 0 else np.inf
+    if a < new < b and abs(np.log(new / beta)) <= 0.5 * older_log_step:
+        return new, True
+    if grad < 0 and not known[1]:
+        return b, False
+    if grad > 0 and not known[0]:
+        return a, False
+    return float(np.exp(0.5 * (np.log(a) + np.log(b)))), False
+
+
+def _stop_reason(beta, value, grad, hess, bracket, tol):
+    """Why the search can stop at the evaluated, interior point `beta`, or None."""
+    if grad == 0 and hess > 0:
+        return "converged"
+    if hess > 0:
+        step = abs(grad) / hess
+        # the quadratic model's remaining decrease is below float64 rounding of the NLL
+        if step <= tol * beta or 0.5 * abs(grad) * step <= 4 * np.finfo(float).eps * value:
+            return "converged"
+    if bracket[1] - bracket[0] <= tol * beta:
+        return "converged"
+    return None
+
+
+def _minimise_convex(objective, bounds, start, tol, max_iterations):
+    """Minimise the convex `objective` over beta in `bounds` from `start`.
+
+    Safeguarded Newton on the derivative inside a bracket [a, b] that always
+    holds the minimiser: every evaluation moves one end to the evaluated
+    point by the sign of the derivative, which is monotone by convexity.
+    After a Newton step so small that quadratic convergence puts the next
+    step below `tol`, the second derivative is not computed unless that turns
+    out wrong.
+
+    Returns a dict: `beta` and `value` of the lowest NLL evaluated, `reason`
+    ("converged", "at_lo", "at_hi" or "iterations"), `iterations` and
+    `start_value`, the NLL at `start`.
+    """
+    bracket, known = list(bounds), [False, False]
+    beta, last_newton = start, None
+    value, grad, hess = objective(beta)
+    best = start_best = (value, beta)
+    log_steps = [np.log(bounds[1] / bounds[0])] * 2  # sizes of the last two steps in log beta
+    for iteration in range(max_iterations + 1):
+        if grad != 0:
+            side = int(grad > 0)
+            bracket[side], known[side] = beta, True
+        reason = _bound_reason(beta, grad, bounds)
+        if reason is None and hess is None:  # evaluated without curvature
+            if abs(grad) <= 0.5 * tol * beta * last_hess:
+                reason = "converged"  # the Newton step from the last curvature is below tol
+            else:
+                value, grad, hess = objective(beta)
+        if reason is None:
+            reason = _stop_reason(beta, value, grad, hess, bracket, tol)
+        new, newton = None, False
+        if not reason:
+            new, newton = _next_beta(beta, grad, hess, bracket, known, log_steps[0])
+        if new == beta:  # no representable progress left
+            reason = "converged"
+        if reason or iteration == max_iterations:
+            return {"beta": best[1], "value": best[0], "reason": reason or "iterations",
+                    "iterations": iteration, "start_value": start_best[0]}
+        step, log_steps = new - beta, [log_steps[1], abs(np.log(new / beta))]
+        beta = new
+        if newton and _next_step_below_tol(step, last_newton, beta, tol):
+            last_hess, hess = hess, None
+            value, grad = objective(beta, order=1)
+        else:
+            value, grad, hess = objective(beta)
+        last_newton = step if newton else None
+        best = min(best, (value, beta))
+    raise AssertionError("unreachable")
+
+
+def _next_step_below_tol(step, previous, beta, tol):
+    """Whether Newton's quadratic convergence puts the step after `step` below tol / 4.
+
+    The steps shrink as s_k+1 ~ C s_k^2; C is estimated from `previous`, the
+    Newton step before `step` (or taken as 10 / beta without one).
+    """
+    s = abs(step) / beta  # relative steps; products, not powers or quotients, cannot raise
+    if previous:
+        p = abs(previous) / beta
+        return s * s * s <= 0.25 * tol * p * p
+    return 10.0 * s * s <= 0.25 * tol
+
+
+def _bound_reason(beta, grad, bounds):
+    """Whether the minimum over `bounds` is the bound `beta` with the optimum beyond it."""
+    if beta == bounds[0] and grad > 0:
+        return "at_lo"
+    # a zero derivative at T_min means exp underflowed: the exact NLL still falls as T shrinks
+    if beta == bounds[1] and grad <= 0:
+        return "at_hi"
+    return None
+
+
+def _warm_start(objective, bounds, start, max_iterations):
+    """With many rows, the (loosely solved) optimum on about 512 of them; else `start`."""
+    n = len(objective.ids)
+    if n < _WARM_START_ROWS:
+        return start
+    sample = objective.every(n // _WARM_START_SAMPLE)
+    if sample.flat:
+        return start
+    return _minimise_convex(sample, bounds, start, 1e-3, max_iterations)["beta"]
+
+
+_TEMPERATURE_MESSAGES = {
+    "converged": "converged",
+    "at_hi": (
+        "The NLL keeps falling as T shrinks (predictions already separate the classes): "
+        "the optimum is below T_min={t_min}, so T_min is returned. Lower `bounds[0]` to go "
+        "further, or check that the validation data are not the training data."
+    ),
+    "at_lo": (
+        "The NLL keeps falling as T grows: the optimum is above T_max={t_max}, so T_max is "
+        "returned. Raise `bounds[1]` to go further, or check that `labels` match the rows "
+        "of `logits`."
+    ),
+    "iterations": (
+        "No convergence in {max_iterations} iterations; the best T found is returned. "
+        "Raise `max_iterations` or `tol`."
+    ),
+}
+
+
+def _check_temperature_bounds(bounds):
+    try:
+        t_min, t_max = (float(b) for b in bounds)
+    except (TypeError, ValueError):
+        raise ValueError(f"`bounds` must be a pair (T_min, T_max), got {bounds!r}.") from None
+    if not 0.0 < t_min < t_max or not np.isfinite(t_max):
+        raise ValueError(f"`bounds` must satisfy 0 < T_min < T_max < inf, got {bounds}.")
+    return t_min, t_max
+
+
+def _constant_logits_fit(objective, t_min, t_max):
+    """Every row constant: softmax(z / T) is uniform for every T, so any T is optimal."""
+    temperature = min(max(1.0, t_min), t_max)
+    value = objective(1.0, order=0)  # log K
+    message = (
+        "Every row of `logits` is constant, so softmax(logits / T) is uniform and the NLL "
+        f"does not depend on T; T={temperature} is returned. Pass the model's logits (the "
+        "outputs before softmax, with `from_logits=True`), not labels or a collapsed output."
+    )
+    warnings.warn(message, stacklevel=3)
+    return TemperatureFit(temperature, float(value), float(value), True, 0, message)
 
 
 def fit_temperature(
-    logits, labels, *, bounds=(0.01, 100.0), tol=1e-10, max_iterations=100, from_logits=True
+    logits, labels, *, bounds=(0.01, 100.0), tol=1e-6, max_iterations=100, from_logits=True
 ):
     """The temperature T > 0 minimising the NLL of softmax(logits / T).
 
     The NLL is convex in beta = 1/T (its second derivative is the mean
     variance of the logits under the softmax), so its derivative is monotone
-    in beta. The search keeps a bracket on beta in `[1/bounds[1], 1/bounds[0]]`
-    and takes Newton steps, falling back to bisection in log beta whenever a
-    Newton step would leave the bracket. Everything runs in float64, so float32
-    logits and saturated logits are handled without stalling; the result is
-    always positive.
+    in beta. The logits are shifted by their row maximum once (T > 0 keeps the
+    argmax), then the search keeps a bracket on beta in
+    `[1/bounds[1], 1/bounds[0]]` that always contains the minimiser and takes
+    Newton steps (in log beta above the minimiser), probing a bound or
+    bisecting in log beta whenever a Newton step would leave the bracket or
+    stops shrinking. It starts from T = 1, or with more than 8192 rows from
+    the optimum on an evenly spaced sample of about 512 of them. It returns
+    the evaluated point of lowest NLL, never worse than T = 1 when T = 1 is
+    within the bounds. Everything runs in float64, so float32 and saturated
+    logits are handled; the result is always positive and within `bounds`.
 
-    When the minimum lies outside `bounds` (for example, every validation
-    sample already correct with a large margin, where the NLL keeps falling as
-    T -> 0), the nearest bound is returned with `converged=False` and a
-    warning says which bound and why; so does running out of iterations.
+    `converged=True` means the NLL is at its minimum over the bounds to
+    float64 rounding. When the minimum lies at a bound (for example, every
+    validation sample already correct with a large margin, where the NLL
+    keeps falling as T -> 0), that bound is returned with `converged=False`
+    and a warning says which bound and why; so does running out of
+    iterations. If every row of `logits` is constant the NLL does not depend
+    on T: T = 1 (clipped to the bounds) is returned, converged, with a
+    warning.
 
     Args:
         logits: `(N, K)` logits (or probabilities with `from_logits=False`,
-            whose logarithms are used).
+            whose logarithms are used); `(N,)` for binary logits of class 1.
         labels: class ids or one-hot rows.
         bounds: `(T_min, T_max)` with 0 < T_min < T_max.
-        tol: relative tolerance on beta.
+        tol: relative tolerance on T: the search stops when a Newton step
+            puts the optimum within `tol * T` (or the NLL within float64
+            rounding of its minimum).
         max_iterations: iteration limit.
+        from_logits: whether `logits` are logits (default) or probabilities.
 
     Returns:
         `TemperatureFit` (use `float(fit)` for T).
+
+    Raises:
+        ValueError: for empty, non-finite or one-class `logits`, bad
+            `labels`, `bounds`, `tol` or `max_iterations`.
+        TypeError: for `logits` that are not real numbers.
 
     Examples:
     >>> import numpy as np
@@ -434,57 +735,39 @@ def fit_temperature(
     >>> 1.7 < float(fit) < 2.3, fit.converged     # T near 2, up to sampling noise
     (True, True)
     """
-    t_min, t_max = (float(b) for b in bounds)
-    if not 0.0 < t_min < t_max or not np.isfinite(t_max):
-        raise ValueError(f"`bounds` must satisfy 0 < T_min < T_max < inf, got {bounds}.")
+    t_min, t_max = _check_temperature_bounds(bounds)
     tol = _checks.check_positive("tol", tol)
-    if isinstance(max_iterations, bool) or not isinstance(max_iterations, (int, np.integer)) or max_iterations < 1:
+    if (isinstance(max_iterations, bool) or not isinstance(max_iterations, (int, np.integer))
+            or max_iterations < 1):
         raise ValueError(f"`max_iterations` must be a positive integer, got {max_iterations!r}.")
-    z = np.asarray(ops.convert_to_numpy(logits), dtype="float64")
-    if not from_logits:
-        ids, p = prepare(labels, z, from_logits=False)
-        z = np.log(np.maximum(p, _EPS))
-    else:
-        ids, _ = prepare(labels, z, from_logits=True)
-        if z.ndim == 1:
-            z = np.stack([np.zeros_like(z), z], axis=1)
-    z_sq = z * z
-    evaluate = lambda beta: _nll_and_derivatives(beta, z, ids, z_sq)  # noqa: E731
-    nll_before = evaluate(1.0)[0]
-    lo, hi = 1.0 / t_max, 1.0 / t_min
-    _, g_lo, _ = evaluate(lo)
-    _, g_hi, _ = evaluate(hi)
-
-    def done(beta, converged, iterations, message):
-        if not converged:
-            warnings.warn(message, stacklevel=3)
-        return TemperatureFit(
-            temperature=1.0 / beta,
-            nll_before=nll_before,
-            nll_after=evaluate(beta)[0],
-            converged=converged,
-            iterations=iterations,
-            message=message,
+    z, ids = _temperature_inputs(logits, labels, from_logits)
+    objective = _ShiftedNLL(z, ids)
+    if objective.flat:
+        return _constant_logits_fit(objective, t_min, t_max)
+    s = objective.scale  # the search runs on beta = s / T
+    bounds_beta = (s / t_max, s / t_min)
+    if not (bounds_beta[0] > 0 and np.isfinite(bounds_beta[1])):
+        raise ValueError(
+            f"`bounds` {bounds} are too extreme for logits whose largest gap to a row maximum "
+            f"is {objective.spread:.3g}: that gap / T must stay within float64 range."
         )
-
-    if g_lo >= 0:
-        return done(lo, False, 0, f"The NLL keeps falling as T grows: the optimum is above T_max={t_max}.")
-    if g_hi <= 0:
-        return done(
-            hi, False, 0,
-            f"The NLL keeps falling as T shrinks (predictions already separate the "
-            f"classes): the optimum is below T_min={t_min}.",
-        )
-    beta = min(max(1.0, lo), hi)
-    for iteration in range(1, max_iterations + 1):
-        _, grad, hess = evaluate(beta)
-        if grad > 0:
-            hi = beta
-        else:
-            lo = beta
-        step = beta - grad / hess if hess > 0 else np.nan
-        new = step if lo < step < hi else float(np.sqrt(lo * hi))
-        if abs(new - beta) <= tol * beta or grad == 0:
-            return done(new, True, iteration, "converged")
-        beta = new
-    return done(beta, False, max_iterations, f"No convergence in {max_iterations} iterations.")
+    one = min(max(s, bounds_beta[0]), bounds_beta[1])  # T = 1, or the nearest bound
+    start = _warm_start(objective, bounds_beta, one, max_iterations)
+    search = _minimise_convex(objective, bounds_beta, start, tol, int(max_iterations))
+    beta, nll_after = search["beta"], search["value"]
+    nll_before = search["start_value"] if start == s else objective(s, order=0)
+    if bounds_beta[0] <= s <= bounds_beta[1] and nll_before < nll_after:
+        beta, nll_after = s, nll_before  # never worse than T = 1
+    message = _TEMPERATURE_MESSAGES[search["reason"]].format(
+        t_min=t_min, t_max=t_max, max_iterations=max_iterations
+    )
+    if search["reason"] != "converged":
+        warnings.warn(message, stacklevel=2)
+    return TemperatureFit(
+        temperature=min(max(s / beta, t_min), t_max),  # s / (s / t) can be off by an ulp
+        nll_before=float(nll_before),
+        nll_after=float(nll_after),
+        converged=search["reason"] == "converged",
+        iterations=search["iterations"],
+        message=message,
+    )
