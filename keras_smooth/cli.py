@@ -28,7 +28,7 @@ GRID_NAMES = ("small", "paper", "synthetic", "synthetic-small", "quick")
 
 
 def _checked(check):
-    """An argparse `type=` from a check that raises ValueError/TypeError: argparse's one-line error."""
+    """An argparse `type=` from a check raising ValueError/TypeError: argparse's one-line error."""
     def convert(text):
         try:
             return check(text)
@@ -94,7 +94,8 @@ def arg_dataset(text):
 
 def arg_existing_folder(text):
     if not os.path.isdir(text):
-        raise ValueError(f"folder {text} does not exist" if not os.path.exists(text) else f"{text} is not a folder")
+        raise ValueError(f"{text} is not a folder" if os.path.exists(text)
+                         else f"folder {text} does not exist")
     return text
 
 
@@ -107,65 +108,85 @@ def arg_output_folder(text):
     return text
 
 
+def _add(parser, flag, check, default=None, help=None):
+    parser.add_argument(flag, type=_checked(check), default=default, help=help)
+
+
 def _common_arguments(parser, *, epochs_help):
-    parser.add_argument("--dataset", type=_checked(arg_dataset), default="gaussian",
-                        help="gaussian (default, the ILS paper's synthetic task), digits, fashion_mnist, "
-                             "or tfds:NAME (prepared TFDS data: see --tfds-data-dir)")
-    parser.add_argument("--epochs", type=_checked(arg_positive_int), default=None, help=epochs_help)
-    parser.add_argument("--batch-size", type=_checked(arg_positive_int), default=32, help="batch size (default 32)")
-    parser.add_argument("--fashion-mnist-dir", type=_checked(arg_existing_folder), default=None,
-                        help="folder with the Fashion-MNIST IDX files (--dataset fashion_mnist)")
-    parser.add_argument("--train-limit", type=_checked(arg_train_limit), default=None,
-                        help="use at most this many training images, >= 20 (--dataset fashion_mnist)")
-    parser.add_argument("--tfds-data-dir", type=_checked(arg_existing_folder), default=None,
-                        help="folder with prepared TFDS data (--dataset tfds:NAME); nothing is downloaded")
+    _add(parser, "--dataset", arg_dataset, "gaussian",
+         "gaussian (default, the ILS paper's synthetic task), digits, fashion_mnist, "
+         "or tfds:NAME (prepared TFDS data: see --tfds-data-dir)")
+    _add(parser, "--epochs", arg_positive_int, None, epochs_help)
+    _add(parser, "--batch-size", arg_positive_int, 32, "batch size (default 32)")
+    _add(parser, "--fashion-mnist-dir", arg_existing_folder, None,
+         "folder with the Fashion-MNIST IDX files (--dataset fashion_mnist)")
+    _add(parser, "--train-limit", arg_train_limit, None,
+         "use at most this many training images, >= 20 (--dataset fashion_mnist)")
+    _add(parser, "--tfds-data-dir", arg_existing_folder, None,
+         "folder with prepared TFDS data (--dataset tfds:NAME); nothing is downloaded")
+
+
+def _compare_parser(sub):
+    compare = sub.add_parser(
+        "compare", help="train and compare methods; print tables, write results and plots",
+        description="Train every method per replicate, select hyperparameters by validation "
+                    "cross-entropy, and report test accuracy, NLL, ECE and classwise ECE.")
+    _add(compare, "--methods", arg_methods, "default",
+         "comma-separated methods or groups. default = no_ls,no_ls_temps,ls,ls_temps,ils1,"
+         "ils2,ils,ils_temps,lls,lspp; baselines = dis,bs_soft,beta,cls,ols,tfkd,zipf,mbls,"
+         "flsd; all = both")
+    _add(compare, "--replicates", arg_positive_int, None, "replicates (default 3; --quick 1)")
+    _add(compare, "--seed", arg_seed, 0, "base seed; replicate r uses seed + r")
+    _common_arguments(compare, epochs_help="epochs per model (default 60; --quick 15)")
+    compare.add_argument("--grid", choices=GRID_NAMES, default=None,
+                         help="hyperparameter grids (default small; paper = ILS paper appendix C; "
+                              "synthetic = its synthetic-task grids)")
+    _add(compare, "--output", arg_output_folder, os.path.join("runs", "compare"),
+         "folder for results.json, results.csv, plots; re-running resumes (default runs/compare)")
+    compare.add_argument("--quick", action="store_true",
+                         help="1 replicate, 15 epochs, one grid point per method (explicit options "
+                              "win)")
+    return compare
+
+
+def _tune_parser(sub):
+    tune = sub.add_parser(
+        "tune", help="KerasTuner search of one method's hyperparameters; export the best model",
+        description="Search the hyperparameters of one method with KerasTuner (validation NLL "
+                    "against hard labels), then temperature-scale, evaluate and export the best "
+                    "model. Chief/worker tuning: set KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP "
+                    "and KERASTUNER_ORACLE_PORT and run the same command in every process.")
+    tune.add_argument("--method", default="ils",
+                      choices=("ils", "ils1", "ils2", "ls", "lls", "lspp"),
+                      help="ils tunes P1, P2, T; ils1 P1, P2; ils2 epsilon, T; ls epsilon; "
+                           "lls/lspp alpha")
+    tune.add_argument("--tuner", default="random",
+                      choices=("random", "grid", "bayesian", "hyperband"))
+    _add(tune, "--max-trials", arg_positive_int, None,
+         "trials (default 10; --quick 3; grid: whole grid; not for hyperband)")
+    tune.add_argument("--strategy", default="auto",
+                      choices=("auto", "mirrored", "multiworker", "none"),
+                      help="tf.distribute strategy per trial: auto = MirroredStrategy over the "
+                           "GPUs if any")
+    _add(tune, "--directory", arg_output_folder, None,
+         "search folder; re-running resumes (default runs/tune/METHOD)")
+    tune.add_argument("--objective", default="val_nll", choices=("val_nll", "val_ece"))
+    tune.add_argument("--grid", default=None, choices=GRID_NAMES,
+                      help="where the search ranges come from (default: synthetic for gaussian, "
+                           "else paper)")
+    _common_arguments(tune, epochs_help="epochs per trial (default 60; --quick 10)")
+    _add(tune, "--seed", arg_seed, 0, "seed of the data split, models and tuner")
+    _add(tune, "--chief-timeout", arg_seconds, 300.0,
+         "seconds a worker waits for the chief oracle (default 300)")
+    tune.add_argument("--quick", action="store_true",
+                      help="3 trials of 10 epochs (explicit options win)")
+    return tune
 
 
 def _parser():
     parser = argparse.ArgumentParser(prog="keras-smooth", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    compare = sub.add_parser("compare", help="train and compare methods; print tables, write results and plots",
-                             description="Train every method per replicate, select hyperparameters by validation "
-                                         "cross-entropy, and report test accuracy, NLL, ECE and classwise ECE.")
-    compare.add_argument("--methods", type=_checked(arg_methods), default="default",
-                         help="comma-separated methods or groups. default = no_ls,no_ls_temps,ls,ls_temps,ils1,"
-                              "ils2,ils,ils_temps,lls,lspp; baselines = dis,bs_soft,beta,cls,ols,tfkd,zipf,mbls,"
-                              "flsd; all = both")
-    compare.add_argument("--replicates", type=_checked(arg_positive_int), default=None,
-                         help="replicates (default 3; --quick 1)")
-    compare.add_argument("--seed", type=_checked(arg_seed), default=0, help="base seed; replicate r uses seed + r")
-    _common_arguments(compare, epochs_help="epochs per model (default 60; --quick 15)")
-    compare.add_argument("--grid", choices=GRID_NAMES, default=None,
-                         help="hyperparameter grids (default small; paper = ILS paper appendix C; synthetic = "
-                              "its synthetic-task grids)")
-    compare.add_argument("--output", type=_checked(arg_output_folder), default=os.path.join("runs", "compare"),
-                         help="folder for results.json, results.csv, plots; re-running resumes (default runs/compare)")
-    compare.add_argument("--quick", action="store_true",
-                         help="1 replicate, 15 epochs, one grid point per method (explicit options win)")
-
-    tune = sub.add_parser("tune", help="KerasTuner search of one method's hyperparameters; export the best model",
-                          description="Search the hyperparameters of one method with KerasTuner (validation NLL "
-                                      "against hard labels), then temperature-scale, evaluate and export the best "
-                                      "model. Chief/worker tuning: set KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP "
-                                      "and KERASTUNER_ORACLE_PORT and run the same command in every process.")
-    tune.add_argument("--method", default="ils", choices=("ils", "ils1", "ils2", "ls", "lls", "lspp"),
-                      help="ils tunes P1, P2, T; ils1 P1, P2; ils2 epsilon, T; ls epsilon; lls/lspp alpha")
-    tune.add_argument("--tuner", default="random", choices=("random", "grid", "bayesian", "hyperband"))
-    tune.add_argument("--max-trials", type=_checked(arg_positive_int), default=None,
-                      help="trials (default 10; --quick 3; grid: whole grid; not for hyperband)")
-    tune.add_argument("--strategy", default="auto", choices=("auto", "mirrored", "multiworker", "none"),
-                      help="tf.distribute strategy per trial: auto = MirroredStrategy over the GPUs if any")
-    tune.add_argument("--directory", type=_checked(arg_output_folder), default=None,
-                      help="search folder; re-running resumes (default runs/tune/METHOD)")
-    tune.add_argument("--objective", default="val_nll", choices=("val_nll", "val_ece"))
-    tune.add_argument("--grid", default=None, choices=GRID_NAMES,
-                      help="where the search ranges come from (default: synthetic for gaussian, else paper)")
-    _common_arguments(tune, epochs_help="epochs per trial (default 60; --quick 10)")
-    tune.add_argument("--seed", type=_checked(arg_seed), default=0, help="seed of the data split, models and tuner")
-    tune.add_argument("--chief-timeout", type=_checked(arg_seconds), default=300.0,
-                      help="seconds a worker waits for the chief oracle (default 300)")
-    tune.add_argument("--quick", action="store_true", help="3 trials of 10 epochs (explicit options win)")
-    return parser, {"compare": compare, "tune": tune}
+    return parser, {"compare": _compare_parser(sub), "tune": _tune_parser(sub)}
 
 
 def _replicates(args):
@@ -176,27 +197,25 @@ def _replicates(args):
 
 def _check_combinations(args, subparser):
     """Options that are valid alone but not together: argparse's error, exit code 2."""
-    is_tfds = args.dataset.startswith("tfds:")
+    from keras_smooth.workflows._arguments import MAX_SEED
+
+    fashion = args.dataset == "fashion_mnist"
     for flag, value, fits, wanted in (
-            ("--fashion-mnist-dir", args.fashion_mnist_dir, args.dataset == "fashion_mnist", "fashion_mnist"),
-            ("--train-limit", args.train_limit, args.dataset == "fashion_mnist", "fashion_mnist"),
-            ("--tfds-data-dir", args.tfds_data_dir, is_tfds, "tfds:NAME")):
+            ("--fashion-mnist-dir", args.fashion_mnist_dir, fashion, "fashion_mnist"),
+            ("--train-limit", args.train_limit, fashion, "fashion_mnist"),
+            ("--tfds-data-dir", args.tfds_data_dir, args.dataset.startswith("tfds:"), "tfds:NAME")):
         if value is not None and not fits:
             subparser.error(f"{flag} applies to --dataset {wanted} only, not {args.dataset!r}")
-    if args.command == "compare":
-        from keras_smooth.workflows._arguments import MAX_SEED
-
-        replicates = _replicates(args)
-        if args.seed + replicates - 1 > MAX_SEED:
-            subparser.error(f"argument --seed: {args.seed} + {replicates} replicates exceeds the largest seed "
-                            f"{MAX_SEED}")
+    if args.command == "compare" and args.seed + _replicates(args) - 1 > MAX_SEED:
+        subparser.error(f"argument --seed: {args.seed} + {_replicates(args)} replicates exceeds "
+                        f"the largest seed {MAX_SEED}")
     if args.command == "tune" and args.tuner == "hyperband" and args.max_trials is not None:
-        subparser.error("argument --max-trials: not allowed with --tuner hyperband, which sets its own trials "
-                        "from --epochs (its max_epochs) and factor 3")
+        subparser.error("argument --max-trials: not allowed with --tuner hyperband, which sets its "
+                        "own trials from --epochs (its max_epochs) and factor 3")
 
 
 def parse_args(argv=None):
-    """Parse and validate the command line; exits with argparse's usage error (code 2) on bad input."""
+    """Parse and validate the command line; bad input exits with argparse's usage error (2)."""
     parser, subparsers = _parser()
     args = parser.parse_args(argv)
     _check_combinations(args, subparsers[args.command])
@@ -318,12 +337,14 @@ def write_plots(output, records, methods, dataset_name, seed, dataset_options):
         try:
             stored = read_npz(path)
             test_logits = stored["test_logits"]
-        except UNREADABLE as error:  # run_comparison recomputes damaged files; this one is not there
-            warnings.warn(f"{path} is unreadable ({describe_error(error)}); {r['label']} is left out of the plots")
+        except UNREADABLE as error:  # run_comparison recomputes damaged files; not this one
+            warnings.warn(f"{path} is unreadable ({describe_error(error)}); "
+                          f"{r['label']} is left out of the plots")
             continue
         preds[r["label"]] = calibration.apply_temperature(test_logits, r["temperature"])
         if "extra_logits" in stored:
-            grid_preds[r["label"]] = calibration.apply_temperature(stored["extra_logits"], r["temperature"])
+            grid_preds[r["label"]] = calibration.apply_temperature(stored["extra_logits"],
+                                                                   r["temperature"])
     if preds:
         fig = plots.reliability_diagrams(preds, data.y_test, title=f"{dataset_name}, replicate 1 (test split)")
         written.append(plots.save_figure(fig, os.path.join(output, "reliability.png")))
@@ -458,7 +479,8 @@ def tune(args):
 def _show_warning(message, category, filename, lineno, file=None, line=None):
     """Warnings as one line each on stderr."""
     text = str(message).strip().splitlines()
-    print(f"keras-smooth: warning: {text[0] if text else category.__name__}", file=sys.stderr, flush=True)
+    print(f"keras-smooth: warning: {text[0] if text else category.__name__}", file=sys.stderr,
+          flush=True)
 
 
 def main(argv=None):
@@ -485,8 +507,8 @@ def main(argv=None):
             print(f"keras-smooth: error: {error.strerror or error}{where}", file=sys.stderr)
             return 1
         except KeyboardInterrupt:
-            print("\nkeras-smooth: interrupted; finished results are kept, re-run the same command to resume",
-                  file=sys.stderr)
+            print("\nkeras-smooth: interrupted; finished results are kept, re-run the same command "
+                  "to resume", file=sys.stderr)
             return 130
     return 0
 

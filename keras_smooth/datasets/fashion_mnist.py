@@ -82,11 +82,14 @@ def _read_directory(directory):
 def _check_array(key, array, path):
     """Fashion-MNIST images are `(N, 28, 28)` uint8; labels `(N,)` integers in 0..9."""
     if key.startswith("x"):
-        if array.ndim != 3 or array.shape[1:] != (28, 28) or array.dtype != np.uint8 or not len(array):
+        if (array.ndim != 3 or array.shape[1:] != (28, 28) or array.dtype != np.uint8
+                or not len(array)):
             raise DatasetUnavailable(f"{path} does not hold 28 x 28 uint8 images "
                                      f"(shape {array.shape}, type {array.dtype})")
-    elif array.ndim != 1 or not len(array) or array.dtype.kind not in "iu" or array.min() < 0 or array.max() > 9:
-        raise DatasetUnavailable(f"{path} does not hold labels 0..9 (shape {array.shape}, type {array.dtype})")
+    elif (array.ndim != 1 or not len(array) or array.dtype.kind not in "iu"
+          or array.min() < 0 or array.max() > 9):
+        raise DatasetUnavailable(
+            f"{path} does not hold labels 0..9 (shape {array.shape}, type {array.dtype})")
 
 
 def fashion_mnist_arrays(directory=None):
@@ -131,7 +134,8 @@ def load_fashion_mnist(directory=None, seed=0, validation_fraction=1 / 6, train_
             or hold anything but Fashion-MNIST-shaped images and labels 0..9;
             the message names the file.
     """
-    if train_limit is not None and (isinstance(train_limit, bool) or not isinstance(train_limit, (int, np.integer))
+    if train_limit is not None and (isinstance(train_limit, bool)
+                                    or not isinstance(train_limit, (int, np.integer))
                                     or train_limit < 20):
         raise ValueError(f"`train_limit` must be an integer >= 20, got {train_limit!r}.")
     arrays, source = fashion_mnist_arrays(directory)

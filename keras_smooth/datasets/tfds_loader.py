@@ -58,19 +58,20 @@ def _builder(name, data_dir, download):
             builder.download_and_prepare()
         except Exception as error:  # network or disk failure: one line
             raise DatasetUnavailable(
-                f"TFDS data set {name!r} could not be downloaded and prepared in {builder.data_dir} "
-                f"({_first_line(error)}); " + HOW_TO_PREPARE.format(name=name)
+                f"TFDS data set {name!r} could not be downloaded and prepared in "
+                f"{builder.data_dir} ({_first_line(error)}); " + HOW_TO_PREPARE.format(name=name)
             ) from None
     return builder
 
 
 def _arrays(tfds, builder, name, split):
     try:
-        batches = list(tfds.as_numpy(builder.as_dataset(split=split, as_supervised=True).batch(1024)))
+        dataset = builder.as_dataset(split=split, as_supervised=True)
+        batches = list(tfds.as_numpy(dataset.batch(1024)))
     except Exception as error:  # a missing split, unreadable or truncated record files
         raise DatasetUnavailable(
-            f"cannot read split {split!r} of TFDS data set {name!r} from {builder.data_dir} (it needs "
-            f"'train' and 'test' or 'validation'): "
+            f"cannot read split {split!r} of TFDS data set {name!r} from {builder.data_dir} "
+            f"(it needs 'train' and 'test' or 'validation'): "
             f"{_first_line(error)}"
         ) from None
     if not batches:
@@ -79,7 +80,8 @@ def _arrays(tfds, builder, name, split):
         return np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
     except ValueError:
         raise DatasetUnavailable(
-            f"the inputs of TFDS data set {name!r} differ in shape; keras-smooth needs fixed-size inputs"
+            f"the inputs of TFDS data set {name!r} differ in shape; "
+            "keras-smooth needs fixed-size inputs"
         ) from None
 
 
@@ -114,7 +116,9 @@ def load_tfds(name, seed=0, validation_fraction=0.2, data_dir=None, download=Fal
     if not isinstance(name, str) or not name:
         raise ValueError(f"`name` must be a TFDS data set name, got {name!r}.")
     if data_dir is not None and not os.path.isdir(data_dir):
-        raise DatasetUnavailable(f"TFDS data folder {data_dir} does not exist (data_dir / --tfds-data-dir)")
+        raise DatasetUnavailable(
+            f"TFDS data folder {data_dir} does not exist (data_dir / --tfds-data-dir)"
+        )
     import tensorflow_datasets as tfds
 
     builder = _builder(name, data_dir, download)
@@ -128,9 +132,17 @@ def load_tfds(name, seed=0, validation_fraction=0.2, data_dir=None, download=Fal
         raise DatasetUnavailable(f"the labels of TFDS data set {name!r} are not class labels")
     train, test = _arrays(tfds, builder, name, "train"), _arrays(tfds, builder, name, test_split)
     names = list(getattr(label_feature, "names", None) or range(label_feature.num_classes))
-    x_train, y_train, x_val, y_val = stratified_split(_scale(train[0]), np.asarray(train[1], "int32"),
-                                                      validation_fraction, seed)
+    x_train, y_train, x_val, y_val = stratified_split(
+        _scale(train[0]), np.asarray(train[1], "int32"), validation_fraction, seed
+    )
     return ClassificationData(
-        name, x_train, y_train, x_val, y_val, _scale(test[0]), np.asarray(test[1], "int32"),
-        [str(n) for n in names], {"source": "tfds"},
+        name,
+        x_train,
+        y_train,
+        x_val,
+        y_val,
+        _scale(test[0]),
+        np.asarray(test[1], "int32"),
+        [str(n) for n in names],
+        {"source": "tfds"},
     )

@@ -133,7 +133,7 @@ class SearchResult:
 
 
 def _read_json(path, recover):
-    """A JSON object from `path`; a one-line `ValueError` naming the file and `recover` if damaged."""
+    """A JSON object from `path`; if damaged, a one-line `ValueError` naming it and `recover`."""
     try:
         with open(path) as f:
             stored = json.load(f)
@@ -146,7 +146,7 @@ def _read_json(path, recover):
 
 
 def _check_tuner_state(directory):
-    """Refuse damaged KerasTuner state files (oracle.json, tuner0.json, trial.json) before reloading them."""
+    """Refuse damaged KerasTuner state (oracle.json, tuner0.json, trial.json) before reloading."""
     project = os.path.join(directory, PROJECT)
     recover = (f"the search cannot be resumed from it: remove {project} to start the search again "
                f"(search.json and the teacher cache are kept), or use another --directory")
@@ -180,8 +180,8 @@ def _check_settings(directory, settings):
         if os.path.isdir(os.path.join(directory, PROJECT)):
             raise ValueError(f"{directory} holds a search without search.json; use another directory.")
         return False
-    stored = _read_json(path, f"remove it and {os.path.join(directory, PROJECT)} to start the search again, "
-                              "or use another directory")
+    stored = _read_json(path, f"remove it and {os.path.join(directory, PROJECT)} to start the "
+                              "search again, or use another directory")
     if stored.get("method") != settings["method"]:
         raise ValueError(f"{directory} holds a search of method {stored.get('method')!r}, not "
                          f"{settings['method']!r}; use another directory or remove it.")
@@ -199,12 +199,14 @@ def _function_name(fn):
 _positive_int = check.positive_int
 
 
-def _check_arguments(dataset, data, directory, seed, learning_rate, chief_timeout, build_model, progress):
+def _check_arguments(dataset, data, directory, seed, learning_rate, chief_timeout, build_model,
+                     progress):
     """The checks of `run_search`'s other arguments; nothing touches the disk."""
     if data is None:
         datasets_module.check_name(dataset)
     elif not isinstance(data, datasets_module.ClassificationData):
-        raise TypeError(f"`data` must be a keras_smooth.datasets.ClassificationData or None, got {data!r}.")
+        raise TypeError("`data` must be a keras_smooth.datasets.ClassificationData or None, "
+                        f"got {data!r}.")
     check.output_folder("directory", directory)
     check.seed("seed", seed)
     if (isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real)
@@ -293,7 +295,8 @@ def run_search(method="ils", *, dataset="gaussian", data=None, build_model=defau
     batch_size = _positive_int("batch_size", batch_size)
     executions_per_trial = _positive_int("executions_per_trial", executions_per_trial)
     _check_budget(tuner, max_trials)
-    _check_arguments(dataset, data, directory, seed, learning_rate, chief_timeout, build_model, progress)
+    _check_arguments(dataset, data, directory, seed, learning_rate, chief_timeout, build_model,
+                     progress)
     if data is None:
         grid = grid or ("synthetic" if dataset == "gaussian" else "paper")
     else:
@@ -346,13 +349,15 @@ def run_search(method="ils", *, dataset="gaussian", data=None, build_model=defau
         hypermodel = HYPERMODELS[method](build_model, data.input_shape, data.num_classes, **hyper_kwargs)
 
     try:
-        search = make_tuner(tuner, hypermodel, objective=objective, max_trials=max_trials, epochs=epochs,
-                            seed=seed, directory=directory, distribution_strategy=resolved_strategy,
+        search = make_tuner(tuner, hypermodel, objective=objective, max_trials=max_trials,
+                            epochs=epochs, seed=seed, directory=directory,
+                            distribution_strategy=resolved_strategy,
                             executions_per_trial=executions_per_trial, progress=report)
-    except (KeyError, RuntimeError, TypeError, ValueError) as error:  # state KerasTuner cannot reload
+    except (KeyError, RuntimeError, TypeError, ValueError) as error:  # state it cannot reload
         if not os.path.isdir(os.path.join(directory, PROJECT)):
             raise
-        raise ValueError(f"KerasTuner cannot reload the search in {os.path.join(directory, PROJECT)} "
+        raise ValueError("KerasTuner cannot reload the search in "
+                         f"{os.path.join(directory, PROJECT)} "
                          f"({describe_error(error)}); {recover}") from None
     search.search(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val), epochs=epochs,
                   batch_size=batch_size, verbose=0)
@@ -371,11 +376,12 @@ def _best_model(search, hypermodel, data, trial, epochs, batch_size):
     checkpoint = search._get_checkpoint_fname(trial.trial_id)
     if os.path.exists(checkpoint):
         try:
-            with warnings.catch_warnings():  # the checkpoint also holds optimizer state, not needed here
+            with warnings.catch_warnings():  # the checkpoint also holds optimizer state: unused
                 warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
                 return search.load_model(trial), "reloaded"
         except (OSError, ValueError, KeyError, TypeError) as error:  # a damaged checkpoint
-            warnings.warn(f"{checkpoint} cannot be loaded ({describe_error(error)}); refitting trial "
+            warnings.warn(f"{checkpoint} cannot be loaded ({describe_error(error)}); "
+                          "refitting trial "
                           f"{trial.trial_id} instead", UserWarning, stacklevel=2)
     model = search.hypermodel.build(trial.hyperparameters)
     hypermodel.fit(trial.hyperparameters, model, data.x_train, data.y_train,

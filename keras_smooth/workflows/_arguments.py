@@ -22,14 +22,24 @@ def positive_int(name, value, allow_none=False):
 
 def seed(name, value, count=1):
     """A seed in [0, 2**32 - count], so that `value + count - 1` is a seed too."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 0 <= value <= MAX_SEED - count + 1:
-        raise ValueError(f"`{name}` must be an integer in [0, {MAX_SEED - count + 1}], got {value!r}.")
+    largest = MAX_SEED - count + 1
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Integral)
+        or not 0 <= value <= largest
+    ):
+        raise ValueError(f"`{name}` must be an integer in [0, {largest}], got {value!r}.")
     return int(value)
 
 
 def positive_seconds(name, value):
     """A finite number of seconds > 0."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
         raise ValueError(f"`{name}` must be a finite number of seconds > 0, got {value!r}.")
     return float(value)
 

@@ -23,7 +23,13 @@ from keras_smooth import calibration
 from keras_smooth import datasets as datasets_module
 from keras_smooth.workflows import methods as methods_module
 from keras_smooth.workflows import _arguments as check
-from keras_smooth.workflows.teacher import UNREADABLE, describe_error, read_npz, set_aside, train_teacher
+from keras_smooth.workflows.teacher import (
+    UNREADABLE,
+    describe_error,
+    read_npz,
+    set_aside,
+    train_teacher,
+)
 
 
 def default_model(input_shape, num_classes):
@@ -84,6 +90,16 @@ def _settings_key(settings):
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _is_results(stored):
+    """Whether a parsed results.json has the shape `ResultStore` writes."""
+    if not isinstance(stored, dict) or not isinstance(stored.get("settings"), dict):
+        return False
+    records = stored.get("records")
+    return isinstance(records, list) and all(
+        isinstance(r, dict) and isinstance(r.get("method"), str)
+        and isinstance(r.get("replicate"), int) for r in records)
+
+
 class ResultStore:
     """results.json + predictions/ in one output folder.
 
@@ -104,27 +120,25 @@ class ResultStore:
             self.records = self._read()
 
     def _read(self):
-        recover = (f"move it away to rebuild the results from the stored predictions (they are reused only "
-                   f"for the same settings), or use another --output")
+        recover = ("move it away to rebuild the results from the stored predictions (they are "
+                   "reused only for the same settings), or use another --output")
         try:
             with open(self.path) as f:
                 stored = json.load(f)
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
             reason = getattr(error, "strerror", None) or str(error).splitlines()[0]
             raise ValueError(f"{self.path} cannot be read ({reason}); {recover}") from None
-        records = stored.get("records") if isinstance(stored, dict) else None
-        if (not isinstance(stored.get("settings") if isinstance(stored, dict) else None, dict)
-                or not isinstance(records, list)
-                or not all(isinstance(r, dict) and isinstance(r.get("method"), str)
-                           and isinstance(r.get("replicate"), int) for r in records)):
-            raise ValueError(f"{self.path} is not a keras-smooth results file (no settings and records); {recover}")
+        if not _is_results(stored):
+            raise ValueError(f"{self.path} is not a keras-smooth results file (no settings and "
+                             f"records); {recover}")
         if stored["settings"] != self.settings:
-            changed = sorted(k for k in self.settings if stored["settings"].get(k) != self.settings[k])
+            changed = sorted(k for k in self.settings
+                             if stored["settings"].get(k) != self.settings[k])
             raise ValueError(
                 f"{self.path} holds a run with other settings ({', '.join(changed)}); "
                 "use another --output or remove it"
             )
-        return records
+        return stored["records"]
 
     def prepare(self):
         """Create the output folders (once)."""
@@ -133,7 +147,8 @@ class ResultStore:
         try:
             os.makedirs(os.path.join(self.output, "predictions"), exist_ok=True)
         except OSError as error:
-            raise ValueError(f"cannot create output folder {self.output}: {error.strerror}") from None
+            raise ValueError(f"cannot create output folder {self.output}: "
+                             f"{error.strerror}") from None
         if not os.access(self.output, os.W_OK):
             raise ValueError(f"output folder {self.output} is not writable")
         self.prepared = True
@@ -186,29 +201,33 @@ class ResultStore:
             if not isinstance(meta, dict) or any(k not in meta for k in META_KEYS):
                 raise ValueError("its meta record lacks " + ", ".join(META_KEYS))
             val, test = stored["val_logits"], stored["test_logits"]
-            if val.ndim != 2 or test.ndim != 2 or val.shape[1] != test.shape[1] or val.dtype.kind != "f":
+            if (val.ndim != 2 or test.ndim != 2 or val.shape[1] != test.shape[1]
+                    or val.dtype.kind != "f"):
                 raise ValueError(f"logits of shapes {val.shape} and {test.shape}")
         except (*UNREADABLE, json.JSONDecodeError) as error:
             set_aside(path, describe_error(error))
             return None
         if str(stored["settings_key"]) != self.key:
-            warnings.warn(f"{path} was written for other settings; recomputing it", UserWarning, stacklevel=2)
+            warnings.warn(f"{path} was written for other settings; recomputing it", UserWarning,
+                          stacklevel=2)
             return None
         return stored
 
 
-def _check_arguments(dataset, methods, replicates, seed, epochs, batch_size, grid, output, dataset_options,
-                     build_model, build_student, progress):
-    """Validate `run_comparison`'s arguments (nothing touches the disk); return the normalised ones."""
+def _check_arguments(dataset, methods, replicates, seed, epochs, batch_size, grid, output,
+                     dataset_options, build_model, build_student, progress):
+    """Validate `run_comparison`'s arguments, touching no file; return the normalised ones."""
     if isinstance(methods, str):
-        raise TypeError(f"`methods` must be a sequence of method names, got the string {methods!r}; "
-                        "use keras_smooth.workflows.parse_methods for comma-separated text.")
+        raise TypeError(f"`methods` must be a sequence of method names, got the string "
+                        f"{methods!r}; use keras_smooth.workflows.parse_methods for "
+                        "comma-separated text.")
     methods = tuple(methods)
     if not methods:
         raise ValueError("`methods` is empty; name at least one method.")
     for m in methods:
         if m not in methods_module.ALL_METHODS:
-            raise ValueError(f"Unknown method {m!r}; choose from: {', '.join(methods_module.ALL_METHODS)}.")
+            raise ValueError(f"Unknown method {m!r}; choose from: "
+                             f"{', '.join(methods_module.ALL_METHODS)}.")
     if not isinstance(grid, str) or grid not in methods_module.GRIDS:
         raise ValueError(f"Unknown grid {grid!r}; choose from: {', '.join(methods_module.GRIDS)}.")
     replicates = check.positive_int("replicates", replicates)
@@ -227,8 +246,9 @@ def _check_arguments(dataset, methods, replicates, seed, epochs, batch_size, gri
 
 
 def _todo(store, methods, replicate):
-    """The methods of `replicate` to compute: no record, or their stored predictions are unusable."""
-    for base in sorted({methods_module.TEMPS_OF.get(m, m) for m in methods if store.done(m, replicate)}):
+    """The methods of `replicate` to compute: no record, or unusable stored predictions."""
+    finished = {methods_module.TEMPS_OF.get(m, m) for m in methods if store.done(m, replicate)}
+    for base in sorted(finished):
         if store.load_predictions(base, replicate) is None:  # damaged or missing: redo it
             store.discard(base, replicate)
     return [m for m in methods if not store.done(m, replicate)]

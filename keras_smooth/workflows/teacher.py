@@ -114,14 +114,15 @@ def read_npz(path):
 
 
 def set_aside(path, reason):
-    """Rename a damaged cache file to `<path>.corrupt` and warn, naming both; return the new path."""
+    """Rename a damaged cache file to `<path>.corrupt`, warn naming both; return the new path."""
     aside = f"{path}.corrupt"
     try:
         os.replace(path, aside)
     except OSError:  # cannot rename (read-only folder): it will be overwritten instead
         aside = None
     where = f"moved it to {aside}" if aside else "it will be overwritten"
-    warnings.warn(f"{path} is unreadable ({reason}); {where} and recomputing", UserWarning, stacklevel=3)
+    warnings.warn(f"{path} is unreadable ({reason}); {where} and recomputing", UserWarning,
+                  stacklevel=3)
     return aside
 
 
@@ -140,7 +141,8 @@ def _load(path, key, data, extra_inputs):
                 "extra": None if extra_inputs is None else len(extra_inputs)}
         for split, array in logits.items():
             if array.shape != (rows[split], data.num_classes) or not np.all(np.isfinite(array)):
-                raise ValueError(f"{split} logits of shape {array.shape}, expected {(rows[split], data.num_classes)}")
+                raise ValueError(f"{split} logits of shape {array.shape}, expected "
+                                 f"{(rows[split], data.num_classes)}")
         teacher = Teacher(logits, float(stored["temperature"]), int(stored["best_epoch"]),
                           float(stored["val_nll"]), key, float(stored["seconds"]), from_cache=True)
         if not (np.isfinite(teacher.temperature) and teacher.temperature > 0):
@@ -163,7 +165,8 @@ def teacher_trainings(cache_dir):
                 record = json.loads(line) if line.strip() else None
             except json.JSONDecodeError:
                 record = None
-                warnings.warn(f"{path}: line {number} is not JSON; not counted", UserWarning, stacklevel=2)
+                warnings.warn(f"{path}: line {number} is not JSON; not counted", UserWarning,
+                              stacklevel=2)
             if isinstance(record, dict):
                 records.append(record)
     return records
