@@ -337,6 +337,7 @@ def test_run_comparison_checks_every_argument_before_touching_the_disk(
         ),
         ({"build_model": None}, TypeError, "`build_model` must be callable"),
         ({"progress": 1}, TypeError, "`progress` must be callable or None"),
+        ({"dataset_options": "n_test=5"}, TypeError, "`dataset_options` must be a dict or None"),
     ],
 )
 def test_run_search_checks_every_argument_before_touching_the_disk(

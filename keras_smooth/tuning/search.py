@@ -200,8 +200,10 @@ _positive_int = check.positive_int
 
 
 def _check_arguments(dataset, data, directory, seed, learning_rate, chief_timeout, build_model,
-                     progress):
+                     progress, dataset_options):
     """The checks of `run_search`'s other arguments; nothing touches the disk."""
+    if dataset_options is not None and not isinstance(dataset_options, dict):
+        raise TypeError(f"`dataset_options` must be a dict or None, got {dataset_options!r}.")
     if data is None:
         datasets_module.check_name(dataset)
     elif not isinstance(data, datasets_module.ClassificationData):
@@ -296,7 +298,7 @@ def run_search(method="ils", *, dataset="gaussian", data=None, build_model=defau
     executions_per_trial = _positive_int("executions_per_trial", executions_per_trial)
     _check_budget(tuner, max_trials)
     _check_arguments(dataset, data, directory, seed, learning_rate, chief_timeout, build_model,
-                     progress)
+                     progress, dataset_options)
     if data is None:
         grid = grid or ("synthetic" if dataset == "gaussian" else "paper")
     else:
