@@ -320,7 +320,9 @@ def run_search(method="ils", *, dataset="gaussian", data=None, build_model=defau
         "executions_per_trial": executions_per_trial, "model": _function_name(build_model),
     }
     resuming = _check_settings(directory, settings)
-    recover = _check_tuner_state(directory)
+    # The chief (or a lone process) reloads the search state; a worker asks the chief's oracle
+    # and must not read files the chief may be writing.
+    recover = _check_tuner_state(directory) if role != "worker" else "use another --directory"
     if role == "worker":
         report({"event": "waiting_for_chief"})
         distribute.wait_for_chief(chief_timeout)
