@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from collections import Counter
 
 import numpy as np
@@ -23,61 +24,208 @@ SYNTHETIC_COLUMNS = [("accuracy_dense", "acc dense", max), ("accuracy_sparse", "
 QUICK = {"replicates": 1, "epochs": 15, "grid": "quick"}
 
 
+GRID_NAMES = ("small", "paper", "synthetic", "synthetic-small", "quick")
+
+
+def _checked(check):
+    """An argparse `type=` from a check raising ValueError/TypeError: argparse's one-line error."""
+    def convert(text):
+        try:
+            return check(text)
+        except (ValueError, TypeError) as error:
+            raise argparse.ArgumentTypeError(str(error).replace("`", "")) from None
+    convert.__name__ = check.__name__
+    return convert
+
+
+def _integer(text, minimum):
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"must be an integer >= {minimum}, got {text!r}") from None
+    if value < minimum:
+        raise ValueError(f"must be an integer >= {minimum}, got {value}")
+    return value
+
+
+def arg_positive_int(text):
+    return _integer(text, 1)
+
+
+def arg_train_limit(text):
+    return _integer(text, 20)  # two images per class on average
+
+
+def arg_seed(text):
+    from keras_smooth.workflows._arguments import MAX_SEED
+
+    value = _integer(text, 0)
+    if value > MAX_SEED:
+        raise ValueError(f"must be an integer in [0, {MAX_SEED}], got {value}")
+    return value
+
+
+def arg_seconds(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"must be a number of seconds > 0, got {text!r}") from None
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"must be a finite number of seconds > 0, got {text!r}")
+    return value
+
+
+def arg_methods(text):
+    from keras_smooth.workflows.methods import parse_methods
+
+    names = [n.strip() for n in text.split(",")]
+    if not any(names):
+        raise ValueError(f"names no method, got {text!r}")
+    if not all(names):
+        raise ValueError(f"has an empty name in {text!r}")
+    return parse_methods(text)
+
+
+def arg_dataset(text):
+    from keras_smooth.datasets import check_name
+
+    return check_name(text)
+
+
+def arg_existing_folder(text):
+    if not os.path.isdir(text):
+        raise ValueError(f"{text} is not a folder" if os.path.exists(text)
+                         else f"folder {text} does not exist")
+    return text
+
+
+def arg_output_folder(text):
+    from keras_smooth.workflows._arguments import folder_problem
+
+    problem = folder_problem(text) if text else "an empty path is not a folder"
+    if problem:
+        raise ValueError(problem)
+    return text
+
+
+def _add(parser, flag, check, default=None, help=None):
+    parser.add_argument(flag, type=_checked(check), default=default, help=help)
+
+
+def _common_arguments(parser, *, epochs_help):
+    _add(parser, "--dataset", arg_dataset, "gaussian",
+         "gaussian (default, the ILS paper's synthetic task), digits, fashion_mnist, "
+         "or tfds:NAME (prepared TFDS data: see --tfds-data-dir)")
+    _add(parser, "--epochs", arg_positive_int, None, epochs_help)
+    _add(parser, "--batch-size", arg_positive_int, 32, "batch size (default 32)")
+    _add(parser, "--fashion-mnist-dir", arg_existing_folder, None,
+         "folder with the Fashion-MNIST IDX files (--dataset fashion_mnist)")
+    _add(parser, "--train-limit", arg_train_limit, None,
+         "use at most this many training images, >= 20 (--dataset fashion_mnist)")
+    _add(parser, "--tfds-data-dir", arg_existing_folder, None,
+         "folder with prepared TFDS data (--dataset tfds:NAME); nothing is downloaded")
+
+
+def _compare_parser(sub):
+    compare = sub.add_parser(
+        "compare", help="train and compare methods; print tables, write results and plots",
+        description="Train every method per replicate, select hyperparameters by validation "
+                    "cross-entropy, and report test accuracy, NLL, ECE and classwise ECE.")
+    _add(compare, "--methods", arg_methods, "default",
+         "comma-separated methods or groups. default = no_ls,no_ls_temps,ls,ls_temps,ils1,"
+         "ils2,ils,ils_temps,lls,lspp; baselines = dis,bs_soft,beta,cls,ols,tfkd,zipf,mbls,"
+         "flsd; all = both")
+    _add(compare, "--replicates", arg_positive_int, None, "replicates (default 3; --quick 1)")
+    _add(compare, "--seed", arg_seed, 0, "base seed; replicate r uses seed + r")
+    _common_arguments(compare, epochs_help="epochs per model (default 60; --quick 15)")
+    compare.add_argument("--grid", choices=GRID_NAMES, default=None,
+                         help="hyperparameter grids (default small; paper = ILS paper appendix C; "
+                              "synthetic = its synthetic-task grids)")
+    _add(compare, "--output", arg_output_folder, os.path.join("runs", "compare"),
+         "folder for results.json, results.csv, plots; re-running resumes (default runs/compare)")
+    compare.add_argument("--quick", action="store_true",
+                         help="1 replicate, 15 epochs, one grid point per method (explicit options "
+                              "win)")
+    return compare
+
+
+def _tune_parser(sub):
+    tune = sub.add_parser(
+        "tune", help="KerasTuner search of one method's hyperparameters; export the best model",
+        description="Search the hyperparameters of one method with KerasTuner (validation NLL "
+                    "against hard labels), then temperature-scale, evaluate and export the best "
+                    "model. Chief/worker tuning: set KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP "
+                    "and KERASTUNER_ORACLE_PORT and run the same command in every process.")
+    tune.add_argument("--method", default="ils",
+                      choices=("ils", "ils1", "ils2", "ls", "lls", "lspp"),
+                      help="ils tunes P1, P2, T; ils1 P1, P2; ils2 epsilon, T; ls epsilon; "
+                           "lls/lspp alpha")
+    tune.add_argument("--tuner", default="random",
+                      choices=("random", "grid", "bayesian", "hyperband"))
+    _add(tune, "--max-trials", arg_positive_int, None,
+         "trials (default 10; --quick 3; grid: whole grid; not for hyperband)")
+    tune.add_argument("--strategy", default="auto",
+                      choices=("auto", "mirrored", "multiworker", "none"),
+                      help="tf.distribute strategy per trial: auto = MirroredStrategy over the "
+                           "GPUs if any")
+    _add(tune, "--directory", arg_output_folder, None,
+         "search folder; re-running resumes (default runs/tune/METHOD)")
+    tune.add_argument("--objective", default="val_nll", choices=("val_nll", "val_ece"))
+    tune.add_argument("--grid", default=None, choices=GRID_NAMES,
+                      help="where the search ranges come from (default: synthetic for gaussian, "
+                           "else paper)")
+    _common_arguments(tune, epochs_help="epochs per trial (default 60; --quick 10)")
+    _add(tune, "--seed", arg_seed, 0, "seed of the data split, models and tuner")
+    _add(tune, "--chief-timeout", arg_seconds, 300.0,
+         "seconds a worker waits for the chief oracle (default 300)")
+    tune.add_argument("--quick", action="store_true",
+                      help="3 trials of 10 epochs (explicit options win)")
+    return tune
+
+
 def _parser():
     parser = argparse.ArgumentParser(prog="keras-smooth", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    compare = sub.add_parser("compare", help="train and compare methods; print tables, write results and plots",
-                             description="Train every method per replicate, select hyperparameters by validation "
-                                         "cross-entropy, and report test accuracy, NLL, ECE and classwise ECE.")
-    compare.add_argument("--dataset", default="gaussian",
-                         help="gaussian (default, the ILS paper's synthetic task), digits, fashion_mnist, or tfds:NAME")
-    compare.add_argument("--methods", default="default",
-                         help="comma-separated methods or groups. default = no_ls,no_ls_temps,ls,ls_temps,ils1,"
-                              "ils2,ils,ils_temps,lls,lspp; baselines = dis,bs_soft,beta,cls,ols,tfkd,zipf,mbls,"
-                              "flsd; all = both")
-    compare.add_argument("--replicates", type=int, default=None, help="replicates (default 3; --quick 1)")
-    compare.add_argument("--seed", type=int, default=0, help="base seed; replicate r uses seed + r")
-    compare.add_argument("--epochs", type=int, default=None, help="epochs per model (default 60; --quick 15)")
-    compare.add_argument("--batch-size", type=int, default=32)
-    compare.add_argument("--grid", choices=("small", "paper", "synthetic", "synthetic-small", "quick"), default=None,
-                         help="hyperparameter grids (default small; paper = ILS paper appendix C; synthetic = "
-                              "its synthetic-task grids)")
-    compare.add_argument("--output", default=os.path.join("runs", "compare"),
-                         help="folder for results.json, results.csv, plots; re-running resumes (default runs/compare)")
-    compare.add_argument("--fashion-mnist-dir", default=None, help="folder with the Fashion-MNIST IDX files")
-    compare.add_argument("--train-limit", type=int, default=None,
-                         help="use at most this many training images (fashion_mnist)")
-    compare.add_argument("--quick", action="store_true", help="1 replicate, 15 epochs, one grid point per method")
+    return parser, {"compare": _compare_parser(sub), "tune": _tune_parser(sub)}
 
-    tune = sub.add_parser("tune", help="KerasTuner search of one method's hyperparameters; export the best model",
-                          description="Search the hyperparameters of one method with KerasTuner (validation NLL "
-                                      "against hard labels), then temperature-scale, evaluate and export the best "
-                                      "model. Chief/worker tuning: set KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP "
-                                      "and KERASTUNER_ORACLE_PORT and run the same command in every process.")
-    tune.add_argument("--method", default="ils", choices=("ils", "ils1", "ils2", "ls", "lls", "lspp"),
-                      help="ils tunes P1, P2, T; ils1 P1, P2; ils2 epsilon, T; ls epsilon; lls/lspp alpha")
-    tune.add_argument("--dataset", default="gaussian",
-                      help="gaussian (default), digits, fashion_mnist, or tfds:NAME")
-    tune.add_argument("--tuner", default="random", choices=("random", "grid", "bayesian", "hyperband"))
-    tune.add_argument("--max-trials", type=int, default=None,
-                      help="trials (default 10; --quick 3; grid: whole grid; not for hyperband)")
-    tune.add_argument("--strategy", default="auto", choices=("auto", "mirrored", "multiworker", "none"),
-                      help="tf.distribute strategy per trial: auto = MirroredStrategy over the GPUs if any")
-    tune.add_argument("--directory", default=None,
-                      help="search folder; re-running resumes (default runs/tune/METHOD)")
-    tune.add_argument("--objective", default="val_nll", choices=("val_nll", "val_ece"))
-    tune.add_argument("--grid", default=None, choices=("small", "paper", "synthetic", "synthetic-small", "quick"),
-                      help="where the search ranges come from (default: synthetic for gaussian, else paper)")
-    tune.add_argument("--epochs", type=int, default=None, help="epochs per trial (default 60; --quick 10)")
-    tune.add_argument("--batch-size", type=int, default=32)
-    tune.add_argument("--seed", type=int, default=0)
-    tune.add_argument("--chief-timeout", type=float, default=300.0,
-                      help="seconds a worker waits for the chief oracle (default 300)")
-    tune.add_argument("--fashion-mnist-dir", default=None, help="folder with the Fashion-MNIST IDX files")
-    tune.add_argument("--train-limit", type=int, default=None,
-                      help="use at most this many training images (fashion_mnist)")
-    tune.add_argument("--quick", action="store_true", help="3 trials of 10 epochs")
-    return parser
+
+def _replicates(args):
+    if args.replicates is not None:
+        return args.replicates
+    return QUICK["replicates"] if args.quick else 3
+
+
+def _check_combinations(args, subparser):
+    """Options that are valid alone but not together: argparse's error, exit code 2."""
+    from keras_smooth.workflows._arguments import MAX_SEED
+
+    fashion = args.dataset == "fashion_mnist"
+    for flag, value, fits, wanted in (
+            ("--fashion-mnist-dir", args.fashion_mnist_dir, fashion, "fashion_mnist"),
+            ("--train-limit", args.train_limit, fashion, "fashion_mnist"),
+            ("--tfds-data-dir", args.tfds_data_dir, args.dataset.startswith("tfds:"), "tfds:NAME")):
+        if value is not None and not fits:
+            subparser.error(f"{flag} applies to --dataset {wanted} only, not {args.dataset!r}")
+    if args.command == "compare" and args.seed + _replicates(args) - 1 > MAX_SEED:
+        subparser.error(f"argument --seed: {args.seed} + {_replicates(args)} replicates exceeds "
+                        f"the largest seed {MAX_SEED}")
+    if args.command == "tune" and args.tuner == "hyperband" and args.max_trials is not None:
+        subparser.error("argument --max-trials: not allowed with --tuner hyperband, which sets its "
+                        "own trials from --epochs (its max_epochs) and factor 3")
+
+
+def parse_args(argv=None):
+    """Parse and validate the command line; bad input exits with argparse's usage error (2)."""
+    parser, subparsers = _parser()
+    args = parser.parse_args(argv)
+    _check_combinations(args, subparsers[args.command])
+    if args.command == "tune" and args.directory is None:
+        args.directory = os.path.join("runs", "tune", args.method)
+        try:
+            arg_output_folder(args.directory)
+        except ValueError as error:
+            subparsers["tune"].error(f"argument --directory: {error}")
+    return args
 
 
 class Progress:
@@ -177,6 +325,7 @@ def write_plots(output, records, methods, dataset_name, seed, dataset_options):
     """Reliability diagrams, ILS1 curves, learned matrices and decision regions."""
     from keras_smooth import calibration, datasets, plots
     from keras_smooth.workflows.methods import TEMPS_OF
+    from keras_smooth.workflows.teacher import UNREADABLE, describe_error, read_npz
 
     written = []
     data = datasets.load(dataset_name, seed=seed, **dataset_options)  # replicate 0
@@ -185,12 +334,17 @@ def write_plots(output, records, methods, dataset_name, seed, dataset_options):
     for r in sorted(first, key=lambda r: methods.index(r["method"])):
         base = TEMPS_OF.get(r["method"], r["method"])
         path = os.path.join(output, "predictions", f"{base}-0.npz")
-        if not os.path.exists(path):
+        try:
+            stored = read_npz(path)
+            test_logits = stored["test_logits"]
+        except UNREADABLE as error:  # run_comparison recomputes damaged files; not this one
+            warnings.warn(f"{path} is unreadable ({describe_error(error)}); "
+                          f"{r['label']} is left out of the plots")
             continue
-        with np.load(path) as stored:
-            preds[r["label"]] = calibration.apply_temperature(stored["test_logits"], r["temperature"])
-            if "extra_logits" in stored.files:
-                grid_preds[r["label"]] = calibration.apply_temperature(stored["extra_logits"], r["temperature"])
+        preds[r["label"]] = calibration.apply_temperature(test_logits, r["temperature"])
+        if "extra_logits" in stored:
+            grid_preds[r["label"]] = calibration.apply_temperature(stored["extra_logits"],
+                                                                   r["temperature"])
     if preds:
         fig = plots.reliability_diagrams(preds, data.y_test, title=f"{dataset_name}, replicate 1 (test split)")
         written.append(plots.save_figure(fig, os.path.join(output, "reliability.png")))
@@ -217,29 +371,26 @@ def write_plots(output, records, methods, dataset_name, seed, dataset_options):
 
 
 def _dataset_options(args):
+    """The loader's keyword arguments from the (already validated) options."""
     options = {}
-    for flag, value in (("--fashion-mnist-dir", args.fashion_mnist_dir), ("--train-limit", args.train_limit)):
-        if value is not None and args.dataset != "fashion_mnist":
-            raise ValueError(f"{flag} applies to --dataset fashion_mnist only, not {args.dataset!r}.")
     if args.fashion_mnist_dir is not None:
         options["directory"] = args.fashion_mnist_dir
     if args.train_limit is not None:
         options["train_limit"] = args.train_limit
     if args.quick and args.dataset == "fashion_mnist" and "train_limit" not in options:
         options["train_limit"] = 3000
-    if args.dataset not in ("gaussian", "digits", "fashion_mnist") and not args.dataset.startswith("tfds:"):
-        raise ValueError(f"Unknown dataset {args.dataset!r}; choose one of: gaussian, digits, fashion_mnist, tfds:NAME.")
+    if args.tfds_data_dir is not None:
+        options["data_dir"] = os.path.abspath(args.tfds_data_dir)
     return options
 
 
 def compare(args):
     from keras_smooth.workflows import compare as compare_module
-    from keras_smooth.workflows.methods import parse_methods
 
-    methods = parse_methods(args.methods)
-    replicates = args.replicates or (QUICK["replicates"] if args.quick else 3)
-    epochs = args.epochs or (QUICK["epochs"] if args.quick else 60)
-    grid = args.grid or (QUICK["grid"] if args.quick else "small")
+    methods = args.methods  # validated by the parser, as every option
+    replicates = _replicates(args)
+    epochs = args.epochs if args.epochs is not None else (QUICK["epochs"] if args.quick else 60)
+    grid = args.grid if args.grid is not None else (QUICK["grid"] if args.quick else "small")
     options = _dataset_options(args)
     print(f"keras-smooth compare: {args.dataset}, methods {', '.join(methods)}, {replicates} replicate(s), "
           f"{epochs} epochs, grid '{grid}', output {args.output}", flush=True)
@@ -290,8 +441,8 @@ def tune(args):
     from keras_smooth.tuning import format_trials, run_search
 
     options = _dataset_options(args)
-    directory = args.directory or os.path.join("runs", "tune", args.method)
-    epochs = args.epochs or (10 if args.quick else 60)
+    directory = args.directory
+    epochs = args.epochs if args.epochs is not None else (10 if args.quick else 60)
     max_trials = args.max_trials
     if max_trials is None and args.tuner in ("random", "bayesian"):
         max_trials = 3 if args.quick else 10
@@ -325,23 +476,40 @@ def tune(args):
     return 0
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """Warnings as one line each on stderr."""
+    text = str(message).strip().splitlines()
+    print(f"keras-smooth: warning: {text[0] if text else category.__name__}", file=sys.stderr,
+          flush=True)
+
+
 def main(argv=None):
+    """Run the command; return its exit code (2 for bad input, with one line saying why)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    args = _parser().parse_args(argv)
+    try:
+        args = parse_args(argv)
+    except SystemExit as exit_:  # argparse: usage and a one-line error (2), or --help (0)
+        return exit_.code
     from keras_smooth.datasets import DatasetUnavailable
 
-    try:
-        if args.command == "compare":
-            return compare(args)
-        if args.command == "tune":
-            return tune(args)
-    except (ValueError, TypeError, ConnectionError, DatasetUnavailable) as error:
-        print(f"keras-smooth: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\nkeras-smooth: interrupted; finished results are kept, re-run the same command to resume",
-              file=sys.stderr)
-        return 130
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        try:
+            if args.command == "compare":
+                return compare(args)
+            if args.command == "tune":
+                return tune(args)
+        except (ValueError, TypeError, ConnectionError, DatasetUnavailable) as error:
+            print(f"keras-smooth: error: {error}", file=sys.stderr)
+            return 2
+        except OSError as error:  # e.g. the disk filled up or a folder became read-only mid-run
+            where = f" ({error.filename})" if error.filename else ""
+            print(f"keras-smooth: error: {error.strerror or error}{where}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("\nkeras-smooth: interrupted; finished results are kept, re-run the same command "
+                  "to resume", file=sys.stderr)
+            return 130
     return 0
 
 

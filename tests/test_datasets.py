@@ -127,10 +127,11 @@ def test_fashion_mnist_missing_directory_and_files(tmp_path):
 def test_tfds_by_name_on_mock_data():
     # tfds.testing.mock_data generates RANDOM examples with the real metadata:
     # this checks the plumbing (splits, scaling, class names), not MNIST itself.
+    # Nothing is downloaded unless asked for (download=True); mock_data stubs the download.
     import tensorflow_datasets as tfds
 
     with tfds.testing.mock_data(num_examples=40):
-        data = datasets.load("tfds:mnist", seed=0)
+        data = datasets.load("tfds:mnist", seed=0, download=True)
     assert data.input_shape == (28, 28, 1)
     assert data.num_classes == 10
     assert len(data.y_train) + len(data.y_val) == 40 and len(data.y_test) == 40

@@ -1,6 +1,8 @@
 """Data sets: the ILS synthetic task (embedded), digits (scikit-learn),
 Fashion-MNIST (IDX files) and TFDS by name, all as `ClassificationData`."""
 
+import re
+
 from keras_smooth.datasets.base import ClassificationData, stratified_split
 from keras_smooth.datasets.digits import load_digits
 from keras_smooth.datasets.fashion_mnist import (
@@ -18,6 +20,22 @@ from keras_smooth.datasets.synthetic import (
 from keras_smooth.datasets.tfds_loader import load_tfds
 
 NAMES = ("gaussian", "digits", "fashion_mnist", "tfds:NAME")
+_TFDS_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*([/:][A-Za-z0-9_.*=,-]+)*")
+
+
+def check_name(name):
+    """Return `name` if `load` knows it, else raise `ValueError` listing the names; loads nothing.
+
+    Examples:
+    >>> from keras_smooth import datasets
+    >>> datasets.check_name("tfds:mnist")
+    'tfds:mnist'
+    """
+    if name in ("gaussian", "digits", "fashion_mnist"):
+        return name
+    if isinstance(name, str) and name.startswith("tfds:") and _TFDS_NAME.fullmatch(name[5:]):
+        return name
+    raise ValueError(f"Unknown dataset {name!r}; choose one of: {', '.join(NAMES)}.")
 
 
 def load(name, seed=0, **kwargs):
@@ -35,9 +53,7 @@ def load(name, seed=0, **kwargs):
         return load_digits(seed=seed, **kwargs)
     if name == "fashion_mnist":
         return load_fashion_mnist(seed=seed, **kwargs)
-    if isinstance(name, str) and name.startswith("tfds:") and len(name) > 5:
-        return load_tfds(name[5:], seed=seed, **kwargs)
-    raise ValueError(f"Unknown dataset {name!r}; choose one of: {', '.join(NAMES)}.")
+    return load_tfds(check_name(name)[5:], seed=seed, **kwargs)
 
 
 __all__ = [
@@ -45,6 +61,7 @@ __all__ = [
     "ClassificationData",
     "DatasetUnavailable",
     "NAMES",
+    "check_name",
     "fashion_mnist_arrays",
     "gaussian_task",
     "gaussian_task_posterior",

@@ -2,6 +2,7 @@
 
 import gzip
 import os
+import zlib
 
 import numpy as np
 
@@ -36,7 +37,7 @@ def read_idx(path):
     try:
         with opener(path, "rb") as f:
             raw = f.read()
-    except (OSError, EOFError) as error:
+    except (OSError, EOFError, zlib.error) as error:  # missing, unreadable, corrupt or cut-off gzip
         raise DatasetUnavailable(f"cannot read IDX file {path}: {error}") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
         raise DatasetUnavailable(f"{path} is not an IDX file (bad magic number)")
@@ -67,10 +68,28 @@ def _read_directory(directory):
     if missing:
         raise DatasetUnavailable(f"{directory} lacks Fashion-MNIST file(s): {', '.join(missing)}[.gz]")
     arrays = {key: read_idx(path) for key, path in paths.items()}
+    for key, path in paths.items():
+        _check_array(key, arrays[key], path)
     for split in ("train", "test"):
         if len(arrays[f"x_{split}"]) != len(arrays[f"y_{split}"]):
-            raise DatasetUnavailable(f"{directory}: {split} images and labels differ in count")
+            raise DatasetUnavailable(
+                f"{directory}: {split} images and labels differ in count "
+                f"({len(arrays[f'x_{split}'])} and {len(arrays[f'y_{split}'])})"
+            )
     return arrays
+
+
+def _check_array(key, array, path):
+    """Fashion-MNIST images are `(N, 28, 28)` uint8; labels `(N,)` integers in 0..9."""
+    if key.startswith("x"):
+        if (array.ndim != 3 or array.shape[1:] != (28, 28) or array.dtype != np.uint8
+                or not len(array)):
+            raise DatasetUnavailable(f"{path} does not hold 28 x 28 uint8 images "
+                                     f"(shape {array.shape}, type {array.dtype})")
+    elif (array.ndim != 1 or not len(array) or array.dtype.kind not in "iu"
+          or array.min() < 0 or array.max() > 9):
+        raise DatasetUnavailable(
+            f"{path} does not hold labels 0..9 (shape {array.shape}, type {array.dtype})")
 
 
 def fashion_mnist_arrays(directory=None):
@@ -107,8 +126,18 @@ def load_fashion_mnist(directory=None, seed=0, validation_fraction=1 / 6, train_
         directory: folder with the four IDX files (gzipped or not).
         seed: seed of the per-class validation split (and of `train_limit`).
         validation_fraction: share of the 60,000 training images held out.
-        train_limit: keep at most this many training images (quick runs).
+        train_limit: keep at most this many training images (quick runs);
+            at least 20 (two images per class on average).
+
+    Raises:
+        DatasetUnavailable: when the files are missing, unreadable, truncated
+            or hold anything but Fashion-MNIST-shaped images and labels 0..9;
+            the message names the file.
     """
+    if train_limit is not None and (isinstance(train_limit, bool)
+                                    or not isinstance(train_limit, (int, np.integer))
+                                    or train_limit < 20):
+        raise ValueError(f"`train_limit` must be an integer >= 20, got {train_limit!r}.")
     arrays, source = fashion_mnist_arrays(directory)
     x = (arrays["x_train"].astype("float32") / 255.0)[..., None]
     y = arrays["y_train"].astype("int32")

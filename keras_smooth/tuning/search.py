@@ -22,7 +22,9 @@ a search with other settings (another method, data set, tuner, ...) is refused.
 import collections
 import csv
 import dataclasses
+import glob
 import json
+import numbers
 import os
 import time
 import warnings
@@ -35,8 +37,9 @@ from keras_smooth import calibration
 from keras_smooth import datasets as datasets_module
 from keras_smooth.tuning import distribute
 from keras_smooth.tuning.hypermodels import HYPERMODELS, ILSHyperModel, objective as make_objective, resolve_ranges
+from keras_smooth.workflows import _arguments as check
 from keras_smooth.workflows.compare import default_model, evaluate
-from keras_smooth.workflows.teacher import teacher_trainings, train_teacher
+from keras_smooth.workflows.teacher import describe_error, teacher_trainings, train_teacher
 
 TUNERS = {
     "random": keras_tuner.RandomSearch,
@@ -129,9 +132,38 @@ class SearchResult:
     tuner: object = None
 
 
-def _read_json(path):
-    with open(path) as f:
-        return json.load(f)
+def _read_json(path, recover):
+    """A JSON object from `path`; if damaged, a one-line `ValueError` naming it and `recover`."""
+    try:
+        with open(path) as f:
+            stored = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        reason = getattr(error, "strerror", None) or str(error).splitlines()[0]
+        raise ValueError(f"{path} cannot be read ({reason}); {recover}") from None
+    if not isinstance(stored, dict):
+        raise ValueError(f"{path} does not hold a JSON object; {recover}")
+    return stored
+
+
+def _check_tuner_state(directory):
+    """Refuse damaged KerasTuner state (oracle.json, tuner0.json, trial.json) before reloading."""
+    project = os.path.join(directory, PROJECT)
+    recover = (f"the search cannot be resumed from it: remove {project} to start the search again "
+               f"(search.json and the teacher cache are kept), or use another --directory")
+    paths = glob.glob(os.path.join(glob.escape(project), "*.json"))
+    paths += glob.glob(os.path.join(glob.escape(project), "trial_*", "*.json"))
+    for path in sorted(paths):
+        stored = _read_json(path, recover)
+        if os.path.basename(path) == "trial.json":
+            keys = ("trial_id", "hyperparameters", "metrics", "status")
+        elif os.path.basename(path) == "oracle.json":
+            keys = ("ongoing_trials", "hyperparameters", "tried_so_far", "id_to_hash")
+        else:
+            keys = ()
+        missing = [k for k in keys if k not in stored]
+        if missing:
+            raise ValueError(f"{path} lacks {', '.join(missing)}; {recover}")
+    return recover
 
 
 def _write_json_atomic(path, payload):
@@ -148,7 +180,8 @@ def _check_settings(directory, settings):
         if os.path.isdir(os.path.join(directory, PROJECT)):
             raise ValueError(f"{directory} holds a search without search.json; use another directory.")
         return False
-    stored = _read_json(path)
+    stored = _read_json(path, f"remove it and {os.path.join(directory, PROJECT)} to start the "
+                              "search again, or use another directory")
     if stored.get("method") != settings["method"]:
         raise ValueError(f"{directory} holds a search of method {stored.get('method')!r}, not "
                          f"{settings['method']!r}; use another directory or remove it.")
@@ -163,12 +196,28 @@ def _function_name(fn):
     return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
 
 
-def _positive_int(name, value, allow_none=False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"`{name}` must be an integer >= 1, got {value!r}.")
-    return int(value)
+_positive_int = check.positive_int
+
+
+def _check_arguments(dataset, data, directory, seed, learning_rate, chief_timeout, build_model,
+                     progress, dataset_options):
+    """The checks of `run_search`'s other arguments; nothing touches the disk."""
+    if dataset_options is not None and not isinstance(dataset_options, dict):
+        raise TypeError(f"`dataset_options` must be a dict or None, got {dataset_options!r}.")
+    if data is None:
+        datasets_module.check_name(dataset)
+    elif not isinstance(data, datasets_module.ClassificationData):
+        raise TypeError("`data` must be a keras_smooth.datasets.ClassificationData or None, "
+                        f"got {data!r}.")
+    check.output_folder("directory", directory)
+    check.seed("seed", seed)
+    if (isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real)
+            or not np.isfinite(learning_rate) or learning_rate <= 0):
+        raise ValueError(f"`learning_rate` must be a finite number > 0, got {learning_rate!r}.")
+    check.positive_seconds("chief_timeout", chief_timeout)
+    if not callable(build_model):
+        raise TypeError(f"`build_model` must be callable, got {build_model!r}.")
+    check.callable_or_none("progress", progress)
 
 
 def trial_rows(tuner):
@@ -248,8 +297,8 @@ def run_search(method="ils", *, dataset="gaussian", data=None, build_model=defau
     batch_size = _positive_int("batch_size", batch_size)
     executions_per_trial = _positive_int("executions_per_trial", executions_per_trial)
     _check_budget(tuner, max_trials)
-    if float(chief_timeout) <= 0:
-        raise ValueError(f"`chief_timeout` must be > 0 seconds, got {chief_timeout!r}.")
+    _check_arguments(dataset, data, directory, seed, learning_rate, chief_timeout, build_model,
+                     progress, dataset_options)
     if data is None:
         grid = grid or ("synthetic" if dataset == "gaussian" else "paper")
     else:
@@ -271,6 +320,9 @@ def run_search(method="ils", *, dataset="gaussian", data=None, build_model=defau
         "executions_per_trial": executions_per_trial, "model": _function_name(build_model),
     }
     resuming = _check_settings(directory, settings)
+    # The chief (or a lone process) reloads the search state; a worker asks the chief's oracle
+    # and must not read files the chief may be writing.
+    recover = _check_tuner_state(directory) if role != "worker" else "use another --directory"
     if role == "worker":
         report({"event": "waiting_for_chief"})
         distribute.wait_for_chief(chief_timeout)
@@ -300,9 +352,17 @@ def run_search(method="ils", *, dataset="gaussian", data=None, build_model=defau
     else:
         hypermodel = HYPERMODELS[method](build_model, data.input_shape, data.num_classes, **hyper_kwargs)
 
-    search = make_tuner(tuner, hypermodel, objective=objective, max_trials=max_trials, epochs=epochs, seed=seed,
-                        directory=directory, distribution_strategy=resolved_strategy,
-                        executions_per_trial=executions_per_trial, progress=report)
+    try:
+        search = make_tuner(tuner, hypermodel, objective=objective, max_trials=max_trials,
+                            epochs=epochs, seed=seed, directory=directory,
+                            distribution_strategy=resolved_strategy,
+                            executions_per_trial=executions_per_trial, progress=report)
+    except (KeyError, RuntimeError, TypeError, ValueError) as error:  # state it cannot reload
+        if not os.path.isdir(os.path.join(directory, PROJECT)):
+            raise
+        raise ValueError("KerasTuner cannot reload the search in "
+                         f"{os.path.join(directory, PROJECT)} "
+                         f"({describe_error(error)}); {recover}") from None
     search.search(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val), epochs=epochs,
                   batch_size=batch_size, verbose=0)
     result = SearchResult(role, directory, [], list(search.trials_run), teacher=teacher, tuner=search)
@@ -319,9 +379,14 @@ def _best_model(search, hypermodel, data, trial, epochs, batch_size):
     """The best trial's model from its checkpoint, or refitted when the checkpoint is not here."""
     checkpoint = search._get_checkpoint_fname(trial.trial_id)
     if os.path.exists(checkpoint):
-        with warnings.catch_warnings():  # the checkpoint also holds optimizer state, not needed here
-            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-            return search.load_model(trial), "reloaded"
+        try:
+            with warnings.catch_warnings():  # the checkpoint also holds optimizer state: unused
+                warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+                return search.load_model(trial), "reloaded"
+        except (OSError, ValueError, KeyError, TypeError) as error:  # a damaged checkpoint
+            warnings.warn(f"{checkpoint} cannot be loaded ({describe_error(error)}); "
+                          "refitting trial "
+                          f"{trial.trial_id} instead", UserWarning, stacklevel=2)
     model = search.hypermodel.build(trial.hyperparameters)
     hypermodel.fit(trial.hyperparameters, model, data.x_train, data.y_train,
                    validation_data=(data.x_val, data.y_val), epochs=epochs, batch_size=batch_size)

@@ -10,9 +10,11 @@ re-run with the same output folder and settings skips finished
 Nothing here prints: progress goes to the `progress` callable.
 """
 
+import hashlib
 import json
 import os
 import time
+import warnings
 
 import keras
 import numpy as np
@@ -20,7 +22,14 @@ import numpy as np
 from keras_smooth import calibration
 from keras_smooth import datasets as datasets_module
 from keras_smooth.workflows import methods as methods_module
-from keras_smooth.workflows.teacher import train_teacher
+from keras_smooth.workflows import _arguments as check
+from keras_smooth.workflows.teacher import (
+    UNREADABLE,
+    describe_error,
+    read_npz,
+    set_aside,
+    train_teacher,
+)
 
 
 def default_model(input_shape, num_classes):
@@ -75,37 +84,90 @@ def _write_json_atomic(path, payload):
     os.replace(tmp, path)
 
 
+PREDICTION_KEYS = ("val_logits", "test_logits", "meta", "settings_key")
+META_KEYS = ("params", "val_nll", "best_epoch", "students", "seconds")
+
+
+def _settings_key(settings):
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _is_results(stored):
+    """Whether a parsed results.json has the shape `ResultStore` writes."""
+    if not isinstance(stored, dict) or not isinstance(stored.get("settings"), dict):
+        return False
+    records = stored.get("records")
+    return isinstance(records, list) and all(
+        isinstance(r, dict) and isinstance(r.get("method"), str)
+        and isinstance(r.get("replicate"), int) for r in records)
+
+
 class ResultStore:
-    """results.json + predictions/ in one output folder."""
+    """results.json + predictions/ in one output folder.
+
+    Nothing is written until `prepare` (called once the data has loaded). A
+    damaged `results.json` is refused with a one-line `ValueError` saying how
+    to recover; a damaged or stale predictions file is set aside or ignored
+    and recomputed (see `load_predictions`).
+    """
 
     def __init__(self, output, settings):
         self.output = output
         self.path = os.path.join(output, "results.json")
         self.settings = settings
+        self.key = _settings_key(settings)
         self.records = []
+        self.prepared = False
+        if os.path.lexists(self.path):
+            self.records = self._read()
+
+    def _read(self):
+        recover = ("move it away to rebuild the results from the stored predictions (they are "
+                   "reused only for the same settings), or use another --output")
         try:
-            os.makedirs(os.path.join(output, "predictions"), exist_ok=True)
-        except OSError as error:
-            raise ValueError(f"cannot create output folder {output}: {error.strerror}") from None
-        if not os.access(output, os.W_OK):
-            raise ValueError(f"output folder {output} is not writable")
-        if os.path.exists(self.path):
             with open(self.path) as f:
                 stored = json.load(f)
-            if stored.get("settings") != settings:
-                changed = sorted(k for k in settings if stored.get("settings", {}).get(k) != settings[k])
-                raise ValueError(
-                    f"{self.path} holds a run with other settings ({', '.join(changed)}); "
-                    "use another --output or remove it"
-                )
-            self.records = stored.get("records", [])
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            reason = getattr(error, "strerror", None) or str(error).splitlines()[0]
+            raise ValueError(f"{self.path} cannot be read ({reason}); {recover}") from None
+        if not _is_results(stored):
+            raise ValueError(f"{self.path} is not a keras-smooth results file (no settings and "
+                             f"records); {recover}")
+        if stored["settings"] != self.settings:
+            changed = sorted(k for k in self.settings
+                             if stored["settings"].get(k) != self.settings[k])
+            raise ValueError(
+                f"{self.path} holds a run with other settings ({', '.join(changed)}); "
+                "use another --output or remove it"
+            )
+        return stored["records"]
+
+    def prepare(self):
+        """Create the output folders (once)."""
+        if self.prepared:
+            return
+        try:
+            os.makedirs(os.path.join(self.output, "predictions"), exist_ok=True)
+        except OSError as error:
+            raise ValueError(f"cannot create output folder {self.output}: "
+                             f"{error.strerror}") from None
+        if not os.access(self.output, os.W_OK):
+            raise ValueError(f"output folder {self.output} is not writable")
+        self.prepared = True
 
     def done(self, method, replicate):
         return any(r["method"] == method and r["replicate"] == replicate for r in self.records)
 
+    def discard(self, base, replicate):
+        """Forget the records built on `base`'s predictions of `replicate` (they are recomputed)."""
+        self.records = [r for r in self.records
+                        if not (r["replicate"] == replicate
+                                and methods_module.TEMPS_OF.get(r["method"], r["method"]) == base)]
+
     def add(self, record):
         from keras_smooth import __version__
 
+        self.prepare()
         self.records.append(record)
         _write_json_atomic(self.path, {"version": __version__, "settings": self.settings, "records": self.records})
 
@@ -114,19 +176,84 @@ class ResultStore:
 
     def save_predictions(self, method, replicate, **arrays):
         """Write the non-None arrays atomically; return them as `load_predictions` would."""
+        self.prepare()
         path = self.prediction_path(method, replicate)
         kept = {k: np.asarray(v) for k, v in arrays.items() if v is not None}
+        kept["settings_key"] = np.asarray(self.key)
         tmp = f"{path}.tmp.npz"
         np.savez(tmp, **kept)
         os.replace(tmp, path)
         return kept
 
     def load_predictions(self, method, replicate):
+        """The stored arrays, or None when absent, damaged (set aside with a warning) or stale.
+
+        Stale: written for other settings (a results.json was removed or
+        replaced); it is left in place, warned about and overwritten.
+        """
         path = self.prediction_path(method, replicate)
-        if not os.path.exists(path):
+        if not os.path.lexists(path):
             return None
-        with np.load(path) as stored:
-            return {k: stored[k] for k in stored.files}
+        try:
+            stored = read_npz(path)
+            missing = [k for k in PREDICTION_KEYS if k not in stored]
+            if missing:
+                raise KeyError(f"no {', '.join(missing)}")
+            meta = json.loads(str(stored["meta"]))
+            if not isinstance(meta, dict) or any(k not in meta for k in META_KEYS):
+                raise ValueError("its meta record lacks " + ", ".join(META_KEYS))
+            val, test = stored["val_logits"], stored["test_logits"]
+            if (val.ndim != 2 or test.ndim != 2 or val.shape[1] != test.shape[1]
+                    or val.dtype.kind != "f"):
+                raise ValueError(f"logits of shapes {val.shape} and {test.shape}")
+        except (*UNREADABLE, json.JSONDecodeError) as error:
+            set_aside(path, describe_error(error))
+            return None
+        if str(stored["settings_key"]) != self.key:
+            warnings.warn(f"{path} was written for other settings; recomputing it", UserWarning,
+                          stacklevel=2)
+            return None
+        return stored
+
+
+def _check_arguments(dataset, methods, replicates, seed, epochs, batch_size, grid, output,
+                     dataset_options, build_model, build_student, progress):
+    """Validate `run_comparison`'s arguments, touching no file; return the normalised ones."""
+    if isinstance(methods, str):
+        raise TypeError(f"`methods` must be a sequence of method names, got the string "
+                        f"{methods!r}; use keras_smooth.workflows.parse_methods for "
+                        "comma-separated text.")
+    methods = tuple(methods)
+    if not methods:
+        raise ValueError("`methods` is empty; name at least one method.")
+    for m in methods:
+        if m not in methods_module.ALL_METHODS:
+            raise ValueError(f"Unknown method {m!r}; choose from: "
+                             f"{', '.join(methods_module.ALL_METHODS)}.")
+    if not isinstance(grid, str) or grid not in methods_module.GRIDS:
+        raise ValueError(f"Unknown grid {grid!r}; choose from: {', '.join(methods_module.GRIDS)}.")
+    replicates = check.positive_int("replicates", replicates)
+    seed = check.seed("seed", seed, replicates)
+    epochs = check.positive_int("epochs", epochs)
+    batch_size = check.positive_int("batch_size", batch_size)
+    datasets_module.check_name(dataset)
+    if dataset_options is not None and not isinstance(dataset_options, dict):
+        raise TypeError(f"`dataset_options` must be a dict or None, got {dataset_options!r}.")
+    check.output_folder("output", output)
+    if not callable(build_model):
+        raise TypeError(f"`build_model` must be callable, got {build_model!r}.")
+    check.callable_or_none("build_student", build_student)
+    check.callable_or_none("progress", progress)
+    return methods, replicates, seed, epochs, batch_size
+
+
+def _todo(store, methods, replicate):
+    """The methods of `replicate` to compute: no record, or unusable stored predictions."""
+    finished = {methods_module.TEMPS_OF.get(m, m) for m in methods if store.done(m, replicate)}
+    for base in sorted(finished):
+        if store.load_predictions(base, replicate) is None:  # damaged or missing: redo it
+            store.discard(base, replicate)
+    return [m for m in methods if not store.done(m, replicate)]
 
 
 def run_comparison(*, dataset="gaussian", methods=methods_module.METHODS, replicates=3, seed=0, epochs=100,
@@ -148,32 +275,35 @@ def run_comparison(*, dataset="gaussian", methods=methods_module.METHODS, replic
             every student.
         build_student: a different architecture for the students, if wanted.
         progress: optional callable `progress(event: dict)`.
+
+    Every argument is checked before anything is read or written (a
+    `ValueError`/`TypeError` naming it); the output folder is created only
+    once the data has loaded. Damaged cache or predictions files are set
+    aside with a warning and recomputed; a damaged results.json is refused
+    with a `ValueError` saying how to recover.
     """
-    methods = tuple(methods)
-    for m in methods:
-        if m not in methods_module.ALL_METHODS:
-            raise ValueError(f"Unknown method {m!r}; choose from: {', '.join(methods_module.ALL_METHODS)}.")
-    if grid not in methods_module.GRIDS:
-        raise ValueError(f"Unknown grid {grid!r}; choose from: {', '.join(methods_module.GRIDS)}.")
-    if int(replicates) < 1:
-        raise ValueError(f"`replicates` must be >= 1, got {replicates}.")
+    methods, replicates, seed, epochs, batch_size = _check_arguments(
+        dataset, methods, replicates, seed, epochs, batch_size, grid, output, dataset_options,
+        build_model, build_student, progress)
+
     def name(fn):
         return None if fn is None else f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
 
-    settings = {"dataset": dataset, "seed": int(seed), "epochs": int(epochs), "batch_size": int(batch_size),
+    settings = {"dataset": dataset, "seed": seed, "epochs": epochs, "batch_size": batch_size,
                 "grid": grid, "dataset_options": dataset_options or {},
                 "model": name(build_model), "student_model": name(build_student)}
     store = ResultStore(output, settings)
     report = progress or (lambda event: None)
     cache_dir = os.path.join(output, "cache")
 
-    for replicate in range(int(replicates)):
-        todo = [m for m in methods if not store.done(m, replicate)]
+    for replicate in range(replicates):
+        todo = _todo(store, methods, replicate)
         if not todo:
             report({"event": "skip", "replicate": replicate, "replicates": replicates})
             continue
-        run_seed = int(seed) + replicate
+        run_seed = seed + replicate
         data = datasets_module.load(dataset, seed=run_seed, **(dataset_options or {}))
+        store.prepare()  # the first write: only once the data has loaded
         grid_inputs = decision_grid(data)
         needed = {methods_module.TEMPS_OF.get(m, m) for m in todo}
 

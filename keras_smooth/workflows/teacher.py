@@ -6,7 +6,9 @@ types and settings, not their auto-generated names), the data (a hash of the
 train and validation arrays), the seed and the training settings, so a
 changed model, data set or seed never reuses a stale cache. Files are written
 to a temporary name and renamed, so an interrupted run never leaves a
-half-written cache behind. Processes sharing a cache folder (tuner workers)
+half-written cache behind; a damaged file (truncated, empty, foreign or
+inconsistent with the data) is renamed to `<name>.corrupt` with a warning
+naming it, and the teacher is trained again. Processes sharing a cache folder (tuner workers)
 take a lock on the entry, so the first trains and the others wait and load.
 Every training appends one line to `cache_dir/teacher-log.jsonl` (key,
 process id, seconds), which shows how often a teacher was actually trained.
@@ -18,6 +20,9 @@ import hashlib
 import json
 import os
 import time
+import warnings
+import zipfile
+import zlib
 
 import keras
 import numpy as np
@@ -96,11 +101,56 @@ def _locked(path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _load(path, key):
-    with np.load(path) as stored:
-        logits = {s: stored[s] for s in stored.files if s in SPLITS + ("extra",)}
-        return Teacher(logits, float(stored["temperature"]), int(stored["best_epoch"]),
-                       float(stored["val_nll"]), key, float(stored["seconds"]), from_cache=True)
+# What np.load and reading an archive's members raise on truncated, empty or garbage files.
+UNREADABLE = (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile, zlib.error)
+
+
+def read_npz(path):
+    """Every array of an `.npz` file, read now; `UNREADABLE` errors for a damaged file."""
+    with np.load(path, allow_pickle=False) as stored:
+        if not hasattr(stored, "files"):
+            raise ValueError("a single array, not an .npz archive")
+        return {name: stored[name] for name in stored.files}
+
+
+def set_aside(path, reason):
+    """Rename a damaged cache file to `<path>.corrupt`, warn naming both; return the new path."""
+    aside = f"{path}.corrupt"
+    try:
+        os.replace(path, aside)
+    except OSError:  # cannot rename (read-only folder): it will be overwritten instead
+        aside = None
+    where = f"moved it to {aside}" if aside else "it will be overwritten"
+    warnings.warn(f"{path} is unreadable ({reason}); {where} and recomputing", UserWarning,
+                  stacklevel=3)
+    return aside
+
+
+def describe_error(error):
+    """`Type: first line of the message`."""
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+
+
+def _load(path, key, data, extra_inputs):
+    """The cached teacher, or None after setting aside a damaged or inconsistent file."""
+    try:
+        stored = read_npz(path)
+        logits = {s: stored[s] for s in SPLITS + (("extra",) if extra_inputs is not None else ())}
+        rows = {"train": len(data.y_train), "val": len(data.y_val), "test": len(data.y_test),
+                "extra": None if extra_inputs is None else len(extra_inputs)}
+        for split, array in logits.items():
+            if array.shape != (rows[split], data.num_classes) or not np.all(np.isfinite(array)):
+                raise ValueError(f"{split} logits of shape {array.shape}, expected "
+                                 f"{(rows[split], data.num_classes)}")
+        teacher = Teacher(logits, float(stored["temperature"]), int(stored["best_epoch"]),
+                          float(stored["val_nll"]), key, float(stored["seconds"]), from_cache=True)
+        if not (np.isfinite(teacher.temperature) and teacher.temperature > 0):
+            raise ValueError(f"temperature {teacher.temperature}")
+        return teacher
+    except UNREADABLE as error:
+        set_aside(path, describe_error(error))
+        return None
 
 
 def teacher_trainings(cache_dir):
@@ -108,8 +158,18 @@ def teacher_trainings(cache_dir):
     path = os.path.join(cache_dir, "teacher-log.jsonl")
     if not os.path.exists(path):
         return []
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    records = []
+    with open(path, errors="replace") as f:
+        for number, line in enumerate(f, 1):
+            try:
+                record = json.loads(line) if line.strip() else None
+            except json.JSONDecodeError:
+                record = None
+                warnings.warn(f"{path}: line {number} is not JSON; not counted", UserWarning,
+                              stacklevel=2)
+            if isinstance(record, dict):
+                records.append(record)
+    return records
 
 
 def train_teacher(build_model, data, *, epochs, batch_size, seed, learning_rate=1e-3,
@@ -131,11 +191,15 @@ def train_teacher(build_model, data, *, epochs, batch_size, seed, learning_rate=
         return _train(build_model, data, key, **settings)
     os.makedirs(cache_dir, exist_ok=True)
     path = os.path.join(cache_dir, f"teacher-{key}.npz")
-    if os.path.exists(path):
-        return _load(path, key)
+    if os.path.exists(path):  # written atomically: never seen half-written
+        teacher = _load(path, key, data, extra_inputs)
+        if teacher is not None:
+            return teacher
     with _locked(os.path.join(cache_dir, f"teacher-{key}.lock")):
         if os.path.exists(path):  # trained by another process while this one waited
-            return _load(path, key)
+            teacher = _load(path, key, data, extra_inputs)
+            if teacher is not None:
+                return teacher
         teacher = _train(build_model, data, key, **settings)
         _save_atomic(path, temperature=teacher.temperature, best_epoch=teacher.best_epoch,
                      val_nll=teacher.val_nll, seconds=teacher.seconds, **teacher.logits)
