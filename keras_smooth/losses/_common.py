@@ -1,4 +1,4 @@
-"""Pieces shared by the loss families: prediction handling and cross-entropy."""
+"""Pieces shared by the loss families: the base class, prediction handling, cross-entropy."""
 
 import keras
 from keras import ops
@@ -9,16 +9,24 @@ from keras_smooth import _checks
 def log_probabilities(y_pred, from_logits):
     """float32 log-probabilities of the predictions.
 
-    Probabilities (`from_logits=False`) are renormalised and clipped to
+    With `from_logits=True`: `log_softmax(y_pred)`. With `from_logits=False` a
+    batch counts as probabilities only if every value is in [0, 1] and every
+    row sums to 1 within 1e-3; such rows are renormalised and clipped to
     [epsilon, 1 - epsilon] exactly as `keras.losses.CategoricalCrossentropy`
-    does, so the two agree where they overlap.
+    does. Any other batch is treated as logits (softmax), decided per batch
+    with `ops.where`, so eager and traced calls agree on every backend.
     """
     y_pred = ops.cast(y_pred, "float32")
+    from_softmax = ops.log_softmax(y_pred, axis=-1)
     if from_logits:
-        return ops.log_softmax(y_pred, axis=-1)
+        return from_softmax
     eps = keras.config.epsilon()
-    y_pred = y_pred / ops.sum(y_pred, axis=-1, keepdims=True)
-    return ops.log(ops.clip(y_pred, eps, 1.0 - eps))
+    sums = ops.sum(y_pred, axis=-1, keepdims=True)
+    in_range = ops.logical_and(ops.all(y_pred >= 0), ops.all(y_pred <= 1))
+    are_probs = ops.logical_and(in_range, ops.all(ops.abs(sums - 1.0) <= 1e-3))
+    safe = ops.where(are_probs, y_pred / ops.where(are_probs, sums, 1.0), 0.5)
+    from_probs = ops.log(ops.clip(safe, eps, 1.0 - eps))
+    return ops.where(are_probs, from_probs, from_softmax)
 
 
 def safe_log(probs):
@@ -31,10 +39,13 @@ def cross_entropy(targets, log_probs):
     return -ops.sum(targets * log_probs, axis=-1)
 
 
-def prepare(y_true, y_pred, num_classes, from_logits):
-    """Validate widths; return (one-hot/soft labels, log-probabilities)."""
+def prepare(y_true, y_pred, num_classes, from_logits, soft=False):
+    """Validate widths and labels; return (one-hot/soft labels, log-probabilities).
+
+    `soft=True` accepts `(N, K)` label distributions, else rows must be one-hot.
+    """
     _checks.check_width("y_pred", y_pred, num_classes)
-    onehot = _checks.one_hot_labels(y_true, num_classes, name="y_true")
+    onehot = _checks.one_hot_labels(y_true, num_classes, name="y_true", soft=soft)
     return onehot, log_probabilities(y_pred, from_logits)
 
 
@@ -49,3 +60,39 @@ def infer_num_classes(y_pred, num_classes):
             f"{tuple(ops.shape(y_pred))}; pass `num_classes`."
         )
     return width
+
+
+class Loss(keras.losses.Loss):
+    """`keras.losses.Loss` that computes and reduces in float32, returns `dtype`.
+
+    Keras casts `y_true`/`y_pred` to the loss dtype and sums the batch in it;
+    with a float16 dtype a batch of moderate per-sample values overflows to inf
+    (the sum passes 65504) and a bfloat16 `y_true` cannot hold class ids above
+    256. Here, for a 16-bit dtype (`"float16"`, `"mixed_float16"`,
+    `"bfloat16"`, ...), inputs are cast to float32, the per-sample values and
+    the reduction are float32, and only the reduced result is cast to the
+    policy's compute dtype, as Keras's own losses return it. `dtype` is kept
+    by `get_config`.
+    """
+
+    def __init__(self, name=None, reduction="sum_over_batch_size", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        policy = keras.dtype_policies.get(dtype or keras.config.floatx())
+        self._output_dtype = policy.compute_dtype
+        self._policy_name = None if dtype is None else policy.name
+
+    @property
+    def dtype(self):
+        """The dtype of the computation (float32 for 16-bit policies)."""
+        if self._output_dtype in ("float16", "bfloat16"):
+            return "float32"
+        return self._output_dtype
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        value = super().__call__(y_true, y_pred, sample_weight=sample_weight)
+        return ops.cast(value, self._output_dtype)
+
+    def get_config(self):
+        config = super().get_config()
+        config["dtype"] = self._policy_name
+        return config

@@ -34,7 +34,7 @@ def _in_differentiable_trace(x):
     return False
 
 
-class LearnableTargetLoss(keras.losses.Loss):
+class LearnableTargetLoss(_common.Loss):
     """Targets `(1 - alpha) * onehot + alpha * M[y]` with a trainable matrix M.
 
     Subclasses define `zero_diagonal` and `objective`/`matrix_objective`.

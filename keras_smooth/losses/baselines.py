@@ -18,7 +18,7 @@ from keras_smooth.losses import _common
 from keras_smooth.losses.distillation import SubstituteTeacherLoss
 
 
-class _FunctionLoss(keras.losses.Loss):
+class _FunctionLoss(_common.Loss):
     """A Loss whose `call` is a per-sample function of (y_true, y_pred, **settings)."""
 
     function = None
@@ -326,7 +326,7 @@ class ClassSimilarityLSLoss(SubstituteTeacherLoss):
 
 
 @keras.saving.register_keras_serializable(package="keras_smooth")
-class OnlineLabelSmoothingLoss(keras.losses.Loss):
+class OnlineLabelSmoothingLoss(_common.Loss):
     """Online label smoothing, OLS (Zhang et al. 2021, "Delving deep into label smoothing", Eq. 5–7).
 
     Formula:

@@ -83,7 +83,7 @@ def distillation_loss(y_true, y_pred, beta=0.5, temperature=1.0, from_logits=Tru
 
 
 @keras.saving.register_keras_serializable(package="keras_smooth")
-class DistillationLoss(keras.losses.Loss):
+class DistillationLoss(_common.Loss):
     """Distillation from teacher logits that travel with the labels.
 
     Formula:
@@ -195,7 +195,7 @@ def substitute_teacher_loss(
 
 
 @keras.saving.register_keras_serializable(package="keras_smooth")
-class SubstituteTeacherLoss(keras.losses.Loss):
+class SubstituteTeacherLoss(_common.Loss):
     """Train a student on class-level targets from a learned Q or C matrix.
 
     The teacher is reduced to its learned matrix: the student's target for

@@ -38,7 +38,7 @@ def label_smoothing_loss(y_true, y_pred, epsilon=0.1, from_logits=True, num_clas
 
 
 @keras.saving.register_keras_serializable(package="keras_smooth")
-class LabelSmoothingLoss(keras.losses.Loss):
+class LabelSmoothingLoss(_common.Loss):
     """Cross-entropy with uniform label smoothing, for integer or one-hot labels.
 
     `keras.losses.SparseCategoricalCrossentropy` has no `label_smoothing`; this
