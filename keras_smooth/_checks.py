@@ -83,6 +83,16 @@ def is_concrete(x):
     return True
 
 
+def check_finite(name, x):
+    """Eager values of `x` must be finite (traced values are not inspected)."""
+    if not is_concrete(x):
+        return
+    values = np.asarray(ops.convert_to_numpy(x), dtype="float64")
+    if values.size and not np.all(np.isfinite(values)):
+        bad = values[~np.isfinite(values)][0]
+        raise ValueError(f"`{name}` must be finite, got {bad}.")
+
+
 def static_dim(x, axis=-1):
     if not hasattr(x, "shape"):
         x = np.asarray(x)

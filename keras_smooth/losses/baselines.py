@@ -40,6 +40,11 @@ class _FunctionLoss(_common.Loss):
         return config
 
 
+def _row_max(x):
+    """Row maxima, keepdims; defined for a batch of zero rows (TF's max refuses it)."""
+    return ops.max(x, axis=-1, keepdims=True, initial=-float("inf"))
+
+
 # --- soft bootstrapping ----------------------------------------------------------------
 
 
@@ -93,7 +98,11 @@ def adaptive_focal_loss(y_true, y_pred, gamma_low=5.0, gamma_high=3.0, threshold
         loss = -(1 - p_t) ** gamma * log p_t
 
     gamma is chosen per sample from the current prediction and is not
-    differentiated through.
+    differentiated through. The factor is computed as
+    `exp(gamma * log(sum_{k != t} q_k))` with the log-mass of the wrong classes
+    from a log-sum-exp, so it is exact where `p_t` rounds to 1 and its
+    gradient stays finite for every gamma >= 0 (0 ** 0 = 1: gamma = 0 is
+    cross-entropy, gradient included). Labels must be hard (ids or one-hot).
     """
     gamma_low = _checks.check_non_negative("gamma_low", gamma_low)
     gamma_high = _checks.check_non_negative("gamma_high", gamma_high)
@@ -103,7 +112,9 @@ def adaptive_focal_loss(y_true, y_pred, gamma_low=5.0, gamma_high=3.0, threshold
     log_p_t = ops.sum(onehot * log_q, axis=-1)
     p_t = ops.exp(log_p_t)
     gamma = ops.stop_gradient(ops.where(p_t < threshold, gamma_low, gamma_high))
-    return -ops.power(ops.maximum(1.0 - p_t, 0.0), gamma) * log_p_t
+    # log(1 - p_t) as the log-sum-exp of the wrong classes' log-probabilities.
+    log_wrong = ops.logsumexp(ops.where(onehot > 0.5, -float("inf"), log_q), axis=-1)
+    return -ops.exp(gamma * log_wrong) * log_p_t
 
 
 @keras.saving.register_keras_serializable(package="keras_smooth")
@@ -142,7 +153,7 @@ def margin_ls_loss(y_true, y_pred, margin=10.0, weight=0.1):
     num_classes = _common.infer_num_classes(y_pred, None)
     onehot, log_q = _common.prepare(y_true, y_pred, num_classes, True)
     logits = ops.cast(y_pred, "float32")
-    distances = ops.max(logits, axis=-1, keepdims=True) - logits
+    distances = _row_max(logits) - logits
     penalty = ops.sum(ops.relu(distances - margin), axis=-1)
     return _common.cross_entropy(onehot, log_q) + weight * penalty
 
@@ -218,7 +229,7 @@ def zipf_targets(y_true, y_pred, power=1.0, num_classes=None):
     onehot = _checks.one_hot_labels(y_true, num_classes, name="y_true")
     logits = ops.stop_gradient(ops.cast(y_pred, "float32"))
     # The true class first, then the others by descending logit.
-    keyed = ops.where(onehot > 0.5, ops.max(logits, axis=-1, keepdims=True) + 1.0, logits)
+    keyed = ops.where(onehot > 0.5, _row_max(logits) + 1.0, logits)
     order = ops.argsort(-keyed, axis=-1)
     ranks = ops.cast(ops.argsort(order, axis=-1), "float32") + 1.0
     mass = ops.power(ranks, -power)

@@ -22,6 +22,16 @@ def distillation_targets(labels, teacher_logits, num_classes=None):
     The first K columns hold one-hot (or soft) labels, the last K the
     teacher's logits. `DistillationLoss` splits them again.
 
+    Args:
+        labels: class ids `(N,)`/`(N, 1)`, one-hot `(N, K)` or soft label
+            rows `(N, K)` (non-negative, summing to 1).
+        teacher_logits: `(N, K)` finite teacher logits.
+        num_classes: `K`; taken from the teacher's width when omitted. A
+            teacher of another width raises `ValueError` naming both widths.
+
+    Returns:
+        `(N, 2K)` float32.
+
     Examples:
     >>> import numpy as np
     >>> from keras_smooth.losses import distillation_targets
@@ -30,9 +40,41 @@ def distillation_targets(labels, teacher_logits, num_classes=None):
     [[0.0, 1.0, 0.0, 0.5, 2.0, -1.0]]
     """
     teacher_logits = ops.cast(ops.convert_to_tensor(teacher_logits), "float32")
+    _check_teacher(labels, teacher_logits, num_classes)
     num_classes = _common.infer_num_classes(teacher_logits, num_classes)
-    onehot = _checks.one_hot_labels(labels, num_classes)
+    onehot = _checks.one_hot_labels(labels, num_classes, soft=True)
     return ops.concatenate([onehot, teacher_logits], axis=-1)
+
+
+def _check_teacher(labels, teacher_logits, num_classes):
+    """The teacher's width against `num_classes` and one-hot labels; finite values."""
+    shape = tuple(ops.shape(teacher_logits))
+    if len(shape) != 2:
+        raise ValueError(f"`teacher_logits` must have shape (N, K), got {shape}.")
+    width = shape[-1]
+    if num_classes is not None and width is not None and width != num_classes:
+        raise ValueError(
+            f"`teacher_logits` has {width} columns but `num_classes` is {num_classes}: "
+            "the teacher must score the same classes as the labels."
+        )
+    label_shape = tuple(ops.shape(ops.convert_to_tensor(labels)))
+    label_width = label_shape[-1] if len(label_shape) == 2 else 1
+    if label_width not in (1, None) and width is not None and label_width != width:
+        raise ValueError(
+            f"`teacher_logits` has {width} columns but the one-hot `labels` have "
+            f"{label_width}: the teacher must score the same classes as the labels."
+        )
+    if label_shape[0] is not None and shape[0] is not None and label_shape[0] != shape[0]:
+        raise ValueError(
+            f"`teacher_logits` has {shape[0]} rows but `labels` has {label_shape[0]}."
+        )
+    if _checks.is_concrete(teacher_logits):
+        values = ops.convert_to_numpy(teacher_logits)
+        if not np.all(np.isfinite(values)):
+            row = int(np.argmin(np.all(np.isfinite(values), axis=-1)))
+            raise ValueError(
+                f"`teacher_logits` must be finite; row {row} is {values[row].tolist()}."
+            )
 
 
 def _student_log_probs(y_pred, from_logits, temperature):
@@ -72,9 +114,13 @@ def distillation_loss(y_true, y_pred, beta=0.5, temperature=1.0, from_logits=Tru
         raise ValueError(
             f"`y_true` must have 2 * num_classes = {2 * num_classes} columns "
             f"(labels, then teacher logits; see `distillation_targets`), got "
-            f"shape {tuple(ops.shape(y_true))}."
+            f"shape {tuple(ops.shape(y_true))}: the student's `y_pred` has "
+            f"{num_classes} classes, so the teacher logits packed in `y_true` would "
+            f"have {width - num_classes} columns. Teacher and student must score "
+            "the same classes."
         )
     labels, teacher_logits = y_true[:, :num_classes], y_true[:, num_classes:]
+    labels = _checks.one_hot_labels(labels, num_classes, name="y_true", soft=True)
     teacher = ops.softmax(teacher_logits / temperature, axis=-1)
     log_q, log_q_tau = _student_log_probs(y_pred, from_logits, temperature)
     hard = _common.cross_entropy(labels, log_q)
