@@ -103,6 +103,11 @@ def ils1_epsilon(true_class_probs, p1, p2, cap=0.2):
     p2 = _checks.check_non_negative("p2", p2)
     cap = _checks.check_fraction("cap", cap)
     p_t = ops.cast(ops.convert_to_tensor(true_class_probs), "float32")
+    if _checks.is_concrete(p_t):
+        values = ops.convert_to_numpy(p_t)
+        if values.size and not (np.all(values >= 0) and np.all(values <= 1)):
+            bad = values[~((values >= 0) & (values <= 1))][0]
+            raise ValueError(f"`true_class_probs` must be probabilities in [0, 1], got {bad}.")
     return ops.minimum(cap, p2 * ops.square(p_t - p1))
 
 

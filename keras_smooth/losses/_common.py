@@ -1,6 +1,7 @@
 """Pieces shared by the loss families: the base class, prediction handling, cross-entropy."""
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_smooth import _checks
@@ -16,6 +17,7 @@ def log_probabilities(y_pred, from_logits):
     does. Any other batch is treated as logits (softmax), decided per batch
     with `ops.where`, so eager and traced calls agree on every backend.
     """
+    from_logits = _checks.check_bool("from_logits", from_logits)
     y_pred = ops.cast(y_pred, "float32")
     from_softmax = ops.log_softmax(y_pred, axis=-1)
     if from_logits:
@@ -44,6 +46,7 @@ def prepare(y_true, y_pred, num_classes, from_logits, soft=False):
 
     `soft=True` accepts `(N, K)` label distributions, else rows must be one-hot.
     """
+    _check_rank(y_pred)
     _checks.check_width("y_pred", y_pred, num_classes)
     onehot = _checks.one_hot_labels(y_true, num_classes, name="y_true", soft=soft)
     return onehot, log_probabilities(y_pred, from_logits)
@@ -51,15 +54,23 @@ def prepare(y_true, y_pred, num_classes, from_logits, soft=False):
 
 def infer_num_classes(y_pred, num_classes):
     """`num_classes` if given, else the static width of `y_pred`."""
+    _check_rank(y_pred)
     if num_classes is not None:
-        return num_classes
+        return _checks.check_num_classes(num_classes)
     width = _checks.static_dim(y_pred)
     if width is None or width < 2:
         raise ValueError(
-            "Cannot infer the number of classes from predictions of shape "
-            f"{tuple(ops.shape(y_pred))}; pass `num_classes`."
+            "`y_pred` must have shape (N, K) with K >= 2 classes, got shape "
+            f"{tuple(ops.shape(y_pred))}; pass `num_classes` if K is not known "
+            "statically."
         )
     return width
+
+
+def _check_rank(y_pred):
+    shape = tuple(ops.shape(y_pred)) if hasattr(y_pred, "shape") else np.shape(y_pred)
+    if len(shape) != 2:
+        raise ValueError(f"`y_pred` must have shape (N, K), got shape {tuple(shape)}.")
 
 
 class Loss(keras.losses.Loss):

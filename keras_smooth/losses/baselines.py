@@ -40,6 +40,15 @@ class _FunctionLoss(_common.Loss):
         return config
 
 
+def _numpy_ids(labels, num_classes):
+    """Flat integer class ids from NumPy-like labels; ValueError for anything else."""
+    labels = np.asarray(labels).reshape(-1)
+    message = _checks.label_problem(labels, num_classes, "labels", "ids")
+    if message is not None:
+        raise ValueError(message)
+    return labels.astype(int)
+
+
 def _row_max(x):
     """Row maxima, keepdims; defined for a batch of zero rows (TF's max refuses it)."""
     return ops.max(x, axis=-1, keepdims=True, initial=-float("inf"))
@@ -282,7 +291,7 @@ def class_similarity_matrix(x, labels, num_classes):
     """
     num_classes = _checks.check_num_classes(num_classes)
     x = np.asarray(x, dtype="float64").reshape(len(x), -1)
-    labels = np.asarray(labels).reshape(-1).astype(int)
+    labels = _numpy_ids(labels, num_classes)
     if len(labels) != len(x):
         raise ValueError(f"`x` has {len(x)} rows but `labels` has {len(labels)}.")
     missing = sorted(set(range(num_classes)) - set(labels.tolist()))
@@ -390,9 +399,14 @@ def online_soft_matrix(labels, probs, previous):
 
     Rows of classes without a correct example are copied from `previous`.
     """
-    labels = np.asarray(labels).reshape(-1).astype(int)
     probs = np.asarray(probs, dtype="float64")
     updated = np.array(previous, dtype="float64", copy=True)
+    labels = _numpy_ids(labels, updated.shape[0])
+    if probs.shape != (len(labels), updated.shape[0]):
+        raise ValueError(
+            f"`probs` must have shape ({len(labels)}, {updated.shape[0]}) for "
+            f"{len(labels)} labels and a {updated.shape[0]}-class matrix, got {probs.shape}."
+        )
     correct = probs.argmax(axis=1) == labels
     for k in range(updated.shape[0]):
         rows = correct & (labels == k)
@@ -475,7 +489,7 @@ def beta_smoothing_targets(labels, confidences, num_classes, epsilon, alpha=0.4,
     epsilon = _checks.check_fraction("epsilon", epsilon)
     if not 0 < epsilon < alpha:
         raise ValueError(f"`epsilon` must be in (0, alpha={alpha}), got {epsilon}.")
-    labels = np.asarray(labels).reshape(-1).astype(int)
+    labels = _numpy_ids(labels, num_classes)
     confidences = np.asarray(confidences, dtype="float64").reshape(-1)
     if len(confidences) != len(labels):
         raise ValueError(f"`confidences` has {len(confidences)} rows but `labels` has {len(labels)}.")
