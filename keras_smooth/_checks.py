@@ -154,7 +154,7 @@ def label_problem(values, num_classes, name, kind):
 
 
 def _soft_tolerance(dtype, num_classes):
-    if np.dtype(dtype).itemsize <= 2 or str(dtype) == "bfloat16":
+    if keras.backend.standardize_dtype(dtype) in ("float16", "bfloat16"):
         return max(_SOFT_TOLERANCE, num_classes * 2.0**-8)
     return _SOFT_TOLERANCE
 
@@ -232,8 +232,8 @@ def _poison(onehot, ok):
 
 
 def _check_exact_ids(labels, num_classes, name):
-    dtype = str(labels.dtype)
-    limit = {"float16": 2048, "bfloat16": 256}.get(dtype.split(".")[-1])
+    dtype = keras.backend.standardize_dtype(labels.dtype)
+    limit = {"float16": 2048, "bfloat16": 256}.get(dtype)
     if limit is not None and num_classes > limit + 1:
         raise ValueError(
             f"`{name}` arrived as {dtype}, which cannot hold class ids above {limit} "
@@ -262,7 +262,8 @@ def one_hot_labels(labels, num_classes, name="labels", dtype="float32", soft=Fal
     elif rank != 1:
         raise ValueError(
             f"`{name}` must be class ids of shape (N,) or (N, 1), or one-hot rows "
-            f"of shape (N, {num_classes}); got shape {tuple(ops.shape(labels))}."
+            f"of shape (N, {num_classes}) for num_classes = {num_classes} (the "
+            f"predictions' width); got shape {tuple(ops.shape(labels))}."
         )
     if not keras.backend.is_int_dtype(labels.dtype):
         _check_exact_ids(labels, num_classes, name)

@@ -257,9 +257,9 @@ def ils2(labels, teacher_probs, epsilon):
     array([[0.9  , 0.075, 0.025]], dtype=float32)
     """
     epsilon = _checks.check_fraction("epsilon", epsilon)
-    teacher_probs = _probs("teacher_probs", teacher_probs)
-    num_classes = _checks.static_dim(teacher_probs)
+    num_classes = _checks.static_dim(_probs("teacher_probs", teacher_probs))
     onehot = _checks.one_hot_labels(labels, num_classes)
+    # The unconverted probabilities: a float32 cast would flush subnormal masses.
     return mix(onehot, wrong_class_distribution(onehot, teacher_probs), epsilon)
 
 
@@ -294,9 +294,9 @@ def ils(labels, epsilon_probs, distribution_probs, p1, p2, cap=0.2):
     num_classes = _checks.static_dim(epsilon_probs)
     onehot, n = _labels(labels, num_classes)
     _check_rows("epsilon_probs", epsilon_probs, n)
-    distribution_probs = _probs("distribution_probs", distribution_probs)
-    _check_rows("distribution_probs", distribution_probs, n)
-    _checks.check_width("distribution_probs", distribution_probs, num_classes)
+    checked = _probs("distribution_probs", distribution_probs)
+    _check_rows("distribution_probs", checked, n)
+    _checks.check_width("distribution_probs", checked, num_classes)
     eps = ils1_epsilon(ops.sum(onehot * epsilon_probs, axis=-1), p1, p2, cap)
     return mix(onehot, wrong_class_distribution(onehot, distribution_probs), eps)
 

@@ -22,7 +22,9 @@ class ILSTargets(keras.layers.Layer):
     The wrong-class shape is a softmax over the K - 1 wrong-class logits, so a
     teacher whose true-class probability rounds to 1 still gives finite
     targets. The layer has no weights; it works in `tf.data` maps and models.
-    Its output is float32 under every dtype policy (targets such as
+    Its dtype defaults to float32 whatever the global policy, so teacher
+    logits are not rounded to 16 bits first; its output is float32 under every
+    dtype policy (targets such as
     `epsilon / K` and small wrong-class shares lose most of their digits in
     float16), and `compute_output_spec` says so. Labels must be class ids in
     [0, K) or one-hot rows; eager teacher logits must be finite
@@ -60,6 +62,7 @@ class ILSTargets(keras.layers.Layer):
         calibration_temperature=1.0,
         **kwargs,
     ):
+        kwargs.setdefault("dtype", "float32")  # no autocast of the teacher logits to 16 bits
         super().__init__(**kwargs)
         if method not in METHODS:
             raise ValueError(f"`method` must be one of {METHODS}, got {method!r}.")

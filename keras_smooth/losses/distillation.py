@@ -113,11 +113,11 @@ def distillation_loss(y_true, y_pred, beta=0.5, temperature=1.0, from_logits=Tru
     if width is not None and width != 2 * num_classes:
         raise ValueError(
             f"`y_true` must have 2 * num_classes = {2 * num_classes} columns "
-            f"(labels, then teacher logits; see `distillation_targets`), got "
-            f"shape {tuple(ops.shape(y_true))}: the student's `y_pred` has "
-            f"{num_classes} classes, so the teacher logits packed in `y_true` would "
-            f"have {width - num_classes} columns. Teacher and student must score "
-            "the same classes."
+            f"(labels, then teacher logits; see `distillation_targets`), got shape "
+            f"{tuple(ops.shape(y_true))}: the teacher logits packed in it by "
+            f"`distillation_targets` score {width / 2:g} classes, but the student's "
+            f"`y_pred` scores {num_classes}. Teacher and student must score the "
+            "same classes."
         )
     labels, teacher_logits = y_true[:, :num_classes], y_true[:, num_classes:]
     labels = _checks.one_hot_labels(labels, num_classes, name="y_true", soft=True)
