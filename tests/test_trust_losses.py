@@ -538,6 +538,10 @@ def test_bad_hyperparameters_raise_naming_argument_and_value(name):
      r"`teacher_logits` must be finite, got inf"),
     (lambda: losses.online_soft_matrix(LABELS, ref.softmax(LOGITS)[:, :3], np.eye(K)),
      r"`probs` must have shape \(6, 4\)"),
+    (lambda: losses.online_soft_matrix(LABELS, np.full((N, K), np.nan), np.eye(K)), r"`probs` must be finite"),
+    (lambda: losses.beta_smoothing_targets(LABELS, [np.nan] * N, K, 0.1), r"`confidences` must be finite"),
+    (lambda: losses.class_similarity_matrix(np.full((N, 2), np.inf), LABELS, K), r"`x` must be finite, got inf"),
+    (lambda: losses.zipf_targets(LABELS, LOGITS, num_classes=5), r"`y_pred` must have 5 columns"),
 ])
 def test_more_bad_arguments(make, match):
     with pytest.raises((ValueError, TypeError), match=match):

@@ -235,6 +235,7 @@ def zipf_targets(y_true, y_pred, power=1.0, num_classes=None):
     """
     power = _checks.check_non_negative("power", power)
     num_classes = _common.infer_num_classes(y_pred, num_classes)
+    _checks.check_width("y_pred", y_pred, num_classes)
     onehot = _checks.one_hot_labels(y_true, num_classes, name="y_true")
     logits = ops.stop_gradient(ops.cast(y_pred, "float32"))
     # The true class first, then the others by descending logit.
@@ -291,6 +292,7 @@ def class_similarity_matrix(x, labels, num_classes):
     """
     num_classes = _checks.check_num_classes(num_classes)
     x = np.asarray(x, dtype="float64").reshape(len(x), -1)
+    _checks.check_finite("x", x)
     labels = _numpy_ids(labels, num_classes)
     if len(labels) != len(x):
         raise ValueError(f"`x` has {len(x)} rows but `labels` has {len(labels)}.")
@@ -400,6 +402,7 @@ def online_soft_matrix(labels, probs, previous):
     Rows of classes without a correct example are copied from `previous`.
     """
     probs = np.asarray(probs, dtype="float64")
+    _checks.check_finite("probs", probs)
     updated = np.array(previous, dtype="float64", copy=True)
     labels = _numpy_ids(labels, updated.shape[0])
     if probs.shape != (len(labels), updated.shape[0]):
@@ -491,6 +494,7 @@ def beta_smoothing_targets(labels, confidences, num_classes, epsilon, alpha=0.4,
         raise ValueError(f"`epsilon` must be in (0, alpha={alpha}), got {epsilon}.")
     labels = _numpy_ids(labels, num_classes)
     confidences = np.asarray(confidences, dtype="float64").reshape(-1)
+    _checks.check_finite("confidences", confidences)
     if len(confidences) != len(labels):
         raise ValueError(f"`confidences` has {len(confidences)} rows but `labels` has {len(labels)}.")
     a = alpha / epsilon - 1.0
