@@ -26,7 +26,8 @@ MATRIX = ref.random_stochastic(K, _RNG, zero_diagonal=True).astype("float32")
 SIMILARITY = ref.random_stochastic(K, _RNG, zero_diagonal=True).astype("float32")
 LABELS = np.array([0, 1, 2, 3, 1, 0])
 LOGITS = _RNG.normal(scale=2.0, size=(N, K)).astype("float32")
-TEACHER12 = _RNG.normal(scale=2.0, size=(2 * N, K)).astype("float32")  # one shape: fewer JAX compiles
+# One teacher of 2N rows: batches of N and 2N rows share shapes (fewer JAX compiles).
+TEACHER12 = _RNG.normal(scale=2.0, size=(2 * N, K)).astype("float32")
 TEACHER = TEACHER12[:N]
 
 
@@ -89,10 +90,16 @@ BAD_IDS = {
     "nan": (np.array([0, np.nan, 2, 3, 1, 0], "float32"), r"class ids in \[0, 4\), got nan"),
 }
 _ONEHOT = ref.one_hot(LABELS, K).astype("float32")
+
+
+def _with_row(i, row):
+    return np.where(np.arange(N)[:, None] == i, [row], _ONEHOT).astype("float32")
+
+
 BAD_ROWS = {
-    "two ones": (np.where(np.arange(N)[:, None] == 1, [[1, 1, 0, 0]], _ONEHOT), r"row 1 is \[1\.0, 1\.0"),
-    "not summing to 1": (np.where(np.arange(N)[:, None] == 2, [[0.5, 0.2, 0, 0]], _ONEHOT), r"row 2 is"),
-    "negative entry": (np.where(np.arange(N)[:, None] == 3, [[1.5, -0.5, 0, 0]], _ONEHOT), r"row 3 is"),
+    "two ones": (_with_row(1, [1, 1, 0, 0]), r"row 1 is \[1\.0, 1\.0"),
+    "not summing to 1": (_with_row(2, [0.5, 0.2, 0, 0]), r"row 2 is"),
+    "negative entry": (_with_row(3, [1.5, -0.5, 0, 0]), r"row 3 is"),
 }
 
 
@@ -134,7 +141,8 @@ def test_label_smoothing_and_distillation_take_soft_labels_as_documented():
     y = losses.distillation_targets(soft, TEACHER)
     got = _np(losses.DistillationLoss(beta=0.3, temperature=2.0, reduction=None)(y, LOGITS))
     soft_term = ref.cross_entropy(ref.softmax(TEACHER / 2.0), ref.log_softmax(LOGITS / 2.0))
-    np.testing.assert_allclose(got, 0.7 * ref.cross_entropy(soft, log_q) + 0.3 * soft_term, rtol=1e-5)
+    expected = 0.7 * ref.cross_entropy(soft, log_q) + 0.3 * soft_term
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
 
 
 TARGET_CALLS = {
@@ -181,13 +189,15 @@ def test_bad_labels_fail_inside_tf_function_and_become_nan_under_xla():
     loss = losses.LabelSmoothingLoss()
     labels = tf.constant(BAD_IDS["fractional"][0])
     graph = tf.function(lambda y, z: loss(y, z))
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"`y_true` must be class ids in \[0, 4\)"):
+    bad_ids = r"`y_true` must be class ids in \[0, 4\)"
+    with pytest.raises(tf.errors.InvalidArgumentError, match=bad_ids):
         graph(labels, tf.constant(LOGITS))
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"`y_true` must be one-hot rows"):
         tf.function(lambda y, z: losses.MarginLSLoss()(y, z))(tf.constant(BAD_ROWS["two ones"][0]),
                                                              tf.constant(LOGITS))
     # XLA drops asserts: the bad row turns the loss into NaN instead of a silent number.
-    xla = tf.function(lambda y, z: losses.LabelSmoothingLoss(reduction=None)(y, z), jit_compile=True)
+    per_sample = losses.LabelSmoothingLoss(reduction=None)
+    xla = tf.function(lambda y, z: per_sample(y, z), jit_compile=True)
     values = xla(labels, tf.constant(LOGITS)).numpy()
     assert np.isnan(values[1]) and np.all(np.isfinite(np.delete(values, 1)))
 
@@ -199,9 +209,9 @@ def test_bad_labels_fail_inside_jax_jit():
     jitted = jax.jit(lambda y, z: losses.LabelSmoothingLoss()(y, z))
     with pytest.raises(Exception, match=r"`y_true` must be class ids in \[0, 4\), got 1\.5"):
         jax.block_until_ready(jitted(BAD_IDS["fractional"][0], LOGITS))
-    np.testing.assert_allclose(  # good labels are unaffected
-        float(jitted(LABELS.astype("float32"), LOGITS)),
-        ref.cross_entropy(ref.uniform_ls(LABELS, K, 0.1), ref.log_softmax(LOGITS)).mean(), rtol=1e-5)
+    expected = ref.cross_entropy(ref.uniform_ls(LABELS, K, 0.1), ref.log_softmax(LOGITS)).mean()
+    got = float(jitted(LABELS.astype("float32"), LOGITS))  # good labels are unaffected
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
 
 
 def test_fit_stops_on_the_first_batch_with_a_fractional_label():
@@ -235,7 +245,7 @@ def test_a_teacher_of_the_wrong_width_is_named_with_both_widths():
     wide = np.zeros((N, K + 1), "float32")
     with pytest.raises(ValueError, match=r"`teacher_logits` has 5 columns but `num_classes` is 4"):
         losses.distillation_targets(LABELS, wide, num_classes=K)
-    with pytest.raises(ValueError, match=r"`teacher_logits` has 5 columns but the one-hot `labels` have 4"):
+    with pytest.raises(ValueError, match=r"has 5 columns but the one-hot `labels` have 4"):
         losses.distillation_targets(_ONEHOT, wide)
     with pytest.raises(ValueError, match=r"teacher logits packed in it .* score 5 classes, but the "
                                          r"student's `y_pred` scores 4"):
@@ -261,7 +271,8 @@ def _ils2_reference(labels, logits, eps, temperature=1.0):
     return out
 
 
-# Wrong-class masses: about 1.8e-35 and 8e-40 (a float32 subnormal), 8.7e-27, 3.7e-42; p_t = 1 in float32.
+# Wrong-class masses about 1.8e-35 and 8e-40 (a float32 subnormal), 8.7e-27, 3.7e-42;
+# p_t = 1 in float32 in every row but the fourth.
 ILS_LOGITS = np.array([[100.0, 20.0, 21.0, 10.0], [0.0, -80.0, -81.0, -92.0], [60.0, 0.0, 0.0, 1.0],
                        [1.0, 0.0, -1.0, 2.0], [0.0, -95.0, -93.0, -94.0]], "float32")
 ILS_LABELS = np.array([0, 0, 0, 2, 0])
@@ -287,14 +298,16 @@ def test_ils_probability_and_logit_paths_agree_at_a_temperature():
     shape = _ils2_reference(ILS_LABELS, ILS_LOGITS, 1.0, t)
     expected = shape * eps[:, None] + ref.one_hot(ILS_LABELS, K) * (1 - eps)[:, None]
     layer = ILSTargets("ils", p1=0.9, p2=1.0, temperature=t, calibration_temperature=t_star)
-    from_probs = targets.ils(ILS_LABELS, calibrated, ref.softmax(ILS_LOGITS.astype("float64") / t), 0.9, 1.0)
+    at_t = ref.softmax(ILS_LOGITS.astype("float64") / t)
+    from_probs = targets.ils(ILS_LABELS, calibrated, at_t, 0.9, 1.0)
     np.testing.assert_allclose(_np(layer(ILS_LABELS, ILS_LOGITS)), expected, rtol=1e-5, atol=1e-12)
     np.testing.assert_allclose(_np(from_probs), expected, rtol=1e-5, atol=1e-12)
 
 
 def test_ils2_rows_with_no_wrong_mass_at_all_use_the_documented_uniform_limit():
     probs = np.array([[1.0, 0.0, 0.0, 0.0]], "float32")
-    np.testing.assert_allclose(_np(targets.ils2([0], probs, 0.3)), [[0.7, 0.1, 0.1, 0.1]], atol=1e-7)
+    got = _np(targets.ils2([0], probs, 0.3))
+    np.testing.assert_allclose(got, [[0.7, 0.1, 0.1, 0.1]], atol=1e-7)
 
 
 # --- E. gradients at saturated, huge and zero logits ---------------------------------------
@@ -361,7 +374,8 @@ def _closed_form_gradient(name, z, labels):
     if name == "LSPlusPlusLoss":  # only H(sg(t), p) reaches the logits, halved
         c = np.where(np.eye(K) > 0, 0.0, 1.0 / (K - 1))
         return 0.5 * (q - (0.9 * y + 0.1 * c[labels])) / n
-    if name == "LLSLoss":  # 0.5 (KL(t||p) + KL(p||t)); d KL(p||t)/dz = q (r - sum q r), r = log q - log t
+    if name == "LLSLoss":
+        # 0.5 (KL(t||p) + KL(p||t)); d KL(p||t)/dz = q (r - sum q r), r = log q - log t
         t = ref.uniform_ls(labels, K, 0.1)
         r = ref.log_softmax(z) - np.log(t)
         return 0.5 * ((q - t) + q * (r - (q * r).sum(1, keepdims=True))) / n
@@ -384,7 +398,8 @@ def test_focal_loss_gradient_is_finite_and_gamma_zero_is_cross_entropy(gammas):
     assert np.isfinite(value) and np.all(np.isfinite(grad)), (value, grad)
     if gammas == (0.0, 0.0):
         y = ref.one_hot(GRAD_LABELS, K)
-        np.testing.assert_allclose(value, ref.cross_entropy(y, ref.log_softmax(z)).mean(), rtol=1e-5)
+        ce = ref.cross_entropy(y, ref.log_softmax(z)).mean()
+        np.testing.assert_allclose(value, ce, rtol=1e-5)
         np.testing.assert_allclose(grad, (_q(z) - y) / len(z), atol=2e-7)
 
 
@@ -393,7 +408,8 @@ def test_focal_loss_issue_repro_and_one_sgd_step_stay_finite():
                               np.array([[20.0, 0.0, 0.0]], "float32"))
     assert np.all(np.isfinite(grad))
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(3)])
-    model.layers[0].set_weights([np.array([[30.0, 0, 0], [0, 0, 0]], "float32"), np.zeros(3, "float32")])
+    kernel = np.array([[30.0, 0, 0], [0, 0, 0]], "float32")  # logit margin 30: p_t = 1 in float32
+    model.layers[0].set_weights([kernel, np.zeros(3, "float32")])
     model.compile(optimizer=keras.optimizers.SGD(0.1), loss=losses.AdaptiveFocalLoss(0.5, 0.5))
     model.fit(np.array([[1.0, 0.0]], "float32"), np.array([0]), epochs=1, verbose=0)
     assert all(np.all(np.isfinite(w)) for w in model.get_weights())
@@ -456,13 +472,15 @@ def test_keras_loss_contract(name):
     np.testing.assert_allclose(_np(loss(y, LOGITS, sample_weight=weights)),
                                (per_sample * weights).mean(), rtol=1e-5)
     assert float(_np(loss(y, LOGITS, sample_weight=np.zeros(N, "float32")))) == 0.0
-    np.testing.assert_allclose(_np(LOSSES[name](reduction="sum")(y, LOGITS)), per_sample.sum(), rtol=1e-5)
+    summed = _np(LOSSES[name](reduction="sum")(y, LOGITS))
+    np.testing.assert_allclose(summed, per_sample.sum(), rtol=1e-5)
     one = _y(name, LABELS[:1])
     np.testing.assert_allclose(_np(loss(one, LOGITS[:1])), per_sample[:1].sum(), rtol=1e-5)  # N = 1
     low = LOSSES[name](dtype="mixed_float16")
     config = json.loads(json.dumps(low.get_config()))
     assert config["dtype"] == "mixed_float16"
-    for clone in (type(low).from_config(config), keras.losses.deserialize(keras.losses.serialize(low))):
+    revived = keras.losses.deserialize(keras.losses.serialize(low))
+    for clone in (type(low).from_config(config), revived):
         assert type(clone) is type(low)
         assert _dtype(clone(y, LOGITS)) == "float16"
         np.testing.assert_allclose(_np(clone(y, LOGITS)), per_sample.mean(), rtol=2e-3)
@@ -527,20 +545,25 @@ def test_bad_hyperparameters_raise_naming_argument_and_value(name):
 
 @pytest.mark.parametrize("make, match", [
     (lambda: losses.LLSLoss(1), r"`num_classes` must be >= 2, got 1"),
-    (lambda: losses.LabelSmoothingLoss(num_classes=2.0), r"`num_classes` must be an integer, got 2.0"),
+    (lambda: losses.LabelSmoothingLoss(num_classes=2.0), r"`num_classes` must be an integer"),
     (lambda: losses.OnlineLabelSmoothingLoss(True), r"`num_classes` must be an integer, got True"),
     (lambda: losses.SubstituteTeacherLoss(np.where(np.eye(3) > 0, np.nan, 0.5)),
      r"`matrix` must hold finite, non-negative probabilities, got nan"),
-    (lambda: losses.lls_loss(LABELS, LOGITS, np.full((K, K), 0.5)), r"Every row of `matrix` must sum to 1"),
-    (lambda: losses.lspp_loss(LABELS, LOGITS, -np.eye(K)), r"`matrix` must hold finite, non-negative"),
-    (lambda: targets.ils1_epsilon([0.5, 1.5], 0.9, 1.0), r"`true_class_probs` must be probabilities .*1\.5"),
+    (lambda: losses.lls_loss(LABELS, LOGITS, np.full((K, K), 0.5)),
+     r"Every row of `matrix` must sum to 1"),
+    (lambda: losses.lspp_loss(LABELS, LOGITS, -np.eye(K)), r"`matrix` must hold finite, non-neg"),
+    (lambda: targets.ils1_epsilon([0.5, 1.5], 0.9, 1.0),
+     r"`true_class_probs` must be probabilities .*1\.5"),
     (lambda: ILSTargets("ils")(LABELS, np.where(LOGITS > 1, np.inf, LOGITS)),
      r"`teacher_logits` must be finite, got inf"),
     (lambda: losses.online_soft_matrix(LABELS, ref.softmax(LOGITS)[:, :3], np.eye(K)),
      r"`probs` must have shape \(6, 4\)"),
-    (lambda: losses.online_soft_matrix(LABELS, np.full((N, K), np.nan), np.eye(K)), r"`probs` must be finite"),
-    (lambda: losses.beta_smoothing_targets(LABELS, [np.nan] * N, K, 0.1), r"`confidences` must be finite"),
-    (lambda: losses.class_similarity_matrix(np.full((N, 2), np.inf), LABELS, K), r"`x` must be finite, got inf"),
+    (lambda: losses.online_soft_matrix(LABELS, np.full((N, K), np.nan), np.eye(K)),
+     r"`probs` must be finite"),
+    (lambda: losses.beta_smoothing_targets(LABELS, [np.nan] * N, K, 0.1),
+     r"`confidences` must be finite"),
+    (lambda: losses.class_similarity_matrix(np.full((N, 2), np.inf), LABELS, K),
+     r"`x` must be finite, got inf"),
     (lambda: losses.zipf_targets(LABELS, LOGITS, num_classes=5), r"`y_pred` must have 5 columns"),
 ])
 def test_more_bad_arguments(make, match):
@@ -558,7 +581,8 @@ def test_from_logits_false_treats_a_batch_that_is_not_probabilities_as_logits():
     probs = ref.softmax(LOGITS).astype("float32")
     for name in ("LabelSmoothingLoss", "LLSLoss", "SoftBootstrappingLoss", "AdaptiveFocalLoss"):
         from_logits = _np(LOSSES[name]()(LABELS, LOGITS))
-        np.testing.assert_allclose(_np(LOSSES[name](from_logits=False)(LABELS, LOGITS)), from_logits,
-                                   rtol=1e-5, err_msg=name)
-        np.testing.assert_allclose(_np(LOSSES[name](from_logits=False)(LABELS, probs)), from_logits,
-                                   rtol=1e-4, err_msg=name)
+        from_probs = LOSSES[name](from_logits=False)
+        np.testing.assert_allclose(_np(from_probs(LABELS, LOGITS)), from_logits, rtol=1e-5,
+                                   err_msg=name)
+        np.testing.assert_allclose(_np(from_probs(LABELS, probs)), from_logits, rtol=1e-4,
+                                   err_msg=name)
