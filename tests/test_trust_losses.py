@@ -586,3 +586,16 @@ def test_from_logits_false_treats_a_batch_that_is_not_probabilities_as_logits():
                                    err_msg=name)
         np.testing.assert_allclose(_np(from_probs(LABELS, probs)), from_logits, rtol=1e-4,
                                    err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_16_bit_softmax_outputs_still_count_as_probabilities(dtype):
+    # A bfloat16 softmax sums to 1 only within ~3e-3: it must not be mistaken for logits.
+    z = _RNG.normal(scale=3.0, size=(64, 10)).astype("float32")
+    labels = _RNG.integers(0, 10, 64)
+    probs = ops.softmax(ops.cast(z, dtype), axis=-1)
+    expected = ref.cross_entropy(ref.uniform_ls(labels, 10, 0.1), ref.log_softmax(z)).mean()
+    loss = losses.LabelSmoothingLoss(0.1, from_logits=False)
+    np.testing.assert_allclose(float(loss(labels, probs)), expected, rtol=2e-2)
+    twin = losses.label_smoothing_loss(labels, probs, 0.1, from_logits=False)
+    np.testing.assert_allclose(float(ops.mean(twin)), expected, rtol=2e-2)

@@ -16,8 +16,12 @@ def log_probabilities(y_pred, from_logits):
     [epsilon, 1 - epsilon] exactly as `keras.losses.CategoricalCrossentropy`
     does. Any other batch is treated as logits (softmax), decided per batch
     with `ops.where`, so eager and traced calls agree on every backend.
+    16-bit probabilities (whose rows sum to 1 only within about 3e-3) are
+    first renormalised in float32, see `renormalize_16bit_probabilities`.
     """
     from_logits = _checks.check_bool("from_logits", from_logits)
+    if not from_logits:
+        y_pred = renormalize_16bit_probabilities(y_pred)
     y_pred = ops.cast(y_pred, "float32")
     from_softmax = ops.log_softmax(y_pred, axis=-1)
     if from_logits:
@@ -29,6 +33,25 @@ def log_probabilities(y_pred, from_logits):
     safe = ops.where(are_probs, y_pred / ops.where(are_probs, sums, 1.0), 0.5)
     from_probs = ops.log(ops.clip(safe, eps, 1.0 - eps))
     return ops.where(are_probs, from_probs, from_softmax)
+
+
+def renormalize_16bit_probabilities(y_pred):
+    """float16/bfloat16 probabilities -> float32 rows that sum to 1; other inputs unchanged.
+
+    A bfloat16 softmax output sums to 1 only within about 3e-3, so it would
+    fail the 1e-3 test of `log_probabilities` and be taken for logits. A 16-bit
+    batch with every value in [0, 1] and every row sum within 1e-2 of 1 is
+    divided by its row sums in float32 first.
+    """
+    if not hasattr(y_pred, "dtype"):
+        return y_pred
+    if keras.backend.standardize_dtype(y_pred.dtype) not in ("float16", "bfloat16"):
+        return y_pred
+    probs = ops.cast(y_pred, "float32")
+    sums = ops.sum(probs, axis=-1, keepdims=True)
+    in_range = ops.logical_and(ops.all(probs >= 0), ops.all(probs <= 1))
+    close = ops.logical_and(in_range, ops.all(ops.abs(sums - 1.0) <= 1e-2))
+    return ops.where(close, probs / ops.where(close, sums, 1.0), probs)
 
 
 def safe_log(probs):
@@ -100,6 +123,8 @@ class Loss(keras.losses.Loss):
         return self._output_dtype
 
     def __call__(self, y_true, y_pred, sample_weight=None):
+        if getattr(self, "from_logits", True) is False:  # before Keras casts to float32
+            y_pred = renormalize_16bit_probabilities(y_pred)
         value = super().__call__(y_true, y_pred, sample_weight=sample_weight)
         return ops.cast(value, self._output_dtype)
 
