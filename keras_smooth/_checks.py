@@ -124,7 +124,7 @@ def label_problem(values, num_classes, name, kind):
 
     `kind` is `"ids"` (integers in [0, K)), `"onehot"` (rows of 0/1 with exactly
     one 1) or `"soft"` (finite, non-negative rows summing to 1 within 1e-3, or
-    K * the dtype's machine epsilon for 16-bit labels).
+    within max(1e-3, K * 2**-8) for float16/bfloat16 labels).
     """
     dtype = np.asarray(values).dtype
     values = np.asarray(values, dtype="float64")
