@@ -83,6 +83,16 @@ def is_concrete(x):
     return True
 
 
+def check_finite(name, x):
+    """Eager values of `x` must be finite (traced values are not inspected)."""
+    if not is_concrete(x):
+        return
+    values = np.asarray(ops.convert_to_numpy(x), dtype="float64")
+    if values.size and not np.all(np.isfinite(values)):
+        bad = values[~np.isfinite(values)][0]
+        raise ValueError(f"`{name}` must be finite, got {bad}.")
+
+
 def static_dim(x, axis=-1):
     if not hasattr(x, "shape"):
         x = np.asarray(x)
@@ -101,55 +111,164 @@ def check_width(name, x, num_classes):
         )
 
 
-def _check_label_range(ids, num_classes, name):
-    if is_concrete(ids):
-        values = np.asarray(ops.convert_to_numpy(ids))
-        if values.size and (values.min() < 0 or values.max() >= num_classes):
-            bad = values[(values < 0) | (values >= num_classes)][0]
-            raise ValueError(
-                f"`{name}` must be class ids in [0, {num_classes}), got {bad}."
+_SOFT_TOLERANCE = 1e-3
+
+
+def _fmt(value):
+    value = float(value)
+    return int(value) if value.is_integer() else value
+
+
+def label_problem(values, num_classes, name, kind):
+    """The first problem with concrete labels as a message, or None.
+
+    `kind` is `"ids"` (integers in [0, K)), `"onehot"` (rows of 0/1 with exactly
+    one 1) or `"soft"` (finite, non-negative rows summing to 1 within 1e-3, or
+    within max(1e-3, K * 2**-8) for float16/bfloat16 labels).
+    """
+    dtype = np.asarray(values).dtype
+    values = np.asarray(values, dtype="float64")
+    if values.size == 0:
+        return None
+    if kind == "ids":
+        bad = ~np.isfinite(values) | (values != np.round(values))
+        bad |= (values < 0) | (values >= num_classes)
+        if bad.any():
+            return (
+                f"`{name}` must be class ids in [0, {num_classes}), got {_fmt(values[bad][0])} "
+                f"(position {int(np.argmax(bad))}; class ids must be whole numbers)."
             )
-        return ids
-    if keras.backend.backend() == "tensorflow":
+        return None
+    finite = np.isfinite(values).all(axis=-1)
+    if kind == "onehot":
+        ok = finite & np.all((values == 0) | (values == 1), axis=-1) & (values.sum(-1) == 1)
+        what = "one-hot rows (0/1 with exactly one 1)"
+    else:
+        tol = _soft_tolerance(dtype, num_classes)
+        ok = finite & np.all(values >= 0, axis=-1) & (np.abs(values.sum(-1) - 1) <= tol)
+        what = f"label distributions (non-negative, summing to 1 within {tol:g})"
+    if ok.all():
+        return None
+    row = int(np.argmin(ok))
+    return f"`{name}` must be {what}; row {row} is {values[row].tolist()}."
+
+
+def _soft_tolerance(dtype, num_classes):
+    if keras.backend.standardize_dtype(dtype) in ("float16", "bfloat16"):
+        return max(_SOFT_TOLERANCE, num_classes * 2.0**-8)
+    return _SOFT_TOLERANCE
+
+
+def _rows_ok(labels, num_classes, kind):
+    """Per-row validity as a backend tensor (the traced counterpart of `label_problem`)."""
+    if kind == "ids":
+        in_range = ops.logical_and(labels >= 0, labels < num_classes)
+        if keras.backend.is_int_dtype(labels.dtype):
+            return in_range
+        whole = ops.equal(labels, ops.round(labels))  # False for NaN; inf is out of range
+        return ops.logical_and(whole, in_range)
+    finite = ops.all(ops.isfinite(labels), axis=-1)
+    if kind == "onehot":
+        binary = ops.all(ops.logical_or(labels == 0, labels == 1), axis=-1)
+        single = ops.sum(labels, axis=-1) == 1
+        return ops.logical_and(finite, ops.logical_and(binary, single))
+    tol = _soft_tolerance(labels.dtype, num_classes)
+    non_negative = ops.all(labels >= 0, axis=-1)
+    sums_to_one = ops.abs(ops.sum(labels, axis=-1) - 1) <= tol
+    return ops.logical_and(finite, ops.logical_and(non_negative, sums_to_one))
+
+
+def _traced_label_check(labels, num_classes, name, kind):
+    """Raise at run time where the backend can; return per-row validity."""
+    ok = _rows_ok(labels, num_classes, kind)
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
         import tensorflow as tf
 
-        with tf.control_dependencies(
-            [
-                tf.debugging.assert_greater_equal(
-                    ids, tf.zeros_like(ids),
-                    message=f"`{name}` must be class ids >= 0",
-                ),
-                tf.debugging.assert_less(
-                    ids, tf.fill(tf.shape(ids), tf.cast(num_classes, ids.dtype)),
-                    message=f"`{name}` must be class ids < {num_classes}",
-                ),
-            ]
-        ):
-            return tf.identity(ids)
-    return ids
+        first_bad = tf.gather(labels, tf.argmin(tf.cast(ok, tf.int32)))
+        what = {"ids": f"class ids in [0, {num_classes}) (whole numbers)",
+                "onehot": "one-hot rows (0/1 with exactly one 1)",
+                "soft": "label distributions (non-negative, summing to 1)"}[kind]
+        check = tf.debugging.Assert(
+            tf.reduce_all(ok), [f"`{name}` must be {what}; got", first_bad],
+            summarize=num_classes,
+        )
+        with tf.control_dependencies([check]):
+            ok = tf.identity(ok)
+    elif backend == "jax":
+        import jax
+
+        def raise_on_problem(values):
+            message = label_problem(values, num_classes, name, kind)
+            if message is not None:
+                raise ValueError(message)
+
+        jax.debug.callback(raise_on_problem, labels)
+    return ok
 
 
-def one_hot_labels(labels, num_classes, name="labels", dtype="float32"):
-    """Integer ids of shape (N,) or (N, 1), or one-hot/soft rows (N, K) -> (N, K).
+def check_labels(labels, num_classes, name, kind):
+    """Validate labels; returns None (eager) or per-row validity (traced).
 
-    Rows that are already (N, K) are returned as they are (cast), so soft labels
-    pass through. Integer-valued floats (Keras casts `y_true` to the loss dtype)
-    are rounded before use.
+    Eager values raise `ValueError` naming `name` and the bad value. Traced
+    values are checked at run time: TensorFlow graphs raise
+    `InvalidArgumentError` (except under XLA, which drops asserts), JAX raises
+    `JaxRuntimeError` wrapping the same message through `jax.debug.callback`.
+    The returned validity lets callers turn bad rows into NaN as a last resort.
+    """
+    if is_concrete(labels):
+        message = label_problem(ops.convert_to_numpy(labels), num_classes, name, kind)
+        if message is not None:
+            raise ValueError(message)
+        return None
+    return _traced_label_check(labels, num_classes, name, kind)
+
+
+def _poison(onehot, ok):
+    """Rows whose labels failed a traced check become NaN, so no silent number results."""
+    if ok is None:
+        return onehot
+    return onehot + ops.where(ops.expand_dims(ok, -1), 0.0, float("nan"))
+
+
+def _check_exact_ids(labels, num_classes, name):
+    dtype = keras.backend.standardize_dtype(labels.dtype)
+    limit = {"float16": 2048, "bfloat16": 256}.get(dtype)
+    if limit is not None and num_classes > limit + 1:
+        raise ValueError(
+            f"`{name}` arrived as {dtype}, which cannot hold class ids above {limit} "
+            f"exactly, but num_classes = {num_classes}. Pass integer labels to a "
+            "float32 loss (the default dtype)."
+        )
+
+
+def one_hot_labels(labels, num_classes, name="labels", dtype="float32", soft=False):
+    """Integer ids of shape (N,) or (N, 1), or one-hot rows (N, K) -> (N, K).
+
+    Ids must be whole numbers in [0, K) (Keras casts `y_true` to the loss
+    dtype, so integer-valued floats are accepted; 0.4 is refused, not rounded).
+    `(N, K)` rows must be one-hot, or, with `soft=True`, label distributions
+    (non-negative, summing to 1). Bad labels raise `ValueError` in eager calls;
+    for traced calls see `check_labels`.
     """
     labels = ops.convert_to_tensor(labels)
     rank = len(ops.shape(labels))
     width = static_dim(labels) if rank else None
     if rank == 2 and width == num_classes:
-        return ops.cast(labels, dtype)
+        ok = check_labels(labels, num_classes, name, "soft" if soft else "onehot")
+        return _poison(ops.cast(labels, dtype), ok)
     if rank == 2 and width == 1:
         labels = ops.squeeze(labels, axis=-1)
     elif rank != 1:
         raise ValueError(
             f"`{name}` must be class ids of shape (N,) or (N, 1), or one-hot rows "
-            f"of shape (N, {num_classes}); got shape {tuple(ops.shape(labels))}."
+            f"of shape (N, {num_classes}) for num_classes = {num_classes} (the "
+            f"predictions' width); got shape {tuple(ops.shape(labels))}."
         )
     if not keras.backend.is_int_dtype(labels.dtype):
-        labels = ops.round(labels)
+        _check_exact_ids(labels, num_classes, name)
+    ok = check_labels(labels, num_classes, name, "ids")
     ids = ops.cast(labels, "int32")
-    ids = _check_label_range(ids, num_classes, name)
-    return ops.one_hot(ids, num_classes, dtype=dtype)
+    if ok is not None:
+        ids = ops.where(ok, ids, 0)
+    return _poison(ops.one_hot(ids, num_classes, dtype=dtype), ok)

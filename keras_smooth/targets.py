@@ -1,7 +1,10 @@
 """Soft training targets: pure functions of labels and teacher outputs.
 
 Every function takes labels as integer ids of shape `(N,)` or `(N, 1)`, or as
-one-hot rows `(N, K)`, and returns `(N, K)` float32 rows that sum to 1. They
+one-hot rows `(N, K)`, and returns `(N, K)` float32 rows that sum to 1. Ids
+must be whole numbers in [0, K) and rows exactly one-hot (`uniform` also takes
+soft rows); anything else raises `ValueError` naming `labels` and the bad value
+(inside a traced function: see `keras_smooth.losses`). They
 are written in `keras.ops`, hold no state, and run on every Keras backend,
 inside `tf.data` maps and inside models.
 
@@ -13,8 +16,6 @@ import numpy as np
 from keras import ops
 
 from keras_smooth import _checks
-
-_TINY = 1e-30
 
 
 def _check_rows(name, probs, num_rows):
@@ -53,7 +54,10 @@ def uniform(labels, num_classes, epsilon):
         y_LS = (1 - epsilon) * y + epsilon / K
 
     Args:
-        labels: class ids `(N,)`/`(N, 1)` or one-hot rows `(N, K)`.
+        labels: class ids `(N,)`/`(N, 1)`, one-hot rows `(N, K)`, or soft
+            label rows `(N, K)` (non-negative, summing to 1; smoothing a
+            distribution is well defined). The other target functions need
+            hard labels.
         num_classes: `K`, at least 2.
         epsilon: smoothing factor in [0, 1).
 
@@ -69,7 +73,7 @@ def uniform(labels, num_classes, epsilon):
     """
     num_classes = _checks.check_num_classes(num_classes)
     epsilon = _checks.check_fraction("epsilon", epsilon)
-    onehot = _checks.one_hot_labels(labels, num_classes)
+    onehot = _checks.one_hot_labels(labels, num_classes, soft=True)
     return onehot * (1.0 - epsilon) + epsilon / num_classes
 
 
@@ -99,6 +103,11 @@ def ils1_epsilon(true_class_probs, p1, p2, cap=0.2):
     p2 = _checks.check_non_negative("p2", p2)
     cap = _checks.check_fraction("cap", cap)
     p_t = ops.cast(ops.convert_to_tensor(true_class_probs), "float32")
+    if _checks.is_concrete(p_t):
+        values = ops.convert_to_numpy(p_t)
+        if values.size and not (np.all(values >= 0) and np.all(values <= 1)):
+            bad = values[~((values >= 0) & (values <= 1))][0]
+            raise ValueError(f"`true_class_probs` must be probabilities in [0, 1], got {bad}.")
     return ops.minimum(cap, p2 * ops.square(p_t - p1))
 
 
@@ -137,10 +146,17 @@ def wrong_class_distribution(labels, teacher_probs):
     """The teacher's distribution over the wrong classes, p_j / (1 - p_t), j != t.
 
     The denominator is computed as the sum of the wrong-class probabilities
-    (equal to `1 - p_t` in exact arithmetic, without its cancellation error).
-    When that sum is 0 -- a teacher that put, numerically, all mass on the true
-    class, where the ratio is 0/0 -- the limit under a vanishing uniform floor
-    is used: `1 / (K - 1)` for every wrong class. The output never holds NaN.
+    (equal to `1 - p_t` in exact arithmetic, without its cancellation error), so
+    a teacher whose `p_t` rounds to 1 keeps the exact shape of its wrong-class
+    mass however small that mass is: eager inputs are divided in float64 NumPy,
+    so masses down to the smallest float32 subnormal (1.4e-45) count, and the
+    result equals `wrong_class_distribution_from_logits` on the logits the
+    probabilities came from. Only when the wrong-class mass is exactly 0 --
+    all of it underflowed, where the ratio is 0/0 -- is the limit under a
+    vanishing uniform floor used: `1 / (K - 1)` for every wrong class. Inside
+    traced functions the division is float32 and TensorFlow/XLA flush float32
+    subnormals (below 1.2e-38) to 0; pass logits (`ILSTargets`) if a teacher's
+    wrong-class mass can be that small. The output never holds NaN.
 
     Args:
         labels: class ids or one-hot rows.
@@ -157,15 +173,24 @@ def wrong_class_distribution(labels, teacher_probs):
     array([[0.  , 0.75, 0.25],
            [0.  , 0.5 , 0.5 ]], dtype=float32)
     """
-    teacher_probs = _probs("teacher_probs", teacher_probs)
-    num_classes = _checks.static_dim(teacher_probs)
+    probs = _probs("teacher_probs", teacher_probs)
+    num_classes = _checks.static_dim(probs)
     onehot, n = _labels(labels, num_classes)
-    _check_rows("teacher_probs", teacher_probs, n)
-    wrong = teacher_probs * (1.0 - onehot)
-    total = ops.sum(wrong, axis=-1, keepdims=True)
-    fallback = (1.0 - onehot) / (num_classes - 1)
-    safe_total = ops.where(total > _TINY, total, 1.0)
-    return ops.where(total > _TINY, wrong / safe_total, fallback)
+    _check_rows("teacher_probs", probs, n)
+    if _checks.is_concrete(probs) and _checks.is_concrete(onehot):
+        exact = np.asarray(ops.convert_to_numpy(teacher_probs), dtype="float64")
+        return ops.convert_to_tensor(
+            _wrong_share(ops.convert_to_numpy(onehot), exact, np).astype("float32")
+        )
+    return _wrong_share(onehot, probs, ops)
+
+
+def _wrong_share(onehot, probs, xp):
+    """wrong / sum(wrong), or the uniform limit where that sum is 0 (`xp`: np or ops)."""
+    wrong = probs * (1.0 - onehot)
+    total = xp.sum(wrong, axis=-1, keepdims=True)
+    fallback = (1.0 - onehot) / (onehot.shape[-1] - 1)
+    return xp.where(total > 0, wrong / xp.where(total > 0, total, 1.0), fallback)
 
 
 def wrong_class_distribution_from_logits(labels, teacher_logits, temperature=1.0):
@@ -185,6 +210,7 @@ def wrong_class_distribution_from_logits(labels, teacher_logits, temperature=1.0
     """
     temperature = _checks.check_positive("temperature", temperature)
     logits = ops.cast(ops.convert_to_tensor(teacher_logits), "float32")
+    _checks.check_finite("teacher_logits", logits)
     num_classes = _checks.static_dim(logits)
     if len(ops.shape(logits)) != 2 or num_classes is None or num_classes < 2:
         raise ValueError(
@@ -231,9 +257,9 @@ def ils2(labels, teacher_probs, epsilon):
     array([[0.9  , 0.075, 0.025]], dtype=float32)
     """
     epsilon = _checks.check_fraction("epsilon", epsilon)
-    teacher_probs = _probs("teacher_probs", teacher_probs)
-    num_classes = _checks.static_dim(teacher_probs)
+    num_classes = _checks.static_dim(_probs("teacher_probs", teacher_probs))
     onehot = _checks.one_hot_labels(labels, num_classes)
+    # The unconverted probabilities: a float32 cast would flush subnormal masses.
     return mix(onehot, wrong_class_distribution(onehot, teacher_probs), epsilon)
 
 
@@ -268,9 +294,9 @@ def ils(labels, epsilon_probs, distribution_probs, p1, p2, cap=0.2):
     num_classes = _checks.static_dim(epsilon_probs)
     onehot, n = _labels(labels, num_classes)
     _check_rows("epsilon_probs", epsilon_probs, n)
-    distribution_probs = _probs("distribution_probs", distribution_probs)
-    _check_rows("distribution_probs", distribution_probs, n)
-    _checks.check_width("distribution_probs", distribution_probs, num_classes)
+    checked = _probs("distribution_probs", distribution_probs)
+    _check_rows("distribution_probs", checked, n)
+    _checks.check_width("distribution_probs", checked, num_classes)
     eps = ils1_epsilon(ops.sum(onehot * epsilon_probs, axis=-1), p1, p2, cap)
     return mix(onehot, wrong_class_distribution(onehot, distribution_probs), eps)
 

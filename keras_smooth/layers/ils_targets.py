@@ -22,6 +22,13 @@ class ILSTargets(keras.layers.Layer):
     The wrong-class shape is a softmax over the K - 1 wrong-class logits, so a
     teacher whose true-class probability rounds to 1 still gives finite
     targets. The layer has no weights; it works in `tf.data` maps and models.
+    Its dtype defaults to float32 whatever the global policy, so teacher
+    logits are not rounded to 16 bits first; its output is float32 under every
+    dtype policy (targets such as
+    `epsilon / K` and small wrong-class shares lose most of their digits in
+    float16), and `compute_output_spec` says so. Labels must be class ids in
+    [0, K) or one-hot rows; eager teacher logits must be finite
+    (`ValueError` otherwise).
 
     Args:
         method: `"ils1"`, `"ils2"` or `"ils"`.
@@ -55,6 +62,7 @@ class ILSTargets(keras.layers.Layer):
         calibration_temperature=1.0,
         **kwargs,
     ):
+        kwargs.setdefault("dtype", "float32")  # no autocast of the teacher logits to 16 bits
         super().__init__(**kwargs)
         if method not in METHODS:
             raise ValueError(f"`method` must be one of {METHODS}, got {method!r}.")
@@ -77,6 +85,7 @@ class ILSTargets(keras.layers.Layer):
                 "`teacher_logits` must have shape (N, K) with a known K >= 2, "
                 f"got {tuple(ops.shape(logits))}."
             )
+        _checks.check_finite("teacher_logits", logits)
         onehot = _checks.one_hot_labels(labels, num_classes)
         if self.method == "ils2":
             eps = self.epsilon
@@ -94,6 +103,10 @@ class ILSTargets(keras.layers.Layer):
 
     def compute_output_shape(self, labels_shape, teacher_logits_shape):
         return tuple(teacher_logits_shape)
+
+    def compute_output_spec(self, labels, teacher_logits):
+        # Targets are float32 whatever the dtype policy (see the class docstring).
+        return keras.KerasTensor(tuple(teacher_logits.shape), dtype="float32")
 
     def get_config(self):
         config = super().get_config()

@@ -17,7 +17,8 @@ class QMatrix(keras.layers.Layer):
 
     Calling the layer on `(N, K)` one-hot (or soft) labels returns
     `labels @ matrix`, i.e. row `y` for each sample, as a matrix product so the
-    gradient stays dense.
+    gradient stays dense. The matrix and the output are float32 under every
+    dtype policy (`compute_output_spec` agrees).
 
     Args:
         num_classes: `K`, at least 2.
@@ -84,6 +85,10 @@ class QMatrix(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.num_classes,)
+
+    def compute_output_spec(self, labels):
+        # `call` computes in float32 under every dtype policy; say so.
+        return keras.KerasTensor(self.compute_output_shape(labels.shape), dtype="float32")
 
     def get_config(self):
         config = super().get_config()

@@ -1,4 +1,31 @@
-"""Losses of keras_smooth: one family per module, each class with a function twin."""
+"""Losses of keras_smooth: one family per module, each class with a function twin.
+
+What every loss checks (and what it does not):
+
+* Labels. Class ids must be whole numbers in [0, K) (`Loss.__call__` hands
+  them over as floats; 1.5 is refused, never rounded); `(N, K)` rows must be
+  one-hot (0/1 with exactly one 1). `LabelSmoothingLoss` and
+  `DistillationLoss` also take soft label rows (non-negative, summing to 1
+  within 1e-3). Eager calls raise `ValueError` naming `y_true` and the bad
+  value. Inside `model.fit` (traced): TensorFlow graphs raise
+  `InvalidArgumentError` with the same wording on the first bad batch; JAX
+  raises `JaxRuntimeError` wrapping the `ValueError` (through
+  `jax.debug.callback`); where neither can raise (TensorFlow with
+  `jit_compile=True`, which drops asserts) the bad samples' losses are NaN.
+* Predictions. `y_pred` must be `(N, K)` with K >= 2 matching `num_classes`
+  (`ValueError` naming both shapes). With `from_logits=False` a batch counts
+  as probabilities only if every value is in [0, 1] and every row sums to 1
+  within 1e-3; any other batch is treated as logits (softmax). A NaN in a row
+  of `y_pred` makes that sample's loss NaN; nothing is replaced silently.
+* Hyperparameters are checked when the loss is built (`TypeError` for
+  non-numbers, `ValueError` naming the argument and value for NaN, inf or
+  out-of-range values).
+* An empty batch returns what Keras's own losses return (an empty tensor).
+* Precision. Per-sample values and the reduction are float32 even for a
+  16-bit `dtype` (`"mixed_float16"`, `"mixed_bfloat16"`, ...); only the result
+  is cast, so a batch sum cannot overflow float16 before the mean. Gradients
+  stay finite at saturated (margin 50) and +-1e4 logits.
+"""
 
 from keras_smooth.losses._learnable import LearnableTargetLoss
 from keras_smooth.losses.baselines import (

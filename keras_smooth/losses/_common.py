@@ -1,6 +1,7 @@
-"""Pieces shared by the loss families: prediction handling and cross-entropy."""
+"""Pieces shared by the loss families: the base class, prediction handling, cross-entropy."""
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_smooth import _checks
@@ -9,16 +10,48 @@ from keras_smooth import _checks
 def log_probabilities(y_pred, from_logits):
     """float32 log-probabilities of the predictions.
 
-    Probabilities (`from_logits=False`) are renormalised and clipped to
+    With `from_logits=True`: `log_softmax(y_pred)`. With `from_logits=False` a
+    batch counts as probabilities only if every value is in [0, 1] and every
+    row sums to 1 within 1e-3; such rows are renormalised and clipped to
     [epsilon, 1 - epsilon] exactly as `keras.losses.CategoricalCrossentropy`
-    does, so the two agree where they overlap.
+    does. Any other batch is treated as logits (softmax), decided per batch
+    with `ops.where`, so eager and traced calls agree on every backend.
+    16-bit probabilities (whose rows sum to 1 only within about 3e-3) are
+    first renormalised in float32, see `renormalize_16bit_probabilities`.
     """
+    from_logits = _checks.check_bool("from_logits", from_logits)
+    if not from_logits:
+        y_pred = renormalize_16bit_probabilities(y_pred)
     y_pred = ops.cast(y_pred, "float32")
+    from_softmax = ops.log_softmax(y_pred, axis=-1)
     if from_logits:
-        return ops.log_softmax(y_pred, axis=-1)
+        return from_softmax
     eps = keras.config.epsilon()
-    y_pred = y_pred / ops.sum(y_pred, axis=-1, keepdims=True)
-    return ops.log(ops.clip(y_pred, eps, 1.0 - eps))
+    sums = ops.sum(y_pred, axis=-1, keepdims=True)
+    in_range = ops.logical_and(ops.all(y_pred >= 0), ops.all(y_pred <= 1))
+    are_probs = ops.logical_and(in_range, ops.all(ops.abs(sums - 1.0) <= 1e-3))
+    safe = ops.where(are_probs, y_pred / ops.where(are_probs, sums, 1.0), 0.5)
+    from_probs = ops.log(ops.clip(safe, eps, 1.0 - eps))
+    return ops.where(are_probs, from_probs, from_softmax)
+
+
+def renormalize_16bit_probabilities(y_pred):
+    """float16/bfloat16 probabilities -> float32 rows that sum to 1; other inputs unchanged.
+
+    A bfloat16 softmax output sums to 1 only within about 3e-3, so it would
+    fail the 1e-3 test of `log_probabilities` and be taken for logits. A 16-bit
+    batch with every value in [0, 1] and every row sum within 1e-2 of 1 is
+    divided by its row sums in float32 first.
+    """
+    if not hasattr(y_pred, "dtype"):
+        return y_pred
+    if keras.backend.standardize_dtype(y_pred.dtype) not in ("float16", "bfloat16"):
+        return y_pred
+    probs = ops.cast(y_pred, "float32")
+    sums = ops.sum(probs, axis=-1, keepdims=True)
+    in_range = ops.logical_and(ops.all(probs >= 0), ops.all(probs <= 1))
+    close = ops.logical_and(in_range, ops.all(ops.abs(sums - 1.0) <= 1e-2))
+    return ops.where(close, probs / ops.where(close, sums, 1.0), probs)
 
 
 def safe_log(probs):
@@ -31,21 +64,71 @@ def cross_entropy(targets, log_probs):
     return -ops.sum(targets * log_probs, axis=-1)
 
 
-def prepare(y_true, y_pred, num_classes, from_logits):
-    """Validate widths; return (one-hot/soft labels, log-probabilities)."""
+def prepare(y_true, y_pred, num_classes, from_logits, soft=False):
+    """Validate widths and labels; return (one-hot/soft labels, log-probabilities).
+
+    `soft=True` accepts `(N, K)` label distributions, else rows must be one-hot.
+    """
+    _check_rank(y_pred)
     _checks.check_width("y_pred", y_pred, num_classes)
-    onehot = _checks.one_hot_labels(y_true, num_classes, name="y_true")
+    onehot = _checks.one_hot_labels(y_true, num_classes, name="y_true", soft=soft)
     return onehot, log_probabilities(y_pred, from_logits)
 
 
 def infer_num_classes(y_pred, num_classes):
     """`num_classes` if given, else the static width of `y_pred`."""
+    _check_rank(y_pred)
     if num_classes is not None:
-        return num_classes
+        return _checks.check_num_classes(num_classes)
     width = _checks.static_dim(y_pred)
     if width is None or width < 2:
         raise ValueError(
-            "Cannot infer the number of classes from predictions of shape "
-            f"{tuple(ops.shape(y_pred))}; pass `num_classes`."
+            "`y_pred` must have shape (N, K) with K >= 2 classes, got shape "
+            f"{tuple(ops.shape(y_pred))}; pass `num_classes` if K is not known "
+            "statically."
         )
     return width
+
+
+def _check_rank(y_pred):
+    shape = tuple(ops.shape(y_pred)) if hasattr(y_pred, "shape") else np.shape(y_pred)
+    if len(shape) != 2:
+        raise ValueError(f"`y_pred` must have shape (N, K), got shape {tuple(shape)}.")
+
+
+class Loss(keras.losses.Loss):
+    """`keras.losses.Loss` that computes and reduces in float32, returns `dtype`.
+
+    Keras casts `y_true`/`y_pred` to the loss dtype and sums the batch in it;
+    with a float16 dtype a batch of moderate per-sample values overflows to inf
+    (the sum passes 65504) and a bfloat16 `y_true` cannot hold class ids above
+    256. Here, for a 16-bit dtype (`"float16"`, `"mixed_float16"`,
+    `"bfloat16"`, ...), inputs are cast to float32, the per-sample values and
+    the reduction are float32, and only the reduced result is cast to the
+    policy's compute dtype, as Keras's own losses return it. `dtype` is kept
+    by `get_config`.
+    """
+
+    def __init__(self, name=None, reduction="sum_over_batch_size", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        policy = keras.dtype_policies.get(dtype or keras.config.floatx())
+        self._output_dtype = policy.compute_dtype
+        self._policy_name = None if dtype is None else policy.name
+
+    @property
+    def dtype(self):
+        """The dtype of the computation (float32 for 16-bit policies)."""
+        if self._output_dtype in ("float16", "bfloat16"):
+            return "float32"
+        return self._output_dtype
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        if getattr(self, "from_logits", True) is False:  # before Keras casts to float32
+            y_pred = renormalize_16bit_probabilities(y_pred)
+        value = super().__call__(y_true, y_pred, sample_weight=sample_weight)
+        return ops.cast(value, self._output_dtype)
+
+    def get_config(self):
+        config = super().get_config()
+        config["dtype"] = self._policy_name
+        return config

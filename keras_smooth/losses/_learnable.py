@@ -19,6 +19,10 @@ def mixed_targets(onehot, rows, alpha):
 def matrix_loss_inputs(y_true, y_pred, matrix, alpha, from_logits):
     """For the function twins: (targets, log-probabilities, probabilities)."""
     alpha = _checks.check_fraction("alpha", alpha)
+    if _checks.is_concrete(matrix):
+        from keras_smooth.losses.distillation import _check_matrix
+
+        matrix = _check_matrix(ops.convert_to_numpy(matrix), alpha)
     num_classes = _checks.static_dim(matrix)
     onehot, log_probs = _common.prepare(y_true, y_pred, num_classes, from_logits)
     rows = ops.matmul(onehot, ops.cast(matrix, "float32"))
@@ -48,7 +52,7 @@ def _in_differentiable_trace(x):
     return False
 
 
-class LearnableTargetLoss(keras.losses.Loss):
+class LearnableTargetLoss(_common.Loss):
     """Targets `(1 - alpha) * onehot + alpha * M[y]` with a trainable matrix M.
 
     Subclasses define `zero_diagonal` and `objective`/`matrix_objective`.

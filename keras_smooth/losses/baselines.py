@@ -18,7 +18,7 @@ from keras_smooth.losses import _common
 from keras_smooth.losses.distillation import SubstituteTeacherLoss
 
 
-class _FunctionLoss(keras.losses.Loss):
+class _FunctionLoss(_common.Loss):
     """A Loss whose `call` is a per-sample function of (y_true, y_pred, **settings)."""
 
     function = None
@@ -39,6 +39,20 @@ class _FunctionLoss(keras.losses.Loss):
         config["dtype"] = self.dtype  # keras.losses.Loss leaves it out
         config.update({k: getattr(self, k) for k in self.settings})
         return config
+
+
+def _numpy_ids(labels, num_classes):
+    """Flat integer class ids from NumPy-like labels; ValueError for anything else."""
+    labels = np.asarray(labels).reshape(-1)
+    message = _checks.label_problem(labels, num_classes, "labels", "ids")
+    if message is not None:
+        raise ValueError(message)
+    return labels.astype(int)
+
+
+def _row_max(x):
+    """Row maxima, keepdims; defined for a batch of zero rows (TF's max refuses it)."""
+    return ops.max(x, axis=-1, keepdims=True, initial=-float("inf"))
 
 
 # --- soft bootstrapping ----------------------------------------------------------------
@@ -94,7 +108,11 @@ def adaptive_focal_loss(y_true, y_pred, gamma_low=5.0, gamma_high=3.0, threshold
         loss = -(1 - p_t) ** gamma * log p_t
 
     gamma is chosen per sample from the current prediction and is not
-    differentiated through.
+    differentiated through. The factor is computed as
+    `exp(gamma * log(sum_{k != t} q_k))` with the log-mass of the wrong classes
+    from a log-sum-exp, so it is exact where `p_t` rounds to 1 and its
+    gradient stays finite for every gamma >= 0 (0 ** 0 = 1: gamma = 0 is
+    cross-entropy, gradient included). Labels must be hard (ids or one-hot).
     """
     gamma_low = _checks.check_non_negative("gamma_low", gamma_low)
     gamma_high = _checks.check_non_negative("gamma_high", gamma_high)
@@ -104,7 +122,9 @@ def adaptive_focal_loss(y_true, y_pred, gamma_low=5.0, gamma_high=3.0, threshold
     log_p_t = ops.sum(onehot * log_q, axis=-1)
     p_t = ops.exp(log_p_t)
     gamma = ops.stop_gradient(ops.where(p_t < threshold, gamma_low, gamma_high))
-    return -ops.power(ops.maximum(1.0 - p_t, 0.0), gamma) * log_p_t
+    # log(1 - p_t) as the log-sum-exp of the wrong classes' log-probabilities.
+    log_wrong = ops.logsumexp(ops.where(onehot > 0.5, -float("inf"), log_q), axis=-1)
+    return -ops.exp(gamma * log_wrong) * log_p_t
 
 
 @keras.saving.register_keras_serializable(package="keras_smooth")
@@ -143,7 +163,7 @@ def margin_ls_loss(y_true, y_pred, margin=10.0, weight=0.1):
     num_classes = _common.infer_num_classes(y_pred, None)
     onehot, log_q = _common.prepare(y_true, y_pred, num_classes, True)
     logits = ops.cast(y_pred, "float32")
-    distances = ops.max(logits, axis=-1, keepdims=True) - logits
+    distances = _row_max(logits) - logits
     penalty = ops.sum(ops.relu(distances - margin), axis=-1)
     return _common.cross_entropy(onehot, log_q) + weight * penalty
 
@@ -216,10 +236,11 @@ def zipf_targets(y_true, y_pred, power=1.0, num_classes=None):
     """
     power = _checks.check_non_negative("power", power)
     num_classes = _common.infer_num_classes(y_pred, num_classes)
+    _checks.check_width("y_pred", y_pred, num_classes)
     onehot = _checks.one_hot_labels(y_true, num_classes, name="y_true")
     logits = ops.stop_gradient(ops.cast(y_pred, "float32"))
     # The true class first, then the others by descending logit.
-    keyed = ops.where(onehot > 0.5, ops.max(logits, axis=-1, keepdims=True) + 1.0, logits)
+    keyed = ops.where(onehot > 0.5, _row_max(logits) + 1.0, logits)
     order = ops.argsort(-keyed, axis=-1)
     ranks = ops.cast(ops.argsort(order, axis=-1), "float32") + 1.0
     mass = ops.power(ranks, -power)
@@ -272,7 +293,8 @@ def class_similarity_matrix(x, labels, num_classes):
     """
     num_classes = _checks.check_num_classes(num_classes)
     x = np.asarray(x, dtype="float64").reshape(len(x), -1)
-    labels = np.asarray(labels).reshape(-1).astype(int)
+    _checks.check_finite("x", x)
+    labels = _numpy_ids(labels, num_classes)
     if len(labels) != len(x):
         raise ValueError(f"`x` has {len(x)} rows but `labels` has {len(labels)}.")
     missing = sorted(set(range(num_classes)) - set(labels.tolist()))
@@ -327,7 +349,7 @@ class ClassSimilarityLSLoss(SubstituteTeacherLoss):
 
 
 @keras.saving.register_keras_serializable(package="keras_smooth")
-class OnlineLabelSmoothingLoss(keras.losses.Loss):
+class OnlineLabelSmoothingLoss(_common.Loss):
     """Online label smoothing, OLS (Zhang et al. 2021, "Delving deep into label smoothing", Eq. 5–7).
 
     Formula:
@@ -408,9 +430,15 @@ def online_soft_matrix(labels, probs, previous):
 
     Rows of classes without a correct example are copied from `previous`.
     """
-    labels = np.asarray(labels).reshape(-1).astype(int)
     probs = np.asarray(probs, dtype="float64")
+    _checks.check_finite("probs", probs)
     updated = np.array(previous, dtype="float64", copy=True)
+    labels = _numpy_ids(labels, updated.shape[0])
+    if probs.shape != (len(labels), updated.shape[0]):
+        raise ValueError(
+            f"`probs` must have shape ({len(labels)}, {updated.shape[0]}) for "
+            f"{len(labels)} labels and a {updated.shape[0]}-class matrix, got {probs.shape}."
+        )
     correct = probs.argmax(axis=1) == labels
     for k in range(updated.shape[0]):
         rows = correct & (labels == k)
@@ -502,8 +530,9 @@ def beta_smoothing_targets(labels, confidences, num_classes, epsilon, alpha=0.4,
     epsilon = _checks.check_fraction("epsilon", epsilon)
     if not 0 < epsilon < alpha:
         raise ValueError(f"`epsilon` must be in (0, alpha={alpha}), got {epsilon}.")
-    labels = np.asarray(labels).reshape(-1).astype(int)
+    labels = _numpy_ids(labels, num_classes)
     confidences = np.asarray(confidences, dtype="float64").reshape(-1)
+    _checks.check_finite("confidences", confidences)
     if len(confidences) != len(labels):
         raise ValueError(f"`confidences` has {len(confidences)} rows but `labels` has {len(labels)}.")
     a = alpha / epsilon - 1.0

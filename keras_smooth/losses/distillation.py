@@ -22,6 +22,16 @@ def distillation_targets(labels, teacher_logits, num_classes=None):
     The first K columns hold one-hot (or soft) labels, the last K the
     teacher's logits. `DistillationLoss` splits them again.
 
+    Args:
+        labels: class ids `(N,)`/`(N, 1)`, one-hot `(N, K)` or soft label
+            rows `(N, K)` (non-negative, summing to 1).
+        teacher_logits: `(N, K)` finite teacher logits.
+        num_classes: `K`; taken from the teacher's width when omitted. A
+            teacher of another width raises `ValueError` naming both widths.
+
+    Returns:
+        `(N, 2K)` float32.
+
     Examples:
     >>> import numpy as np
     >>> from keras_smooth.losses import distillation_targets
@@ -30,9 +40,41 @@ def distillation_targets(labels, teacher_logits, num_classes=None):
     [[0.0, 1.0, 0.0, 0.5, 2.0, -1.0]]
     """
     teacher_logits = ops.cast(ops.convert_to_tensor(teacher_logits), "float32")
+    _check_teacher(labels, teacher_logits, num_classes)
     num_classes = _common.infer_num_classes(teacher_logits, num_classes)
-    onehot = _checks.one_hot_labels(labels, num_classes)
+    onehot = _checks.one_hot_labels(labels, num_classes, soft=True)
     return ops.concatenate([onehot, teacher_logits], axis=-1)
+
+
+def _check_teacher(labels, teacher_logits, num_classes):
+    """The teacher's width against `num_classes` and one-hot labels; finite values."""
+    shape = tuple(ops.shape(teacher_logits))
+    if len(shape) != 2:
+        raise ValueError(f"`teacher_logits` must have shape (N, K), got {shape}.")
+    width = shape[-1]
+    if num_classes is not None and width is not None and width != num_classes:
+        raise ValueError(
+            f"`teacher_logits` has {width} columns but `num_classes` is {num_classes}: "
+            "the teacher must score the same classes as the labels."
+        )
+    label_shape = tuple(ops.shape(ops.convert_to_tensor(labels)))
+    label_width = label_shape[-1] if len(label_shape) == 2 else 1
+    if label_width not in (1, None) and width is not None and label_width != width:
+        raise ValueError(
+            f"`teacher_logits` has {width} columns but the one-hot `labels` have "
+            f"{label_width}: the teacher must score the same classes as the labels."
+        )
+    if label_shape[0] is not None and shape[0] is not None and label_shape[0] != shape[0]:
+        raise ValueError(
+            f"`teacher_logits` has {shape[0]} rows but `labels` has {label_shape[0]}."
+        )
+    if _checks.is_concrete(teacher_logits):
+        values = ops.convert_to_numpy(teacher_logits)
+        if not np.all(np.isfinite(values)):
+            row = int(np.argmin(np.all(np.isfinite(values), axis=-1)))
+            raise ValueError(
+                f"`teacher_logits` must be finite; row {row} is {values[row].tolist()}."
+            )
 
 
 def _student_log_probs(y_pred, from_logits, temperature):
@@ -71,10 +113,14 @@ def distillation_loss(y_true, y_pred, beta=0.5, temperature=1.0, from_logits=Tru
     if width is not None and width != 2 * num_classes:
         raise ValueError(
             f"`y_true` must have 2 * num_classes = {2 * num_classes} columns "
-            f"(labels, then teacher logits; see `distillation_targets`), got "
-            f"shape {tuple(ops.shape(y_true))}."
+            f"(labels, then teacher logits; see `distillation_targets`), got shape "
+            f"{tuple(ops.shape(y_true))}: the teacher logits packed in it by "
+            f"`distillation_targets` score {width / 2:g} classes, but the student's "
+            f"`y_pred` scores {num_classes}. Teacher and student must score the "
+            "same classes."
         )
     labels, teacher_logits = y_true[:, :num_classes], y_true[:, num_classes:]
+    labels = _checks.one_hot_labels(labels, num_classes, name="y_true", soft=True)
     teacher = ops.softmax(teacher_logits / temperature, axis=-1)
     log_q, log_q_tau = _student_log_probs(y_pred, from_logits, temperature)
     hard = _common.cross_entropy(labels, log_q)
@@ -83,7 +129,7 @@ def distillation_loss(y_true, y_pred, beta=0.5, temperature=1.0, from_logits=Tru
 
 
 @keras.saving.register_keras_serializable(package="keras_smooth")
-class DistillationLoss(keras.losses.Loss):
+class DistillationLoss(_common.Loss):
     """Distillation from teacher logits that travel with the labels.
 
     Formula:
@@ -145,7 +191,10 @@ def _check_matrix(matrix, alpha):
     if array.ndim != 2 or array.shape[0] != array.shape[1] or array.shape[0] < 2:
         raise ValueError(f"`matrix` must be square K x K with K >= 2, got shape {array.shape}.")
     if not np.all(np.isfinite(array)) or array.min() < 0:
-        raise ValueError("`matrix` must hold finite, non-negative probabilities.")
+        bad = array[~np.isfinite(array) | (array < 0)][0]
+        raise ValueError(
+            f"`matrix` must hold finite, non-negative probabilities, got {bad}."
+        )
     sums = array.sum(axis=1)
     if not np.allclose(sums, 1.0, atol=1e-4):
         raise ValueError(f"Every row of `matrix` must sum to 1 (tolerance 1e-4), got sums {sums}.")
@@ -196,7 +245,7 @@ def substitute_teacher_loss(
 
 
 @keras.saving.register_keras_serializable(package="keras_smooth")
-class SubstituteTeacherLoss(keras.losses.Loss):
+class SubstituteTeacherLoss(_common.Loss):
     """Train a student on class-level targets from a learned Q or C matrix.
 
     The teacher is reduced to its learned matrix: the student's target for

@@ -15,7 +15,10 @@ def label_smoothing_loss(y_true, y_pred, epsilon=0.1, from_logits=True, num_clas
         loss = -sum_k t_k * log p_k
 
     Args:
-        y_true: class ids `(N,)`/`(N, 1)` or one-hot `(N, K)`.
+        y_true: class ids `(N,)`/`(N, 1)`, one-hot `(N, K)`, or soft labels
+            `(N, K)` (non-negative rows summing to 1), as
+            `keras.losses.CategoricalCrossentropy` accepts them. Ids must be
+            whole numbers in [0, K); anything else raises `ValueError`.
         y_pred: `(N, K)` logits (or probabilities with `from_logits=False`).
         epsilon: smoothing factor in [0, 1).
         from_logits: whether `y_pred` are logits.
@@ -32,18 +35,19 @@ def label_smoothing_loss(y_true, y_pred, epsilon=0.1, from_logits=True, num_clas
     array([0.3365], dtype=float32)
     """
     num_classes = _common.infer_num_classes(y_pred, num_classes)
-    onehot, log_probs = _common.prepare(y_true, y_pred, num_classes, from_logits)
+    onehot, log_probs = _common.prepare(y_true, y_pred, num_classes, from_logits, soft=True)
     smoothed = targets.uniform(onehot, num_classes, epsilon)
     return _common.cross_entropy(smoothed, log_probs)
 
 
 @keras.saving.register_keras_serializable(package="keras_smooth")
-class LabelSmoothingLoss(keras.losses.Loss):
+class LabelSmoothingLoss(_common.Loss):
     """Cross-entropy with uniform label smoothing, for integer or one-hot labels.
 
     `keras.losses.SparseCategoricalCrossentropy` has no `label_smoothing`; this
     loss accepts class ids `(N,)`/`(N, 1)` and one-hot `(N, K)` alike and gives
-    the same value for both. With `epsilon=0` it is plain cross-entropy.
+    the same value for both; soft label rows (non-negative, summing to 1) are
+    smoothed the same way. With `epsilon=0` it is plain cross-entropy.
 
     Formula:
         t = (1 - epsilon) * onehot(y) + epsilon / K
