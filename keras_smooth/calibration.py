@@ -12,15 +12,27 @@ plots alike):
   (2019) / ILS paper Eq. 2: for each class j, the binned gap between the
   frequency of class j and the mean p_j over *all* instances, averaged over
   classes.
-* Binary predictions of shape `(N,)` are read as P(class 1) and expanded to
-  two columns; ECE is then the top-label ECE of those two columns.
-* Probabilities (`from_logits=False`) must be finite, in [0, 1], with rows
-  summing to 1 within `PROBABILITY_ATOL`.
+* Binary predictions of shape `(N,)` or `(N, 1)` (Keras's sigmoid output)
+  are read as P(class 1) and expanded to two columns `[1 - p, p]`; ECE is
+  then the top-label ECE of those two columns, the same number in the
+  functions, the metrics and the plots.
+* Logits or probabilities, one rule for the whole library
+  (`looks_like_probabilities`, `to_probabilities`): predictions count as
+  probabilities only if every value is in [0, 1] and every row sums to 1
+  within `PROBABILITY_ATOL` (binary: the range alone). With
+  `from_logits=True` they always go through a softmax (sigmoid for binary);
+  with `from_logits=False` a batch that is not probabilities is treated as
+  logits -- per batch, eagerly and in compiled code on every backend. The
+  NumPy functions here also emit a `UserWarning` naming `from_logits` when
+  they do this. Predictions must be finite.
+* Accuracy: the functions accumulate bin sums in float64 NumPy; the metrics
+  accumulate in float64 variables where the backend has float64
+  (TensorFlow; JAX with `jax_enable_x64`), else in float32.
 
-The per-bin sums are computed in `keras.ops` by `confidence_bin_sums` and
-`classwise_bin_sums`; the streaming metrics in `keras_smooth.metrics`
-accumulate exactly these sums, so a metric fed in batches equals the function
-on all data.
+The per-bin sums of the metrics are computed in `keras.ops` by
+`confidence_bin_sums` and `classwise_bin_sums`, those of the functions by
+their float64 NumPy twins with the same bins, so a metric fed in batches
+equals the function on all data (to float32 rounding of the inputs).
 """
 
 import dataclasses
@@ -52,42 +64,130 @@ def _softmax(z):
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def prepare(labels, probs, from_logits=False):
-    """Validate and convert to `(ids (N,) int64, probs (N, K) float64)`.
+def _sigmoid(z):
+    """Float64 sigmoid without overflow warnings."""
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def is_binary_shape(shape):
+    """True for `(N,)` and `(N, 1)` predictions: one P(class 1) (or logit) per row."""
+    return len(shape) == 1 or (len(shape) == 2 and shape[-1] == 1)
+
+
+def looks_like_probabilities(values, binary=False):
+    """The library-wide test of whether predictions are probabilities.
+
+    Predictions count as probabilities only if every value is in [0, 1] and,
+    for `(N, K)` predictions, every row sums to 1 within `PROBABILITY_ATOL`
+    (`binary=True`: the range test alone). Anything else -- including NaN --
+    is read as logits. NumPy arrays are tested in NumPy (float64), anything
+    else in `keras.ops`, so the test runs eagerly, in a `tf.function` and
+    under `jax.jit` alike.
 
     Args:
-        labels: class ids `(N,)`/`(N, 1)` or one-hot rows `(N, K)`.
-        probs: `(N, K)` probabilities, `(N,)` binary P(class 1), or logits
-            with `from_logits=True`.
-        from_logits: whether `probs` are logits.
+        values: `(N, K)` predictions, or `(N,)` with `binary=True`.
+        binary: whether `values` are binary P(class 1) values.
+
+    Returns:
+        A boolean scalar (`numpy.bool_` or a backend tensor).
     """
+    xp = np if isinstance(values, np.ndarray) else ops
+    in_range = xp.all(xp.logical_and(values >= 0, values <= 1))
+    if binary:
+        return in_range
+    off = xp.abs(xp.sum(values, axis=-1) - 1.0)
+    return xp.logical_and(in_range, xp.all(off <= PROBABILITY_ATOL))
+
+
+def to_probabilities(predictions, from_logits):
+    """`(N, K)` probabilities from predictions by the library-wide rule (`keras.ops`).
+
+    With `from_logits=True` predictions always go through a softmax (sigmoid
+    for binary `(N,)`/`(N, 1)` predictions). With `from_logits=False` a batch
+    that fails `looks_like_probabilities` is treated as logits all the same
+    (decided per batch with `ops.where`, so in graph mode too). Binary
+    predictions become two columns `[1 - p, p]`. Computation is in float32
+    (float64 inputs stay float64), whatever a mixed-precision policy says.
+
+    Returns:
+        `(probs, converted)`: probabilities `(N, K)` and a boolean scalar that
+        is True when a softmax/sigmoid was applied.
+    """
+    y = ops.convert_to_tensor(predictions)
+    y = ops.cast(y, "float64" if ops.dtype(y) == "float64" else "float32")
+    binary = is_binary_shape(tuple(y.shape))
+    if binary:
+        y = ops.reshape(y, (-1,))
+    squash = ops.sigmoid if binary else (lambda z: ops.softmax(z, axis=-1))
+    if from_logits:
+        converted = ops.convert_to_tensor(True)
+        probs = squash(y)
+    else:
+        converted = ops.logical_not(looks_like_probabilities(y, binary))
+        probs = ops.where(converted, squash(y), y)
+    if binary:
+        probs = ops.stack([1.0 - probs, probs], axis=-1)
+    return probs, converted
+
+
+def _as_numpy_probabilities(p, from_logits):
+    """NumPy float64 twin of `to_probabilities` (same rule), warning on a switch.
+
+    Returns `(probs (N, K), logits (N, K) or None)`; `logits` is set when the
+    predictions were read as logits (binary logits z become `[0, z]`).
+    """
+    binary = is_binary_shape(p.shape)
+    if binary:
+        p = p.reshape(-1)
+    converted = from_logits or not bool(looks_like_probabilities(p, binary))
+    if converted and not from_logits:
+        warnings.warn(
+            "`probs` are not probabilities (values outside [0, 1] or rows not summing to 1 "
+            f"within {PROBABILITY_ATOL}), so they are treated as logits and passed through a "
+            f"{'sigmoid' if binary else 'softmax'}; pass `from_logits=True` to say so.",
+            UserWarning,
+            stacklevel=4,
+        )
+    if binary:
+        logits = np.stack([np.zeros_like(p), p], axis=1) if converted else None
+        probs = np.stack([_sigmoid(-p), _sigmoid(p)], axis=1) if converted else None
+        return (np.stack([1.0 - p, p], axis=1) if probs is None else probs), logits
+    return (_softmax(p), p) if converted else (p, None)
+
+
+def _prepare(labels, probs, from_logits):
+    """`prepare` that also returns the logits it used (None for probabilities)."""
+    from_logits = _checks.check_bool("from_logits", from_logits)
     p = np.asarray(ops.convert_to_numpy(probs), dtype="float64")
-    if p.ndim == 1:
-        if from_logits:
-            p = np.stack([np.zeros_like(p), p], axis=1)
-        else:
-            p = np.stack([1.0 - p, p], axis=1)
-    if p.ndim != 2 or p.shape[1] < 2:
-        raise ValueError(f"`probs` must have shape (N, K) with K >= 2 or (N,), got {p.shape}.")
+    if not (p.ndim == 1 or (p.ndim == 2 and p.shape[1] >= 1)):
+        raise ValueError(
+            f"`probs` must have shape (N, K), (N, 1) or (N,), got {p.shape}."
+        )
     if p.shape[0] == 0:
         raise ValueError("`probs` is empty: calibration needs at least one sample.")
     if not np.all(np.isfinite(p)):
-        raise ValueError("`probs` contains NaN or Inf.")
-    if from_logits:
-        p = _softmax(p)
-    else:
-        if p.min() < 0.0 or p.max() > 1.0:
-            raise ValueError(
-                f"`probs` must lie in [0, 1], got values in [{p.min()}, {p.max()}]; "
-                "pass `from_logits=True` for logits."
-            )
-        worst = np.abs(p.sum(axis=1) - 1.0).max()
-        if worst > PROBABILITY_ATOL:
-            raise ValueError(
-                f"Every row of `probs` must sum to 1 (tolerance {PROBABILITY_ATOL}); the "
-                f"worst row is off by {worst:.3g}. Pass `from_logits=True` for logits."
-            )
+        bad = p[~np.isfinite(p)][0]
+        raise ValueError(f"`probs` must be finite, got {bad} (contains NaN or Inf).")
+    p, logits = _as_numpy_probabilities(p, from_logits)
     ids = _label_ids(labels, p.shape[1], p.shape[0])
+    return ids, p, logits
+
+
+def prepare(labels, probs, from_logits=False):
+    """Validate and convert to `(ids (N,) int64, probs (N, K) float64)`.
+
+    Predictions are read by the library-wide rule (`to_probabilities`): with
+    `from_logits=False`, predictions that are not probabilities are treated
+    as logits, with a `UserWarning` naming `from_logits`.
+
+    Args:
+        labels: class ids `(N,)`/`(N, 1)` or one-hot rows `(N, K)`.
+        probs: `(N, K)` probabilities, `(N,)` or `(N, 1)` binary P(class 1),
+            or logits with `from_logits=True`.
+        from_logits: whether `probs` are logits.
+    """
+    ids, p, _ = _prepare(labels, probs, from_logits)
     return ids, p
 
 
@@ -105,7 +205,9 @@ def _label_ids(labels, num_classes, num_rows):
         )
     if y.shape[0] != num_rows:
         raise ValueError(f"`labels` has {y.shape[0]} rows but `probs` has {num_rows}.")
-    if not np.all(np.isfinite(y.astype("float64"))) or np.any(y != np.round(y)):
+    if y.dtype.kind not in "biuf" or not np.all(np.isfinite(y.astype("float64"))) or np.any(
+        y != np.round(y)
+    ):
         raise ValueError("`labels` must be integer class ids.")
     y = y.astype("int64")
     if y.min() < 0 or y.max() >= num_classes:
@@ -114,7 +216,7 @@ def _label_ids(labels, num_classes, num_rows):
     return y
 
 
-# --- per-bin sums in keras.ops (shared with the streaming metrics) ----------------
+# --- per-bin sums: keras.ops for the streaming metrics, NumPy float64 for functions ---
 
 
 def bin_edges(num_bins):
@@ -126,18 +228,32 @@ def bin_index(values, num_bins):
     """Bin of each value: m - 1 for values in ((m - 1)/M, m/M], 0 for 0.
 
     Compares float32 values with float32 inner edges, so a value equal to an
-    edge falls in the bin that the edge closes.
+    edge falls in the bin that the edge closes. NumPy arrays give NumPy
+    results (the same bins), anything else a `keras.ops` tensor.
     """
+    inner = bin_edges(num_bins)[1:-1].astype("float32")
+    if isinstance(values, np.ndarray):
+        return np.searchsorted(inner, values.astype("float32"), side="left").astype("int64")
     values = ops.cast(values, "float32")
-    inner = ops.convert_to_tensor(bin_edges(num_bins)[1:-1].astype("float32"))
-    flat = ops.reshape(values, (-1,))
     if num_bins == 1:
         return ops.zeros_like(ops.cast(values, "int32"))
-    index = ops.searchsorted(inner, flat, side="left")
+    flat = ops.reshape(values, (-1,))
+    index = ops.searchsorted(ops.convert_to_tensor(inner), flat, side="left")
     return ops.reshape(ops.cast(index, "int32"), ops.shape(values))
 
 
-def confidence_bin_sums(onehot, probs, num_bins, sample_weight=None):
+def accumulator_dtype():
+    """float64 where the backend has it (TensorFlow; JAX with x64 enabled), else float32."""
+    import keras
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return "float64" if jax.config.jax_enable_x64 else "float32"
+    return "float64"
+
+
+def confidence_bin_sums(onehot, probs, num_bins, sample_weight=None, dtype="float32"):
     """Per-bin (count, sum of confidence, sum of correctness), shape `(3, M)`.
 
     Args:
@@ -145,27 +261,30 @@ def confidence_bin_sums(onehot, probs, num_bins, sample_weight=None):
         probs: `(N, K)` probabilities.
         num_bins: M.
         sample_weight: optional `(N,)` weights (counts become weight sums).
+        dtype: dtype in which the sums are accumulated.
     """
-    probs = ops.cast(probs, "float32")
-    confidence = ops.max(probs, axis=-1)
-    predicted = ops.one_hot(ops.argmax(probs, axis=-1), ops.shape(probs)[-1])
-    correct = ops.sum(predicted * ops.cast(onehot, "float32"), axis=-1)
-    weight = ops.ones_like(confidence) if sample_weight is None else ops.cast(sample_weight, "float32")
+    probs = ops.convert_to_tensor(probs)
+    confidence = ops.max(probs, axis=-1, initial=0.0)  # `initial`: empty batches
+    predicted = ops.one_hot(ops.argmax(probs, axis=-1), ops.shape(probs)[-1], dtype=probs.dtype)
+    correct = ops.sum(predicted * ops.cast(onehot, probs.dtype), axis=-1)
     index = bin_index(confidence, num_bins)
+    confidence, correct = ops.cast(confidence, dtype), ops.cast(correct, dtype)
+    weight = ops.ones_like(confidence) if sample_weight is None else ops.cast(sample_weight, dtype)
     values = ops.stack([weight, weight * confidence, weight * correct], axis=1)
     return ops.transpose(ops.segment_sum(values, index, num_segments=num_bins))
 
 
-def classwise_bin_sums(onehot, probs, num_bins, sample_weight=None):
+def classwise_bin_sums(onehot, probs, num_bins, sample_weight=None, dtype="float32"):
     """Per class and bin (count, sum of p_j, sum of 1[y = j]), shape `(3, K, M)`."""
-    probs = ops.cast(probs, "float32")
+    probs = ops.convert_to_tensor(probs)
     num_classes = ops.shape(probs)[-1]
     index = bin_index(probs, num_bins) + ops.arange(num_classes, dtype="int32")[None, :] * num_bins
     index = ops.reshape(index, (-1,))
-    weight = ops.ones_like(probs[:, 0]) if sample_weight is None else ops.cast(sample_weight, "float32")
-    weight = ops.broadcast_to(weight[:, None], ops.shape(probs))
+    probs = ops.cast(probs, dtype)
+    weight = ops.ones_like(probs[:, 0]) if sample_weight is None else ops.cast(sample_weight, dtype)
+    weight = weight[:, None] + ops.zeros_like(probs)
     values = ops.stack(
-        [ops.reshape(w, (-1,)) for w in (weight, weight * probs, weight * ops.cast(onehot, "float32"))],
+        [ops.reshape(w, (-1,)) for w in (weight, weight * probs, weight * ops.cast(onehot, dtype))],
         axis=1,
     )
     sums = ops.segment_sum(values, index, num_segments=num_classes * num_bins)
@@ -186,6 +305,38 @@ def classwise_ece_from_sums(sums):
     return ops.where(total > 0, ops.mean(per_class) / ops.maximum(total, _EPS), 0.0)
 
 
+def _numpy_confidence_sums(ids, p, num_bins):
+    """Float64 NumPy twin of `confidence_bin_sums` (same bins), shape `(3, M)`."""
+    confidence = p.max(axis=1)
+    correct = (p.argmax(axis=1) == ids).astype("float64")
+    index = bin_index(confidence, num_bins)
+    return np.stack(
+        [np.bincount(index, w, num_bins) for w in (None, confidence, correct)]
+    ).astype("float64")
+
+
+def _numpy_classwise_sums(ids, p, num_bins):
+    """Float64 NumPy twin of `classwise_bin_sums`, shape `(3, K, M)`.
+
+    The class-j hits need only the N true-class entries.
+    """
+    n, k = p.shape
+    index = bin_index(p, num_bins) + np.arange(k)[None, :] * num_bins
+    size = k * num_bins
+    counts = np.bincount(index.ravel(), minlength=size).astype("float64")
+    mass = np.bincount(index.ravel(), p.ravel(), size)
+    hits = np.bincount(index[np.arange(n), ids], minlength=size).astype("float64")
+    return np.stack([counts, mass, hits]).reshape(3, k, num_bins)
+
+
+def _ece_value(sums):
+    return float(np.abs(sums[2] - sums[1]).sum() / sums[0].sum())
+
+
+def _classwise_value(sums):
+    return float(np.abs(sums[2] - sums[1]).sum(axis=-1).mean() / sums[0][0].sum())
+
+
 # --- functions ----------------------------------------------------------------------
 
 
@@ -200,11 +351,14 @@ def ece(labels, probs, num_bins=15, from_logits=False):
         ECE = sum_m |B_m| / N * |acc(B_m) - conf(B_m)|
 
     with confidence = max_k p_k, bins `((m-1)/M, m/M]` (0 in the first).
+    Bin sums are accumulated in float64.
 
     Args:
         labels: class ids or one-hot rows.
         probs: `(N, K)` probabilities (or logits with `from_logits=True`),
-            or `(N,)` binary P(class 1).
+            or `(N,)`/`(N, 1)` binary P(class 1). With `from_logits=False`,
+            predictions that are not probabilities (see
+            `looks_like_probabilities`) are treated as logits, with a warning.
         num_bins: M >= 1. Default 15.
         from_logits: whether `probs` are logits.
 
@@ -219,7 +373,7 @@ def ece(labels, probs, num_bins=15, from_logits=False):
     """
     num_bins = check_num_bins(num_bins)
     ids, p = prepare(labels, probs, from_logits)
-    return float(ece_from_sums(confidence_bin_sums(_onehot(ids, p.shape[1]), p, num_bins)))
+    return _ece_value(_numpy_confidence_sums(ids, p, num_bins))
 
 
 def classwise_ece(labels, probs, num_bins=15, from_logits=False):
@@ -231,6 +385,7 @@ def classwise_ece(labels, probs, num_bins=15, from_logits=False):
     where B_mj holds the instances whose p_j falls in bin m, `actual` is the
     frequency of class j among them and `predicted` their mean p_j. Every
     instance counts for every class, including classes absent from the batch.
+    Inputs are read as for `ece`; sums are accumulated in float64.
 
     Examples:
     >>> from keras_smooth import calibration
@@ -240,7 +395,7 @@ def classwise_ece(labels, probs, num_bins=15, from_logits=False):
     """
     num_bins = check_num_bins(num_bins)
     ids, p = prepare(labels, probs, from_logits)
-    return float(classwise_ece_from_sums(classwise_bin_sums(_onehot(ids, p.shape[1]), p, num_bins)))
+    return _classwise_value(_numpy_classwise_sums(ids, p, num_bins))
 
 
 def true_class_subset_ece(labels, probs, num_bins=15, from_logits=False):
@@ -251,6 +406,7 @@ def true_class_subset_ece(labels, probs, num_bins=15, from_logits=False):
     the one behind the cwECE column of the ILS paper's tables; it is offered
     only to compare with those numbers. Classes without instances are skipped.
     """
+    num_bins = check_num_bins(num_bins)
     ids, p = prepare(labels, probs, from_logits)
     values = [ece(ids[ids == j], p[ids == j], num_bins) for j in range(p.shape[1]) if np.any(ids == j)]
     return float(np.mean(values))
@@ -280,12 +436,9 @@ def adaptive_ece(labels, probs, num_bins=15, from_logits=False):
 
 def _log_probs(labels, probs, from_logits):
     """ids, probabilities and log-probabilities (exact log-softmax for logits)."""
-    ids, p = prepare(labels, probs, from_logits)
-    if not from_logits:
+    ids, p, z = _prepare(labels, probs, from_logits)
+    if z is None:
         return ids, p, np.log(np.maximum(p, _EPS))
-    z = np.asarray(ops.convert_to_numpy(probs), dtype="float64")
-    if z.ndim == 1:
-        z = np.stack([np.zeros_like(z), z], axis=1)
     z = z - z.max(axis=1, keepdims=True)
     return ids, p, z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
@@ -321,7 +474,7 @@ def bin_statistics(labels, probs, num_bins=15, from_logits=False):
     """
     num_bins = check_num_bins(num_bins)
     ids, p = prepare(labels, probs, from_logits)
-    sums = np.asarray(ops.convert_to_numpy(confidence_bin_sums(_onehot(ids, p.shape[1]), p, num_bins)), "float64")
+    sums = _numpy_confidence_sums(ids, p, num_bins)
     counts = sums[0]
     with np.errstate(invalid="ignore", divide="ignore"):
         confidence = np.where(counts > 0, sums[1] / counts, np.nan)
@@ -331,19 +484,20 @@ def bin_statistics(labels, probs, num_bins=15, from_logits=False):
         "counts": counts.astype("int64"),
         "confidence": confidence,
         "accuracy": acc,
-        "ece": float(np.abs(sums[2] - sums[1]).sum() / counts.sum()),
+        "ece": _ece_value(sums),
     }
 
 
 def summary(labels, probs, num_bins=15, from_logits=False):
     """accuracy, nll, ece, classwise_ece and brier in one dict of floats."""
+    num_bins = check_num_bins(num_bins)
     ids, p, log_p = _log_probs(labels, probs, from_logits)
     onehot = _onehot(ids, p.shape[1])
     return {
         "accuracy": float((p.argmax(axis=1) == ids).mean()),
         "nll": float(-log_p[np.arange(len(ids)), ids].mean()),
-        "ece": float(ece_from_sums(confidence_bin_sums(onehot, p, num_bins))),
-        "classwise_ece": float(classwise_ece_from_sums(classwise_bin_sums(onehot, p, num_bins))),
+        "ece": _ece_value(_numpy_confidence_sums(ids, p, num_bins)),
+        "classwise_ece": _classwise_value(_numpy_classwise_sums(ids, p, num_bins)),
         "brier": float(((p - onehot) ** 2).sum(axis=1).mean()),
     }
 
