@@ -253,6 +253,30 @@ def accumulator_dtype():
     return "float64"
 
 
+_ROWS_PER_CHUNK = 1024
+
+
+def _bin_sum(values, index, num_segments, per_row, dtype):
+    """`segment_sum` of row-major `values` (N * per_row, 3); in float32, two-level.
+
+    A float32 scatter-add accumulates sequentially, so its rounding error
+    grows with the batch size. Without float64, a batch of more than
+    `_ROWS_PER_CHUNK` samples (static size) is summed per chunk of that many
+    samples first and the chunk sums are added after.
+    """
+    entries = values.shape[0]
+    if dtype == "float64" or not isinstance(entries, int):
+        return ops.segment_sum(values, index, num_segments=num_segments)
+    chunk = _ROWS_PER_CHUNK * per_row
+    chunks = -(-entries // chunk)
+    if chunks <= 1:
+        return ops.segment_sum(values, index, num_segments=num_segments)
+    chunk_id = ops.arange(entries, dtype="int32") // chunk
+    partial = ops.segment_sum(values, index + chunk_id * num_segments,
+                              num_segments=chunks * num_segments)
+    return ops.sum(ops.reshape(partial, (chunks, num_segments, values.shape[1])), axis=0)
+
+
 def confidence_bin_sums(onehot, probs, num_bins, sample_weight=None, dtype="float32"):
     """Per-bin (count, sum of confidence, sum of correctness), shape `(3, M)`.
 
@@ -271,7 +295,7 @@ def confidence_bin_sums(onehot, probs, num_bins, sample_weight=None, dtype="floa
     confidence, correct = ops.cast(confidence, dtype), ops.cast(correct, dtype)
     weight = ops.ones_like(confidence) if sample_weight is None else ops.cast(sample_weight, dtype)
     values = ops.stack([weight, weight * confidence, weight * correct], axis=1)
-    return ops.transpose(ops.segment_sum(values, index, num_segments=num_bins))
+    return ops.transpose(_bin_sum(values, index, num_bins, 1, dtype))
 
 
 def classwise_bin_sums(onehot, probs, num_bins, sample_weight=None, dtype="float32"):
@@ -287,7 +311,7 @@ def classwise_bin_sums(onehot, probs, num_bins, sample_weight=None, dtype="float
         [ops.reshape(w, (-1,)) for w in (weight, weight * probs, weight * ops.cast(onehot, dtype))],
         axis=1,
     )
-    sums = ops.segment_sum(values, index, num_segments=num_classes * num_bins)
+    sums = _bin_sum(values, index, num_classes * num_bins, num_classes, dtype)
     return ops.reshape(ops.transpose(sums), (3, num_classes, num_bins))
 
 
@@ -295,14 +319,14 @@ def ece_from_sums(sums):
     """Top-label ECE from `confidence_bin_sums` (works on accumulated sums)."""
     total = ops.sum(sums[0])
     gap = ops.sum(ops.abs(sums[2] - sums[1]))
-    return ops.where(total > 0, gap / ops.maximum(total, _EPS), 0.0)
+    return gap / ops.where(total > 0, total, 1.0)  # no data: 0; NaN sums stay NaN
 
 
 def classwise_ece_from_sums(sums):
     """Classwise ECE from `classwise_bin_sums`: mean over classes of the binned gap."""
     total = ops.sum(sums[0][0])
     per_class = ops.sum(ops.abs(sums[2] - sums[1]), axis=-1)
-    return ops.where(total > 0, ops.mean(per_class) / ops.maximum(total, _EPS), 0.0)
+    return ops.mean(per_class) / ops.where(total > 0, total, 1.0)
 
 
 def _numpy_confidence_sums(ids, p, num_bins):
