@@ -106,7 +106,7 @@ def to_probabilities(predictions, from_logits):
     With `from_logits=True` predictions always go through a softmax (sigmoid
     for binary `(N,)`/`(N, 1)` predictions). With `from_logits=False` a batch
     that fails `looks_like_probabilities` is treated as logits all the same
-    (decided per batch with `ops.where`, so in graph mode too). Binary
+    (decided per batch with `ops.cond`, so in graph mode too). Binary
     predictions become two columns `[1 - p, p]`. Computation is in float32
     (float64 inputs stay float64), whatever a mixed-precision policy says.
 
@@ -123,9 +123,9 @@ def to_probabilities(predictions, from_logits):
     if from_logits:
         converted = ops.convert_to_tensor(True)
         probs = squash(y)
-    else:
+    else:  # `cond`, not `where`: the softmax is computed only when needed
         converted = ops.logical_not(looks_like_probabilities(y, binary))
-        probs = ops.where(converted, squash(y), y)
+        probs = ops.cond(converted, lambda: squash(y), lambda: y)
     if binary:
         probs = ops.stack([1.0 - probs, probs], axis=-1)
     return probs, converted
@@ -191,28 +191,28 @@ def prepare(labels, probs, from_logits=False):
     return ids, p
 
 
-def _label_ids(labels, num_classes, num_rows):
+def _label_ids(labels, num_classes, num_rows, name="labels", pred_name="probs"):
     y = np.asarray(ops.convert_to_numpy(labels))
     if y.ndim == 2 and y.shape[1] == num_classes and num_classes > 1:
         if not (np.all((y == 0) | (y == 1)) and np.all(y.sum(axis=1) == 1)):
-            raise ValueError("One-hot `labels` must have exactly one 1 per row.")
+            raise ValueError(f"One-hot `{name}` must have exactly one 1 per row.")
         y = y.argmax(axis=1)
     elif y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim != 1:
         raise ValueError(
-            f"`labels` must be class ids (N,) or one-hot (N, {num_classes}), got shape {y.shape}."
+            f"`{name}` must be class ids (N,) or one-hot (N, {num_classes}), got shape {y.shape}."
         )
     if y.shape[0] != num_rows:
-        raise ValueError(f"`labels` has {y.shape[0]} rows but `probs` has {num_rows}.")
+        raise ValueError(f"`{name}` has {y.shape[0]} rows but `{pred_name}` has {num_rows}.")
     if y.dtype.kind not in "biuf" or not np.all(np.isfinite(y.astype("float64"))) or np.any(
         y != np.round(y)
     ):
-        raise ValueError("`labels` must be integer class ids.")
+        raise ValueError(f"`{name}` must be integer class ids.")
     y = y.astype("int64")
-    if y.min() < 0 or y.max() >= num_classes:
+    if y.size and (y.min() < 0 or y.max() >= num_classes):
         bad = y[(y < 0) | (y >= num_classes)][0]
-        raise ValueError(f"`labels` must be class ids in [0, {num_classes}), got {bad}.")
+        raise ValueError(f"`{name}` must be class ids in [0, {num_classes}), got {bad}.")
     return y
 
 
@@ -277,41 +277,70 @@ def _bin_sum(values, index, num_segments, per_row, dtype):
     return ops.sum(ops.reshape(partial, (chunks, num_segments, values.shape[1])), axis=0)
 
 
-def confidence_bin_sums(onehot, probs, num_bins, sample_weight=None, dtype="float32"):
+def label_ids(labels, num_classes):
+    """Class ids `(N,)` int32 from ids `(N,)`/`(N, 1)` or one-hot rows `(N, K)` (`keras.ops`).
+
+    Integer-valued floats (Keras casts `y_true`) are rounded; one-hot rows
+    give their argmax. Nothing is checked here (see the metrics).
+    """
+    labels = ops.convert_to_tensor(labels)
+    if len(labels.shape) == 2 and labels.shape[-1] == num_classes and num_classes > 1:
+        return ops.cast(ops.argmax(labels, axis=-1), "int32")
+    if len(labels.shape) == 2:
+        labels = ops.reshape(labels, (-1,))
+    if "int" not in ops.dtype(labels):
+        labels = ops.round(labels)
+    return ops.cast(labels, "int32")
+
+
+def _weights(sample_weight, rows_like, dtype):
+    if sample_weight is None:
+        return ops.ones_like(rows_like, dtype=dtype)
+    return ops.cast(sample_weight, dtype)
+
+
+def confidence_bin_sums(labels, probs, num_bins, sample_weight=None, dtype="float32"):
     """Per-bin (count, sum of confidence, sum of correctness), shape `(3, M)`.
 
     Args:
-        onehot: `(N, K)` one-hot labels.
+        labels: class ids `(N,)`/`(N, 1)` or one-hot rows `(N, K)`.
         probs: `(N, K)` probabilities.
         num_bins: M.
         sample_weight: optional `(N,)` weights (counts become weight sums).
         dtype: dtype in which the sums are accumulated.
     """
     probs = ops.convert_to_tensor(probs)
+    ids = label_ids(labels, probs.shape[-1])
     confidence = ops.max(probs, axis=-1, initial=0.0)  # `initial`: empty batches
-    predicted = ops.one_hot(ops.argmax(probs, axis=-1), ops.shape(probs)[-1], dtype=probs.dtype)
-    correct = ops.sum(predicted * ops.cast(onehot, probs.dtype), axis=-1)
+    correct = ops.equal(ops.cast(ops.argmax(probs, axis=-1), "int32"), ids)
     index = bin_index(confidence, num_bins)
-    confidence, correct = ops.cast(confidence, dtype), ops.cast(correct, dtype)
-    weight = ops.ones_like(confidence) if sample_weight is None else ops.cast(sample_weight, dtype)
-    values = ops.stack([weight, weight * confidence, weight * correct], axis=1)
+    weight = _weights(sample_weight, confidence, dtype)
+    values = ops.stack(
+        [weight, weight * ops.cast(confidence, dtype), weight * ops.cast(correct, dtype)], axis=1
+    )
     return ops.transpose(_bin_sum(values, index, num_bins, 1, dtype))
 
 
-def classwise_bin_sums(onehot, probs, num_bins, sample_weight=None, dtype="float32"):
-    """Per class and bin (count, sum of p_j, sum of 1[y = j]), shape `(3, K, M)`."""
+def classwise_bin_sums(labels, probs, num_bins, sample_weight=None, dtype="float32"):
+    """Per class and bin (count, sum of p_j, sum of 1[y = j]), shape `(3, K, M)`.
+
+    Counts and sums of p_j need all N x K entries; the hits only the N
+    true-class entries.
+    """
     probs = ops.convert_to_tensor(probs)
-    num_classes = ops.shape(probs)[-1]
+    num_classes = probs.shape[-1]
+    ids = ops.clip(label_ids(labels, num_classes), 0, num_classes - 1)
     index = bin_index(probs, num_bins) + ops.arange(num_classes, dtype="int32")[None, :] * num_bins
-    index = ops.reshape(index, (-1,))
-    probs = ops.cast(probs, dtype)
-    weight = ops.ones_like(probs[:, 0]) if sample_weight is None else ops.cast(sample_weight, dtype)
-    weight = weight[:, None] + ops.zeros_like(probs)
+    segments = num_classes * num_bins
+    weight = _weights(sample_weight, probs[:, 0], dtype)
+    full = weight[:, None] + ops.zeros_like(probs, dtype=dtype)
     values = ops.stack(
-        [ops.reshape(w, (-1,)) for w in (weight, weight * probs, weight * ops.cast(onehot, dtype))],
-        axis=1,
+        [ops.reshape(full, (-1,)), ops.reshape(full * ops.cast(probs, dtype), (-1,))], axis=1
     )
-    sums = _bin_sum(values, index, num_classes * num_bins, num_classes, dtype)
+    counts_mass = _bin_sum(values, ops.reshape(index, (-1,)), segments, num_classes, dtype)
+    true_index = ops.take_along_axis(index, ids[:, None], axis=1)[:, 0]
+    hits = _bin_sum(weight[:, None], true_index, segments, 1, dtype)
+    sums = ops.concatenate([counts_mass, hits], axis=1)
     return ops.reshape(ops.transpose(sums), (3, num_classes, num_bins))
 
 

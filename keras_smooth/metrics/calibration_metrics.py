@@ -58,6 +58,8 @@ def _check_eager(y_true, y_pred, sample_weight, num_classes):
         raise ValueError(
             f"`y_true` has shape {labels.shape} but `y_pred` has {pred.shape[0]} rows."
         )
+    if labels.size:  # the NumPy functions' label rules: ids in [0, K) or one-hot rows
+        calibration._label_ids(labels, width, pred.shape[0], "y_true", "y_pred")
     if sample_weight is None:
         return
     weight = np.asarray(ops.convert_to_numpy(sample_weight), dtype="float64")
@@ -87,6 +89,17 @@ def _broadcast_weight(sample_weight, probs, dtype):
     return weight + ops.zeros_like(probs[:, 0], dtype=dtype)
 
 
+def _labels_ok(y_true, num_classes):
+    """Boolean scalar: ids in [0, K), or one-hot rows (exactly one 1 per row)."""
+    labels = ops.convert_to_tensor(y_true)
+    if len(labels.shape) == 2 and labels.shape[-1] == num_classes:
+        one_hot = ops.logical_and(ops.all(ops.logical_or(labels == 0, labels == 1), axis=-1),
+                                  ops.sum(labels, axis=-1) == 1)
+        return ops.all(one_hot)
+    ids = calibration.label_ids(labels, num_classes)
+    return ops.all(ops.logical_and(ids >= 0, ids < num_classes))
+
+
 class _BinnedCalibrationMetric(keras.metrics.Metric):
     """Shared state handling: a sum tensor updated with per-batch bin sums."""
 
@@ -102,24 +115,23 @@ class _BinnedCalibrationMetric(keras.metrics.Metric):
         )
 
     def _inputs(self, y_true, y_pred, sample_weight, num_classes=None):
-        """`(onehot, probs, weight, ok)`; `ok` is False for a batch that must poison the sums."""
+        """`(ids, probs, weight, ok)`; `ok` is False for a batch whose labels or
+        weights are invalid (checked here only in compiled code; eagerly they raise)."""
         if _checks.is_concrete(y_pred) and _checks.is_concrete(y_true):
             _check_eager(y_true, y_pred, sample_weight, num_classes)
         probs, _ = calibration.to_probabilities(y_pred, self.from_logits)
         width = _checks.static_dim(probs)
         if num_classes is not None:
             _checks.check_width("y_pred", probs, num_classes)
-        onehot = _checks.one_hot_labels(y_true, width, name="y_true", dtype=probs.dtype)
         weight = _broadcast_weight(sample_weight, probs, self._accumulator)
-        ok = ops.logical_and(
-            ops.all(ops.isfinite(probs)),
-            ops.all(ops.abs(ops.sum(onehot, axis=-1) - 1.0) <= calibration.PROBABILITY_ATOL),
-        )
+        ok = _labels_ok(y_true, width)
         if weight is not None:
             ok = ops.logical_and(ok, ops.all(ops.logical_and(ops.isfinite(weight), weight >= 0)))
-        return onehot, probs, weight, ok
+        return calibration.label_ids(y_true, width), probs, weight, ok
 
     def _add(self, sums, ok):
+        """Add the batch sums; invalid or non-finite batches turn the state NaN."""
+        ok = ops.logical_and(ok, ops.all(ops.isfinite(sums)))
         self.sums.assign_add(ops.where(ok, sums, ops.full_like(sums, np.nan)))
 
     def reset_state(self):
@@ -161,9 +173,9 @@ class ExpectedCalibrationError(_BinnedCalibrationMetric):
         super().__init__(bins, from_logits, (3, bins), name, dtype)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        onehot, probs, weight, ok = self._inputs(y_true, y_pred, sample_weight)
+        ids, probs, weight, ok = self._inputs(y_true, y_pred, sample_weight)
         sums = calibration.confidence_bin_sums(
-            onehot, probs, self.num_bins, weight, dtype=self._accumulator
+            ids, probs, self.num_bins, weight, dtype=self._accumulator
         )
         self._add(sums, ok)
 
@@ -199,9 +211,9 @@ class ClasswiseECE(_BinnedCalibrationMetric):
         super().__init__(bins, from_logits, (3, self.num_classes, bins), name, dtype)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        onehot, probs, weight, ok = self._inputs(y_true, y_pred, sample_weight, self.num_classes)
+        ids, probs, weight, ok = self._inputs(y_true, y_pred, sample_weight, self.num_classes)
         sums = calibration.classwise_bin_sums(
-            onehot, probs, self.num_bins, weight, dtype=self._accumulator
+            ids, probs, self.num_bins, weight, dtype=self._accumulator
         )
         self._add(sums, ok)
 
