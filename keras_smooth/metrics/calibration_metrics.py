@@ -124,7 +124,7 @@ class _BinnedCalibrationMetric(keras.metrics.Metric):
         if num_classes is not None:
             _checks.check_width("y_pred", probs, num_classes)
         weight = _broadcast_weight(sample_weight, probs, self._accumulator)
-        ok = _labels_ok(y_true, width)
+        ok = ops.logical_and(_labels_ok(y_true, width), ops.all(ops.isfinite(probs)))
         if weight is not None:
             ok = ops.logical_and(ok, ops.all(ops.logical_and(ops.isfinite(weight), weight >= 0)))
         return calibration.label_ids(y_true, width), probs, weight, ok
