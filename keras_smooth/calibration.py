@@ -329,9 +329,11 @@ def confidence_bin_sums(labels, probs, num_bins, sample_weight=None, dtype="floa
     """
     probs = ops.convert_to_tensor(probs)
     ids = label_ids(labels, probs.shape[-1])
-    predicted = ops.cast(ops.argmax(probs, axis=-1), "int32")
-    confidence = ops.take_along_axis(probs, predicted[:, None], axis=1)[:, 0]
-    correct = ops.equal(predicted, ids)
+    confidence = ops.max(probs, axis=-1, initial=0.0)  # `initial`: empty batches
+    # The first index holding the maximum, i.e. argmax; an integer argmax is cheaper
+    # than a float one on TensorFlow.
+    predicted = ops.argmax(ops.cast(probs == confidence[:, None], "int32"), axis=-1)
+    correct = ops.equal(ops.cast(predicted, "int32"), ids)
     index = bin_index(confidence, num_bins)
     weight = _weights(sample_weight, confidence, dtype)
     values = ops.stack(

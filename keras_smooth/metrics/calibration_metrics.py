@@ -115,22 +115,32 @@ class _BinnedCalibrationMetric(keras.metrics.Metric):
         )
 
     def _inputs(self, y_true, y_pred, sample_weight, num_classes=None):
-        """`(ids, probs, weight, ok)`; `ok` is False for a batch whose labels or
-        weights are invalid (checked here only in compiled code; eagerly they raise)."""
-        if _checks.is_concrete(y_pred) and _checks.is_concrete(y_true):
+        """`(ids, probs, weight, ok)`. Eagerly, bad input raises and `ok` is None;
+        in compiled code `ok` is False for a batch with invalid labels, weights or
+        non-finite predictions."""
+        eager = all(
+            _checks.is_concrete(x) for x in (y_true, y_pred, sample_weight) if x is not None
+        )
+        if eager:
             _check_eager(y_true, y_pred, sample_weight, num_classes)
         probs, _ = calibration.to_probabilities(y_pred, self.from_logits)
         width = _checks.static_dim(probs)
         if num_classes is not None:
             _checks.check_width("y_pred", probs, num_classes)
         weight = _broadcast_weight(sample_weight, probs, self._accumulator)
+        ids = calibration.label_ids(y_true, width)
+        if eager:
+            return ids, probs, weight, None
         ok = ops.logical_and(_labels_ok(y_true, width), ops.all(ops.isfinite(probs)))
         if weight is not None:
             ok = ops.logical_and(ok, ops.all(ops.logical_and(ops.isfinite(weight), weight >= 0)))
-        return calibration.label_ids(y_true, width), probs, weight, ok
+        return ids, probs, weight, ok
 
     def _add(self, sums, ok):
-        """Add the batch sums; invalid or non-finite batches turn the state NaN."""
+        """Add the batch sums; in compiled code a bad batch turns the state NaN."""
+        if ok is None:  # checked eagerly
+            self.sums.assign_add(sums)
+            return
         ok = ops.logical_and(ok, ops.all(ops.isfinite(sums)))
         self.sums.assign_add(ops.where(ok, sums, ops.full_like(sums, np.nan)))
 
