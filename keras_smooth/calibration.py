@@ -38,6 +38,7 @@ equals the function on all data (to float32 rounding of the inputs).
 import dataclasses
 import warnings
 
+import keras
 import numpy as np
 from keras import ops
 
@@ -245,8 +246,6 @@ def bin_index(values, num_bins):
 
 def accumulator_dtype():
     """float64 where the backend has it (TensorFlow; JAX with x64 enabled), else float32."""
-    import keras
-
     if keras.backend.backend() == "jax":
         import jax
 
@@ -264,8 +263,6 @@ def _scatter_sum(values, index, num_segments):
     `unsorted_segment_sum`; other backends (and JAX's `jit`, where
     `bincount` cannot be traced) use `segment_sum`. Every index is in range.
     """
-    import keras
-
     if keras.backend.backend() != "tensorflow":
         return ops.segment_sum(values, index, num_segments=num_segments)
     columns = [
@@ -356,10 +353,12 @@ def classwise_bin_sums(labels, probs, num_bins, sample_weight=None, dtype="float
     flat = ops.reshape(index, (-1,))
     weight = _weights(sample_weight, probs[:, 0], dtype)
     mass = ops.cast(probs, dtype)
-    full = weight[:, None] + ops.zeros_like(mass)
-    counts = _bin_sum(ops.reshape(full, (-1, 1)), flat, segments, num_classes, dtype)[:, 0]
-    if sample_weight is not None:
-        mass = full * mass
+    if sample_weight is None and keras.backend.backend() == "tensorflow":
+        counts = ops.cast(ops.bincount(flat, minlength=segments), dtype)  # exact integers
+    else:
+        full = weight[:, None] + ops.zeros_like(mass)
+        counts = _bin_sum(ops.reshape(full, (-1, 1)), flat, segments, num_classes, dtype)[:, 0]
+        mass = mass if sample_weight is None else full * mass
     mass = _bin_sum(ops.reshape(mass, (-1, 1)), flat, segments, num_classes, dtype)[:, 0]
     true_index = ops.take_along_axis(index, ids[:, None], axis=1)[:, 0]
     hits = _bin_sum(weight[:, None], true_index, segments, 1, dtype)[:, 0]
