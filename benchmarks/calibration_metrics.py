@@ -203,11 +203,13 @@ def print_ratios(args):
     r = streaming_ratios(args.ratio_batches)
     n = args.ratio_batches - 1
     print(f"\nEager update_state on {n} timed batches of 1,000 x 1,000 (K = 1,000), one run:")
-    for key, label in (("ece", "ExpectedCalibrationError"), ("accuracy", "SparseCategoricalAccuracy"),
-                       ("classwise_ece", "ClasswiseECE"), ("numpy_classwise", "NumPy bincount")):
+    labels = (("ece", "ExpectedCalibrationError"), ("accuracy", "SparseCategoricalAccuracy"),
+              ("classwise_ece", "ClasswiseECE"), ("numpy_classwise", "NumPy bincount"))
+    for key, label in labels:
         print(f"  {label:26s} {r[key][0]:7.2f} s   value {r[key][1]:.8f}")
     print(f"  ratio ECE / SparseCategoricalAccuracy: {r['ece'][0] / r['accuracy'][0]:.2f}")
-    print(f"  ratio ClasswiseECE / NumPy:            {r['classwise_ece'][0] / r['numpy_classwise'][0]:.2f}")
+    ratio = r["classwise_ece"][0] / r["numpy_classwise"][0]
+    print(f"  ratio ClasswiseECE / NumPy:            {ratio:.2f}")
 
 
 def main(argv=None):

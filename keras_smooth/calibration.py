@@ -92,6 +92,16 @@ def looks_like_probabilities(values, binary=False):
 
     Returns:
         A boolean scalar (`numpy.bool_` or a backend tensor).
+
+    Examples:
+    >>> import numpy as np
+    >>> from keras_smooth import calibration
+    >>> bool(calibration.looks_like_probabilities(np.array([[0.2, 0.8], [0.5, 0.5]])))
+    True
+    >>> bool(calibration.looks_like_probabilities(np.array([[2.0, -1.0], [0.5, 0.5]])))
+    False
+    >>> bool(calibration.looks_like_probabilities(np.array([0.3, 0.9]), binary=True))
+    True
     """
     xp = np if isinstance(values, np.ndarray) else ops
     # min(x, initial=0) >= 0 iff every x >= 0 (and empty input passes); same for max.
@@ -482,7 +492,9 @@ def true_class_subset_ece(labels, probs, num_bins=15, from_logits=False):
     """
     num_bins = check_num_bins(num_bins)
     ids, p = prepare(labels, probs, from_logits)
-    values = [ece(ids[ids == j], p[ids == j], num_bins) for j in range(p.shape[1]) if np.any(ids == j)]
+    values = [
+        ece(ids[ids == j], p[ids == j], num_bins) for j in range(p.shape[1]) if np.any(ids == j)
+    ]
     return float(np.mean(values))
 
 

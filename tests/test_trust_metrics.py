@@ -41,7 +41,8 @@ def ref_ece(labels, probs, m_bins=15, weights=None):
     w = np.ones(len(probs)) if weights is None else np.asarray(weights, "float64")
     conf, correct = probs.max(1), (probs.argmax(1) == np.asarray(labels)).astype(float)
     bins = ref_bins(conf, m_bins)
-    gap = sum(abs((w * correct)[bins == m].sum() - (w * conf)[bins == m].sum()) for m in range(m_bins))
+    gap = sum(abs((w * correct)[bins == m].sum() - (w * conf)[bins == m].sum())
+              for m in range(m_bins))
     return gap / w.sum()
 
 
@@ -52,7 +53,8 @@ def ref_classwise(labels, probs, m_bins=15, weights=None):
     for j in range(probs.shape[1]):
         bins, hit = ref_bins(probs[:, j], m_bins), (np.asarray(labels) == j).astype(float)
         total += sum(
-            abs((w * hit)[bins == m].sum() - (w * probs[:, j])[bins == m].sum()) for m in range(m_bins)
+            abs((w * hit)[bins == m].sum() - (w * probs[:, j])[bins == m].sum())
+            for m in range(m_bins)
         )
     return total / (probs.shape[1] * w.sum())
 
@@ -94,7 +96,8 @@ def test_functions_read_non_probabilities_as_logits_with_a_warning(rng):
         s = calibration.summary(labels, logits)
     rows = np.arange(len(labels))
     np.testing.assert_allclose(s["nll"], -np.log(probs[rows, labels]).mean(), rtol=1e-9)
-    np.testing.assert_allclose(s["brier"], ((probs - np.eye(4)[labels]) ** 2).sum(1).mean(), rtol=1e-9)
+    brier = ((probs - np.eye(4)[labels]) ** 2).sum(1).mean()
+    np.testing.assert_allclose(s["brier"], brier, rtol=1e-9)
     with pytest.warns(UserWarning, match="from_logits"):
         stats = calibration.bin_statistics(labels, logits)
     np.testing.assert_allclose(stats["ece"], ref_ece(labels, probs), atol=1e-9)
@@ -164,7 +167,8 @@ def test_calibration_logger_default_reads_probability_and_logit_models(rng):
             history = model.fit(x, labels, epochs=1, verbose=0, callbacks=[logger])
         out = model.predict(x, verbose=0)
         probs = out if activation else np_softmax(out)
-        np.testing.assert_allclose(history.history["val_ece"][-1], ref_ece(labels, probs), atol=1e-6)
+        np.testing.assert_allclose(history.history["val_ece"][-1], ref_ece(labels, probs),
+                                   atol=1e-6)
         np.testing.assert_allclose(
             history.history["val_classwise_ece"][-1], ref_classwise(labels, probs), atol=1e-6
         )
@@ -221,7 +225,8 @@ def test_weighted_metrics_in_evaluate_with_column_weights(rng):
                             return_dict=True)
     probs = np_softmax(logits)
     np.testing.assert_allclose(result["ece"], ref_ece(labels, probs, 15, w), atol=1e-6)
-    np.testing.assert_allclose(result["classwise_ece"], ref_classwise(labels, probs, 15, w), atol=1e-6)
+    np.testing.assert_allclose(result["classwise_ece"], ref_classwise(labels, probs, 15, w),
+                               atol=1e-6)
 
 
 @pytest.mark.parametrize("bad", [-1.0, np.nan])
@@ -247,7 +252,8 @@ def test_empty_batches_are_no_ops_and_no_data_gives_zero(rng):
         stream(metric, labels, logits)
         metric.update_state(np.zeros((0,), "int32"), np.zeros((0, 4), "float32"),
                             sample_weight=np.zeros((0,), "float32"))
-        np.testing.assert_allclose(float(metric.result()), ref(labels, np_softmax(logits)), atol=1e-6)
+        np.testing.assert_allclose(float(metric.result()), ref(labels, np_softmax(logits)),
+                                   atol=1e-6)
     for fn in (calibration.ece, calibration.classwise_ece, calibration.summary):
         with pytest.raises(ValueError, match=r"`probs` is empty"):
             fn(np.zeros((0,), "int32"), np.zeros((0, 4)))
@@ -286,7 +292,8 @@ def test_binary_sigmoid_model_in_evaluate(rng):
     result = model.evaluate(x, labels, batch_size=16, verbose=0, return_dict=True)
     full = two_columns(model.predict(x, verbose=0))
     np.testing.assert_allclose(result["ece"], ref_ece(labels[:, 0], full), atol=1e-6)
-    np.testing.assert_allclose(result["classwise_ece"], ref_classwise(labels[:, 0], full), atol=1e-6)
+    np.testing.assert_allclose(result["classwise_ece"], ref_classwise(labels[:, 0], full),
+                               atol=1e-6)
 
 
 # --- F: dtype and mixed precision -------------------------------------------------------------
@@ -337,8 +344,10 @@ def test_metrics_are_accurate_under_mixed_float16(rng):
          r"`y_true` must be class ids in \[0, 2\), got 2"),
         (lambda: ExpectedCalibrationError().update_state([0], np.zeros((1, 2, 2))),
          r"`y_pred` must have shape"),
-        (lambda: calibration.ece([0], [[np.inf, 0.0]], from_logits=True), r"`probs` must be finite"),
-        (lambda: calibration.ece([0, 1], [0.5, 0.9, 0.2]), r"`labels` has 2 rows but `probs` has 3"),
+        (lambda: calibration.ece([0], [[np.inf, 0.0]], from_logits=True),
+         r"`probs` must be finite"),
+        (lambda: calibration.ece([0, 1], [0.5, 0.9, 0.2]),
+         r"`labels` has 2 rows but `probs` has 3"),
         (lambda: calibration.ece([3], [0.5]), r"`labels` must be class ids in \[0, 2\), got 3"),
         (lambda: calibration.ece([0], [[0.5, 0.5]], num_bins=0), r"`num_bins` must be >= 1, got 0"),
         (lambda: ClasswiseECE(2, num_bins=-3), r"`num_bins` must be >= 1, got -3"),
