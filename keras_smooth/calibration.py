@@ -137,7 +137,10 @@ def to_probabilities(predictions, from_logits):
         probs = squash(y)
     else:  # `cond`, not `where`: the softmax is computed only when needed
         converted = ops.logical_not(looks_like_probabilities(y, binary))
-        probs = ops.cond(converted, lambda: squash(y), lambda: y)
+        if _checks.is_concrete(converted):  # eager: JAX would retrace `cond` on every call
+            probs = squash(y) if bool(converted) else y
+        else:
+            probs = ops.cond(converted, lambda: squash(y), lambda: y)
     if binary:
         probs = ops.stack([1.0 - probs, probs], axis=-1)
     return probs, converted
