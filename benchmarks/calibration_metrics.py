@@ -11,11 +11,18 @@ process's memory after imports) can be read from `getrusage`:
 * NumPy: the straightforward implementation that keeps all N x K
   probabilities, then bins them (`np.digitize` on edges, per-bin sums).
 
-Both results are printed so their agreement can be checked. Then
-`fit_temperature` is compared with SciPy's L-BFGS-B on log T (float64, the
-same objective) for time and the NLL reached.
+Both results are printed so their agreement can be checked. Then, in one
+process and on the same 101 batches of 1,000 x 1,000 (K = 1,000; the first
+batch is an untimed warm-up), the eager `update_state` time of
+`ExpectedCalibrationError` is compared with Keras's
+`SparseCategoricalAccuracy`, and that of `ClasswiseECE` with a per-batch NumPy
+update (bin = ceil(p * 15) - 1, three `np.bincount` over class * bin ids);
+the two ratios are printed (issue 13). Then `fit_temperature` is compared
+with SciPy's L-BFGS-B on log T (float64, the same objective) for time and
+the NLL reached.
 
-    python benchmarks/calibration_metrics.py [--n 1000000] [--skip-large]
+    PYTHONPATH=. python benchmarks/calibration_metrics.py [--n 1000000] [--skip-large]
+    PYTHONPATH=. python benchmarks/calibration_metrics.py --ratios-only
 
 Needs SciPy (a test extra).
 """
@@ -139,15 +146,86 @@ def temperature_comparison(n=100_000, k=100):
     }
 
 
+def numpy_streaming_classwise(k, bins=BINS):
+    """Per-batch NumPy classwise ECE sums (bin = ceil(p * bins) - 1, three bincounts)."""
+    sums = np.zeros((3, k * bins))
+    offsets = np.arange(k) * bins
+
+    def update(labels, probs):
+        index = np.maximum(np.ceil(probs * bins).astype(np.int64) - 1, 0) + offsets
+        flat = index.ravel()
+        sums[0] += np.bincount(flat, minlength=k * bins)
+        sums[1] += np.bincount(flat, probs.ravel(), k * bins)
+        sums[2] += np.bincount(index[np.arange(len(labels)), labels], minlength=k * bins)
+
+    def result():
+        s = sums.reshape(3, k, bins)
+        return float(np.abs(s[2] - s[1]).sum(-1).mean() / s[0][0].sum())
+
+    return update, result
+
+
+def streaming_ratios(batches=100, rows=1000, k=1000, seed=2):
+    """Eager update_state time of our metrics against Keras / NumPy, same batches, one run."""
+    import keras
+
+    from keras_smooth.metrics import ClasswiseECE, ExpectedCalibrationError
+
+    rng = np.random.default_rng(seed)
+    data = []
+    for _ in range(batches):
+        logits = rng.normal(size=(rows, k)).astype("float32") * 3.0
+        probs = np.exp(logits - logits.max(1, keepdims=True))
+        probs /= probs.sum(1, keepdims=True)
+        data.append((rng.integers(0, k, size=rows).astype("int32"), probs))
+
+    def timed(update, result):
+        update(*data[0])  # warm-up (tracing / first dispatch), not timed
+        start = time.perf_counter()
+        for labels, probs in data[1:]:
+            update(labels, probs)
+        value = float(result())
+        return time.perf_counter() - start, value
+
+    out = {}
+    for name, make in (
+        ("ece", lambda: ExpectedCalibrationError(BINS)),
+        ("accuracy", keras.metrics.SparseCategoricalAccuracy),
+        ("classwise_ece", lambda: ClasswiseECE(k, BINS)),
+    ):
+        metric = make()
+        out[name] = timed(metric.update_state, metric.result)
+    out["numpy_classwise"] = timed(*numpy_streaming_classwise(k))
+    return out
+
+
+def print_ratios(args):
+    r = streaming_ratios(args.ratio_batches)
+    n = args.ratio_batches - 1
+    print(f"\nEager update_state on {n} timed batches of 1,000 x 1,000 (K = 1,000), one run:")
+    labels = (("ece", "ExpectedCalibrationError"), ("accuracy", "SparseCategoricalAccuracy"),
+              ("classwise_ece", "ClasswiseECE"), ("numpy_classwise", "NumPy bincount"))
+    for key, label in labels:
+        print(f"  {label:26s} {r[key][0]:7.2f} s   value {r[key][1]:.8f}")
+    print(f"  ratio ECE / SparseCategoricalAccuracy: {r['ece'][0] / r['accuracy'][0]:.2f}")
+    ratio = r["classwise_ece"][0] / r["numpy_classwise"][0]
+    print(f"  ratio ClasswiseECE / NumPy:            {ratio:.2f}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--k", type=int, default=100)
     parser.add_argument("--skip-large", action="store_true", help="skip K = 1000")
+    parser.add_argument("--ratios-only", action="store_true",
+                        help="only the streaming speed ratios (issue 13)")
+    parser.add_argument("--ratio-batches", type=int, default=101)
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         return run_child(args.child, args.n, args.k)
+    if args.ratios_only:
+        return print_ratios(args)
 
     import keras
 
@@ -161,6 +239,7 @@ def main(argv=None):
                 r = measure(f"{method}_{suffix}", args.n, k)
                 print(f"{k:5d} {measure_name:14s} {method:10s} {r['seconds']:9.2f} {r['peak_mb']:9.1f} "
                       f"{r['value']:12.8f}", flush=True)
+    print_ratios(args)
     t = temperature_comparison()
     print(f"\nfit_temperature on N = {t['n']:,}, K = {t['k']} over-confident logits (true T about 2.5):")
     print(f"  keras_smooth: T = {t['ours']['T']:.6f}, NLL = {t['ours']['nll']:.8f}, "

@@ -12,20 +12,33 @@ plots alike):
   (2019) / ILS paper Eq. 2: for each class j, the binned gap between the
   frequency of class j and the mean p_j over *all* instances, averaged over
   classes.
-* Binary predictions of shape `(N,)` are read as P(class 1) and expanded to
-  two columns; ECE is then the top-label ECE of those two columns.
-* Probabilities (`from_logits=False`) must be finite, in [0, 1], with rows
-  summing to 1 within `PROBABILITY_ATOL`.
+* Binary predictions of shape `(N,)` or `(N, 1)` (Keras's sigmoid output)
+  are read as P(class 1) and expanded to two columns `[1 - p, p]`; ECE is
+  then the top-label ECE of those two columns, the same number in the
+  functions, the metrics and the plots.
+* Logits or probabilities, one rule for the whole library
+  (`looks_like_probabilities`, `to_probabilities`): predictions count as
+  probabilities only if every value is in [0, 1] and every row sums to 1
+  within `PROBABILITY_ATOL` (binary: the range alone). With
+  `from_logits=True` they always go through a softmax (sigmoid for binary);
+  with `from_logits=False` a batch that is not probabilities is treated as
+  logits -- per batch, eagerly and in compiled code on every backend. The
+  NumPy functions here also emit a `UserWarning` naming `from_logits` when
+  they do this. Predictions must be finite.
+* Accuracy: the functions accumulate bin sums in float64 NumPy; the metrics
+  accumulate in float64 variables where the backend has float64
+  (TensorFlow; JAX with `jax_enable_x64`), else in float32.
 
-The per-bin sums are computed in `keras.ops` by `confidence_bin_sums` and
-`classwise_bin_sums`; the streaming metrics in `keras_smooth.metrics`
-accumulate exactly these sums, so a metric fed in batches equals the function
-on all data.
+The per-bin sums of the metrics are computed in `keras.ops` by
+`confidence_bin_sums` and `classwise_bin_sums`, those of the functions by
+their float64 NumPy twins with the same bins, so a metric fed in batches
+equals the function on all data (to float32 rounding of the inputs).
 """
 
 import dataclasses
 import warnings
 
+import keras
 import numpy as np
 from keras import ops
 
@@ -52,69 +65,173 @@ def _softmax(z):
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def prepare(labels, probs, from_logits=False):
-    """Validate and convert to `(ids (N,) int64, probs (N, K) float64)`.
+def _sigmoid(z):
+    """Float64 sigmoid without overflow warnings."""
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def is_binary_shape(shape):
+    """True for `(N,)` and `(N, 1)` predictions: one P(class 1) (or logit) per row."""
+    return len(shape) == 1 or (len(shape) == 2 and shape[-1] == 1)
+
+
+def looks_like_probabilities(values, binary=False):
+    """The library-wide test of whether predictions are probabilities.
+
+    Predictions count as probabilities only if every value is in [0, 1] and,
+    for `(N, K)` predictions, every row sums to 1 within `PROBABILITY_ATOL`
+    (`binary=True`: the range test alone). Anything else -- including NaN --
+    is read as logits. NumPy arrays are tested in NumPy (float64), anything
+    else in `keras.ops`, so the test runs eagerly, in a `tf.function` and
+    under `jax.jit` alike.
 
     Args:
-        labels: class ids `(N,)`/`(N, 1)` or one-hot rows `(N, K)`.
-        probs: `(N, K)` probabilities, `(N,)` binary P(class 1), or logits
-            with `from_logits=True`.
-        from_logits: whether `probs` are logits.
+        values: `(N, K)` predictions, or `(N,)` with `binary=True`.
+        binary: whether `values` are binary P(class 1) values.
+
+    Returns:
+        A boolean scalar (`numpy.bool_` or a backend tensor).
+
+    Examples:
+    >>> import numpy as np
+    >>> from keras_smooth import calibration
+    >>> bool(calibration.looks_like_probabilities(np.array([[0.2, 0.8], [0.5, 0.5]])))
+    True
+    >>> bool(calibration.looks_like_probabilities(np.array([[2.0, -1.0], [0.5, 0.5]])))
+    False
+    >>> bool(calibration.looks_like_probabilities(np.array([0.3, 0.9]), binary=True))
+    True
     """
-    p = np.asarray(ops.convert_to_numpy(probs), dtype="float64")
-    if p.ndim == 1:
-        if from_logits:
-            p = np.stack([np.zeros_like(p), p], axis=1)
+    xp = np if isinstance(values, np.ndarray) else ops
+    # min(x, initial=0) >= 0 iff every x >= 0 (and empty input passes); same for max.
+    in_range = xp.logical_and(xp.min(values, initial=0.0) >= 0, xp.max(values, initial=1.0) <= 1)
+    if binary:
+        return in_range
+    off = xp.max(xp.abs(xp.sum(values, axis=-1) - 1.0), initial=0.0)
+    return xp.logical_and(in_range, off <= PROBABILITY_ATOL)
+
+
+def to_probabilities(predictions, from_logits):
+    """`(N, K)` probabilities from predictions by the library-wide rule (`keras.ops`).
+
+    With `from_logits=True` predictions always go through a softmax (sigmoid
+    for binary `(N,)`/`(N, 1)` predictions). With `from_logits=False` a batch
+    that fails `looks_like_probabilities` is treated as logits all the same
+    (decided per batch with `ops.cond`, so in graph mode too). Binary
+    predictions become two columns `[1 - p, p]`. Computation is in float32
+    (float64 inputs stay float64), whatever a mixed-precision policy says.
+
+    Returns:
+        `(probs, converted)`: probabilities `(N, K)` and a boolean scalar that
+        is True when a softmax/sigmoid was applied.
+    """
+    y = ops.convert_to_tensor(predictions)
+    y = ops.cast(y, "float64" if ops.dtype(y) == "float64" else "float32")
+    binary = is_binary_shape(tuple(y.shape))
+    if binary:
+        y = ops.reshape(y, (-1,))
+    squash = ops.sigmoid if binary else (lambda z: ops.softmax(z, axis=-1))
+    if from_logits:
+        converted = ops.convert_to_tensor(True)
+        probs = squash(y)
+    else:  # `cond`, not `where`: the softmax is computed only when needed
+        converted = ops.logical_not(looks_like_probabilities(y, binary))
+        if _checks.is_concrete(converted):  # eager: JAX would retrace `cond` on every call
+            probs = squash(y) if bool(converted) else y
         else:
-            p = np.stack([1.0 - p, p], axis=1)
-    if p.ndim != 2 or p.shape[1] < 2:
-        raise ValueError(f"`probs` must have shape (N, K) with K >= 2 or (N,), got {p.shape}.")
+            probs = ops.cond(converted, lambda: squash(y), lambda: y)
+    if binary:
+        probs = ops.stack([1.0 - probs, probs], axis=-1)
+    return probs, converted
+
+
+def _as_numpy_probabilities(p, from_logits):
+    """NumPy float64 twin of `to_probabilities` (same rule), warning on a switch.
+
+    Returns `(probs (N, K), logits (N, K) or None)`; `logits` is set when the
+    predictions were read as logits (binary logits z become `[0, z]`).
+    """
+    binary = is_binary_shape(p.shape)
+    if binary:
+        p = p.reshape(-1)
+    converted = from_logits or not bool(looks_like_probabilities(p, binary))
+    if converted and not from_logits:
+        warnings.warn(
+            "`probs` are not probabilities (values outside [0, 1] or rows not summing to 1 "
+            f"within {PROBABILITY_ATOL}), so they are treated as logits and passed through a "
+            f"{'sigmoid' if binary else 'softmax'}; pass `from_logits=True` to say so.",
+            UserWarning,
+            stacklevel=4,
+        )
+    if binary:
+        logits = np.stack([np.zeros_like(p), p], axis=1) if converted else None
+        probs = np.stack([_sigmoid(-p), _sigmoid(p)], axis=1) if converted else None
+        return (np.stack([1.0 - p, p], axis=1) if probs is None else probs), logits
+    return (_softmax(p), p) if converted else (p, None)
+
+
+def _prepare(labels, probs, from_logits):
+    """`prepare` that also returns the logits it used (None for probabilities)."""
+    from_logits = _checks.check_bool("from_logits", from_logits)
+    p = np.asarray(ops.convert_to_numpy(probs), dtype="float64")
+    if not (p.ndim == 1 or (p.ndim == 2 and p.shape[1] >= 1)):
+        raise ValueError(
+            f"`probs` must have shape (N, K), (N, 1) or (N,), got {p.shape}."
+        )
     if p.shape[0] == 0:
         raise ValueError("`probs` is empty: calibration needs at least one sample.")
     if not np.all(np.isfinite(p)):
-        raise ValueError("`probs` contains NaN or Inf.")
-    if from_logits:
-        p = _softmax(p)
-    else:
-        if p.min() < 0.0 or p.max() > 1.0:
-            raise ValueError(
-                f"`probs` must lie in [0, 1], got values in [{p.min()}, {p.max()}]; "
-                "pass `from_logits=True` for logits."
-            )
-        worst = np.abs(p.sum(axis=1) - 1.0).max()
-        if worst > PROBABILITY_ATOL:
-            raise ValueError(
-                f"Every row of `probs` must sum to 1 (tolerance {PROBABILITY_ATOL}); the "
-                f"worst row is off by {worst:.3g}. Pass `from_logits=True` for logits."
-            )
+        bad = p[~np.isfinite(p)][0]
+        raise ValueError(f"`probs` must be finite, got {bad} (contains NaN or Inf).")
+    p, logits = _as_numpy_probabilities(p, from_logits)
     ids = _label_ids(labels, p.shape[1], p.shape[0])
+    return ids, p, logits
+
+
+def prepare(labels, probs, from_logits=False):
+    """Validate and convert to `(ids (N,) int64, probs (N, K) float64)`.
+
+    Predictions are read by the library-wide rule (`to_probabilities`): with
+    `from_logits=False`, predictions that are not probabilities are treated
+    as logits, with a `UserWarning` naming `from_logits`.
+
+    Args:
+        labels: class ids `(N,)`/`(N, 1)` or one-hot rows `(N, K)`.
+        probs: `(N, K)` probabilities, `(N,)` or `(N, 1)` binary P(class 1),
+            or logits with `from_logits=True`.
+        from_logits: whether `probs` are logits.
+    """
+    ids, p, _ = _prepare(labels, probs, from_logits)
     return ids, p
 
 
-def _label_ids(labels, num_classes, num_rows):
+def _label_ids(labels, num_classes, num_rows, name="labels", pred_name="probs"):
     y = np.asarray(ops.convert_to_numpy(labels))
     if y.ndim == 2 and y.shape[1] == num_classes and num_classes > 1:
         if not (np.all((y == 0) | (y == 1)) and np.all(y.sum(axis=1) == 1)):
-            raise ValueError("One-hot `labels` must have exactly one 1 per row.")
+            raise ValueError(f"One-hot `{name}` must have exactly one 1 per row.")
         y = y.argmax(axis=1)
     elif y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim != 1:
         raise ValueError(
-            f"`labels` must be class ids (N,) or one-hot (N, {num_classes}), got shape {y.shape}."
+            f"`{name}` must be class ids (N,) or one-hot (N, {num_classes}), got shape {y.shape}."
         )
     if y.shape[0] != num_rows:
-        raise ValueError(f"`labels` has {y.shape[0]} rows but `probs` has {num_rows}.")
-    if not np.all(np.isfinite(y.astype("float64"))) or np.any(y != np.round(y)):
-        raise ValueError("`labels` must be integer class ids.")
+        raise ValueError(f"`{name}` has {y.shape[0]} rows but `{pred_name}` has {num_rows}.")
+    if y.dtype.kind not in "biuf" or not np.all(np.isfinite(y.astype("float64"))) or np.any(
+        y != np.round(y)
+    ):
+        raise ValueError(f"`{name}` must be integer class ids.")
     y = y.astype("int64")
-    if y.min() < 0 or y.max() >= num_classes:
+    if y.size and (y.min() < 0 or y.max() >= num_classes):
         bad = y[(y < 0) | (y >= num_classes)][0]
-        raise ValueError(f"`labels` must be class ids in [0, {num_classes}), got {bad}.")
+        raise ValueError(f"`{name}` must be class ids in [0, {num_classes}), got {bad}.")
     return y
 
 
-# --- per-bin sums in keras.ops (shared with the streaming metrics) ----------------
+# --- per-bin sums: keras.ops for the streaming metrics, NumPy float64 for functions ---
 
 
 def bin_edges(num_bins):
@@ -126,64 +243,185 @@ def bin_index(values, num_bins):
     """Bin of each value: m - 1 for values in ((m - 1)/M, m/M], 0 for 0.
 
     Compares float32 values with float32 inner edges, so a value equal to an
-    edge falls in the bin that the edge closes.
+    edge falls in the bin that the edge closes. NumPy arrays give NumPy
+    results (the same bins), anything else a `keras.ops` tensor.
     """
+    inner = bin_edges(num_bins)[1:-1].astype("float32")
+    if isinstance(values, np.ndarray):
+        return np.searchsorted(inner, values.astype("float32"), side="left").astype("int64")
     values = ops.cast(values, "float32")
-    inner = ops.convert_to_tensor(bin_edges(num_bins)[1:-1].astype("float32"))
-    flat = ops.reshape(values, (-1,))
     if num_bins == 1:
         return ops.zeros_like(ops.cast(values, "int32"))
-    index = ops.searchsorted(inner, flat, side="left")
+    flat = ops.reshape(values, (-1,))
+    index = ops.searchsorted(ops.convert_to_tensor(inner), flat, side="left")
     return ops.reshape(ops.cast(index, "int32"), ops.shape(values))
 
 
-def confidence_bin_sums(onehot, probs, num_bins, sample_weight=None):
+def accumulator_dtype():
+    """float64 where the backend has it (TensorFlow; JAX with x64 enabled), else float32."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return "float64" if jax.config.jax_enable_x64 else "float32"
+    return "float64"
+
+
+_ROWS_PER_CHUNK = 1024
+
+
+def _scatter_sum(values, index, num_segments):
+    """Sums of the columns of `values` (E, C) per index in [0, num_segments), `(S, C)`.
+
+    TensorFlow's weighted `bincount` is several times faster than its
+    `unsorted_segment_sum`; other backends (and JAX's `jit`, where
+    `bincount` cannot be traced) use `segment_sum`. Every index is in range.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return ops.segment_sum(values, index, num_segments=num_segments)
+    columns = [
+        ops.bincount(index, weights=values[:, c], minlength=num_segments)
+        for c in range(values.shape[1])
+    ]
+    return ops.stack(columns, axis=1)
+
+
+def _bin_sum(values, index, num_segments, per_row, dtype):
+    """Per-segment sums of row-major `values` (N * per_row, C); in float32, two-level.
+
+    A float32 scatter-add accumulates sequentially, so its rounding error
+    grows with the batch size. Without float64, a batch of more than
+    `_ROWS_PER_CHUNK` samples (static size) is summed per chunk of that many
+    samples first and the chunk sums are added after.
+    """
+    entries = values.shape[0]
+    if dtype == "float64" or not isinstance(entries, int):
+        return _scatter_sum(values, index, num_segments)
+    chunk = _ROWS_PER_CHUNK * per_row
+    chunks = -(-entries // chunk)
+    if chunks <= 1:
+        return _scatter_sum(values, index, num_segments)
+    chunk_id = ops.arange(entries, dtype="int32") // chunk
+    partial = _scatter_sum(values, index + chunk_id * num_segments, chunks * num_segments)
+    return ops.sum(ops.reshape(partial, (chunks, num_segments, values.shape[1])), axis=0)
+
+
+def label_ids(labels, num_classes):
+    """Class ids `(N,)` int32 from ids `(N,)`/`(N, 1)` or one-hot rows `(N, K)` (`keras.ops`).
+
+    Integer-valued floats (Keras casts `y_true`) are rounded; one-hot rows
+    give their argmax. Nothing is checked here (see the metrics).
+    """
+    labels = ops.convert_to_tensor(labels)
+    if len(labels.shape) == 2 and labels.shape[-1] == num_classes and num_classes > 1:
+        return ops.cast(ops.argmax(labels, axis=-1), "int32")
+    if len(labels.shape) == 2:
+        labels = ops.reshape(labels, (-1,))
+    if "int" not in ops.dtype(labels):
+        labels = ops.round(labels)
+    return ops.cast(labels, "int32")
+
+
+def _weights(sample_weight, rows_like, dtype):
+    if sample_weight is None:
+        return ops.ones_like(rows_like, dtype=dtype)
+    return ops.cast(sample_weight, dtype)
+
+
+def confidence_bin_sums(labels, probs, num_bins, sample_weight=None, dtype="float32"):
     """Per-bin (count, sum of confidence, sum of correctness), shape `(3, M)`.
 
     Args:
-        onehot: `(N, K)` one-hot labels.
+        labels: class ids `(N,)`/`(N, 1)` or one-hot rows `(N, K)`.
         probs: `(N, K)` probabilities.
         num_bins: M.
         sample_weight: optional `(N,)` weights (counts become weight sums).
+        dtype: dtype in which the sums are accumulated.
     """
-    probs = ops.cast(probs, "float32")
-    confidence = ops.max(probs, axis=-1)
-    predicted = ops.one_hot(ops.argmax(probs, axis=-1), ops.shape(probs)[-1])
-    correct = ops.sum(predicted * ops.cast(onehot, "float32"), axis=-1)
-    weight = ops.ones_like(confidence) if sample_weight is None else ops.cast(sample_weight, "float32")
+    probs = ops.convert_to_tensor(probs)
+    ids = label_ids(labels, probs.shape[-1])
+    confidence = ops.max(probs, axis=-1, initial=0.0)  # `initial`: empty batches
+    # The first index holding the maximum, i.e. argmax; an integer argmax is cheaper
+    # than a float one on TensorFlow.
+    predicted = ops.argmax(ops.cast(probs == confidence[:, None], "int32"), axis=-1)
+    correct = ops.equal(ops.cast(predicted, "int32"), ids)
     index = bin_index(confidence, num_bins)
-    values = ops.stack([weight, weight * confidence, weight * correct], axis=1)
-    return ops.transpose(ops.segment_sum(values, index, num_segments=num_bins))
-
-
-def classwise_bin_sums(onehot, probs, num_bins, sample_weight=None):
-    """Per class and bin (count, sum of p_j, sum of 1[y = j]), shape `(3, K, M)`."""
-    probs = ops.cast(probs, "float32")
-    num_classes = ops.shape(probs)[-1]
-    index = bin_index(probs, num_bins) + ops.arange(num_classes, dtype="int32")[None, :] * num_bins
-    index = ops.reshape(index, (-1,))
-    weight = ops.ones_like(probs[:, 0]) if sample_weight is None else ops.cast(sample_weight, "float32")
-    weight = ops.broadcast_to(weight[:, None], ops.shape(probs))
+    weight = _weights(sample_weight, confidence, dtype)
     values = ops.stack(
-        [ops.reshape(w, (-1,)) for w in (weight, weight * probs, weight * ops.cast(onehot, "float32"))],
-        axis=1,
+        [weight, weight * ops.cast(confidence, dtype), weight * ops.cast(correct, dtype)], axis=1
     )
-    sums = ops.segment_sum(values, index, num_segments=num_classes * num_bins)
-    return ops.reshape(ops.transpose(sums), (3, num_classes, num_bins))
+    return ops.transpose(_bin_sum(values, index, num_bins, 1, dtype))
+
+
+def classwise_bin_sums(labels, probs, num_bins, sample_weight=None, dtype="float32"):
+    """Per class and bin (count, sum of p_j, sum of 1[y = j]), shape `(3, K, M)`.
+
+    Counts and sums of p_j need all N x K entries; the hits only the N
+    true-class entries.
+    """
+    probs = ops.convert_to_tensor(probs)
+    num_classes = probs.shape[-1]
+    ids = ops.clip(label_ids(labels, num_classes), 0, num_classes - 1)
+    index = bin_index(probs, num_bins) + ops.arange(num_classes, dtype="int32")[None, :] * num_bins
+    segments = num_classes * num_bins
+    flat = ops.reshape(index, (-1,))
+    weight = _weights(sample_weight, probs[:, 0], dtype)
+    mass = ops.cast(probs, dtype)
+    if sample_weight is None and keras.backend.backend() == "tensorflow":
+        counts = ops.cast(ops.bincount(flat, minlength=segments), dtype)  # exact integers
+    else:
+        full = weight[:, None] + ops.zeros_like(mass)
+        counts = _bin_sum(ops.reshape(full, (-1, 1)), flat, segments, num_classes, dtype)[:, 0]
+        mass = mass if sample_weight is None else full * mass
+    mass = _bin_sum(ops.reshape(mass, (-1, 1)), flat, segments, num_classes, dtype)[:, 0]
+    true_index = ops.take_along_axis(index, ids[:, None], axis=1)[:, 0]
+    hits = _bin_sum(weight[:, None], true_index, segments, 1, dtype)[:, 0]
+    return ops.reshape(ops.stack([counts, mass, hits]), (3, num_classes, num_bins))
 
 
 def ece_from_sums(sums):
     """Top-label ECE from `confidence_bin_sums` (works on accumulated sums)."""
     total = ops.sum(sums[0])
     gap = ops.sum(ops.abs(sums[2] - sums[1]))
-    return ops.where(total > 0, gap / ops.maximum(total, _EPS), 0.0)
+    return gap / ops.where(total > 0, total, 1.0)  # no data: 0; NaN sums stay NaN
 
 
 def classwise_ece_from_sums(sums):
     """Classwise ECE from `classwise_bin_sums`: mean over classes of the binned gap."""
     total = ops.sum(sums[0][0])
     per_class = ops.sum(ops.abs(sums[2] - sums[1]), axis=-1)
-    return ops.where(total > 0, ops.mean(per_class) / ops.maximum(total, _EPS), 0.0)
+    return ops.mean(per_class) / ops.where(total > 0, total, 1.0)
+
+
+def _numpy_confidence_sums(ids, p, num_bins):
+    """Float64 NumPy twin of `confidence_bin_sums` (same bins), shape `(3, M)`."""
+    confidence = p.max(axis=1)
+    correct = (p.argmax(axis=1) == ids).astype("float64")
+    index = bin_index(confidence, num_bins)
+    return np.stack(
+        [np.bincount(index, w, num_bins) for w in (None, confidence, correct)]
+    ).astype("float64")
+
+
+def _numpy_classwise_sums(ids, p, num_bins):
+    """Float64 NumPy twin of `classwise_bin_sums`, shape `(3, K, M)`.
+
+    The class-j hits need only the N true-class entries.
+    """
+    n, k = p.shape
+    index = bin_index(p, num_bins) + np.arange(k)[None, :] * num_bins
+    size = k * num_bins
+    counts = np.bincount(index.ravel(), minlength=size).astype("float64")
+    mass = np.bincount(index.ravel(), p.ravel(), size)
+    hits = np.bincount(index[np.arange(n), ids], minlength=size).astype("float64")
+    return np.stack([counts, mass, hits]).reshape(3, k, num_bins)
+
+
+def _ece_value(sums):
+    return float(np.abs(sums[2] - sums[1]).sum() / sums[0].sum())
+
+
+def _classwise_value(sums):
+    return float(np.abs(sums[2] - sums[1]).sum(axis=-1).mean() / sums[0][0].sum())
 
 
 # --- functions ----------------------------------------------------------------------
@@ -200,11 +438,14 @@ def ece(labels, probs, num_bins=15, from_logits=False):
         ECE = sum_m |B_m| / N * |acc(B_m) - conf(B_m)|
 
     with confidence = max_k p_k, bins `((m-1)/M, m/M]` (0 in the first).
+    Bin sums are accumulated in float64.
 
     Args:
         labels: class ids or one-hot rows.
         probs: `(N, K)` probabilities (or logits with `from_logits=True`),
-            or `(N,)` binary P(class 1).
+            or `(N,)`/`(N, 1)` binary P(class 1). With `from_logits=False`,
+            predictions that are not probabilities (see
+            `looks_like_probabilities`) are treated as logits, with a warning.
         num_bins: M >= 1. Default 15.
         from_logits: whether `probs` are logits.
 
@@ -219,7 +460,7 @@ def ece(labels, probs, num_bins=15, from_logits=False):
     """
     num_bins = check_num_bins(num_bins)
     ids, p = prepare(labels, probs, from_logits)
-    return float(ece_from_sums(confidence_bin_sums(_onehot(ids, p.shape[1]), p, num_bins)))
+    return _ece_value(_numpy_confidence_sums(ids, p, num_bins))
 
 
 def classwise_ece(labels, probs, num_bins=15, from_logits=False):
@@ -231,6 +472,7 @@ def classwise_ece(labels, probs, num_bins=15, from_logits=False):
     where B_mj holds the instances whose p_j falls in bin m, `actual` is the
     frequency of class j among them and `predicted` their mean p_j. Every
     instance counts for every class, including classes absent from the batch.
+    Inputs are read as for `ece`; sums are accumulated in float64.
 
     Examples:
     >>> from keras_smooth import calibration
@@ -240,7 +482,7 @@ def classwise_ece(labels, probs, num_bins=15, from_logits=False):
     """
     num_bins = check_num_bins(num_bins)
     ids, p = prepare(labels, probs, from_logits)
-    return float(classwise_ece_from_sums(classwise_bin_sums(_onehot(ids, p.shape[1]), p, num_bins)))
+    return _classwise_value(_numpy_classwise_sums(ids, p, num_bins))
 
 
 def true_class_subset_ece(labels, probs, num_bins=15, from_logits=False):
@@ -251,8 +493,11 @@ def true_class_subset_ece(labels, probs, num_bins=15, from_logits=False):
     the one behind the cwECE column of the ILS paper's tables; it is offered
     only to compare with those numbers. Classes without instances are skipped.
     """
+    num_bins = check_num_bins(num_bins)
     ids, p = prepare(labels, probs, from_logits)
-    values = [ece(ids[ids == j], p[ids == j], num_bins) for j in range(p.shape[1]) if np.any(ids == j)]
+    values = [
+        ece(ids[ids == j], p[ids == j], num_bins) for j in range(p.shape[1]) if np.any(ids == j)
+    ]
     return float(np.mean(values))
 
 
@@ -280,12 +525,9 @@ def adaptive_ece(labels, probs, num_bins=15, from_logits=False):
 
 def _log_probs(labels, probs, from_logits):
     """ids, probabilities and log-probabilities (exact log-softmax for logits)."""
-    ids, p = prepare(labels, probs, from_logits)
-    if not from_logits:
+    ids, p, z = _prepare(labels, probs, from_logits)
+    if z is None:
         return ids, p, np.log(np.maximum(p, _EPS))
-    z = np.asarray(ops.convert_to_numpy(probs), dtype="float64")
-    if z.ndim == 1:
-        z = np.stack([np.zeros_like(z), z], axis=1)
     z = z - z.max(axis=1, keepdims=True)
     return ids, p, z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
@@ -321,7 +563,7 @@ def bin_statistics(labels, probs, num_bins=15, from_logits=False):
     """
     num_bins = check_num_bins(num_bins)
     ids, p = prepare(labels, probs, from_logits)
-    sums = np.asarray(ops.convert_to_numpy(confidence_bin_sums(_onehot(ids, p.shape[1]), p, num_bins)), "float64")
+    sums = _numpy_confidence_sums(ids, p, num_bins)
     counts = sums[0]
     with np.errstate(invalid="ignore", divide="ignore"):
         confidence = np.where(counts > 0, sums[1] / counts, np.nan)
@@ -331,19 +573,20 @@ def bin_statistics(labels, probs, num_bins=15, from_logits=False):
         "counts": counts.astype("int64"),
         "confidence": confidence,
         "accuracy": acc,
-        "ece": float(np.abs(sums[2] - sums[1]).sum() / counts.sum()),
+        "ece": _ece_value(sums),
     }
 
 
 def summary(labels, probs, num_bins=15, from_logits=False):
     """accuracy, nll, ece, classwise_ece and brier in one dict of floats."""
+    num_bins = check_num_bins(num_bins)
     ids, p, log_p = _log_probs(labels, probs, from_logits)
     onehot = _onehot(ids, p.shape[1])
     return {
         "accuracy": float((p.argmax(axis=1) == ids).mean()),
         "nll": float(-log_p[np.arange(len(ids)), ids].mean()),
-        "ece": float(ece_from_sums(confidence_bin_sums(onehot, p, num_bins))),
-        "classwise_ece": float(classwise_ece_from_sums(classwise_bin_sums(onehot, p, num_bins))),
+        "ece": _ece_value(_numpy_confidence_sums(ids, p, num_bins)),
+        "classwise_ece": _classwise_value(_numpy_classwise_sums(ids, p, num_bins)),
         "brier": float(((p - onehot) ** 2).sum(axis=1).mean()),
     }
 

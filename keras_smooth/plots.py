@@ -51,6 +51,9 @@ def reliability_diagram(labels, probs, num_bins=15, from_logits=False, title=Non
     Bars show the accuracy of each non-empty bin; hatched red marks the gap to
     the bin's mean confidence; the dashed diagonal is perfect calibration; the
     legend gives the ECE; the lower panel shows the share of samples per bin.
+    Predictions are read as in `keras_smooth.calibration` (`(N, K)`, or binary
+    `(N,)`/`(N, 1)` P(class 1); non-probabilities are treated as logits with a
+    warning unless `from_logits=True`).
 
     Returns:
         a `matplotlib.figure.Figure`.

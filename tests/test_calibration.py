@@ -179,8 +179,6 @@ def test_fit_temperature_reports_an_optimum_outside_the_bounds():
 @pytest.mark.parametrize(
     "call,match",
     [
-        (lambda: calibration.ece([0], [[1.2, -0.2]]), r"`probs` must lie in \[0, 1\]"),
-        (lambda: calibration.ece([0], [[0.5, 0.6]]), r"must sum to 1 \(tolerance 0.001\)"),
         (lambda: calibration.ece([0], [[np.nan, 1.0]]), r"NaN or Inf"),
         (lambda: calibration.ece([0, 1], [[0.5, 0.5]]), r"`labels` has 2 rows but `probs` has 1"),
         (lambda: calibration.ece([2], [[0.5, 0.5]]), r"`labels` must be class ids in \[0, 2\), got 2"),

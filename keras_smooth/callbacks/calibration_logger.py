@@ -4,7 +4,9 @@ import os
 import warnings
 
 import keras
+import numpy as np
 
+from keras_smooth import _checks
 from keras_smooth import calibration
 from keras_smooth.callbacks._validation_data import predict_with_labels
 
@@ -24,19 +26,26 @@ class CalibrationLogger(keras.callbacks.Callback):
     Args:
         validation_data: `(x, y)` or an iterable of `(x, y)` batches.
         num_bins: bins for ECE and the diagrams. Default 15.
-        from_logits: whether the model outputs logits (default True).
+        from_logits: whether the model outputs logits. `None` (default)
+            decides from the validation predictions by the library-wide
+            rule (`calibration.looks_like_probabilities`): probabilities are
+            used as they are, anything else goes through a softmax (sigmoid
+            for `(N,)`/`(N, 1)` outputs). `True` always applies the softmax;
+            `False` does the same detection with a warning when it fires.
         every: log every `every` epochs.
         reliability_dir: folder for per-epoch reliability-diagram PNGs.
         tensorboard_dir: folder for TensorBoard scalars and images.
         prefix: prefix of the log keys.
     """
 
-    def __init__(self, validation_data=None, num_bins=15, from_logits=True, every=1,
+    def __init__(self, validation_data=None, num_bins=15, from_logits=None, every=1,
                  reliability_dir=None, tensorboard_dir=None, prefix="val_"):
         super().__init__()
         self.validation_data = validation_data
         self.num_bins = calibration.check_num_bins(num_bins)
-        self.from_logits = bool(from_logits)
+        if from_logits is not None:
+            from_logits = _checks.check_bool("from_logits", from_logits)
+        self.from_logits = from_logits
         if int(every) < 1:
             raise ValueError(f"`every` must be >= 1, got {every}.")
         self.every = int(every)
@@ -58,7 +67,12 @@ class CalibrationLogger(keras.callbacks.Callback):
         if self.validation_data is None or (epoch + 1) % self.every:
             return
         labels, preds = predict_with_labels(self.model, self.validation_data)
-        measures = calibration.summary(labels, preds, self.num_bins, from_logits=self.from_logits)
+        from_logits = self.from_logits
+        if from_logits is None:
+            preds = np.asarray(preds, dtype="float64")
+            binary = calibration.is_binary_shape(preds.shape)
+            from_logits = not bool(calibration.looks_like_probabilities(preds, binary))
+        measures = calibration.summary(labels, preds, self.num_bins, from_logits=from_logits)
         values = {
             f"{self.prefix}ece": measures["ece"],
             f"{self.prefix}classwise_ece": measures["classwise_ece"],
@@ -73,7 +87,7 @@ class CalibrationLogger(keras.callbacks.Callback):
             from keras_smooth import plots
 
             figure = plots.reliability_diagram(
-                labels, preds, num_bins=self.num_bins, from_logits=self.from_logits,
+                labels, preds, num_bins=self.num_bins, from_logits=from_logits,
                 title=f"epoch {epoch + 1}",
             )
         if self.reliability_dir:
