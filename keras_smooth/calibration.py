@@ -722,10 +722,12 @@ def _temperature_inputs(logits, labels, from_logits):
         raise TypeError(f"`logits` must be an array of real numbers: {error}") from None
     if z.dtype.kind == "c" or z.ndim not in (1, 2):
         raise ValueError(
-            f"`logits` must be real with shape (N, K) or (N,), got {z.dtype} {z.shape}."
+            f"`logits` must be real with shape (N, K), (N, 1) or (N,), got {z.dtype} {z.shape}."
         )
     if z.shape[0] == 0 or z.size == 0:
         raise ValueError(f"`logits` is empty (shape {z.shape}): a fit needs at least one sample.")
+    if z.ndim == 2 and z.shape[1] == 1:  # binary, as everywhere in this module
+        z = z[:, 0]
     if z.ndim == 2 and z.shape[1] < 2:
         raise ValueError(
             f"`logits` must have K >= 2 classes, got shape {z.shape}: a temperature cannot "

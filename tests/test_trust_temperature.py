@@ -241,8 +241,7 @@ def test_derivatives_match_finite_differences():
         (np.zeros((0, 3)), [], r"`logits` is empty"),
         ([[np.nan, 1.0]], [0], r"`logits` must be finite, got nan"),
         ([[1.0, -np.inf]], [0], r"`logits` must be finite, got -inf"),
-        (np.zeros((3, 1)), [0, 0, 0], r"`logits` must have K >= 2 classes"),
-        (np.zeros((2, 2, 2)), [0, 1], r"`logits` must be real with shape \(N, K\) or \(N,\)"),
+        (np.zeros((2, 2, 2)), [0, 1], r"`logits` must be real with shape \(N, K\), \(N, 1\)"),
         ([[1.0, 0.0]], [2], r"`labels` must be class ids in \[0, 2\), got 2"),
         ([[1.0, 0.0]], [-1], r"`labels` must be class ids in \[0, 2\), got -1"),
         ([[1.0, 0.0]], [0, 1], r"`labels` has 2 rows but `logits` has 1"),
@@ -252,6 +251,25 @@ def test_derivatives_match_finite_differences():
 def test_bad_input_is_named(logits, labels, match):
     with pytest.raises(ValueError, match=match):
         calibration.fit_temperature(logits, labels)
+
+
+def test_binary_logits_of_shape_n_1_fit_as_shape_n():
+    rng = np.random.default_rng(4)
+    z = rng.normal(size=300) * 4
+    y = (rng.random(300) < 1 / (1 + np.exp(-z / 2))).astype(int)   # twice over-confident
+    flat = calibration.fit_temperature(z, y)
+    column = calibration.fit_temperature(z[:, None], y[:, None])
+    assert column.converged and column.temperature == pytest.approx(flat.temperature, rel=1e-12)
+    # the binary NLL of sigmoid(z / T), minimised by SciPy, is the reference
+    from scipy.optimize import minimize_scalar
+
+    def nll(log_t):
+        s = z / np.exp(log_t)
+        return np.mean(np.logaddexp(0, s) - y * s)
+
+    best = minimize_scalar(nll, bounds=(np.log(0.01), np.log(100)), method="bounded",
+                           options={"xatol": 1e-10})
+    assert column.temperature == pytest.approx(np.exp(best.x), rel=1e-4)
 
 
 def test_bad_arguments_are_named():
