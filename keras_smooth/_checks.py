@@ -93,6 +93,60 @@ def check_finite(name, x):
         raise ValueError(f"`{name}` must be finite, got {bad}.")
 
 
+PROBABILITY_ATOL = 1e-3
+_ROUNDOFF = {"float16": 2.0**-11, "bfloat16": 2.0**-8}
+
+
+def probability_atol(dtype):
+    """How far from 1 a row of probabilities held in `dtype` may sum.
+
+    `PROBABILITY_ATOL` (1e-3), except for float16 and bfloat16, whose softmax
+    rows sum to 1 only within a few roundoffs (about 3e-3 for bfloat16): they
+    get 4 roundoffs of their dtype (2e-3 and 1.6e-2).
+    """
+    roundoff = _ROUNDOFF.get(keras.backend.standardize_dtype(dtype))
+    return PROBABILITY_ATOL if roundoff is None else max(PROBABILITY_ATOL, 4 * roundoff)
+
+
+def looks_like_probabilities(values, binary=False, dtype=None):
+    """The library-wide test of whether predictions are probabilities.
+
+    Predictions count as probabilities only if every value is in [0, 1] and,
+    for `(N, K)` predictions, every row sums to 1 within
+    `probability_atol(dtype)` (`binary=True`: the range test alone). Anything
+    else -- including NaN -- is read as logits. NumPy arrays are tested in
+    NumPy, anything else in `keras.ops`, so the test runs eagerly, in a
+    `tf.function` and under `jax.jit` alike.
+
+    Args:
+        values: `(N, K)` predictions, or `(N,)` with `binary=True`.
+        binary: whether `values` are binary P(class 1) values.
+        dtype: the dtype the predictions were held in before any cast
+            (default: `values.dtype`); it sets the row-sum tolerance.
+
+    Returns:
+        A boolean scalar (`numpy.bool_` or a backend tensor).
+
+    Examples:
+    >>> import numpy as np
+    >>> from keras_smooth import calibration
+    >>> bool(calibration.looks_like_probabilities(np.array([[0.2, 0.8], [0.5, 0.5]])))
+    True
+    >>> bool(calibration.looks_like_probabilities(np.array([[2.0, -1.0], [0.5, 0.5]])))
+    False
+    >>> bool(calibration.looks_like_probabilities(np.array([0.3, 0.9]), binary=True))
+    True
+    """
+    xp = np if isinstance(values, np.ndarray) else ops
+    # min(x, initial=0) >= 0 iff every x >= 0 (and empty input passes); same for max.
+    in_range = xp.logical_and(xp.min(values, initial=0.0) >= 0, xp.max(values, initial=1.0) <= 1)
+    if binary:
+        return in_range
+    atol = probability_atol(values.dtype if dtype is None else dtype)
+    off = xp.max(xp.abs(xp.sum(values, axis=-1) - 1.0), initial=0.0)
+    return xp.logical_and(in_range, off <= atol)
+
+
 def static_dim(x, axis=-1):
     if not hasattr(x, "shape"):
         x = np.asarray(x)

@@ -44,7 +44,8 @@ from keras import ops
 
 from keras_smooth import _checks
 
-PROBABILITY_ATOL = 1e-3
+PROBABILITY_ATOL = _checks.PROBABILITY_ATOL
+looks_like_probabilities = _checks.looks_like_probabilities
 _EPS = 1e-12
 
 
@@ -76,42 +77,6 @@ def is_binary_shape(shape):
     return len(shape) == 1 or (len(shape) == 2 and shape[-1] == 1)
 
 
-def looks_like_probabilities(values, binary=False):
-    """The library-wide test of whether predictions are probabilities.
-
-    Predictions count as probabilities only if every value is in [0, 1] and,
-    for `(N, K)` predictions, every row sums to 1 within `PROBABILITY_ATOL`
-    (`binary=True`: the range test alone). Anything else -- including NaN --
-    is read as logits. NumPy arrays are tested in NumPy (float64), anything
-    else in `keras.ops`, so the test runs eagerly, in a `tf.function` and
-    under `jax.jit` alike.
-
-    Args:
-        values: `(N, K)` predictions, or `(N,)` with `binary=True`.
-        binary: whether `values` are binary P(class 1) values.
-
-    Returns:
-        A boolean scalar (`numpy.bool_` or a backend tensor).
-
-    Examples:
-    >>> import numpy as np
-    >>> from keras_smooth import calibration
-    >>> bool(calibration.looks_like_probabilities(np.array([[0.2, 0.8], [0.5, 0.5]])))
-    True
-    >>> bool(calibration.looks_like_probabilities(np.array([[2.0, -1.0], [0.5, 0.5]])))
-    False
-    >>> bool(calibration.looks_like_probabilities(np.array([0.3, 0.9]), binary=True))
-    True
-    """
-    xp = np if isinstance(values, np.ndarray) else ops
-    # min(x, initial=0) >= 0 iff every x >= 0 (and empty input passes); same for max.
-    in_range = xp.logical_and(xp.min(values, initial=0.0) >= 0, xp.max(values, initial=1.0) <= 1)
-    if binary:
-        return in_range
-    off = xp.max(xp.abs(xp.sum(values, axis=-1) - 1.0), initial=0.0)
-    return xp.logical_and(in_range, off <= PROBABILITY_ATOL)
-
-
 def to_probabilities(predictions, from_logits):
     """`(N, K)` probabilities from predictions by the library-wide rule (`keras.ops`).
 
@@ -127,7 +92,8 @@ def to_probabilities(predictions, from_logits):
         is True when a softmax/sigmoid was applied.
     """
     y = ops.convert_to_tensor(predictions)
-    y = ops.cast(y, "float64" if ops.dtype(y) == "float64" else "float32")
+    held = ops.dtype(y)  # float16/bfloat16 probabilities get their own row-sum tolerance
+    y = ops.cast(y, "float64" if held == "float64" else "float32")
     binary = is_binary_shape(tuple(y.shape))
     if binary:
         y = ops.reshape(y, (-1,))
@@ -136,7 +102,7 @@ def to_probabilities(predictions, from_logits):
         converted = ops.convert_to_tensor(True)
         probs = squash(y)
     else:  # `cond`, not `where`: the softmax is computed only when needed
-        converted = ops.logical_not(looks_like_probabilities(y, binary))
+        converted = ops.logical_not(looks_like_probabilities(y, binary, dtype=held))
         if _checks.is_concrete(converted):  # eager: JAX would retrace `cond` on every call
             probs = squash(y) if bool(converted) else y
         else:
@@ -146,7 +112,7 @@ def to_probabilities(predictions, from_logits):
     return probs, converted
 
 
-def _as_numpy_probabilities(p, from_logits):
+def _as_numpy_probabilities(p, from_logits, held=None):
     """NumPy float64 twin of `to_probabilities` (same rule), warning on a switch.
 
     Returns `(probs (N, K), logits (N, K) or None)`; `logits` is set when the
@@ -155,7 +121,7 @@ def _as_numpy_probabilities(p, from_logits):
     binary = is_binary_shape(p.shape)
     if binary:
         p = p.reshape(-1)
-    converted = from_logits or not bool(looks_like_probabilities(p, binary))
+    converted = from_logits or not bool(looks_like_probabilities(p, binary, dtype=held))
     if converted and not from_logits:
         warnings.warn(
             "`probs` are not probabilities (values outside [0, 1] or rows not summing to 1 "
@@ -174,7 +140,8 @@ def _as_numpy_probabilities(p, from_logits):
 def _prepare(labels, probs, from_logits):
     """`prepare` that also returns the logits it used (None for probabilities)."""
     from_logits = _checks.check_bool("from_logits", from_logits)
-    p = np.asarray(ops.convert_to_numpy(probs), dtype="float64")
+    raw = np.asarray(ops.convert_to_numpy(probs))
+    p = np.asarray(raw, dtype="float64")
     if not (p.ndim == 1 or (p.ndim == 2 and p.shape[1] >= 1)):
         raise ValueError(
             f"`probs` must have shape (N, K), (N, 1) or (N,), got {p.shape}."
@@ -184,7 +151,7 @@ def _prepare(labels, probs, from_logits):
     if not np.all(np.isfinite(p)):
         bad = p[~np.isfinite(p)][0]
         raise ValueError(f"`probs` must be finite, got {bad} (contains NaN or Inf).")
-    p, logits = _as_numpy_probabilities(p, from_logits)
+    p, logits = _as_numpy_probabilities(p, from_logits, held=raw.dtype)
     ids = _label_ids(labels, p.shape[1], p.shape[0])
     return ids, p, logits
 

@@ -23,7 +23,6 @@ from keras_smooth.layers.temperature_scaling import (
     TemperatureScaling,
     check_temperature,
     log_probabilities,
-    row_sum_tolerance,
 )
 
 _AUTOMATIC_NAME = re.compile(r"keras_tensor(_\d+)?")  # Keras's name for an unnamed Input
@@ -150,9 +149,9 @@ def _serving_function(base, structure, temperature, from_logits):
             inputs = keras.tree.pack_sequence_as(structure, list(args))
         outputs = base(inputs, training=False)
         _check_outputs(outputs)
-        tolerance = row_sum_tolerance(outputs.dtype.name)
+        held = outputs.dtype.name
         outputs = tf.cast(outputs, tf.float32)  # float16 under mixed precision
-        logits = outputs if from_logits else log_probabilities(outputs, tolerance)
+        logits = outputs if from_logits else log_probabilities(outputs, held)
         t = tf.cast(temperature, tf.float32)
         return {
             "logits": logits,

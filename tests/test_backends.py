@@ -19,6 +19,7 @@ AGNOSTIC = [
     "tests/test_matrix_training_any_backend.py",
     "tests/test_calibration.py",
     "tests/test_trust_losses.py",
+    "tests/test_trust_metrics.py",
     "tests/test_trust_saving.py",
     "tests/test_trust_temperature.py",
     "keras_smooth/targets.py",

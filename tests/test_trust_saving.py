@@ -290,7 +290,8 @@ def test_every_public_loss_round_trips_through_serialization(name):
     for revived in (type(loss).from_config(json.loads(json.dumps(config))),
                     keras.saving.deserialize_keras_object(json.loads(payload))):
         assert type(revived) is type(loss)
-        assert (revived.name, revived.reduction, revived.dtype) == (f"my_{name}", "sum", "float16")
+        assert (revived.name, revived.reduction) == (f"my_{name}", "sum")
+        assert revived.get_config()["dtype"] == "float16"  # computed in float32, returned as float16
         assert json.dumps(revived.get_config()) == json.dumps(config)
         np.testing.assert_array_equal(_np(revived(y, logits)), value)
 

@@ -9,7 +9,6 @@ from keras import ops
 from keras_smooth import _checks
 
 _EPS = 1e-12  # floor of the probabilities before the logarithm (float32 keeps it)
-_ROW_SUM_TOLERANCE = 1e-3  # the library-wide test for "these are probabilities"
 
 
 def check_temperature(value, name="temperature"):
@@ -26,29 +25,16 @@ def check_temperature(value, name="temperature"):
     return _checks.check_positive(name, value)
 
 
-def row_sum_tolerance(dtype):
-    """How far from 1 a row of probabilities in `dtype` may sum: 1e-3, or 4 roundoffs.
-
-    1e-3 is the library-wide rule; float16 (roundoff 2**-11) and bfloat16
-    (2**-8) probabilities cannot meet it, so they get 4 roundoffs.
-    """
-    roundoffs = {"float16": 2.0**-11, "bfloat16": 2.0**-8}
-    roundoff = roundoffs.get(keras.backend.standardize_dtype(dtype))
-    return _ROW_SUM_TOLERANCE if roundoff is None else max(_ROW_SUM_TOLERANCE, 4 * roundoff)
-
-
-def log_probabilities(inputs, tolerance=_ROW_SUM_TOLERANCE):
+def log_probabilities(inputs, held_dtype=None):
     """log(max(p, 1e-12)) of a batch of probabilities; log_softmax of a batch that is not.
 
-    A batch counts as probabilities when every value is in [0, 1] and every row
-    sums to 1 within `tolerance`; otherwise it is taken for logits (per batch,
-    in eager and graph mode). Either way softmax(result / T) is the tempered
-    distribution.
+    The batch is tested by the library-wide rule
+    (`keras_smooth._checks.looks_like_probabilities`, with the row-sum tolerance
+    of `held_dtype`, the dtype the predictions had before any cast); a batch
+    that is not probabilities is taken for logits (per batch, in eager and
+    graph mode). Either way softmax(result / T) is the tempered distribution.
     """
-    in_range = ops.logical_and(ops.all(inputs >= 0.0), ops.all(inputs <= 1.0))
-    row_sums = ops.sum(inputs, axis=-1)
-    sums_to_one = ops.all(ops.abs(row_sums - 1.0) <= tolerance)
-    is_probability = ops.logical_and(in_range, sums_to_one)
+    is_probability = _checks.looks_like_probabilities(inputs, dtype=held_dtype)
     from_probabilities = ops.log(ops.maximum(inputs, _EPS))
     return ops.where(is_probability, from_probabilities, ops.log_softmax(inputs, axis=-1))
 
@@ -126,7 +112,7 @@ class TemperatureScaling(keras.layers.Layer):
         input_dtype = keras.backend.standardize_dtype(inputs.dtype)
         dtype = "float64" if input_dtype == "float64" else "float32"
         x = ops.cast(inputs, dtype)
-        logits = x if self.from_logits else log_probabilities(x, row_sum_tolerance(input_dtype))
+        logits = x if self.from_logits else log_probabilities(x, input_dtype)
         scaled = logits / ops.cast(self.temperature, dtype)
         outputs = ops.softmax(scaled, axis=-1) if self.softmax else scaled
         return ops.cast(outputs, self.compute_dtype)

@@ -28,8 +28,7 @@ def log_probabilities(y_pred, from_logits):
         return from_softmax
     eps = keras.config.epsilon()
     sums = ops.sum(y_pred, axis=-1, keepdims=True)
-    in_range = ops.logical_and(ops.all(y_pred >= 0), ops.all(y_pred <= 1))
-    are_probs = ops.logical_and(in_range, ops.all(ops.abs(sums - 1.0) <= 1e-3))
+    are_probs = _checks.looks_like_probabilities(y_pred)
     safe = ops.where(are_probs, y_pred / ops.where(are_probs, sums, 1.0), 0.5)
     from_probs = ops.log(ops.clip(safe, eps, 1.0 - eps))
     return ops.where(are_probs, from_probs, from_softmax)
@@ -38,19 +37,19 @@ def log_probabilities(y_pred, from_logits):
 def renormalize_16bit_probabilities(y_pred):
     """float16/bfloat16 probabilities -> float32 rows that sum to 1; other inputs unchanged.
 
-    A bfloat16 softmax output sums to 1 only within about 3e-3, so it would
-    fail the 1e-3 test of `log_probabilities` and be taken for logits. A 16-bit
-    batch with every value in [0, 1] and every row sum within 1e-2 of 1 is
-    divided by its row sums in float32 first.
+    A bfloat16 softmax output sums to 1 only within about 3e-3, so once cast to
+    float32 it would fail the 1e-3 test of `log_probabilities` and be taken
+    for logits. A 16-bit batch that passes the library-wide test with its own
+    dtype's tolerance (`_checks.looks_like_probabilities`) is divided by its
+    row sums in float32 first.
     """
     if not hasattr(y_pred, "dtype"):
         return y_pred
     if keras.backend.standardize_dtype(y_pred.dtype) not in ("float16", "bfloat16"):
         return y_pred
+    close = _checks.looks_like_probabilities(y_pred)
     probs = ops.cast(y_pred, "float32")
     sums = ops.sum(probs, axis=-1, keepdims=True)
-    in_range = ops.logical_and(ops.all(probs >= 0), ops.all(probs <= 1))
-    close = ops.logical_and(in_range, ops.all(ops.abs(sums - 1.0) <= 1e-2))
     return ops.where(close, probs / ops.where(close, sums, 1.0), probs)
 
 

@@ -178,6 +178,5 @@ class LearnableTargetLoss(_common.Loss):
                 self.matrix_layer.regularizer
             ),
             matrix_trainable=bool(self.matrix_layer.trainable),
-            dtype=self.dtype,
         )
         return config

@@ -36,7 +36,6 @@ class _FunctionLoss(_common.Loss):
 
     def get_config(self):
         config = super().get_config()
-        config["dtype"] = self.dtype  # keras.losses.Loss leaves it out
         config.update({k: getattr(self, k) for k in self.settings})
         return config
 
@@ -401,7 +400,7 @@ class OnlineLabelSmoothingLoss(_common.Loss):
     def get_config(self):
         config = super().get_config()
         config.update(num_classes=self.num_classes, alpha=self.alpha, from_logits=self.from_logits,
-                      soft_matrix=self.matrix.tolist(), dtype=self.dtype)  # Loss leaves dtype out
+                      soft_matrix=self.matrix.tolist())
         return config
 
 

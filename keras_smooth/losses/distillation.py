@@ -179,7 +179,6 @@ class DistillationLoss(_common.Loss):
 
     def get_config(self):
         config = super().get_config()
-        config["dtype"] = self.dtype  # keras.losses.Loss leaves it out
         config.update(
             beta=self.beta, temperature=self.temperature, from_logits=self.from_logits
         )
@@ -308,7 +307,6 @@ class SubstituteTeacherLoss(_common.Loss):
 
     def get_config(self):
         config = super().get_config()
-        config["dtype"] = self.dtype  # keras.losses.Loss leaves it out
         config.update(
             matrix=self.matrix.tolist(),
             alpha=self.alpha,

@@ -94,7 +94,6 @@ class LabelSmoothingLoss(_common.Loss):
 
     def get_config(self):
         config = super().get_config()
-        config["dtype"] = self.dtype  # keras.losses.Loss leaves it out
         config.update(
             epsilon=self.epsilon,
             from_logits=self.from_logits,
