@@ -147,6 +147,36 @@ def looks_like_probabilities(values, binary=False, dtype=None):
     return xp.logical_and(in_range, off <= atol)
 
 
+def check_class_matrix(name, value, num_classes=None, rows_sum_to_one=True):
+    """A finite K x K class matrix as float64 NumPy, checked; errors quote one bad value.
+
+    With `rows_sum_to_one`, entries must be non-negative and each row must sum
+    to 1 within 1e-4 (a matrix of class distributions, like Q, C or an OLS
+    soft matrix); otherwise any finite values pass (logits).
+    """
+    array = np.asarray(value, dtype="float64")
+    k = num_classes if num_classes is not None else (array.shape[0] if array.ndim else 0)
+    if array.shape != (k, k) or k < 2:
+        expected = f"({k}, {k}) (num_classes)" if num_classes is not None else "K x K with K >= 2"
+        raise ValueError(f"`{name}` must have shape {expected}, got shape {array.shape}.")
+    bad = ~np.isfinite(array)
+    if rows_sum_to_one:
+        bad |= array < 0
+    if bad.any():
+        index = tuple(int(i) for i in np.argwhere(bad)[0])
+        what = "hold finite, non-negative probabilities" if rows_sum_to_one else "be finite"
+        raise ValueError(f"`{name}` must {what}, got {array[index]} at {index}.")
+    if rows_sum_to_one:
+        off = np.abs(array.sum(axis=1) - 1.0)
+        if off.max() > 1e-4:
+            row = int(off.argmax())
+            raise ValueError(
+                f"Every row of `{name}` must sum to 1 (tolerance 1e-4); row {row} sums to "
+                f"{array[row].sum()}."
+            )
+    return array
+
+
 def static_dim(x, axis=-1):
     if not hasattr(x, "shape"):
         x = np.asarray(x)

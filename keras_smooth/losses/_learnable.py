@@ -1,7 +1,6 @@
 """Base class for losses whose targets mix one-hot labels with a learned matrix."""
 
 import keras
-import numpy as np
 from keras import ops
 
 from keras_smooth import _checks
@@ -29,17 +28,6 @@ def matrix_loss_inputs(y_true, y_pred, matrix, alpha, from_logits):
     return mixed_targets(onehot, rows, alpha), log_probs, ops.exp(log_probs)
 
 
-def _check_logits(logits, num_classes):
-    """`matrix_logits` as a finite float32 K x K array."""
-    array = np.asarray(logits, dtype="float64")
-    if array.shape != (num_classes, num_classes):
-        raise ValueError(
-            f"`matrix_logits` must have shape ({num_classes}, {num_classes}) "
-            f"(num_classes), got shape {array.shape}."
-        )
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f"`matrix_logits` must be finite, got {array.tolist()}.")
-    return array.astype("float32")
 
 
 def _in_differentiable_trace(x):
@@ -107,7 +95,9 @@ class LearnableTargetLoss(_common.Loss):
         )
         if matrix_logits is not None:
             self.matrix_layer.logits.assign(
-                _check_logits(matrix_logits, self.num_classes)
+                _checks.check_class_matrix(
+                    "matrix_logits", matrix_logits, self.num_classes, rows_sum_to_one=False
+                ).astype("float32")
             )
         if matrix_optimizer is None:
             matrix_optimizer = keras.optimizers.Adam(DEFAULT_MATRIX_LEARNING_RATE)

@@ -382,7 +382,7 @@ class OnlineLabelSmoothingLoss(_common.Loss):
         self.from_logits = _checks.check_bool("from_logits", from_logits)
         initial = np.eye(self.num_classes) if soft_matrix is None else soft_matrix
         self.soft_matrix = keras.Variable(
-            _check_soft_matrix(initial, self.num_classes), trainable=False, name="ols_soft_matrix"
+            _checks.check_class_matrix("soft_matrix", initial, self.num_classes).astype("float32"), trainable=False, name="ols_soft_matrix"
         )
 
     def call(self, y_true, y_pred):
@@ -404,24 +404,6 @@ class OnlineLabelSmoothingLoss(_common.Loss):
         return config
 
 
-def _check_soft_matrix(matrix, num_classes):
-    """`soft_matrix` as a float32 K x K array of probability rows."""
-    array = np.asarray(matrix, dtype="float64")
-    if array.shape != (num_classes, num_classes):
-        raise ValueError(
-            f"`soft_matrix` must have shape ({num_classes}, {num_classes}) (num_classes), "
-            f"got shape {array.shape}."
-        )
-    if not np.all(np.isfinite(array)) or array.min() < 0:
-        raise ValueError(
-            f"`soft_matrix` must hold finite, non-negative probabilities, got {array.tolist()}."
-        )
-    sums = array.sum(axis=1)
-    if not np.allclose(sums, 1.0, atol=1e-4):
-        raise ValueError(
-            f"Every row of `soft_matrix` must sum to 1 (tolerance 1e-4), got sums {sums.tolist()}."
-        )
-    return array.astype("float32")
 
 
 def online_soft_matrix(labels, probs, previous):

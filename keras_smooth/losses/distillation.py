@@ -186,17 +186,7 @@ class DistillationLoss(_common.Loss):
 
 
 def _check_matrix(matrix, alpha):
-    array = np.asarray(matrix, dtype="float64")
-    if array.ndim != 2 or array.shape[0] != array.shape[1] or array.shape[0] < 2:
-        raise ValueError(f"`matrix` must be square K x K with K >= 2, got shape {array.shape}.")
-    if not np.all(np.isfinite(array)) or array.min() < 0:
-        bad = array[~np.isfinite(array) | (array < 0)][0]
-        raise ValueError(
-            f"`matrix` must hold finite, non-negative probabilities, got {bad}."
-        )
-    sums = array.sum(axis=1)
-    if not np.allclose(sums, 1.0, atol=1e-4):
-        raise ValueError(f"Every row of `matrix` must sum to 1 (tolerance 1e-4), got sums {sums}.")
+    array = _checks.check_class_matrix("matrix", matrix)
     if alpha == 1.0 and np.any(np.diag(array) == 0):
         raise ValueError(
             "`alpha` = 1 with a zero on the diagonal of `matrix` gives the true "
