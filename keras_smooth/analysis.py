@@ -45,7 +45,7 @@ def _class_ids(labels, num_classes, num_rows=None, name="labels"):
 def _finite_matrix(name, value, square=False, min_rows=2):
     m = np.asarray(value, dtype="float64")
     if m.ndim != 2 or m.shape[0] < min_rows or (square and m.shape[0] != m.shape[1]):
-        kind = "a square K x K matrix (K >= 2)" if square else f"a 2-D array with >= {min_rows} rows"
+        kind = "a square K x K matrix (K >= 2)" if square else f"2-D with >= {min_rows} rows"
         raise ValueError(f"`{name}` must be {kind}, got shape {m.shape}.")
     if not np.all(np.isfinite(m)):
         raise ValueError(f"`{name}` contains NaN or Inf.")
@@ -219,7 +219,9 @@ def top_related_classes(matrix, class_names=None, top=2):
     k = len(m)
     names = list(class_names) if class_names is not None else [str(i) for i in range(k)]
     if len(names) != k:
-        raise ValueError(f"`class_names` must name the {k} classes of `matrix`, got {len(names)} names.")
+        raise ValueError(
+            f"`class_names` must name the {k} classes of `matrix`, got {len(names)} names."
+        )
     if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
         raise ValueError(f"`top` must be a positive integer, got {top!r}.")
     out = {}

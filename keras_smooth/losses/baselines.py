@@ -382,7 +382,8 @@ class OnlineLabelSmoothingLoss(_common.Loss):
         self.from_logits = _checks.check_bool("from_logits", from_logits)
         initial = np.eye(self.num_classes) if soft_matrix is None else soft_matrix
         self.soft_matrix = keras.Variable(
-            _checks.check_class_matrix("soft_matrix", initial, self.num_classes).astype("float32"), trainable=False, name="ols_soft_matrix"
+            _checks.check_class_matrix("soft_matrix", initial, self.num_classes).astype("float32"),
+            trainable=False, name="ols_soft_matrix",
         )
 
     def call(self, y_true, y_pred):
