@@ -138,7 +138,7 @@ def test_best_model_is_the_best_trial_reloaded_calibrated_and_exported(tmp_path)
     data = datasets.load("gaussian", seed=0)
     serve = tf.saved_model.load(best["export"]).signatures["serving_default"]
     (name,) = serve.structured_input_signature[1].keys()
-    assert name == "features"  # the default model's input, not keras_tensor_<N>
+    assert name == "inputs"  # an unnamed Input gets a stable name, not keras_tensor_<N>
     out = serve(**{name: tf.constant(data.x_val)})
     # The exported logits are the best epoch's: their validation NLL is the trial's score.
     assert calibration.nll(data.y_val, out["logits"].numpy(), from_logits=True) == pytest.approx(
