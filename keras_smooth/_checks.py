@@ -243,7 +243,7 @@ def _soft_tolerance(dtype, num_classes):
     return _SOFT_TOLERANCE
 
 
-def _rows_ok(labels, num_classes, kind):
+def label_rows_ok(labels, num_classes, kind):
     """Per-row validity as a backend tensor (the traced counterpart of `label_problem`)."""
     if kind == "ids":
         in_range = ops.logical_and(labels >= 0, labels < num_classes)
@@ -264,12 +264,12 @@ def _rows_ok(labels, num_classes, kind):
 
 def _traced_label_check(labels, num_classes, name, kind):
     """Raise at run time where the backend can; return per-row validity."""
-    ok = _rows_ok(labels, num_classes, kind)
+    ok = label_rows_ok(labels, num_classes, kind)
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
 
-        first_bad = tf.gather(labels, tf.argmin(tf.cast(ok, tf.int32)))
+        first_bad = tf.boolean_mask(labels, tf.logical_not(ok))[:1]  # empty batches pass
         what = {"ids": f"class ids in [0, {num_classes}) (whole numbers)",
                 "onehot": "one-hot rows (0/1 with exactly one 1)",
                 "soft": "label distributions (non-negative, summing to 1)"}[kind]

@@ -137,6 +137,20 @@ def _as_numpy_probabilities(p, from_logits, held=None):
     return (_softmax(p), p) if converted else (p, None)
 
 
+def reads_as_logits(predictions):
+    """Whether the library-wide rule reads `predictions` (NumPy, eager) as logits.
+
+    Tested with the row-sum tolerance of the predictions' own dtype, so 16-bit
+    probabilities count as probabilities. For callbacks whose `from_logits`
+    is None (decide from the predictions).
+    """
+    raw = np.asarray(ops.convert_to_numpy(predictions))
+    values = np.asarray(raw, dtype="float64")
+    binary = is_binary_shape(values.shape)
+    return not bool(looks_like_probabilities(values.reshape(-1) if binary else values, binary,
+                                             dtype=raw.dtype))
+
+
 def _prepare(labels, probs, from_logits):
     """`prepare` that also returns the logits it used (None for probabilities)."""
     from_logits = _checks.check_bool("from_logits", from_logits)
@@ -590,17 +604,32 @@ class TemperatureFit:
         return float(self.temperature)
 
 
-def apply_temperature(predictions, temperature, from_logits=True):
-    """Probabilities softmax(logits / T) as a float64 NumPy array.
+def _numpy_logits(p, from_logits, held=None):
+    """`(N, K)` float64 logits of checked predictions, by the library-wide rule.
 
-    With `from_logits=False` the predictions are probabilities and
-    `softmax(log p / T)` is returned.
+    Probabilities give log(max(p, 1e-12)); binary predictions give two columns
+    (logits z become [0, z]).
+    """
+    probs, logits = _as_numpy_probabilities(p, from_logits, held=held)
+    return logits if logits is not None else np.log(np.maximum(probs, _EPS))
+
+
+def apply_temperature(predictions, temperature, from_logits=True):
+    """Probabilities softmax(z / T) as a float64 NumPy array `(N, K)`.
+
+    z are the logits, or log p for probabilities; predictions are read by the
+    library-wide rule (`looks_like_probabilities`), so with `from_logits=False`
+    a batch that is not probabilities is taken for logits, with a warning.
+    Binary `(N,)`/`(N, 1)` predictions give the two columns [1 - q, q].
     """
     temperature = _checks.check_positive("temperature", temperature)
-    z = np.asarray(ops.convert_to_numpy(predictions), dtype="float64")
-    if not from_logits:
-        z = np.log(np.maximum(z, _EPS))
-    return _softmax(z / temperature)
+    raw = np.asarray(ops.convert_to_numpy(predictions))
+    p = np.asarray(raw, dtype="float64")
+    if p.ndim not in (1, 2) or p.shape[0] == 0:
+        raise ValueError(f"`predictions` must have shape (N, K), (N, 1) or (N,), got {p.shape}.")
+    if not np.all(np.isfinite(p)):
+        raise ValueError(f"`predictions` must be finite, got {p[~np.isfinite(p)][0]}.")
+    return _softmax(_numpy_logits(p, from_logits, held=raw.dtype) / temperature)
 
 
 _WARM_START_ROWS = 8192  # above this many rows, start from the optimum of every s-th row
@@ -705,9 +734,9 @@ def _temperature_inputs(logits, labels, from_logits):
     y = np.asarray(ops.convert_to_numpy(labels))
     if y.ndim >= 1 and y.shape[0] != z.shape[0]:
         raise ValueError(f"`labels` has {y.shape[0]} rows but `logits` has {z.shape[0]}.")
-    if not from_logits:
-        ids, p = prepare(y, z, from_logits=False)
-        z = np.log(np.maximum(p, _EPS))
+    if not from_logits:  # by the library-wide rule: logits stay logits, not log(softmax) clipped
+        z = _numpy_logits(np.asarray(z, dtype="float64"), False, held=z.dtype)
+        ids = _label_ids(y, z.shape[1], z.shape[0])
     elif z.ndim == 1:
         z = np.stack([np.zeros_like(z), z], axis=1)
         ids = _label_ids(y, 2, z.shape[0])
@@ -779,7 +808,7 @@ def _minimise_convex(objective, bounds, start, tol, max_iterations):
     `start_value`, the NLL at `start`.
     """
     bracket, known = list(bounds), [False, False]
-    beta, last_newton = start, None
+    beta, last_newton, last_hess = start, None, None
     value, grad, hess = objective(beta)
     best = start_best = (value, beta)
     log_steps = [np.log(bounds[1] / bounds[0])] * 2  # sizes of the last two steps in log beta

@@ -162,6 +162,11 @@ def _serving_function(base, structure, temperature, from_logits):
     return serve
 
 
+# What `tf.saved_model.save` writes; a folder holding only these may be replaced whole.
+_SAVED_MODEL_ENTRIES = {"saved_model.pb", "saved_model.pbtxt", "variables", "assets",
+                        "fingerprint.pb"}
+
+
 def _is_saved_model(folder):
     return any(os.path.isfile(os.path.join(folder, name)) for name in _SAVED_MODEL_FILES)
 
@@ -174,12 +179,33 @@ def _check_target(path, overwrite):
         raise ValueError(
             f"`path` must be a folder to write the SavedModel into, got a file: {path!r}."
         )
-    if not os.listdir(path):
+    if os.path.islink(path):
+        raise ValueError(f"`path` {path!r} is a symbolic link; export to the folder it names.")
+    here = os.path.abspath(os.getcwd())
+    if here == path or here.startswith(path.rstrip(os.sep) + os.sep):
+        raise ValueError(
+            f"`path` {path!r} is the working directory or one of its parents; export to a "
+            "folder of its own (for TF Serving, a numbered version folder)."
+        )
+    try:
+        entries = os.listdir(path)
+    except PermissionError as error:
+        raise PermissionError(
+            error.errno, f"cannot write the SavedModel to `path` {path!r}: it is not writable "
+            f"({error.strerror})") from error
+    if not entries:
         return
     if not _is_saved_model(path):
         raise ValueError(
             f"`path` {path!r} is a non-empty folder that is not a SavedModel; refusing to "
             "write into it. Export to a new or empty folder."
+        )
+    extra = sorted(set(entries) - _SAVED_MODEL_ENTRIES)
+    if extra:  # e.g. assets.extra/ warm-up requests, notes: replacing would delete them
+        raise ValueError(
+            f"`path` {path!r} holds a SavedModel and other files ({', '.join(extra[:3])}"
+            f"{', ...' if len(extra) > 3 else ''}) that replacing it would delete; move them "
+            "or export to a new version folder."
         )
     if not overwrite:
         raise ValueError(
@@ -192,7 +218,11 @@ def _staging_folder(path):
     parent = os.path.dirname(path)
     try:
         os.makedirs(parent, exist_ok=True)
-        return tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.export-", dir=parent)
+        staging = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.export-", dir=parent)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(staging, 0o777 & ~umask)  # mkdtemp's 0700 would hide it from a server's user
+        return staging
     except OSError as error:
         if error.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
             raise
@@ -239,8 +269,10 @@ def export_for_serving(
 
     The folder `path` is replaced whole: the export is written next to it and
     moved in place, so no file of an earlier export survives. A non-empty
-    folder that is not a SavedModel is refused, as is an earlier export with
-    `overwrite=False`. Remote paths (`gs://...`) are written directly by
+    folder that is not a SavedModel is refused, as is a SavedModel folder
+    holding anything else (e.g. `assets.extra/`, which replacing would
+    delete), a symbolic link, the working directory or one of its parents, and
+    an earlier export with `overwrite=False`. Remote paths (`gs://...`) are written directly by
     TensorFlow, without these checks.
 
     Args:

@@ -20,6 +20,7 @@ AGNOSTIC = [
     "tests/test_calibration.py",
     "tests/test_trust_losses.py",
     "tests/test_trust_metrics.py",
+    "tests/test_trust_review.py",
     "tests/test_trust_saving.py",
     "tests/test_trust_temperature.py",
     "keras_smooth/targets.py",

@@ -207,7 +207,7 @@ def _subclassed_and_overwritten(exports, rng):
                 input_signature=[tf.TensorSpec((None, 4), tf.float32)])
     plain = keras.Sequential([keras.Input((4,), name="features"), keras.layers.Dense(3)])
     path = exports.add("overwritten", plain, batches, None, temperature=2.0)
-    for stale in ("stale.txt", os.path.join("variables", "stale.data")):
+    for stale in (os.path.join("assets", "stale.txt"), os.path.join("variables", "stale.data")):
         with open(os.path.join(path, stale), "w") as f:
             f.write("from an earlier export")
     exports.add("overwritten", plain, batches,
@@ -314,7 +314,7 @@ def _assert_probabilities_case(case):
 
 def test_exporting_again_replaces_the_earlier_export_whole(served):
     case = served["overwritten"]
-    assert not os.path.exists(os.path.join(case["path"], "stale.txt"))
+    assert not os.path.exists(os.path.join(case["path"], "assets", "stale.txt"))
     assert not os.path.exists(os.path.join(case["path"], "variables", "stale.data"))
     assert sorted(os.listdir(os.path.dirname(case["path"]))) == ["1"]  # no staging folder left
     _assert_logits_case(case)  # T = 3 from the second export
@@ -519,6 +519,7 @@ def _read_only(folder):
 def test_export_to_a_read_only_folder_is_a_clear_error():
     model = keras.Sequential([keras.Input((4,), name="features"), keras.layers.Dense(3)])
     root = tempfile.mkdtemp()
+    os.chmod(root, 0o755)  # mkdtemp's 0700 would block `nobody` before the folder under test
     try:
         base = os.path.join(root, "model")
         earlier = os.path.join(base, "1")
@@ -553,3 +554,27 @@ def test_temperature_callback_refuses_empty_or_mismatched_validation_data(rng):
     model = _compile(keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)]))
     with pytest.raises(ValueError, match=r"`validation_data` yielded no batches"):
         model.fit(x, y, epochs=1, verbose=0, callbacks=[TemperatureScalingCallback(empty)])
+
+
+def test_export_never_deletes_what_is_not_part_of_a_saved_model(tmp_path, monkeypatch):
+    model = keras.Sequential([keras.Input((4,), name="features"), keras.layers.Dense(3)])
+    path = str(tmp_path / "model" / "1")
+    export_for_serving(model, path, temperature=2.0)
+    warmup = os.path.join(path, "assets.extra", "tf_serving_warmup_requests")
+    os.makedirs(os.path.dirname(warmup))
+    with open(warmup, "wb") as f:
+        f.write(b"requests")
+    with pytest.raises(ValueError, match=r"other files \(assets.extra\).*would delete"):
+        export_for_serving(model, path, temperature=3.0)
+    assert open(warmup, "rb").read() == b"requests"
+    link = str(tmp_path / "link")
+    os.symlink(path, link)
+    with pytest.raises(ValueError, match="symbolic link"):
+        export_for_serving(model, link, temperature=3.0)
+    shutil.rmtree(os.path.join(path, "assets.extra"))
+    monkeypatch.chdir(path)  # the working directory (or a parent) is never replaced
+    with pytest.raises(ValueError, match="working directory"):
+        export_for_serving(model, path, temperature=3.0)
+    with pytest.raises(ValueError, match="working directory"):
+        export_for_serving(model, str(tmp_path / "model"), temperature=3.0)
+    assert os.path.isfile(os.path.join(path, "saved_model.pb"))

@@ -4,7 +4,6 @@ import os
 import warnings
 
 import keras
-import numpy as np
 
 from keras_smooth import _checks
 from keras_smooth import calibration
@@ -68,10 +67,8 @@ class CalibrationLogger(keras.callbacks.Callback):
             return
         labels, preds = predict_with_labels(self.model, self.validation_data)
         from_logits = self.from_logits
-        if from_logits is None:
-            preds = np.asarray(preds, dtype="float64")
-            binary = calibration.is_binary_shape(preds.shape)
-            from_logits = not bool(calibration.looks_like_probabilities(preds, binary))
+        if from_logits is None:  # tested in the predictions' own dtype (16-bit tolerance)
+            from_logits = calibration.reads_as_logits(preds)
         measures = calibration.summary(labels, preds, self.num_bins, from_logits=from_logits)
         values = {
             f"{self.prefix}ece": measures["ece"],

@@ -4,7 +4,7 @@ import warnings
 
 import keras
 
-from keras_smooth import calibration
+from keras_smooth import _checks, calibration
 from keras_smooth.callbacks._validation_data import check_validation_tuple, predict_with_labels
 from keras_smooth.export import model_inputs
 from keras_smooth.layers.temperature_scaling import TemperatureScaling
@@ -27,8 +27,11 @@ class TemperatureScalingCallback(keras.callbacks.Callback):
         validation_data: `(x, y)` or an iterable of `(x, y)` batches. Empty
             data, or labels that do not match the samples, raise `ValueError`.
         every_epoch: also fit after every epoch.
-        from_logits: whether the model outputs logits (default) or
-            probabilities (their logarithms are then scaled).
+        from_logits: whether the model outputs logits or probabilities
+            (their logarithms are then scaled). `None` (default) decides from
+            the validation predictions by the library-wide rule
+            (`calibration.looks_like_probabilities`), so a softmax-output model
+            is never softmaxed twice.
         num_bins: bins of the ECE that is logged.
         bounds: `(T_min, T_max)` for the search.
 
@@ -46,7 +49,8 @@ class TemperatureScalingCallback(keras.callbacks.Callback):
     >>> calibrated = ts.calibrated_model()
     """
 
-    def __init__(self, validation_data, every_epoch=False, from_logits=True, num_bins=15, bounds=(0.01, 100.0)):
+    def __init__(self, validation_data, every_epoch=False, from_logits=None, num_bins=15,
+                 bounds=(0.01, 100.0)):
         super().__init__()
         if validation_data is None:
             raise ValueError("`validation_data` is required to fit a temperature; got None.")
@@ -54,24 +58,30 @@ class TemperatureScalingCallback(keras.callbacks.Callback):
             check_validation_tuple(validation_data)
         self.validation_data = validation_data
         self.every_epoch = bool(every_epoch)
-        self.from_logits = bool(from_logits)
+        if from_logits is not None:
+            from_logits = _checks.check_bool("from_logits", from_logits)
+        self.from_logits = from_logits
         self.num_bins = calibration.check_num_bins(num_bins)
         self.bounds = tuple(bounds)
         self.results = {}
 
     def _fit(self):
         labels, preds = predict_with_labels(self.model, self.validation_data)
+        from_logits = self.from_logits
+        if from_logits is None:
+            from_logits = calibration.reads_as_logits(preds)
+        self._fitted_from_logits = from_logits
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            fit = calibration.fit_temperature(preds, labels, bounds=self.bounds, from_logits=self.from_logits)
+            fit = calibration.fit_temperature(preds, labels, bounds=self.bounds, from_logits=from_logits)
         for w in caught:
             warnings.warn(f"TemperatureScalingCallback: {w.message}", stacklevel=2)
-        scaled = calibration.apply_temperature(preds, fit.temperature, self.from_logits)
+        scaled = calibration.apply_temperature(preds, fit.temperature, from_logits)
         self.results = {
             "temperature": float(fit.temperature),
             "val_nll_before": float(fit.nll_before),
             "val_nll_after": float(fit.nll_after),
-            "val_ece_before": calibration.ece(labels, preds, self.num_bins, from_logits=self.from_logits),
+            "val_ece_before": calibration.ece(labels, preds, self.num_bins, from_logits=from_logits),
             "val_ece_after": calibration.ece(labels, scaled, self.num_bins),
             "temperature_converged": float(fit.converged),
         }
@@ -108,9 +118,10 @@ class TemperatureScalingCallback(keras.callbacks.Callback):
         """
         if "temperature" not in self.results:
             raise ValueError("No temperature fitted yet: train the model with this callback first.")
-        softmax = (not self.from_logits) if softmax is None else bool(softmax)
+        from_logits = self._fitted_from_logits
+        softmax = (not from_logits) if softmax is None else bool(softmax)
         scaling = TemperatureScaling(
-            self.results["temperature"], softmax=softmax, from_logits=self.from_logits
+            self.results["temperature"], softmax=softmax, from_logits=from_logits
         )
         name = f"{self.model.name}_calibrated"
         inputs = model_inputs(self.model)

@@ -76,8 +76,8 @@ class LLSLoss(LearnableTargetLoss):
         matrix_trainable: whether Q trains (the same as setting
             `loss.matrix_layer.trainable`); kept by saving.
         matrix_logits: `(K, K)` starting logits of Q, overriding
-            `matrix_initializer`; `get_config()` puts the current logits here,
-            so a serialized or `.keras`-saved loss comes back with the same Q.
+            `matrix_initializer`. `get_config()` does not hold the learned
+            logits (a `.keras` file does); pass them here to copy a matrix.
 
     Examples:
     >>> import keras

@@ -73,8 +73,8 @@ class LSPlusPlusLoss(LearnableTargetLoss):
         matrix_trainable: whether C trains (the same as setting
             `loss.matrix_layer.trainable`); kept by saving.
         matrix_logits: `(K, K)` starting logits of C, overriding
-            `matrix_initializer`; `get_config()` puts the current logits here,
-            so a serialized or `.keras`-saved loss comes back with the same C.
+            `matrix_initializer`. `get_config()` does not hold the learned
+            logits (a `.keras` file does); pass them here to copy a matrix.
 
     Examples:
     >>> import keras

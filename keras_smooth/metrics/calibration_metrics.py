@@ -90,14 +90,11 @@ def _broadcast_weight(sample_weight, probs, dtype):
 
 
 def _labels_ok(y_true, num_classes):
-    """Boolean scalar: ids in [0, K), or one-hot rows (exactly one 1 per row)."""
+    """Boolean scalar: whole-number ids in [0, K), or one-hot rows (the losses' check)."""
     labels = ops.convert_to_tensor(y_true)
     if len(labels.shape) == 2 and labels.shape[-1] == num_classes:
-        one_hot = ops.logical_and(ops.all(ops.logical_or(labels == 0, labels == 1), axis=-1),
-                                  ops.sum(labels, axis=-1) == 1)
-        return ops.all(one_hot)
-    ids = calibration.label_ids(labels, num_classes)
-    return ops.all(ops.logical_and(ids >= 0, ids < num_classes))
+        return ops.all(_checks.label_rows_ok(labels, num_classes, "onehot"))
+    return ops.all(_checks.label_rows_ok(ops.reshape(labels, (-1,)), num_classes, "ids"))
 
 
 class _BinnedCalibrationMetric(keras.metrics.Metric):
