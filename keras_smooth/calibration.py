@@ -591,15 +591,35 @@ class TemperatureFit:
 
 
 def apply_temperature(predictions, temperature, from_logits=True):
-    """Probabilities softmax(logits / T) as a float64 NumPy array.
+    """Probabilities softmax(logits / T) as a float64 NumPy array `(N, K)`.
 
-    With `from_logits=False` the predictions are probabilities and
-    `softmax(log p / T)` is returned.
+    Predictions are read as everywhere in this module: `(N,)` and `(N, 1)`
+    are binary (logits z of class 1, or P(class 1)) and give two columns
+    `[1 - p, p]` with p = sigmoid(z / T). With `from_logits=False` the
+    predictions are probabilities and `softmax(log p / T)` is returned; a
+    batch that is not probabilities (`looks_like_probabilities`) is treated
+    as logits, with a `UserWarning` naming `from_logits`.
+
+    Raises:
+        ValueError: for a bad `temperature`, non-finite predictions or a
+            shape other than `(N, K)`, `(N, 1)` or `(N,)`.
+        TypeError: for a non-boolean `from_logits`.
     """
     temperature = _checks.check_positive("temperature", temperature)
-    z = np.asarray(ops.convert_to_numpy(predictions), dtype="float64")
-    if not from_logits:
-        z = np.log(np.maximum(z, _EPS))
+    from_logits = _checks.check_bool("from_logits", from_logits)
+    raw = np.asarray(ops.convert_to_numpy(predictions))
+    z = np.asarray(raw, dtype="float64")
+    if z.ndim not in (1, 2):
+        raise ValueError(f"`predictions` must have shape (N, K), (N, 1) or (N,), got {z.shape}.")
+    if not np.all(np.isfinite(z)):
+        raise ValueError(f"`predictions` must be finite, got {z[~np.isfinite(z)][0]}.")
+    if from_logits:
+        if is_binary_shape(z.shape):
+            z = z.reshape(-1)
+            z = np.stack([np.zeros_like(z), z], axis=1)
+    else:
+        p, logits = _as_numpy_probabilities(z, False, held=raw.dtype)
+        z = np.log(np.maximum(p, _EPS)) if logits is None else logits
     return _softmax(z / temperature)
 
 
@@ -949,6 +969,7 @@ def fit_temperature(
     """
     t_min, t_max = _check_temperature_bounds(bounds)
     tol = _checks.check_positive("tol", tol)
+    from_logits = _checks.check_bool("from_logits", from_logits)
     if (isinstance(max_iterations, bool) or not isinstance(max_iterations, (int, np.integer))
             or max_iterations < 1):
         raise ValueError(f"`max_iterations` must be a positive integer, got {max_iterations!r}.")

@@ -4,7 +4,7 @@ import warnings
 
 import keras
 
-from keras_smooth import calibration
+from keras_smooth import _checks, calibration
 from keras_smooth.callbacks._validation_data import check_validation_tuple, predict_with_labels
 from keras_smooth.export import model_inputs
 from keras_smooth.layers.temperature_scaling import TemperatureScaling
@@ -53,9 +53,10 @@ class TemperatureScalingCallback(keras.callbacks.Callback):
         if isinstance(validation_data, (tuple, list)):
             check_validation_tuple(validation_data)
         self.validation_data = validation_data
-        self.every_epoch = bool(every_epoch)
-        self.from_logits = bool(from_logits)
+        self.every_epoch = _checks.check_bool("every_epoch", every_epoch)
+        self.from_logits = _checks.check_bool("from_logits", from_logits)
         self.num_bins = calibration.check_num_bins(num_bins)
+        calibration._check_temperature_bounds(bounds)  # refuse bad bounds before training
         self.bounds = tuple(bounds)
         self.results = {}
 

@@ -1,0 +1,110 @@
+"""Edge cases found by adversarial testing: each test failed before its fix.
+
+Expected values come from NumPy written from the definitions here, never from
+the code under test.
+"""
+
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+import keras_smooth as ks
+from keras_smooth import calibration
+
+
+def np_sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def np_softmax(z):
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def np_ece(ids, probs, num_bins=15):
+    """Top-label ECE with bins ((m-1)/M, m/M], from the definition."""
+    conf = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == ids
+    edges = np.linspace(0, 1, num_bins + 1)
+    total = 0.0
+    for m in range(num_bins):
+        inside = (conf > edges[m]) & (conf <= edges[m + 1]) if m else (conf <= edges[1])
+        if inside.any():
+            total += abs(correct[inside].sum() - conf[inside].sum())
+    return total / len(ids)
+
+
+# --- apply_temperature follows the module's binary and logits conventions --------
+
+
+@pytest.mark.parametrize("shape", [(7,), (7, 1)])
+def test_apply_temperature_binary_logits_are_sigmoid(shape):
+    rng = np.random.default_rng(1)
+    z = rng.normal(size=7) * 3
+    got = calibration.apply_temperature(z.reshape(shape), 2.5)
+    p = np_sigmoid(z / 2.5)
+    np.testing.assert_allclose(got, np.stack([1 - p, p], axis=1), rtol=1e-12, atol=1e-15)
+
+
+def test_apply_temperature_binary_probabilities():
+    p = np.array([[0.1], [0.5], [0.9]])
+    got = calibration.apply_temperature(p, 2.0, from_logits=False)
+    logit = np.log(p[:, 0] / (1 - p[:, 0]))
+    expected = np_sigmoid(logit / 2.0)
+    np.testing.assert_allclose(got[:, 1], expected, rtol=1e-12)
+    np.testing.assert_allclose(got.sum(axis=1), 1.0, rtol=1e-12)
+
+
+def test_apply_temperature_logits_passed_as_probabilities_are_read_as_logits():
+    z = np.array([[3.0, -2.0, 0.5], [0.0, 1.0, 4.0]])
+    with pytest.warns(UserWarning, match="from_logits"):
+        got = calibration.apply_temperature(z, 2.0, from_logits=False)
+    np.testing.assert_allclose(got, np_softmax(z / 2.0), rtol=1e-12)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_apply_temperature_refuses_non_finite(bad):
+    with pytest.raises(ValueError, match="`predictions` must be finite"):
+        calibration.apply_temperature(np.array([[bad, 1.0]]), 2.0)
+
+
+def test_apply_temperature_refuses_bad_shape_and_flag():
+    with pytest.raises(ValueError, match="`predictions` must have shape"):
+        calibration.apply_temperature(np.zeros((2, 2, 2)), 2.0)
+    with pytest.raises(TypeError, match="`from_logits`"):
+        calibration.apply_temperature(np.zeros((2, 2)), 2.0, from_logits="no")
+
+
+def test_fit_temperature_refuses_non_boolean_from_logits():
+    with pytest.raises(TypeError, match="`from_logits`"):
+        calibration.fit_temperature(np.array([[1.0, 2.0], [2.0, 0.0]]), [0, 1], from_logits="no")
+
+
+# --- TemperatureScalingCallback -----------------------------------------------------
+
+
+def test_temperature_callback_refuses_bad_arguments_before_training():
+    data = (np.zeros((4, 2), "float32"), np.array([0, 1, 0, 1]))
+    with pytest.raises(ValueError, match="`bounds`"):
+        ks.TemperatureScalingCallback(validation_data=data, bounds=(5.0, 1.0))
+    with pytest.raises(TypeError, match="`from_logits`"):
+        ks.TemperatureScalingCallback(validation_data=data, from_logits="False")
+
+
+def test_temperature_callback_binary_logits_model_reports_true_ece_after():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 3)).astype("float32")
+    y = (x[:, 0] + 0.5 * rng.normal(size=120) > 0).astype("int32")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile("adam", keras.losses.BinaryCrossentropy(from_logits=True))
+    callback = ks.TemperatureScalingCallback(validation_data=(x, y))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[callback])
+    z = np.asarray(model.predict(x, verbose=0), "float64")[:, 0]
+    p = np_sigmoid(z / callback.results["temperature"])
+    expected = np_ece(y, np.stack([1 - p, p], axis=1))
+    assert callback.results["val_ece_after"] == pytest.approx(expected, abs=1e-6)
