@@ -108,3 +108,24 @@ def test_temperature_callback_binary_logits_model_reports_true_ece_after():
     p = np_sigmoid(z / callback.results["temperature"])
     expected = np_ece(y, np.stack([1 - p, p], axis=1))
     assert callback.results["val_ece_after"] == pytest.approx(expected, abs=1e-6)
+
+
+# --- streaming metrics in compiled code ---------------------------------------------
+
+
+@pytest.mark.parametrize("metric", [lambda: ks.ExpectedCalibrationError(),
+                                    lambda: ks.ClasswiseECE(num_classes=3)])
+def test_metric_in_compiled_evaluate_refuses_fractional_ids(metric):
+    """Eagerly 0.4 raises; compiled code cannot raise, so the result must be NaN, not a number."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 4)).astype("float32")
+    labels = (rng.integers(0, 3, 16) + 0.4).astype("float32").reshape(-1, 1)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    model.compile(loss="mse", metrics=[metric()])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logs = model.evaluate(x, labels, verbose=0, return_dict=True, batch_size=8)
+    name = "ece" if "ece" in logs else "classwise_ece"
+    assert np.isnan(logs[name]), logs
+    with pytest.raises(ValueError, match="integer class ids"):
+        metric().update_state(labels, model.predict(x, verbose=0))

@@ -90,14 +90,16 @@ def _broadcast_weight(sample_weight, probs, dtype):
 
 
 def _labels_ok(y_true, num_classes):
-    """Boolean scalar: ids in [0, K), or one-hot rows (exactly one 1 per row)."""
+    """Boolean scalar: whole-number ids in [0, K), or one-hot rows (exactly one 1 per row)."""
     labels = ops.convert_to_tensor(y_true)
     if len(labels.shape) == 2 and labels.shape[-1] == num_classes:
         one_hot = ops.logical_and(ops.all(ops.logical_or(labels == 0, labels == 1), axis=-1),
                                   ops.sum(labels, axis=-1) == 1)
         return ops.all(one_hot)
-    ids = calibration.label_ids(labels, num_classes)
-    return ops.all(ops.logical_and(ids >= 0, ids < num_classes))
+    if len(labels.shape) == 2:
+        labels = ops.reshape(labels, (-1,))
+    # whole numbers in [0, K): 0.4 is refused, not rounded (as eagerly)
+    return ops.all(_checks._rows_ok(labels, num_classes, "ids"))
 
 
 class _BinnedCalibrationMetric(keras.metrics.Metric):
