@@ -22,6 +22,7 @@ AGNOSTIC = [
     "tests/test_trust_metrics.py",
     "tests/test_trust_saving.py",
     "tests/test_trust_temperature.py",
+    "tests/test_trust_adversary.py",
     "keras_smooth/targets.py",
     "keras_smooth/calibration.py",
     "keras_smooth/metrics",
