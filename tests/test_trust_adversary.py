@@ -129,3 +129,32 @@ def test_metric_in_compiled_evaluate_refuses_fractional_ids(metric):
     assert np.isnan(logs[name]), logs
     with pytest.raises(ValueError, match="integer class ids"):
         metric().update_state(labels, model.predict(x, verbose=0))
+
+
+# --- losses: labels and predictions with different numbers of rows -------------------
+
+
+def _all_losses():
+    k = 3
+    matrix = np.full((k, k), 0.5, "float32") - 0.5 * np.eye(k, dtype="float32")
+    return {
+        "LabelSmoothingLoss": ks.LabelSmoothingLoss(),
+        "LLSLoss": ks.LLSLoss(k),
+        "LSPlusPlusLoss": ks.LSPlusPlusLoss(k),
+        "SubstituteTeacherLoss": ks.SubstituteTeacherLoss(matrix),
+        "DistillationLoss": ks.DistillationLoss(),
+        "MarginLSLoss": ks.losses.MarginLSLoss(),
+        "ZipfLSLoss": ks.losses.ZipfLSLoss(),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_all_losses()))
+def test_losses_name_both_row_counts_when_labels_and_predictions_differ(name):
+    loss = _all_losses()[name]
+    labels = np.array([0, 1, 2, 1])
+    logits = np.random.default_rng(0).normal(size=(3, 3)).astype("float32")
+    y_true = labels
+    if name == "DistillationLoss":
+        y_true = ks.distillation_targets(labels, np.zeros((4, 3), "float32"))
+    with pytest.raises(ValueError, match=r"`y_true` has 4 rows but `y_pred` has 3"):
+        loss(y_true, logits)
