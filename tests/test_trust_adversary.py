@@ -158,3 +158,45 @@ def test_losses_name_both_row_counts_when_labels_and_predictions_differ(name):
         y_true = ks.distillation_targets(labels, np.zeros((4, 3), "float32"))
     with pytest.raises(ValueError, match=r"`y_true` has 4 rows but `y_pred` has 3"):
         loss(y_true, logits)
+
+
+# --- layers and targets building blocks ----------------------------------------------
+
+
+@pytest.mark.parametrize("temperature", [1e-50, 1e39, 1e300])
+def test_temperature_scaling_refuses_temperatures_float32_cannot_hold(temperature):
+    with pytest.raises(ValueError, match="`temperature` must be within the float32 range"):
+        ks.TemperatureScaling(temperature, softmax=True)
+    layer = ks.TemperatureScaling(2.0, softmax=True)
+    with pytest.raises(ValueError, match="`temperature` must be within the float32 range"):
+        layer.set_temperature(temperature)
+
+
+def test_temperature_scaling_small_but_representable_temperature_stays_finite():
+    z = np.array([[1.0, 2.0, -3.0]], "float32")
+    out = np.asarray(ks.TemperatureScaling(1e-30, softmax=True)(z))
+    np.testing.assert_array_equal(out, [[0.0, 1.0, 0.0]])
+
+
+@pytest.mark.parametrize("labels", [np.array([0, 1]), np.eye(4, dtype="float32")[:2],
+                                    np.zeros((2, 1), "float32")])
+def test_q_matrix_names_labels_of_the_wrong_shape(labels):
+    with pytest.raises(ValueError, match=r"`labels` must be one-hot or soft rows of shape \(N, 3\)"):
+        ks.QMatrix(3)(labels)
+
+
+def test_mix_refuses_broadcasting_and_epsilon_outside_unit_interval():
+    onehot = np.eye(3, dtype="float32")[[0, 1]]
+    teacher = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1]], "float32")
+    with pytest.raises(ValueError, match="must have the same shape"):
+        ks.targets.mix(onehot, teacher[:1], 0.1)
+    for bad in (2.0, -0.1, np.nan, np.array([0.1, 1.5])):
+        with pytest.raises(ValueError, match="`epsilon` must be"):
+            ks.targets.mix(onehot, teacher, bad)
+    got = np.asarray(ks.targets.mix(onehot, teacher, np.array([0.1, 0.5])))
+    np.testing.assert_allclose(got, [[0.97, 0.02, 0.01], [0.05, 0.9, 0.05]], rtol=1e-6)
+
+
+def test_matrix_rows_refuses_a_non_square_matrix():
+    with pytest.raises(ValueError, match=r"`matrix` must be a square K x K matrix, got shape \(3, 2\)"):
+        ks.targets.matrix_rows([0, 1], np.full((3, 2), 0.5))
