@@ -200,3 +200,33 @@ def test_mix_refuses_broadcasting_and_epsilon_outside_unit_interval():
 def test_matrix_rows_refuses_a_non_square_matrix():
     with pytest.raises(ValueError, match=r"`matrix` must be a square K x K matrix, got shape \(3, 2\)"):
         ks.targets.matrix_rows([0, 1], np.full((3, 2), 0.5))
+
+
+# --- datasets ------------------------------------------------------------------------
+
+
+def test_stratified_split_refuses_x_and_y_of_different_lengths():
+    with pytest.raises(ValueError, match="`x` has 10 rows but `y` has 8"):
+        ks.datasets.stratified_split(np.zeros((10, 2)), np.array([0, 1] * 4), 0.5, seed=0)
+
+
+@pytest.mark.parametrize("seed, error", [(-1, ValueError), (1.5, TypeError), ("a", TypeError)])
+def test_dataset_seeds_are_checked_by_name(seed, error):
+    with pytest.raises(error, match="`seed` must be"):
+        ks.datasets.load("gaussian", seed=seed)
+    with pytest.raises(error, match="`seed` must be"):
+        ks.datasets.gaussian_task(3, seed=seed)
+
+
+@pytest.mark.parametrize("name", ["n_train", "n_val", "n_test"])
+def test_gaussian_split_sizes_must_be_whole_numbers(name):
+    with pytest.raises(TypeError, match=f"`{name}` must be an integer, got 2.5"):
+        ks.datasets.load_gaussian_task(**{name: 2.5})
+    with pytest.raises(TypeError, match="`n_per_class` must be an integer"):
+        ks.datasets.gaussian_task(1.5)
+
+
+@pytest.mark.parametrize("x", [np.zeros(2), np.zeros((2, 5)), np.array([[np.nan, 0.0]])])
+def test_gaussian_posterior_refuses_bad_points(x):
+    with pytest.raises(ValueError, match="`x` must be"):
+        ks.datasets.gaussian_task_posterior(x)

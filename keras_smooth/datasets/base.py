@@ -1,8 +1,23 @@
 """The container every loader returns, and a reproducible validation split."""
 
 import dataclasses
+import numbers
 
 import numpy as np
+
+
+def check_count(name, value, minimum=0):
+    """`value` as an int >= `minimum`; `TypeError`/`ValueError` naming `name` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"`{name}` must be an integer, got {value!r}.")
+    if value < minimum:
+        raise ValueError(f"`{name}` must be >= {minimum}, got {value}.")
+    return int(value)
+
+
+def check_seed(seed):
+    """A NumPy seed: an integer >= 0."""
+    return check_count("seed", seed)
 
 
 @dataclasses.dataclass
@@ -46,6 +61,9 @@ def stratified_split(x, y, fraction, seed):
     """Split off `fraction` of (x, y) per class, reproducibly from `seed`."""
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"`validation_fraction` must be in (0, 1), got {fraction}.")
+    seed = check_seed(seed)
+    if len(x) != len(y):
+        raise ValueError(f"`x` has {len(x)} rows but `y` has {len(y)}.")
     rng = np.random.default_rng(seed)
     held = []
     for label in np.unique(y):
