@@ -230,3 +230,38 @@ def test_gaussian_split_sizes_must_be_whole_numbers(name):
 def test_gaussian_posterior_refuses_bad_points(x):
     with pytest.raises(ValueError, match="`x` must be"):
         ks.datasets.gaussian_task_posterior(x)
+
+
+# --- online label smoothing -------------------------------------------------------------
+
+
+def test_online_soft_matrix_refuses_logits_and_a_bad_previous_matrix():
+    with pytest.raises(ValueError, match="`probs` must be probabilities"):
+        ks.losses.online_soft_matrix([0, 1], [[2.0, -1.0], [0.5, 3.0]], np.eye(2))
+    with pytest.raises(ValueError, match=r"`previous` must have shape \(2, 2\)"):
+        ks.losses.online_soft_matrix([0, 1], [[0.9, 0.1], [0.2, 0.8]], np.eye(3)[:2])
+    with pytest.raises(ValueError, match="Every row of `previous` must sum to 1"):
+        ks.losses.online_soft_matrix([0, 1], [[0.9, 0.1], [0.2, 0.8]], np.ones((2, 2)))
+
+
+def test_online_label_smoothing_callback_reads_logits_of_a_from_logits_false_loss():
+    """The loss softmaxes a batch that is not probabilities; the callback must do the same."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype("float32")
+    y = (x[:, 0] > 0).astype("int32")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])  # logits
+    loss = ks.losses.OnlineLabelSmoothingLoss(num_classes=2, from_logits=False)
+    model.compile(optimizer="adam", loss=loss)
+    callback = ks.losses.OnlineLabelSmoothing(loss, x, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[callback])
+    z = np.asarray(model.predict(x, verbose=0), "float64")
+    p = np_softmax(z)
+    expected = np.eye(2)
+    for k in range(2):
+        rows = (p.argmax(axis=1) == y) & (y == k)
+        if rows.any():
+            expected[k] = p[rows].mean(axis=0)
+    np.testing.assert_allclose(loss.matrix, expected, rtol=1e-5, atol=1e-6)

@@ -14,6 +14,7 @@ import numpy as np
 from keras import ops
 
 from keras_smooth import _checks
+from keras_smooth import calibration
 from keras_smooth.losses import _common
 from keras_smooth.losses.distillation import SubstituteTeacherLoss
 
@@ -404,22 +405,22 @@ class OnlineLabelSmoothingLoss(_common.Loss):
         return config
 
 
-def _check_soft_matrix(matrix, num_classes):
-    """`soft_matrix` as a float32 K x K array of probability rows."""
+def _check_soft_matrix(matrix, num_classes, name="soft_matrix"):
+    """The matrix (named `name` in errors) as a float32 K x K array of probability rows."""
     array = np.asarray(matrix, dtype="float64")
     if array.shape != (num_classes, num_classes):
         raise ValueError(
-            f"`soft_matrix` must have shape ({num_classes}, {num_classes}) (num_classes), "
+            f"`{name}` must have shape ({num_classes}, {num_classes}) (num_classes), "
             f"got shape {array.shape}."
         )
     if not np.all(np.isfinite(array)) or array.min() < 0:
         raise ValueError(
-            f"`soft_matrix` must hold finite, non-negative probabilities, got {array.tolist()}."
+            f"`{name}` must hold finite, non-negative probabilities, got {array.tolist()}."
         )
     sums = array.sum(axis=1)
     if not np.allclose(sums, 1.0, atol=1e-4):
         raise ValueError(
-            f"Every row of `soft_matrix` must sum to 1 (tolerance 1e-4), got sums {sums.tolist()}."
+            f"Every row of `{name}` must sum to 1 (tolerance 1e-4), got sums {sums.tolist()}."
         )
     return array.astype("float32")
 
@@ -428,15 +429,24 @@ def online_soft_matrix(labels, probs, previous):
     """One OLS update: per-class mean of the probabilities of correctly classified examples.
 
     Rows of classes without a correct example are copied from `previous`.
+    `probs` must be probabilities (`_checks.looks_like_probabilities`; pass
+    the softmax of logits) and `previous` a K x K matrix of probability rows.
     """
     probs = np.asarray(probs, dtype="float64")
     _checks.check_finite("probs", probs)
-    updated = np.array(previous, dtype="float64", copy=True)
+    previous = np.asarray(previous, dtype="float64")
+    size = previous.shape[0] if previous.ndim else 2
+    updated = np.array(_check_soft_matrix(previous, size, "previous"), dtype="float64")
     labels = _numpy_ids(labels, updated.shape[0])
     if probs.shape != (len(labels), updated.shape[0]):
         raise ValueError(
             f"`probs` must have shape ({len(labels)}, {updated.shape[0]}) for "
             f"{len(labels)} labels and a {updated.shape[0]}-class matrix, got {probs.shape}."
+        )
+    if not _checks.looks_like_probabilities(probs):
+        raise ValueError(
+            "`probs` must be probabilities (values in [0, 1], rows summing to 1); got values "
+            f"in [{probs.min():g}, {probs.max():g}]. Pass the softmax of logits."
         )
     correct = probs.argmax(axis=1) == labels
     for k in range(updated.shape[0]):
@@ -486,8 +496,9 @@ class OnlineLabelSmoothing(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         preds = self.model.predict(self.x, batch_size=self.batch_size, verbose=0)
-        probs = np.asarray(keras.ops.convert_to_numpy(
-            keras.ops.softmax(preds, axis=-1) if self.loss.from_logits else preds), dtype="float64")
+        # the library-wide rule, as the loss reads them: non-probabilities get a softmax
+        probs, _ = calibration.to_probabilities(preds, self.loss.from_logits)
+        probs = np.asarray(keras.ops.convert_to_numpy(probs), dtype="float64")
         updated = online_soft_matrix(self.y, probs, self.loss.matrix)
         self.loss.soft_matrix.assign(updated)
         self.history.append(updated)
