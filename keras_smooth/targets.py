@@ -217,7 +217,8 @@ def wrong_class_distribution_from_logits(labels, teacher_logits, temperature=1.0
             f"`teacher_logits` must have shape (N, K) with K >= 2, "
             f"got {tuple(ops.shape(logits))}."
         )
-    onehot, _ = _labels(labels, num_classes)
+    onehot, n = _labels(labels, num_classes)
+    _check_rows("teacher_logits", logits, n)
     masked = ops.where(onehot > 0.5, -1e30, logits / temperature)
     return ops.softmax(masked, axis=-1) * (1.0 - onehot)
 

@@ -265,3 +265,23 @@ def test_online_label_smoothing_callback_reads_logits_of_a_from_logits_false_los
         if rows.any():
             expected[k] = p[rows].mean(axis=0)
     np.testing.assert_allclose(loss.matrix, expected, rtol=1e-5, atol=1e-6)
+
+
+# --- teacher rows must match label rows (no broadcasting of one teacher row) --------------
+
+
+@pytest.mark.parametrize("rows", [1, 2])
+def test_teacher_logits_with_other_rows_than_labels_are_refused(rows):
+    logits = np.array([[2.0, 0.0, -1.0], [0.0, 1.0, 0.5]], "float32")[:rows]
+    labels = np.array([0, 1, 2])
+    with pytest.raises(ValueError, match=f"`teacher_logits` has {rows} rows but `labels` has 3"):
+        ks.targets.wrong_class_distribution_from_logits(labels, logits)
+    for method in ("ils1", "ils2", "ils"):
+        with pytest.raises(ValueError, match=f"`teacher_logits` has {rows} rows"):
+            ks.ILSTargets(method)(labels, logits)
+
+
+def test_confusion_matrix_refuses_nan_scores():
+    scores = np.array([[np.nan, 0.5], [0.1, 0.9]])
+    with pytest.raises(ValueError, match="`predictions` must be finite"):
+        ks.analysis.confusion_matrix([0, 1], scores, 2)
