@@ -285,3 +285,10 @@ def test_confusion_matrix_refuses_nan_scores():
     scores = np.array([[np.nan, 0.5], [0.1, 0.9]])
     with pytest.raises(ValueError, match="`predictions` must be finite"):
         ks.analysis.confusion_matrix([0, 1], scores, 2)
+
+
+@pytest.mark.parametrize("every, error", [(1.5, TypeError), ("2", TypeError), (True, TypeError),
+                                          (0, ValueError)])
+def test_calibration_logger_every_must_be_a_whole_number_of_epochs(every, error):
+    with pytest.raises(error, match="`every` must be"):
+        ks.CalibrationLogger(validation_data=(np.zeros((2, 2)), np.array([0, 1])), every=every)
