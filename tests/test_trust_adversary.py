@@ -292,3 +292,18 @@ def test_confusion_matrix_refuses_nan_scores():
 def test_calibration_logger_every_must_be_a_whole_number_of_epochs(every, error):
     with pytest.raises(error, match="`every` must be"):
         ks.CalibrationLogger(validation_data=(np.zeros((2, 2)), np.array([0, 1])), every=every)
+
+
+# --- plots ------------------------------------------------------------------------------
+
+
+def test_plots_refuse_bad_columns_and_mismatched_grids():
+    pytest.importorskip("matplotlib")
+    probs = np.array([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7]])
+    with pytest.raises(ValueError, match="`columns` must be a positive integer, got 0"):
+        ks.plots.reliability_diagrams({"a": probs}, [0, 1, 1], columns=0)
+    grid = np.zeros((4, 2))
+    with pytest.raises(ValueError, match="`x` has 3 points but `y` has 2 labels"):
+        ks.plots.decision_regions(np.zeros((3, 2)), [0, 1], grid, {"a": np.zeros((4, 3))})
+    with pytest.raises(ValueError, match=r"`grid_predictions\['a'\]` must have shape \(4, K\)"):
+        ks.plots.decision_regions(np.zeros((2, 2)), [0, 1], grid, {"a": np.zeros((5, 3))})
