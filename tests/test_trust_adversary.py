@@ -307,3 +307,22 @@ def test_plots_refuse_bad_columns_and_mismatched_grids():
         ks.plots.decision_regions(np.zeros((3, 2)), [0, 1], grid, {"a": np.zeros((4, 3))})
     with pytest.raises(ValueError, match=r"`grid_predictions\['a'\]` must have shape \(4, K\)"):
         ks.plots.decision_regions(np.zeros((2, 2)), [0, 1], grid, {"a": np.zeros((5, 3))})
+
+
+# --- true_class_subset_ece reads the predictions once -----------------------------------
+
+
+def test_true_class_subset_ece_keeps_bfloat16_probabilities():
+    """bfloat16 softmax rows sum to 1 only within ~3e-3; the subsets must not be re-tested
+    with the float64 tolerance (they were softmaxed a second time)."""
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(2000, 10)) * 3
+    labels = rng.integers(0, 10, 2000)
+    probs = keras.ops.cast(keras.ops.convert_to_tensor(np_softmax(z)), "bfloat16")
+    held = np.asarray(keras.ops.convert_to_numpy(probs)).astype("float64")
+    assert np.abs(held.sum(axis=1) - 1).max() > 1e-3  # the case that went wrong
+    expected = np.mean([np_ece(labels[labels == j], held[labels == j]) for j in range(10)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # no "treated as logits" warning either
+        got = calibration.true_class_subset_ece(labels, probs)
+    assert got == pytest.approx(expected, abs=1e-9)
