@@ -706,7 +706,7 @@ def _nll_and_derivatives(beta, logits, ids):
 def _temperature_inputs(logits, labels, from_logits):
     """Checked `(z (N, K), ids)`; z are log-probabilities if not `from_logits`."""
     try:
-        z = np.asarray(ops.convert_to_numpy(logits))
+        z = held = np.asarray(ops.convert_to_numpy(logits))  # `held`: as the caller gave it
         if z.dtype.kind not in "fc" or z.dtype.itemsize < 4:
             z = z.astype("float64")
     except (TypeError, ValueError) as error:
@@ -729,8 +729,8 @@ def _temperature_inputs(logits, labels, from_logits):
     y = np.asarray(ops.convert_to_numpy(labels))
     if y.ndim >= 1 and y.shape[0] != z.shape[0]:
         raise ValueError(f"`labels` has {y.shape[0]} rows but `logits` has {z.shape[0]}.")
-    if not from_logits:
-        ids, p = prepare(y, z, from_logits=False)
+    if not from_logits:  # read in the dtype they came in (16-bit row-sum tolerance)
+        ids, p = prepare(y, held, from_logits=False)
         z = np.log(np.maximum(p, _EPS))
     elif z.ndim == 1:
         z = np.stack([np.zeros_like(z), z], axis=1)

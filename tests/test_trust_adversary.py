@@ -326,3 +326,52 @@ def test_true_class_subset_ece_keeps_bfloat16_probabilities():
         warnings.simplefilter("error", UserWarning)  # no "treated as logits" warning either
         got = calibration.true_class_subset_ece(labels, probs)
     assert got == pytest.approx(expected, abs=1e-9)
+
+
+# --- 16-bit probabilities keep their dtype's tolerance in fit_temperature and the logger ---
+
+
+def _bfloat16_softmax(z):
+    probs = keras.ops.cast(keras.ops.convert_to_tensor(np_softmax(z)), "bfloat16")
+    return probs, np.asarray(keras.ops.convert_to_numpy(probs)).astype("float64")
+
+
+def test_fit_temperature_reads_bfloat16_probabilities_as_probabilities():
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(2000, 10)) * 3
+    labels = np.array([rng.choice(10, p=np_softmax(row / 2)) for row in z])
+    probs, held = _bfloat16_softmax(z)
+    assert np.abs(held.sum(axis=1) - 1).max() > 1e-3  # beyond the float64 tolerance
+    log_p = np.log(np.maximum(held, 1e-12))
+    grid = np.exp(np.linspace(np.log(0.5), np.log(8.0), 4001))
+
+    def nll(t):
+        s = log_p / t
+        s = s - s.max(axis=1, keepdims=True)
+        return np.mean(np.log(np.exp(s).sum(axis=1)) - s[np.arange(len(labels)), labels])
+
+    expected = grid[np.argmin([nll(t) for t in grid])]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # not "treated as logits"
+        fit = calibration.fit_temperature(probs, labels, from_logits=False)
+    assert fit.temperature == pytest.approx(expected, rel=2e-3)
+
+
+def test_calibration_logger_reads_a_bfloat16_softmax_output_as_probabilities():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 4)).astype("float32")
+    labels = rng.integers(0, 10, 300)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((4,)),
+        keras.layers.Dense(10, kernel_initializer=keras.initializers.RandomNormal(stddev=2.0)),
+        keras.layers.Activation("softmax", dtype="bfloat16"),
+    ])
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    logger = ks.CalibrationLogger(validation_data=(x, labels))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        history = model.fit(x, labels, epochs=1, verbose=0, callbacks=[logger])
+    held = np.asarray(model.predict(x, verbose=0)).astype("float64")
+    assert np.abs(held.sum(axis=1) - 1).max() > 1e-3
+    assert history.history["val_ece"][-1] == pytest.approx(np_ece(labels, held), abs=1e-9)
