@@ -375,3 +375,22 @@ def test_calibration_logger_reads_a_bfloat16_softmax_output_as_probabilities():
     held = np.asarray(model.predict(x, verbose=0)).astype("float64")
     assert np.abs(held.sum(axis=1) - 1).max() > 1e-3
     assert history.history["val_ece"][-1] == pytest.approx(np_ece(labels, held), abs=1e-9)
+
+
+def test_online_label_smoothing_with_a_bfloat16_softmax_model_keeps_probability_rows():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 4)).astype("float32")
+    y = rng.integers(0, 10, 200)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((4,)),
+        keras.layers.Dense(10, kernel_initializer=keras.initializers.RandomNormal(stddev=2.0)),
+        keras.layers.Activation("softmax", dtype="bfloat16"),
+    ])
+    loss = ks.losses.OnlineLabelSmoothingLoss(num_classes=10, from_logits=False)
+    model.compile(optimizer="sgd", loss=loss)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[ks.losses.OnlineLabelSmoothing(loss, x, y)])
+    assert np.all(loss.matrix >= 0)
+    np.testing.assert_allclose(loss.matrix.sum(axis=1), 1.0, atol=1e-5)

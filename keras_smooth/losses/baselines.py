@@ -432,6 +432,7 @@ def online_soft_matrix(labels, probs, previous):
     `probs` must be probabilities (`_checks.looks_like_probabilities`; pass
     the softmax of logits) and `previous` a K x K matrix of probability rows.
     """
+    held = np.asarray(probs).dtype  # 16-bit probabilities get their dtype's tolerance
     probs = np.asarray(probs, dtype="float64")
     _checks.check_finite("probs", probs)
     previous = np.asarray(previous, dtype="float64")
@@ -443,7 +444,7 @@ def online_soft_matrix(labels, probs, previous):
             f"`probs` must have shape ({len(labels)}, {updated.shape[0]}) for "
             f"{len(labels)} labels and a {updated.shape[0]}-class matrix, got {probs.shape}."
         )
-    if not _checks.looks_like_probabilities(probs):
+    if not _checks.looks_like_probabilities(probs, dtype=held):
         raise ValueError(
             "`probs` must be probabilities (values in [0, 1], rows summing to 1); got values "
             f"in [{probs.min():g}, {probs.max():g}]. Pass the softmax of logits."
@@ -499,6 +500,7 @@ class OnlineLabelSmoothing(keras.callbacks.Callback):
         # the library-wide rule, as the loss reads them: non-probabilities get a softmax
         probs, _ = calibration.to_probabilities(preds, self.loss.from_logits)
         probs = np.asarray(keras.ops.convert_to_numpy(probs), dtype="float64")
+        probs /= probs.sum(axis=1, keepdims=True)  # 16-bit rows sum to 1 only within ~3e-3
         updated = online_soft_matrix(self.y, probs, self.loss.matrix)
         self.loss.soft_matrix.assign(updated)
         self.history.append(updated)
