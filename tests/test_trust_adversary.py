@@ -394,3 +394,27 @@ def test_online_label_smoothing_with_a_bfloat16_softmax_model_keeps_probability_
         model.fit(x, y, epochs=1, verbose=0, callbacks=[ks.losses.OnlineLabelSmoothing(loss, x, y)])
     assert np.all(loss.matrix >= 0)
     np.testing.assert_allclose(loss.matrix.sum(axis=1), 1.0, atol=1e-5)
+
+
+# --- export_for_serving never replaces the working directory ---------------------------
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="export needs TensorFlow")
+@pytest.mark.parametrize("path", ["", ".", ".."])
+def test_export_refuses_the_working_directory(path, tmp_path, monkeypatch):
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)  # empty: the export used to be written into it, replacing it
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    with pytest.raises(ValueError, match="`path`"):
+        ks.export_for_serving(model, path)
+    assert work.is_dir() and not any(work.iterdir())
+    assert ks.export_for_serving(model, "m/1") == 1.0  # a folder of its own is fine
+    assert (work / "m" / "1" / "saved_model.pb").is_file()
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="export needs TensorFlow")
+def test_export_names_a_path_of_the_wrong_type():
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    with pytest.raises(TypeError, match="`path` must be a folder path"):
+        ks.export_for_serving(model, None)
