@@ -418,3 +418,9 @@ def test_export_names_a_path_of_the_wrong_type():
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
     with pytest.raises(TypeError, match="`path` must be a folder path"):
         ks.export_for_serving(model, None)
+
+
+@pytest.mark.parametrize("seed, error", [(-3, ValueError), (0.5, TypeError)])
+def test_beta_smoothing_seed_is_checked_by_name(seed, error):
+    with pytest.raises(error, match="`seed` must be"):
+        ks.losses.beta_smoothing_targets([0, 1], [0.5, 0.9], 2, 0.1, seed=seed)

@@ -1,23 +1,10 @@
 """The container every loader returns, and a reproducible validation split."""
 
 import dataclasses
-import numbers
 
 import numpy as np
 
-
-def check_count(name, value, minimum=0):
-    """`value` as an int >= `minimum`; `TypeError`/`ValueError` naming `name` otherwise."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"`{name}` must be an integer, got {value!r}.")
-    if value < minimum:
-        raise ValueError(f"`{name}` must be >= {minimum}, got {value}.")
-    return int(value)
-
-
-def check_seed(seed):
-    """A NumPy seed: an integer >= 0."""
-    return check_count("seed", seed)
+from keras_smooth._checks import check_count, check_seed  # noqa: F401 (used by the loaders)
 
 
 @dataclasses.dataclass

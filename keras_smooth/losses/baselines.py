@@ -548,7 +548,7 @@ def beta_smoothing_targets(labels, confidences, num_classes, epsilon, alpha=0.4,
     if len(confidences) != len(labels):
         raise ValueError(f"`confidences` has {len(confidences)} rows but `labels` has {len(labels)}.")
     a = alpha / epsilon - 1.0
-    draws = np.sort(np.random.default_rng(seed).beta(a, 1.0, size=len(labels)))
+    draws = np.sort(np.random.default_rng(_checks.check_seed(seed)).beta(a, 1.0, size=len(labels)))
     b = np.empty_like(draws)
     b[np.argsort(confidences, kind="stable")] = draws  # ascending confidence <- ascending b
     eps = alpha * (1.0 - b)
