@@ -65,6 +65,20 @@ def check_bool(name, value):
     return bool(value)
 
 
+def check_count(name, value, minimum=0):
+    """`value` as an int >= `minimum`; `TypeError`/`ValueError` naming `name` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"`{name}` must be an integer, got {value!r}.")
+    if value < minimum:
+        raise ValueError(f"`{name}` must be >= {minimum}, got {value}.")
+    return int(value)
+
+
+def check_seed(seed):
+    """A NumPy seed: an integer >= 0."""
+    return check_count("seed", seed)
+
+
 def is_concrete(x):
     """True when `x` holds values we can inspect now (not a graph/trace symbol)."""
     if isinstance(x, (np.ndarray, numbers.Number, list, tuple)):

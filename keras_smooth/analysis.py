@@ -202,6 +202,7 @@ def confusion_matrix(labels, predictions, num_classes, normalize=True):
     num_classes = _checks.check_num_classes(num_classes)
     predictions = np.asarray(predictions)
     if predictions.ndim == 2 and predictions.shape[1] == num_classes:
+        _checks.check_finite("predictions", predictions)  # argmax would take NaN as the top
         predictions = predictions.argmax(axis=1)
     predictions = _class_ids(predictions, num_classes, name="predictions")
     labels = _class_ids(labels, num_classes, num_rows=len(predictions))

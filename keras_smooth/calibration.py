@@ -476,8 +476,12 @@ def true_class_subset_ece(labels, probs, num_bins=15, from_logits=False):
     """
     num_bins = check_num_bins(num_bins)
     ids, p = prepare(labels, probs, from_logits)
+    # the subsets' sums directly: `ece` would test the (already read) rows again, with
+    # the float64 tolerance, and softmax 16-bit probabilities whose rows are off by > 1e-3
     values = [
-        ece(ids[ids == j], p[ids == j], num_bins) for j in range(p.shape[1]) if np.any(ids == j)
+        _ece_value(_numpy_confidence_sums(ids[ids == j], p[ids == j], num_bins))
+        for j in range(p.shape[1])
+        if np.any(ids == j)
     ]
     return float(np.mean(values))
 
@@ -623,6 +627,7 @@ def apply_temperature(predictions, temperature, from_logits=True):
     Binary `(N,)`/`(N, 1)` predictions give the two columns [1 - q, q].
     """
     temperature = _checks.check_positive("temperature", temperature)
+    from_logits = _checks.check_bool("from_logits", from_logits)
     raw = np.asarray(ops.convert_to_numpy(predictions))
     p = np.asarray(raw, dtype="float64")
     if p.ndim not in (1, 2) or p.shape[0] == 0:
@@ -711,7 +716,7 @@ def _nll_and_derivatives(beta, logits, ids):
 def _temperature_inputs(logits, labels, from_logits):
     """Checked `(z (N, K), ids)`; z are log-probabilities if not `from_logits`."""
     try:
-        z = np.asarray(ops.convert_to_numpy(logits))
+        z = held = np.asarray(ops.convert_to_numpy(logits))  # `held`: as the caller gave it
         if z.dtype.kind not in "fc" or z.dtype.itemsize < 4:
             z = z.astype("float64")
     except (TypeError, ValueError) as error:
@@ -735,7 +740,7 @@ def _temperature_inputs(logits, labels, from_logits):
     if y.ndim >= 1 and y.shape[0] != z.shape[0]:
         raise ValueError(f"`labels` has {y.shape[0]} rows but `logits` has {z.shape[0]}.")
     if not from_logits:  # by the library-wide rule: logits stay logits, not log(softmax) clipped
-        z = _numpy_logits(np.asarray(z, dtype="float64"), False, held=z.dtype)
+        z = _numpy_logits(np.asarray(z, dtype="float64"), False, held=held.dtype)
         ids = _label_ids(y, z.shape[1], z.shape[0])
     elif z.ndim == 1:
         z = np.stack([np.zeros_like(z), z], axis=1)
@@ -978,6 +983,7 @@ def fit_temperature(
     """
     t_min, t_max = _check_temperature_bounds(bounds)
     tol = _checks.check_positive("tol", tol)
+    from_logits = _checks.check_bool("from_logits", from_logits)
     if (isinstance(max_iterations, bool) or not isinstance(max_iterations, (int, np.integer))
             or max_iterations < 1):
         raise ValueError(f"`max_iterations` must be a positive integer, got {max_iterations!r}.")

@@ -171,6 +171,30 @@ def _is_saved_model(folder):
     return any(os.path.isfile(os.path.join(folder, name)) for name in _SAVED_MODEL_FILES)
 
 
+def _check_path(path):
+    try:
+        path = os.fspath(path)
+    except TypeError:
+        raise TypeError(
+            f"`path` must be a folder path (str or os.PathLike), got {path!r}."
+        ) from None
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    if not path:
+        raise ValueError("`path` must name a folder, got ''.")
+    return path
+
+
+def _check_not_working_directory(path):
+    """The export replaces `path` whole: never the working directory or a folder above it."""
+    cwd = os.getcwd()
+    if os.path.commonpath([path, cwd]) == path:
+        raise ValueError(
+            f"`path` {path!r} is the working directory or holds it; the export replaces "
+            "`path` whole, so give it a folder of its own, e.g. 'my_model/1'."
+        )
+
+
 def _check_target(path, overwrite):
     """Refuse a target that is a file or a folder we must not replace."""
     if not os.path.exists(path):
@@ -319,10 +343,11 @@ def export_for_serving(
         temperature = check_temperature(temperature)
     from_logits = _checks.check_bool("from_logits", from_logits)
     overwrite = _checks.check_bool("overwrite", overwrite)
-    path = os.fspath(path)
+    path = _check_path(path)
     remote = "://" in path
     if not remote:
         path = os.path.abspath(path)
+        _check_not_working_directory(path)
         _check_target(path, overwrite)
     base, temperature, from_logits = _split_temperature(model, temperature, from_logits)
     specs, structure = _signature(base, input_signature)

@@ -84,6 +84,8 @@ def reliability_diagrams(results, labels, num_bins=15, from_logits=False, title=
     names = list(results)
     if not names:
         raise ValueError("`results` is empty.")
+    if isinstance(columns, bool) or not isinstance(columns, (int, np.integer)) or columns < 1:
+        raise ValueError(f"`columns` must be a positive integer, got {columns!r}.")
     cols = min(len(names), columns)
     rows = int(np.ceil(len(names) / cols))
     fig = Figure(figsize=(3.4 * cols, 4.6 * rows), layout="constrained")
@@ -266,6 +268,16 @@ def decision_regions(x, y, grid, grid_predictions, class_names=None, title=None)
     side = int(round(np.sqrt(len(grid))))
     if side * side != len(grid):
         raise ValueError("`grid` must hold a square number of points.")
+    x, y, grid = np.asarray(x), np.asarray(y).reshape(-1), np.asarray(grid)
+    if len(x) != len(y):
+        raise ValueError(f"`x` has {len(x)} points but `y` has {len(y)} labels.")
+    for name in names:
+        shape = np.shape(grid_predictions[name])
+        if len(shape) != 2 or shape[0] != len(grid):
+            raise ValueError(
+                f"`grid_predictions[{name!r}]` must have shape ({len(grid)}, K), one row per "
+                f"grid point, got {shape}."
+            )
     gx = grid[:, 0].reshape(side, side)
     gy = grid[:, 1].reshape(side, side)
     k = np.asarray(grid_predictions[names[0]]).shape[1]

@@ -217,13 +217,33 @@ def wrong_class_distribution_from_logits(labels, teacher_logits, temperature=1.0
             f"`teacher_logits` must have shape (N, K) with K >= 2, "
             f"got {tuple(ops.shape(logits))}."
         )
-    onehot, _ = _labels(labels, num_classes)
+    onehot, n = _labels(labels, num_classes)
+    _check_rows("teacher_logits", logits, n)
     masked = ops.where(onehot > 0.5, -1e30, logits / temperature)
     return ops.softmax(masked, axis=-1) * (1.0 - onehot)
 
 
 def mix(onehot, distribution, epsilon):
-    """(1 - epsilon) * onehot + epsilon * distribution, with per-row epsilon allowed."""
+    """(1 - epsilon) * onehot + epsilon * distribution, with per-row epsilon allowed.
+
+    `onehot` and `distribution` must have the same shape (no broadcasting) and
+    an eager `epsilon` (scalar or `(N,)`) must be in [0, 1]; else `ValueError`.
+    """
+    one_shape, dist_shape = tuple(ops.shape(onehot)), tuple(ops.shape(distribution))
+    static = [(a, b) for a, b in zip(one_shape, dist_shape)
+              if isinstance(a, int) and isinstance(b, int)]
+    if len(one_shape) != len(dist_shape) or any(a != b for a, b in static):
+        raise ValueError(
+            f"`onehot` {one_shape} and `distribution` {dist_shape} must have the same shape."
+        )
+    if _checks.is_concrete(epsilon):
+        values = np.asarray(ops.convert_to_numpy(epsilon), dtype="float64")
+        bad = ~((values >= 0) & (values <= 1))  # NaN is bad too
+        if values.ndim > 1 or np.any(bad):
+            raise ValueError(
+                "`epsilon` must be a number or an (N,) array of numbers in [0, 1], got "
+                f"{values[bad][0] if np.any(bad) else values.shape}."
+            )
     epsilon = ops.convert_to_tensor(epsilon, "float32")
     if len(ops.shape(epsilon)) == 1:
         epsilon = epsilon[:, None]
@@ -308,6 +328,10 @@ def matrix_rows(labels, matrix):
     Adam scale repeated rows correctly.
     """
     matrix = ops.cast(ops.convert_to_tensor(matrix), "float32")
+    shape = tuple(ops.shape(matrix))
+    if len(shape) != 2 or (isinstance(shape[0], int) and isinstance(shape[1], int)
+                           and shape[0] != shape[1]):
+        raise ValueError(f"`matrix` must be a square K x K matrix, got shape {shape}.")
     num_classes = _checks.static_dim(matrix)
     onehot = _checks.one_hot_labels(labels, num_classes)
     return ops.matmul(onehot, matrix)

@@ -23,6 +23,7 @@ AGNOSTIC = [
     "tests/test_trust_review.py",
     "tests/test_trust_saving.py",
     "tests/test_trust_temperature.py",
+    "tests/test_trust_adversary.py",
     "keras_smooth/targets.py",
     "keras_smooth/calibration.py",
     "keras_smooth/metrics",

@@ -1,5 +1,6 @@
 """Log calibration measures of the validation set after every epoch."""
 
+import numbers
 import os
 import warnings
 
@@ -45,7 +46,9 @@ class CalibrationLogger(keras.callbacks.Callback):
         if from_logits is not None:
             from_logits = _checks.check_bool("from_logits", from_logits)
         self.from_logits = from_logits
-        if int(every) < 1:
+        if isinstance(every, bool) or not isinstance(every, numbers.Integral):
+            raise TypeError(f"`every` must be an integer number of epochs, got {every!r}.")
+        if every < 1:
             raise ValueError(f"`every` must be >= 1, got {every}.")
         self.every = int(every)
         self.reliability_dir = reliability_dir

@@ -57,11 +57,12 @@ class TemperatureScalingCallback(keras.callbacks.Callback):
         if isinstance(validation_data, (tuple, list)):
             check_validation_tuple(validation_data)
         self.validation_data = validation_data
-        self.every_epoch = bool(every_epoch)
+        self.every_epoch = _checks.check_bool("every_epoch", every_epoch)
         if from_logits is not None:
             from_logits = _checks.check_bool("from_logits", from_logits)
         self.from_logits = from_logits
         self.num_bins = calibration.check_num_bins(num_bins)
+        calibration._check_temperature_bounds(bounds)  # refuse bad bounds before training
         self.bounds = tuple(bounds)
         self.results = {}
 

@@ -4,6 +4,8 @@ import dataclasses
 
 import numpy as np
 
+from keras_smooth._checks import check_count, check_seed  # noqa: F401 (used by the loaders)
+
 
 @dataclasses.dataclass
 class ClassificationData:
@@ -46,6 +48,9 @@ def stratified_split(x, y, fraction, seed):
     """Split off `fraction` of (x, y) per class, reproducibly from `seed`."""
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"`validation_fraction` must be in (0, 1), got {fraction}.")
+    seed = check_seed(seed)
+    if len(x) != len(y):
+        raise ValueError(f"`x` has {len(x)} rows but `y` has {len(y)}.")
     rng = np.random.default_rng(seed)
     held = []
     for label in np.unique(y):

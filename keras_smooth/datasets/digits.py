@@ -1,6 +1,6 @@
 """scikit-learn's digits: 1,797 real 8x8 images of 10 digits, shipped with the package."""
 
-from keras_smooth.datasets.base import ClassificationData, stratified_split
+from keras_smooth.datasets.base import ClassificationData, check_seed, stratified_split
 
 
 def load_digits(seed=0, test_fraction=0.2, validation_fraction=0.2):
@@ -12,6 +12,7 @@ def load_digits(seed=0, test_fraction=0.2, validation_fraction=0.2):
     >>> data.input_shape, data.num_classes, len(data.y_train) + len(data.y_val) + len(data.y_test)
     ((8, 8, 1), 10, 1797)
     """
+    seed = check_seed(seed)
     from sklearn.datasets import load_digits as sklearn_digits
 
     raw = sklearn_digits()

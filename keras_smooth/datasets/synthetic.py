@@ -37,10 +37,10 @@ def gaussian_task(n_per_class=50, seed=0):
     >>> x.shape, y.tolist()
     ((12, 2), [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2])
     """
-    if int(n_per_class) < 1:
-        raise ValueError(f"`n_per_class` must be >= 1, got {n_per_class}.")
-    rng = np.random.default_rng(seed)
-    n = int(n_per_class)
+    from keras_smooth.datasets.base import check_count, check_seed
+
+    n = check_count("n_per_class", n_per_class, minimum=1)
+    rng = np.random.default_rng(check_seed(seed))
     xs, ys, dense = [], [], []
     for label, means in enumerate(CLASS_MEANS):
         is_dense = rng.random(n) < DENSE_WEIGHT
@@ -56,8 +56,15 @@ def gaussian_task(n_per_class=50, seed=0):
 
 
 def gaussian_task_posterior(x):
-    """Exact Bayes-optimal class probabilities for equal class priors, `(N, 3)`."""
+    """Exact Bayes-optimal class probabilities for equal class priors, `(N, 3)`.
+
+    `x` must be finite points of shape `(N, 2)`; else `ValueError`.
+    """
     x = np.asarray(x, dtype="float64")
+    if x.ndim != 2 or x.shape[1] != 2:
+        raise ValueError(f"`x` must be points of shape (N, 2), got shape {x.shape}.")
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"`x` must be finite, got {x[~np.isfinite(x)][0]}.")
     sq = ((x[:, None, None, :] - CLASS_MEANS[None]) ** 2).sum(-1)  # (N, 3, 2)
     weights = np.array([DENSE_WEIGHT, 1.0 - DENSE_WEIGHT])
     log_comp = np.log(weights)[None, None] - 0.5 * sq
@@ -73,9 +80,11 @@ def load_gaussian_task(seed=0, n_train=50, n_val=50, n_test=5000):
     masks (`dense_train`, `dense_val`, `dense_test`) and the Bayes-optimal test
     probabilities (`bayes_test`).
     """
-    from keras_smooth.datasets.base import ClassificationData
+    from keras_smooth.datasets.base import ClassificationData, check_count, check_seed
 
-    rng = np.random.default_rng(seed)
+    for name, value in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
+        check_count(name, value, minimum=1)
+    rng = np.random.default_rng(check_seed(seed))
     seeds = rng.integers(0, 2**31 - 1, size=3)
     (xa, ya, da), (xb, yb, db), (xc, yc, dc) = (
         gaussian_task(n, int(s)) for n, s in zip((n_train, n_val, n_test), seeds)

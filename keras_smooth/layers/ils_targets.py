@@ -87,6 +87,7 @@ class ILSTargets(keras.layers.Layer):
             )
         _checks.check_finite("teacher_logits", logits)
         onehot = _checks.one_hot_labels(labels, num_classes)
+        targets._check_rows("teacher_logits", logits, ops.shape(onehot)[0])
         if self.method == "ils2":
             eps = self.epsilon
         else:

@@ -81,6 +81,13 @@ class QMatrix(keras.layers.Layer):
         return ops.convert_to_numpy(self.probabilities())
 
     def call(self, labels):
+        shape = tuple(labels.shape)
+        if len(shape) != 2 or shape[-1] not in (None, self.num_classes):
+            raise ValueError(
+                f"`labels` must be one-hot or soft rows of shape (N, {self.num_classes}) "
+                f"(num_classes), got shape {shape}; turn class ids into rows with "
+                "`keras.ops.one_hot`."
+            )
         return ops.matmul(ops.cast(labels, "float32"), self.probabilities())
 
     def compute_output_shape(self, input_shape):

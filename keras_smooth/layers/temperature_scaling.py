@@ -15,14 +15,23 @@ def check_temperature(value, name="temperature"):
     """`value` as a float T > 0; a 0-d array or tensor is accepted.
 
     Raises `TypeError` for non-numbers and arrays of more than one value,
-    `ValueError` for NaN, Inf and T <= 0; both name the argument.
+    `ValueError` for NaN, Inf, T <= 0 and T outside the normal float32 range
+    (the temperature is held in a float32 weight, where such a T would become
+    0 or Inf and the output NaN); both name the argument.
     """
     if not isinstance(value, (numbers.Number, str, bytes)) and hasattr(value, "shape"):
         array = np.asarray(ops.convert_to_numpy(value))
         if array.shape != ():
             raise TypeError(f"`{name}` must be a scalar, got an array of shape {array.shape}.")
         value = array.item()
-    return _checks.check_positive(name, value)
+    value = _checks.check_positive(name, value)
+    low, high = float(np.finfo("float32").tiny), float(np.finfo("float32").max)
+    if not low <= value <= high:
+        raise ValueError(
+            f"`{name}` must be within the float32 range [{low:.3g}, {high:.3g}] (it is held "
+            f"in a float32 weight), got {value:g}."
+        )
+    return value
 
 
 def log_probabilities(inputs, held_dtype=None):

@@ -64,14 +64,24 @@ def cross_entropy(targets, log_probs):
 
 
 def prepare(y_true, y_pred, num_classes, from_logits, soft=False):
-    """Validate widths and labels; return (one-hot/soft labels, log-probabilities).
+    """Validate widths, rows and labels; return (one-hot/soft labels, log-probabilities).
 
     `soft=True` accepts `(N, K)` label distributions, else rows must be one-hot.
     """
     _check_rank(y_pred)
     _checks.check_width("y_pred", y_pred, num_classes)
     onehot = _checks.one_hot_labels(y_true, num_classes, name="y_true", soft=soft)
+    check_rows(onehot, y_pred)
     return onehot, log_probabilities(y_pred, from_logits)
+
+
+def check_rows(labels, y_pred):
+    """Raise when the static numbers of rows of labels and predictions differ."""
+    rows, pred_rows = _checks.static_dim(labels, 0), _checks.static_dim(y_pred, 0)
+    if rows is not None and pred_rows is not None and rows != pred_rows:
+        raise ValueError(
+            f"`y_true` has {rows} rows but `y_pred` has {pred_rows} (one label per prediction)."
+        )
 
 
 def infer_num_classes(y_pred, num_classes):

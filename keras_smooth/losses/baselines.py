@@ -14,6 +14,7 @@ import numpy as np
 from keras import ops
 
 from keras_smooth import _checks
+from keras_smooth import calibration
 from keras_smooth.losses import _common
 from keras_smooth.losses.distillation import SubstituteTeacherLoss
 
@@ -411,15 +412,25 @@ def online_soft_matrix(labels, probs, previous):
     """One OLS update: per-class mean of the probabilities of correctly classified examples.
 
     Rows of classes without a correct example are copied from `previous`.
+    `probs` must be probabilities (`_checks.looks_like_probabilities`; pass
+    the softmax of logits) and `previous` a K x K matrix of probability rows.
     """
+    held = np.asarray(probs).dtype  # 16-bit probabilities get their dtype's tolerance
     probs = np.asarray(probs, dtype="float64")
     _checks.check_finite("probs", probs)
-    updated = np.array(previous, dtype="float64", copy=True)
+    previous = np.asarray(previous, dtype="float64")
+    size = previous.shape[0] if previous.ndim else 2
+    updated = _checks.check_class_matrix("previous", previous, size).copy()
     labels = _numpy_ids(labels, updated.shape[0])
     if probs.shape != (len(labels), updated.shape[0]):
         raise ValueError(
             f"`probs` must have shape ({len(labels)}, {updated.shape[0]}) for "
             f"{len(labels)} labels and a {updated.shape[0]}-class matrix, got {probs.shape}."
+        )
+    if not _checks.looks_like_probabilities(probs, dtype=held):
+        raise ValueError(
+            "`probs` must be probabilities (values in [0, 1], rows summing to 1); got values "
+            f"in [{probs.min():g}, {probs.max():g}]. Pass the softmax of logits."
         )
     correct = probs.argmax(axis=1) == labels
     for k in range(updated.shape[0]):
@@ -469,8 +480,10 @@ class OnlineLabelSmoothing(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         preds = self.model.predict(self.x, batch_size=self.batch_size, verbose=0)
-        probs = np.asarray(keras.ops.convert_to_numpy(
-            keras.ops.softmax(preds, axis=-1) if self.loss.from_logits else preds), dtype="float64")
+        # the library-wide rule, as the loss reads them: non-probabilities get a softmax
+        probs, _ = calibration.to_probabilities(preds, self.loss.from_logits)
+        probs = np.asarray(keras.ops.convert_to_numpy(probs), dtype="float64")
+        probs /= probs.sum(axis=1, keepdims=True)  # 16-bit rows sum to 1 only within ~3e-3
         updated = online_soft_matrix(self.y, probs, self.loss.matrix)
         self.loss.soft_matrix.assign(updated)
         self.history.append(updated)
@@ -518,7 +531,7 @@ def beta_smoothing_targets(labels, confidences, num_classes, epsilon, alpha=0.4,
     if len(confidences) != len(labels):
         raise ValueError(f"`confidences` has {len(confidences)} rows but `labels` has {len(labels)}.")
     a = alpha / epsilon - 1.0
-    draws = np.sort(np.random.default_rng(seed).beta(a, 1.0, size=len(labels)))
+    draws = np.sort(np.random.default_rng(_checks.check_seed(seed)).beta(a, 1.0, size=len(labels)))
     b = np.empty_like(draws)
     b[np.argsort(confidences, kind="stable")] = draws  # ascending confidence <- ascending b
     eps = alpha * (1.0 - b)

@@ -121,6 +121,7 @@ def distillation_loss(y_true, y_pred, beta=0.5, temperature=1.0, from_logits=Tru
         )
     labels, teacher_logits = y_true[:, :num_classes], y_true[:, num_classes:]
     labels = _checks.one_hot_labels(labels, num_classes, name="y_true", soft=True)
+    _common.check_rows(labels, y_pred)
     teacher = ops.softmax(teacher_logits / temperature, axis=-1)
     log_q, log_q_tau = _student_log_probs(y_pred, from_logits, temperature)
     hard = _common.cross_entropy(labels, log_q)
