@@ -570,7 +570,7 @@ def test_tfds_without_prepared_data_fails_at_once_naming_it_and_writes_nothing(
     )  # TensorFlow already imported here: the failure itself is immediate
     with pytest.raises(DatasetUnavailable, match=r"^TFDS data set 'mnist' is not prepared in "):
         datasets.load("tfds:mnist", data_dir=str(tmp_path))
-    assert time.perf_counter() - started < 5 and os.listdir(tmp_path) == []
+    assert time.perf_counter() - started < 30 and os.listdir(tmp_path) == []  # was 213 s of retries
 
 
 def test_unknown_or_malformed_tfds_names_are_one_line():
