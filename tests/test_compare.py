@@ -102,16 +102,20 @@ def test_interrupted_run_resumes_without_corruption(tmp_path):
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )
     predictions = out / "predictions"
+
+    def finished():  # whole prediction files (a write in flight is `NAME.tmp.npz`)
+        return [p for p in predictions.glob("*.npz") if ".tmp" not in p.name]
+
     try:
         deadline = time.time() + 300
         while time.time() < deadline:  # kill mid-run: some methods trained, not all
-            if predictions.is_dir() and len(list(predictions.glob("*.npz"))) >= 3:
+            if predictions.is_dir() and len(finished()) >= 3:
                 break
             time.sleep(0.05)
         proc.send_signal(signal.SIGKILL)  # the harshest interruption
     finally:
         proc.wait(timeout=60)
-    saved = {p.name: p.stat().st_mtime_ns for p in predictions.glob("*.npz")}
+    saved = {p.name: p.stat().st_mtime_ns for p in finished()}
     assert 3 <= len(saved)
     results = out / "results.json"
     partial = json.loads(results.read_text())["records"] if results.exists() else []
