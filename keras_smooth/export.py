@@ -205,12 +205,6 @@ def _check_target(path, overwrite):
         )
     if os.path.islink(path):
         raise ValueError(f"`path` {path!r} is a symbolic link; export to the folder it names.")
-    here = os.path.abspath(os.getcwd())
-    if here == path or here.startswith(path.rstrip(os.sep) + os.sep):
-        raise ValueError(
-            f"`path` {path!r} is the working directory or one of its parents; export to a "
-            "folder of its own (for TF Serving, a numbered version folder)."
-        )
     try:
         entries = os.listdir(path)
     except PermissionError as error:
@@ -296,8 +290,8 @@ def export_for_serving(
     folder that is not a SavedModel is refused, as is a SavedModel folder
     holding anything else (e.g. `assets.extra/`, which replacing would
     delete), a symbolic link, the working directory or one of its parents, and
-    an earlier export with `overwrite=False`. Remote paths (`gs://...`) are written directly by
-    TensorFlow, without these checks.
+    an earlier export with `overwrite=False`. Remote paths (`gs://...`) are
+    written directly by TensorFlow, without these checks.
 
     Args:
         model: a built Keras model with one output of shape (batch, classes)
