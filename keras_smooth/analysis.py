@@ -254,8 +254,7 @@ def distillation_study(build_student, data, *, teachers=None, matrices=None, epo
         the student, plus `smoothness` (gamma of the teacher at `temperature`)
         for logit teachers.
     """
-    from keras_smooth import losses
-    from keras_smooth.workflows.compare import evaluate
+    from keras_smooth import calibration, losses
     from keras_smooth.workflows.training import fit_classifier
 
     results = {}
@@ -269,12 +268,13 @@ def distillation_study(build_student, data, *, teachers=None, matrices=None, epo
                                  losses.DistillationLoss(beta=beta, temperature=temperature),
                                  epochs=epochs, batch_size=batch_size, seed=seed)
         test = trained.model.predict(data.x_test, batch_size=1024, verbose=0)
-        results[name] = {**evaluate(data, test),
+        results[name] = {**calibration.evaluate(data.y_test, test, groups=data.test_groups),
                          "smoothness": smoothness_index(data.y_train, logits, temperature)}
     for name, (matrix, alpha) in (matrices or {}).items():
         trained = fit_classifier(build_student, data, data.y_train,
                                  losses.SubstituteTeacherLoss(matrix, alpha=alpha, beta=beta,
                                                               temperature=temperature),
                                  epochs=epochs, batch_size=batch_size, seed=seed)
-        results[name] = evaluate(data, trained.model.predict(data.x_test, batch_size=1024, verbose=0))
+        logits = trained.model.predict(data.x_test, batch_size=1024, verbose=0)
+        results[name] = calibration.evaluate(data.y_test, logits, groups=data.test_groups)
     return results

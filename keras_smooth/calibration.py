@@ -576,6 +576,32 @@ def summary(labels, probs, num_bins=15, from_logits=False):
     }
 
 
+def evaluate(labels, logits, temperature=1.0, groups=None):
+    """`summary` of softmax(logits / T), plus the accuracy on named subsets of the rows.
+
+    Args:
+        labels: `(N,)` class ids.
+        logits: `(N, K)` logits.
+        temperature: T > 0 applied before the softmax.
+        groups: optional `{name: boolean mask (N,)}`; each adds
+            `accuracy_<name>`, the accuracy on the rows of the mask (NaN for
+            an empty mask).
+
+    Returns:
+        dict of floats: accuracy, nll, ece, classwise_ece, brier and one
+        `accuracy_<name>` per group.
+    """
+    probs = apply_temperature(logits, temperature)
+    out = summary(labels, probs)
+    correct = probs.argmax(axis=1) == np.asarray(labels).reshape(-1)
+    for name, mask in (groups or {}).items():
+        mask = np.asarray(mask, dtype=bool).reshape(-1)
+        if mask.shape != correct.shape:
+            raise ValueError(f"`groups[{name!r}]` has {mask.size} entries for {correct.size} rows.")
+        out[f"accuracy_{name}"] = float(correct[mask].mean()) if mask.any() else float("nan")
+    return out
+
+
 # --- temperature scaling ----------------------------------------------------------
 
 

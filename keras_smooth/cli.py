@@ -312,20 +312,21 @@ def write_csv(records, path):
     keys = ["method", "label", "replicate", "seed", "dataset", "accuracy", "nll", "ece", "classwise_ece", "brier",
             "accuracy_dense", "accuracy_sparse", "temperature", "teacher_temperature", "val_nll", "best_epoch",
             "students_trained", "seconds", "hyperparameters"]
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", newline="") as f:
+    from keras_smooth import _io
+
+    with _io.atomic_open(path, newline="") as f:
         writer = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
         writer.writeheader()
         for r in records:
             writer.writerow({**r, "hyperparameters": json.dumps(r["hyperparameters"], sort_keys=True)})
-    os.replace(tmp, path)
 
 
 def write_plots(output, records, methods, dataset_name, seed, dataset_options):
     """Reliability diagrams, ILS1 curves, learned matrices and decision regions."""
     from keras_smooth import calibration, datasets, plots
     from keras_smooth.workflows.methods import TEMPS_OF
-    from keras_smooth.workflows.teacher import UNREADABLE, describe_error, read_npz
+    from keras_smooth._io import UNREADABLE, read_npz
+    from keras_smooth.workflows.teacher import describe_error
 
     written = []
     data = datasets.load(dataset_name, seed=seed, **dataset_options)  # replicate 0

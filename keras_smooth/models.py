@@ -1,4 +1,4 @@
-"""A model wrapper that lets the model's optimizer train loss-owned matrices."""
+"""Models: the wrapper that trains loss-owned matrices, and the workflows' default network."""
 
 import keras
 
@@ -107,3 +107,26 @@ class TrainableTargetsModel(keras.Model):
 def _learnable_losses(losses):
     """The `LearnableTargetLoss` objects in a compiled loss structure."""
     return [loss for loss in keras.tree.flatten(losses) if isinstance(loss, LearnableTargetLoss)]
+
+
+def default_model(input_shape, num_classes):
+    """MLP 5 x 64 ReLU for feature vectors (ILS paper §III); a small CNN for images.
+
+    The CNN: two 3 x 3 convolutions (32 and 64 filters), each followed by 2 x 2
+    max pooling, then a 128-unit ReLU layer (the penultimate features) and
+    the logits. The input is named `features` (vectors) or `images`, so an
+    exported model serves it under that name.
+    """
+    if len(input_shape) == 1:
+        layers = [keras.layers.Dense(64, activation="relu") for _ in range(5)]
+    else:
+        layers = [
+            keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Conv2D(64, 3, padding="same", activation="relu"),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Flatten(),
+            keras.layers.Dense(128, activation="relu"),
+        ]
+    inputs = keras.Input(input_shape, name="features" if len(input_shape) == 1 else "images")
+    return keras.Sequential([inputs, *layers, keras.layers.Dense(num_classes)])

@@ -33,6 +33,14 @@ class ClassificationData:
     def input_shape(self):
         return tuple(self.x_train.shape[1:])
 
+    @property
+    def test_groups(self):
+        """Named boolean masks of test rows reported separately (dense/sparse modes), or {}."""
+        if "dense_test" not in self.extras:
+            return {}
+        dense = np.asarray(self.extras["dense_test"], dtype=bool)
+        return {"dense": dense, "sparse": ~dense}
+
     def fingerprint(self):
         """A short hash of the arrays, for cache keys."""
         import hashlib

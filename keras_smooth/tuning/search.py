@@ -33,12 +33,12 @@ import keras
 import keras_tuner
 import numpy as np
 
-from keras_smooth import calibration
+from keras_smooth import _io, calibration
+from keras_smooth.models import default_model
 from keras_smooth import datasets as datasets_module
 from keras_smooth.tuning import distribute
 from keras_smooth.tuning.hypermodels import HYPERMODELS, ILSHyperModel, objective as make_objective, resolve_ranges
 from keras_smooth.workflows import _arguments as check
-from keras_smooth.workflows.compare import default_model, evaluate
 from keras_smooth.workflows.teacher import describe_error, teacher_trainings, train_teacher
 
 TUNERS = {
@@ -166,13 +166,6 @@ def _check_tuner_state(directory):
     return recover
 
 
-def _write_json_atomic(path, payload):
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(payload, f, indent=1)
-    os.replace(tmp, path)
-
-
 def _check_settings(directory, settings):
     """Refuse a folder that holds a search with other settings; return whether one exists."""
     path = os.path.join(directory, "search.json")
@@ -243,14 +236,12 @@ def format_trials(rows, objective="val_nll"):
 
 def _write_trials_csv(path, rows):
     names = sorted({k for r in rows for k in r["values"]})
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", newline="") as f:
+    with _io.atomic_open(path, newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["trial_id", "status", *names, "val_nll", "val_ece"])
         for r in rows:
             writer.writerow([r["trial_id"], r["status"], *(r["values"].get(n, "") for n in names),
                              r["val_nll"], r["val_ece"]])
-    os.replace(tmp, path)
 
 
 def run_search(method="ils", *, dataset="gaussian", data=None, build_model=default_model, tuner="random",
@@ -335,7 +326,7 @@ def run_search(method="ils", *, dataset="gaussian", data=None, build_model=defau
     if not os.access(directory, os.W_OK):
         raise ValueError(f"the search directory {directory} is not writable")
     if role != "worker" or not os.path.exists(os.path.join(directory, "search.json")):
-        _write_json_atomic(os.path.join(directory, "search.json"), settings)
+        _io.write_json(os.path.join(directory, "search.json"), settings)
     report({"event": "start", "role": role, "resuming": resuming, "settings": settings})
 
     teacher = None
@@ -411,8 +402,9 @@ def _finish(search, hypermodel, data, settings, directory, rows, *, export, teac
         "objective": settings["objective"], "trial_id": trial.trial_id, "hyperparameters": row["values"],
         "val_nll": row["val_nll"], "val_ece": row["val_ece"], "model": how,
         "temperature": float(fit.temperature),
-        "test": evaluate(data, test_logits),
-        "test_temperature_scaled": evaluate(data, test_logits, fit.temperature),
+        "test": calibration.evaluate(data.y_test, test_logits, groups=data.test_groups),
+        "test_temperature_scaled": calibration.evaluate(data.y_test, test_logits, fit.temperature,
+                                                        groups=data.test_groups),
         "trials": dict(sorted(collections.Counter(r["status"] for r in rows).items())),
         "teacher": None if teacher is None else {
             "temperature": teacher.temperature, "val_nll": teacher.val_nll, "key": teacher.key,
@@ -427,6 +419,6 @@ def _finish(search, hypermodel, data, settings, directory, rows, *, export, teac
         path = os.path.join(os.path.abspath(directory), "export", settings["method"], "1")
         export_for_serving(model, path, temperature=fit.temperature)
         best["export"] = path
-    _write_json_atomic(os.path.join(directory, "best.json"), best)
+    _io.write_json(os.path.join(directory, "best.json"), best)
     report({"event": "best", "best": best})
     return best

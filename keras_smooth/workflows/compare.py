@@ -16,43 +16,15 @@ import os
 import time
 import warnings
 
-import keras
 import numpy as np
 
-from keras_smooth import calibration
+from keras_smooth import _io, calibration
 from keras_smooth import datasets as datasets_module
 from keras_smooth.workflows import methods as methods_module
 from keras_smooth.workflows import _arguments as check
-from keras_smooth.workflows.teacher import (
-    UNREADABLE,
-    describe_error,
-    read_npz,
-    set_aside,
-    train_teacher,
-)
-
-
-def default_model(input_shape, num_classes):
-    """MLP 5 x 64 ReLU for feature vectors (ILS paper §III); a small CNN for images.
-
-    The CNN: two 3 x 3 convolutions (32 and 64 filters), each followed by 2 x 2
-    max pooling, then a 128-unit ReLU layer (the penultimate features) and
-    the logits. The input is named `features` (vectors) or `images`, so an
-    exported model serves it under that name.
-    """
-    if len(input_shape) == 1:
-        layers = [keras.layers.Dense(64, activation="relu") for _ in range(5)]
-    else:
-        layers = [
-            keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
-            keras.layers.MaxPooling2D(),
-            keras.layers.Conv2D(64, 3, padding="same", activation="relu"),
-            keras.layers.MaxPooling2D(),
-            keras.layers.Flatten(),
-            keras.layers.Dense(128, activation="relu"),
-        ]
-    inputs = keras.Input(input_shape, name="features" if len(input_shape) == 1 else "images")
-    return keras.Sequential([inputs, *layers, keras.layers.Dense(num_classes)])
+from keras_smooth._io import UNREADABLE, read_npz, set_aside
+from keras_smooth.models import default_model
+from keras_smooth.workflows.teacher import describe_error, train_teacher
 
 
 def decision_grid(data, size=120):
@@ -66,22 +38,8 @@ def decision_grid(data, size=120):
 
 
 def evaluate(data, logits, temperature=1.0):
-    """Test metrics of logits (optionally at a temperature)."""
-    probs = calibration.apply_temperature(logits, temperature)
-    out = calibration.summary(data.y_test, probs)
-    if "dense_test" in data.extras:
-        dense = data.extras["dense_test"]
-        correct = probs.argmax(1) == data.y_test
-        out["accuracy_dense"] = float(correct[dense].mean())
-        out["accuracy_sparse"] = float(correct[~dense].mean())
-    return out
-
-
-def _write_json_atomic(path, payload):
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(payload, f, indent=1)
-    os.replace(tmp, path)
+    """Test metrics of logits (optionally at a temperature), with the data's test groups."""
+    return calibration.evaluate(data.y_test, logits, temperature, groups=data.test_groups)
 
 
 PREDICTION_KEYS = ("val_logits", "test_logits", "meta", "settings_key")
@@ -169,7 +127,7 @@ class ResultStore:
 
         self.prepare()
         self.records.append(record)
-        _write_json_atomic(self.path, {"version": __version__, "settings": self.settings, "records": self.records})
+        _io.write_json(self.path, {"version": __version__, "settings": self.settings, "records": self.records})
 
     def prediction_path(self, method, replicate):
         return os.path.join(self.output, "predictions", f"{method}-{replicate}.npz")
@@ -180,9 +138,7 @@ class ResultStore:
         path = self.prediction_path(method, replicate)
         kept = {k: np.asarray(v) for k, v in arrays.items() if v is not None}
         kept["settings_key"] = np.asarray(self.key)
-        tmp = f"{path}.tmp.npz"
-        np.savez(tmp, **kept)
-        os.replace(tmp, path)
+        _io.write_npz(path, **kept)
         return kept
 
     def load_predictions(self, method, replicate):

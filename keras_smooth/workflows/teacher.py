@@ -21,13 +21,12 @@ import json
 import os
 import time
 import warnings
-import zipfile
-import zlib
 
 import keras
 import numpy as np
 
-from keras_smooth import calibration
+from keras_smooth import _io, calibration
+from keras_smooth._io import UNREADABLE, read_npz, set_aside  # noqa: F401  (re-exported)
 from keras_smooth.workflows.training import fit_classifier
 
 SPLITS = ("train", "val", "test")
@@ -79,12 +78,6 @@ def teacher_cache_key(build_model, data, *, epochs, batch_size, seed, learning_r
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def _save_atomic(path, **arrays):
-    tmp = f"{path}.tmp.npz"
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
-
-
 @contextlib.contextmanager
 def _locked(path):
     """An exclusive advisory lock on `path` (POSIX); no lock where fcntl is missing."""
@@ -99,31 +92,6 @@ def _locked(path):
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-# What np.load and reading an archive's members raise on truncated, empty or garbage files.
-UNREADABLE = (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile, zlib.error)
-
-
-def read_npz(path):
-    """Every array of an `.npz` file, read now; `UNREADABLE` errors for a damaged file."""
-    with np.load(path, allow_pickle=False) as stored:
-        if not hasattr(stored, "files"):
-            raise ValueError("a single array, not an .npz archive")
-        return {name: stored[name] for name in stored.files}
-
-
-def set_aside(path, reason):
-    """Rename a damaged cache file to `<path>.corrupt`, warn naming both; return the new path."""
-    aside = f"{path}.corrupt"
-    try:
-        os.replace(path, aside)
-    except OSError:  # cannot rename (read-only folder): it will be overwritten instead
-        aside = None
-    where = f"moved it to {aside}" if aside else "it will be overwritten"
-    warnings.warn(f"{path} is unreadable ({reason}); {where} and recomputing", UserWarning,
-                  stacklevel=3)
-    return aside
 
 
 def describe_error(error):
@@ -201,7 +169,7 @@ def train_teacher(build_model, data, *, epochs, batch_size, seed, learning_rate=
             if teacher is not None:
                 return teacher
         teacher = _train(build_model, data, key, **settings)
-        _save_atomic(path, temperature=teacher.temperature, best_epoch=teacher.best_epoch,
+        _io.write_npz(path, temperature=teacher.temperature, best_epoch=teacher.best_epoch,
                      val_nll=teacher.val_nll, seconds=teacher.seconds, **teacher.logits)
         with open(os.path.join(cache_dir, "teacher-log.jsonl"), "a") as log:
             log.write(json.dumps({"key": key, "pid": os.getpid(), "seconds": round(teacher.seconds, 3),

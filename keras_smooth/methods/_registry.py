@@ -1,0 +1,375 @@
+"""The `Method` record and the registry every workflow reads.
+
+A method is data plus a few hooks: its name and label, the values of each
+hyperparameter that `compare` tries (per named grid), the range the tuner
+searches, whether it needs the teacher, and how to build, for one setting,
+its training targets, its loss and its callbacks. Built-in methods register
+themselves where they are defined (`keras_smooth.methods.paper`,
+`keras_smooth.methods.baselines`); a user's method is the same kind of
+object, passed directly or named as `module:attribute`.
+"""
+
+import dataclasses
+import importlib
+import itertools
+import math
+import numbers
+import re
+
+import numpy as np
+
+GRID_NAMES = ("paper", "synthetic", "synthetic-small", "small", "quick")
+"""Grids a built-in method defines. "paper": ILS paper appendix C (real data);
+"synthetic": the ILS paper's grids for its synthetic task; "synthetic-small":
+that grid's centre with fewer points; "small": a few minutes per run;
+"quick": one setting per method."""
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.+-]*$")
+_REGISTRY = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+    """What a method's hooks see when they build one training run.
+
+    Attributes:
+        x_train: training inputs, `(N, ...)`.
+        y_train: training class ids, `(N,)` integers in [0, K).
+        num_classes: K.
+        seed: seed of the run (initialisation, sampling in target builders).
+        teacher_logits: the teacher's `(N, K)` logits on `x_train` (row i for
+            `x_train[i]`), or None when no teacher was trained.
+        teacher_temperature: the teacher's fitted temperature T* (> 0).
+    """
+
+    x_train: object
+    y_train: object
+    num_classes: int
+    seed: int = 0
+    teacher_logits: object = None
+    teacher_temperature: float = 1.0
+
+
+@dataclasses.dataclass
+class Recipe:
+    """One training run of a method: targets for `fit`, a Keras loss, callbacks."""
+
+    targets: object
+    loss: object
+    callbacks: list
+
+
+def _finite_number(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"`{name}` must be a finite number, got {value!r}.")
+    return float(value)
+
+
+def _values(method, param, values):
+    """A non-empty tuple of distinct finite numbers."""
+    where = f"{method}: params[{param!r}]"
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise TypeError(f"{where} must be a list of values, got {values!r}.")
+    out = tuple(_finite_number(where, v) for v in values)
+    if not out:
+        raise ValueError(f"{where} is empty.")
+    if len(set(out)) != len(out):
+        raise ValueError(f"{where} repeats a value: {list(out)}.")
+    return out
+
+
+def _check_hook(method, name, hook):
+    if hook is not None and not callable(hook):
+        raise TypeError(f"Method {method!r}: `{name}` must be callable or None, got {hook!r}.")
+    return hook
+
+
+class Method:
+    """One label-regularization method: everything specific to it in one record.
+
+    Args:
+        name: identifier used on the command line and in results (letters,
+            digits, `_`, `.`, `+`, `-`; starts with a letter or `_`).
+        label: what tables and plots show (default: `name`).
+        params: `{hyperparameter: values}`; `compare` tries every
+            combination of the values, and the tuner searches between their
+            minimum and maximum (the grid tuner: those values).
+        loss: `loss(params, num_classes)` -> a Keras loss that receives the
+            training targets (class ids unless `targets` says otherwise) as
+            `y_true` and logits as `y_pred`.
+        grids: optional `{grid name: {hyperparameter: values}}` for the named
+            grids of `GRID_NAMES`; a grid not given uses `params`, except
+            "quick", which takes the middle value of each list of `params`.
+        ranges: optional `{hyperparameter: (low, high)}` the tuner searches
+            (default: the smallest and largest value of any grid).
+        log_scale: hyperparameters whose tuning range is searched on a log
+            scale (their low end must be > 0).
+        domains: optional `{hyperparameter: check(name, value) -> float}`
+            that refuses values the loss cannot take (`ValueError`).
+        needs_teacher: the targets or loss use the teacher's logits
+            (`Context.teacher_logits`).
+        targets: optional `targets(params, context)` -> training targets:
+            class ids `(N,)` or soft rows `(N, K)` for `x_train`.
+        callbacks: optional `callbacks(params, loss, context)` -> a list of
+            Keras callbacks for one run.
+        loss_from_data: optional `loss_from_data(params, context)`, used
+            instead of `loss` when the loss depends on the training data.
+        same_loss: the loss is the same at every setting (only the targets
+            change), so one compiled model can be retrained for each.
+        temperature_of: the name of a method whose selected model this
+            method reuses, adding a temperature fitted on the validation split
+            (post-hoc calibration, "+ TempS"); such a method trains nothing.
+        uses_teacher_model: the method's model is the teacher itself (No LS):
+            workflows reuse the trained teacher instead of training it again.
+        description: one line for `--help`.
+        tags: group names this method belongs to (e.g. "default", "baselines").
+
+    Examples:
+    >>> import keras_smooth as ks
+    >>> from keras_smooth.methods import Method
+    >>> def _loss(params, num_classes):
+    ...     return ks.LabelSmoothingLoss(epsilon=params["epsilon"], num_classes=num_classes)
+    >>> double = Method(name="double_ls", label="Double LS", params={"epsilon": (0.02, 0.3)},
+    ...                 loss=_loss)
+    >>> double.settings("small")
+    [{'epsilon': 0.02}, {'epsilon': 0.3}]
+    >>> double.search_space()
+    {'epsilon': {'min': 0.02, 'max': 0.3, 'sampling': 'linear'}}
+    """
+
+    def __init__(self, name, label=None, params=None, loss=None, *, grids=None, ranges=None,
+                 log_scale=(), domains=None, needs_teacher=False, targets=None, callbacks=None,
+                 loss_from_data=None, same_loss=False, temperature_of=None,
+                 uses_teacher_model=False, description="", tags=()):
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ValueError("Method `name` must start with a letter or _ and hold only letters, "
+                             f"digits, _, ., + and -; got {name!r}.")
+        self.name = name
+        self.label = name if label is None else str(label)
+        self.params = {str(p): _values(name, p, v) for p, v in dict(params or {}).items()}
+        self.loss = _check_hook(name, "loss", loss)
+        self.loss_from_data = _check_hook(name, "loss_from_data", loss_from_data)
+        self.targets = _check_hook(name, "targets", targets)
+        self.callbacks = _check_hook(name, "callbacks", callbacks)
+        self.needs_teacher = bool(needs_teacher)
+        self.same_loss = bool(same_loss)
+        self.temperature_of = temperature_of
+        self.uses_teacher_model = bool(uses_teacher_model)
+        self.description = str(description)
+        self.tags = tuple(tags)
+        self.domains = dict(domains or {})
+        self.grids = self._check_grids(grids)
+        self.log_scale = tuple(log_scale)
+        self.ranges = self._check_ranges(ranges)
+        if temperature_of is None and loss is None and loss_from_data is None:
+            raise ValueError(f"Method {name!r} needs a `loss(params, num_classes)` hook.")
+
+    def __repr__(self):
+        return f"Method({self.name!r}, label={self.label!r}, params={self.params!r})"
+
+    # --- hyperparameters -------------------------------------------------------
+
+    def _check_grids(self, grids):
+        out = {}
+        for grid, values in dict(grids or {}).items():
+            if grid not in GRID_NAMES:
+                raise ValueError(f"Method {self.name!r}: unknown grid {grid!r}; grids are "
+                                 f"{', '.join(GRID_NAMES)}.")
+            extra = set(values) - set(self.params)
+            if extra:
+                raise ValueError(f"Method {self.name!r}: grid {grid!r} names "
+                                 f"{', '.join(sorted(extra))}, not in `params`.")
+            out[grid] = {p: _values(self.name, p, v) for p, v in values.items()}
+        return out
+
+    def _check_ranges(self, ranges):
+        ranges = dict(ranges or {})
+        extra = (set(ranges) | set(self.log_scale)) - set(self.params)
+        if extra:
+            raise ValueError(f"Method {self.name!r}: `ranges`/`log_scale` name "
+                             f"{', '.join(sorted(extra))}, not in `params`.")
+        out = {}
+        for param in self.params:
+            if param in ranges:
+                low, high = (_finite_number(f"ranges[{param!r}]", v) for v in ranges[param])
+            else:
+                seen = [v for grid in (self.params, *self.grids.values()) for v in grid.get(param, ())]
+                low, high = min(seen), max(seen)
+            if low > high:
+                raise ValueError(f"Method {self.name!r}: ranges[{param!r}] needs low <= high, "
+                                 f"got ({low}, {high}).")
+            if param in self.log_scale and low <= 0:
+                raise ValueError(f"Method {self.name!r}: log-scaled {param!r} needs a range "
+                                 f"above 0, got ({low}, {high}).")
+            out[param] = (self.check(param, low), self.check(param, high))
+        return out
+
+    def check(self, param, value):
+        """`value` of hyperparameter `param` as a float; `ValueError` if the method refuses it."""
+        if param not in self.params:
+            raise ValueError(f"method {self.name!r} has no hyperparameter {param!r}; it has: "
+                             f"{', '.join(self.params) or 'none'}.")
+        check = self.domains.get(param)
+        return check(param, value) if check else _finite_number(param, value)
+
+    def grid(self, grid="small"):
+        """`{hyperparameter: values}` of a named grid or of a dict of value lists."""
+        if isinstance(grid, dict):
+            return {p: _values(self.name, p, grid.get(p, self.params[p])) for p in self.params}
+        if grid not in GRID_NAMES:
+            raise ValueError(f"Unknown grid {grid!r}; choose from: {', '.join(GRID_NAMES)}.")
+        if grid in self.grids:
+            return {p: self.grids[grid].get(p, v) for p, v in self.params.items()}
+        if grid == "quick":
+            return {p: (v[(len(v) - 1) // 2],) for p, v in self.params.items()}
+        return dict(self.params)
+
+    def settings(self, grid="small"):
+        """Every combination of the grid's values, as a list of `{hyperparameter: value}`."""
+        values = self.grid(grid)
+        names = list(values)
+        return [dict(zip(names, combo)) for combo in itertools.product(*values.values())]
+
+    def search_space(self):
+        """The tuner's default space: `{param: {"min", "max", "sampling"}}`, or a value if fixed."""
+        space = {}
+        for param, (low, high) in self.ranges.items():
+            if low == high:
+                space[param] = low
+            else:
+                sampling = "log" if param in self.log_scale else "linear"
+                space[param] = {"min": low, "max": high, "sampling": sampling}
+        return space
+
+    @property
+    def tunable(self):
+        """Whether the tuner has something to search (a hyperparameter with a range)."""
+        return self.temperature_of is None and any(lo < hi for lo, hi in self.ranges.values())
+
+    # --- one training run -------------------------------------------------------
+
+    def check_settings(self, params):
+        """`params` checked against the method's hyperparameters; return a dict of floats."""
+        if not isinstance(params, dict):
+            raise TypeError(f"settings of {self.name!r} must be a dict, got {params!r}.")
+        missing = set(self.params) - set(params)
+        extra = set(params) - set(self.params)
+        if missing or extra:
+            raise ValueError(f"method {self.name!r} takes hyperparameters "
+                             f"{', '.join(self.params) or 'none'}; got {', '.join(params) or 'none'}.")
+        return {p: self.check(p, params[p]) for p in self.params}
+
+    def build(self, params, context):
+        """The `Recipe` (targets, loss, callbacks) of one setting on one training set."""
+        if self.temperature_of is not None:
+            raise ValueError(f"{self.name!r} trains nothing: it rescales {self.temperature_of!r}.")
+        params = self.check_settings(params)
+        if self.needs_teacher and context.teacher_logits is None:
+            raise ValueError(f"method {self.name!r} needs the teacher's logits "
+                             "(Context.teacher_logits).")
+        loss = (self.loss_from_data(params, context) if self.loss_from_data is not None
+                else self.loss(params, context.num_classes))
+        if self.targets is None:
+            targets = np.asarray(context.y_train)
+        else:
+            targets = self.targets(params, context)
+        callbacks = list(self.callbacks(params, loss, context)) if self.callbacks else []
+        return Recipe(targets=targets, loss=loss, callbacks=callbacks)
+
+    def fingerprint(self, grid="small"):
+        """What identifies this method's results: name, grid values and hooks."""
+        hooks = {k: _qualname(getattr(self, k)) for k in
+                 ("loss", "loss_from_data", "targets", "callbacks")}
+        return {"name": self.name, "grid": {p: list(v) for p, v in self.grid(grid).items()}
+                if self.temperature_of is None else {}, "temperature_of": self.temperature_of,
+                "hooks": hooks}
+
+
+def _qualname(fn):
+    if fn is None:
+        return None
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', type(fn).__name__)}"
+
+
+def register(method):
+    """Add `method` to the registry; refuse a name already taken. Returns `method`."""
+    if not isinstance(method, Method):
+        raise TypeError(f"register() takes a keras_smooth.methods.Method, got {method!r}.")
+    if method.name in _REGISTRY:
+        raise ValueError(f"a method named {method.name!r} is already registered; "
+                         "choose another name.")
+    _REGISTRY[method.name] = method
+    return method
+
+
+def names(tag=None):
+    """Registered method names in registration order (only those tagged `tag` if given)."""
+    return tuple(n for n, m in _REGISTRY.items() if tag is None or tag in m.tags)
+
+
+def get(name):
+    """The registered Method called `name`; `ValueError` listing the registered names otherwise."""
+    if isinstance(name, str) and name in _REGISTRY:
+        return _REGISTRY[name]
+    raise ValueError(f"Unknown method {name!r}; registered methods: {', '.join(_REGISTRY)} "
+                     "(or module:attribute for your own).")
+
+
+def _import_method(spec):
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ValueError(f"{spec!r} is not module:attribute.")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ValueError(f"cannot import {module_name!r} for method {spec!r}: {error}") from None
+    target = module
+    for part in attribute.split("."):
+        if not hasattr(target, part):
+            raise ValueError(f"module {module_name!r} has no attribute {attribute!r} "
+                             f"(method {spec!r}).")
+        target = getattr(target, part)
+    if not isinstance(target, Method):
+        raise TypeError(f"{spec!r} is a {type(target).__name__}, not a keras_smooth.methods.Method.")
+    return target
+
+
+def resolve(method):
+    """A Method from a Method, a registered name or `module:attribute`.
+
+    A Method object whose name is registered for another object is refused,
+    so results of two different methods never share a name.
+    """
+    if isinstance(method, Method):
+        found = method
+    elif isinstance(method, str) and ":" in method:
+        found = _import_method(method)
+    else:
+        return get(method)
+    registered = _REGISTRY.get(found.name)
+    if registered is not None and registered is not found:
+        raise ValueError(f"method {found.name!r} clashes with the registered method of that "
+                         "name; give yours another name.")
+    return found
+
+
+def parse(text, default="default"):
+    """Comma-separated names, groups (tags, or "all") and module:attribute -> tuple of Methods."""
+    if text is None or (isinstance(text, str) and not text.strip()):
+        text = default
+    if not isinstance(text, str):
+        raise TypeError(f"methods must be given as comma-separated text, got {text!r}.")
+    found = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        if part == "all":
+            found += [get(n) for n in names() if _REGISTRY[n].tags]
+        elif ":" not in part and part not in _REGISTRY and names(part):
+            found += [get(n) for n in names(part)]
+        else:
+            found.append(resolve(part))
+    unique = list({m.name: m for m in found}.values())
+    if not unique:
+        raise ValueError(f"{text!r} names no method.")
+    return tuple(unique)
