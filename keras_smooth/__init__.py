@@ -27,6 +27,10 @@ from keras_smooth.losses import (
 from keras_smooth.metrics import ClasswiseECE, ExpectedCalibrationError
 from keras_smooth.models import TrainableTargetsModel
 
+# The OLS callback moved up from `losses` to `callbacks`; its old address keeps
+# working. Set here, above both, so that `losses` never imports `callbacks`.
+losses.OnlineLabelSmoothing = callbacks.OnlineLabelSmoothing
+
 __version__ = "0.1.0"
 
 __all__ = [

@@ -370,3 +370,12 @@ def one_hot_labels(labels, num_classes, name="labels", dtype="float32", soft=Fal
     if ok is not None:
         ids = ops.where(ok, ids, 0)
     return _poison(ops.one_hot(ids, num_classes, dtype=dtype), ok)
+
+
+def class_ids(labels, num_classes, name="labels"):
+    """Flat integer class ids from NumPy-like labels; `ValueError` naming `name` otherwise."""
+    labels = np.asarray(labels).reshape(-1)
+    message = label_problem(labels, num_classes, name, "ids")
+    if message is not None:
+        raise ValueError(message)
+    return labels.astype(int)

@@ -12,6 +12,8 @@ Notation (ILS paper, Maher & Kull 2021): `t` is the true class, `p_t` the
 teacher's probability of it, `K` the number of classes.
 """
 
+import numbers
+
 import numpy as np
 from keras import ops
 
@@ -47,6 +49,65 @@ def _labels(labels, num_classes):
     return onehot, ops.shape(onehot)[0]
 
 
+def mix(onehot, distribution, epsilon):
+    """The one smoothing formula: move a share `epsilon` of the label onto a distribution.
+
+    The targets of the package are this mix, each with its own `distribution`:
+    uniform LS and ILS1 (1 / K), ILS2 and ILS (the teacher's wrong-class
+    shape), LLS, LS++, cLS and the substitute teacher (a row of a class
+    matrix), soft bootstrapping (the prediction), OLS (last epoch's class
+    means), TF-KD's virtual teacher (uniform over the wrong classes) and Beta
+    smoothing (1 / K, with a per-row share). Zipf's rank-based labels are
+    the one target built otherwise.
+
+    Formula:
+        t = (1 - epsilon) * onehot + epsilon * distribution
+
+    Args:
+        onehot: `(N, K)` label rows (one-hot, or soft rows for `uniform`).
+        distribution: `(N, K)` rows to mix in, the same shape as `onehot`
+            (no broadcasting).
+        epsilon: a number or an `(N,)` array of per-row shares; eager values
+            must be in [0, 1].
+
+    Returns:
+        `(N, K)` float32 targets.
+
+    Raises:
+        ValueError: for different shapes or an eager `epsilon` outside [0, 1].
+
+    Examples:
+    >>> import numpy as np
+    >>> from keras_smooth import targets
+    >>> onehot = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], "float32")
+    >>> spread = np.array([[0.0, 0.5, 0.5], [0.2, 0.0, 0.8]], "float32")
+    >>> np.round(np.asarray(targets.mix(onehot, spread, [0.1, 0.5])), 4)
+    array([[0.9 , 0.05, 0.05],
+           [0.1 , 0.5 , 0.4 ]], dtype=float32)
+    """
+    one_shape, dist_shape = tuple(ops.shape(onehot)), tuple(ops.shape(distribution))
+    static = [(a, b) for a, b in zip(one_shape, dist_shape)
+              if isinstance(a, int) and isinstance(b, int)]
+    if len(one_shape) != len(dist_shape) or any(a != b for a, b in static):
+        raise ValueError(
+            f"`onehot` {one_shape} and `distribution` {dist_shape} must have the same shape."
+        )
+    if _checks.is_concrete(epsilon):
+        values = np.asarray(ops.convert_to_numpy(epsilon), dtype="float64")
+        bad = ~((values >= 0) & (values <= 1))  # NaN is bad too
+        if values.ndim > 1 or np.any(bad):
+            raise ValueError(
+                "`epsilon` must be a number or an (N,) array of numbers in [0, 1], got "
+                f"{values[bad][0] if np.any(bad) else values.shape}."
+            )
+    if not isinstance(epsilon, numbers.Real):  # a Python number stays one: 1 - eps in float64
+        epsilon = ops.convert_to_tensor(epsilon, "float32")
+        if len(ops.shape(epsilon)) == 1:
+            epsilon = epsilon[:, None]
+    onehot, distribution = ops.cast(onehot, "float32"), ops.cast(distribution, "float32")
+    return onehot * (1.0 - epsilon) + epsilon * distribution
+
+
 def uniform(labels, num_classes, epsilon):
     """Uniform label smoothing (Szegedy et al., 2016; ILS paper §II).
 
@@ -74,7 +135,12 @@ def uniform(labels, num_classes, epsilon):
     num_classes = _checks.check_num_classes(num_classes)
     epsilon = _checks.check_fraction("epsilon", epsilon)
     onehot = _checks.one_hot_labels(labels, num_classes, soft=True)
-    return onehot * (1.0 - epsilon) + epsilon / num_classes
+    return mix(onehot, _uniform_like(onehot, num_classes), epsilon)
+
+
+def _uniform_like(onehot, num_classes):
+    """1 / K everywhere: the distribution uniform smoothing spreads its mass over."""
+    return ops.ones_like(onehot) / num_classes
 
 
 def ils1_epsilon(true_class_probs, p1, p2, cap=0.2):
@@ -137,9 +203,8 @@ def ils1(labels, teacher_probs, p1, p2, cap=0.2):
     num_classes = _checks.static_dim(teacher_probs)
     onehot, n = _labels(labels, num_classes)
     _check_rows("teacher_probs", teacher_probs, n)
-    p_t = ops.sum(onehot * teacher_probs, axis=-1)
-    eps = ils1_epsilon(p_t, p1, p2, cap)[:, None]
-    return onehot * (1.0 - eps) + eps / num_classes
+    eps = ils1_epsilon(ops.sum(onehot * teacher_probs, axis=-1), p1, p2, cap)
+    return mix(onehot, _uniform_like(onehot, num_classes), eps)
 
 
 def wrong_class_distribution(labels, teacher_probs):
@@ -209,45 +274,28 @@ def wrong_class_distribution_from_logits(labels, teacher_logits, temperature=1.0
         `(N, K)` float32 rows, 0 at the true class, summing to 1.
     """
     temperature = _checks.check_positive("temperature", temperature)
+    onehot, logits, _ = _teacher_logits(labels, teacher_logits)
+    return _wrong_share_from_logits(onehot, logits, temperature)
+
+
+def _teacher_logits(labels, teacher_logits):
+    """(one-hot labels, float32 logits, K) once shapes, rows and finite values are checked."""
     logits = ops.cast(ops.convert_to_tensor(teacher_logits), "float32")
-    _checks.check_finite("teacher_logits", logits)
     num_classes = _checks.static_dim(logits)
     if len(ops.shape(logits)) != 2 or num_classes is None or num_classes < 2:
         raise ValueError(
-            f"`teacher_logits` must have shape (N, K) with K >= 2, "
+            "`teacher_logits` must have shape (N, K) with a known K >= 2, "
             f"got {tuple(ops.shape(logits))}."
         )
+    _checks.check_finite("teacher_logits", logits)
     onehot, n = _labels(labels, num_classes)
     _check_rows("teacher_logits", logits, n)
+    return onehot, logits, num_classes
+
+
+def _wrong_share_from_logits(onehot, logits, temperature):
     masked = ops.where(onehot > 0.5, -1e30, logits / temperature)
     return ops.softmax(masked, axis=-1) * (1.0 - onehot)
-
-
-def mix(onehot, distribution, epsilon):
-    """(1 - epsilon) * onehot + epsilon * distribution, with per-row epsilon allowed.
-
-    `onehot` and `distribution` must have the same shape (no broadcasting) and
-    an eager `epsilon` (scalar or `(N,)`) must be in [0, 1]; else `ValueError`.
-    """
-    one_shape, dist_shape = tuple(ops.shape(onehot)), tuple(ops.shape(distribution))
-    static = [(a, b) for a, b in zip(one_shape, dist_shape)
-              if isinstance(a, int) and isinstance(b, int)]
-    if len(one_shape) != len(dist_shape) or any(a != b for a, b in static):
-        raise ValueError(
-            f"`onehot` {one_shape} and `distribution` {dist_shape} must have the same shape."
-        )
-    if _checks.is_concrete(epsilon):
-        values = np.asarray(ops.convert_to_numpy(epsilon), dtype="float64")
-        bad = ~((values >= 0) & (values <= 1))  # NaN is bad too
-        if values.ndim > 1 or np.any(bad):
-            raise ValueError(
-                "`epsilon` must be a number or an (N,) array of numbers in [0, 1], got "
-                f"{values[bad][0] if np.any(bad) else values.shape}."
-            )
-    epsilon = ops.convert_to_tensor(epsilon, "float32")
-    if len(ops.shape(epsilon)) == 1:
-        epsilon = epsilon[:, None]
-    return onehot * (1.0 - epsilon) + epsilon * distribution
 
 
 def ils2(labels, teacher_probs, epsilon):
@@ -327,11 +375,221 @@ def matrix_rows(labels, matrix):
     A matrix product (not a gather) keeps gradients dense, so optimizers such as
     Adam scale repeated rows correctly.
     """
+    matrix = _square_matrix(matrix)
+    onehot = _checks.one_hot_labels(labels, _checks.static_dim(matrix))
+    return ops.matmul(onehot, matrix)
+
+
+ILS_METHODS = ("ils1", "ils2", "ils")
+
+
+def ils_from_logits(labels, teacher_logits, method="ils", epsilon=0.1, p1=0.9, p2=1.0,
+                    cap=0.2, temperature=1.0, calibration_temperature=1.0):
+    """ILS1, ILS2 or ILS targets from the teacher's logits (what `ILSTargets` computes).
+
+    Formula:
+        epsilon_x = min(cap, p2 * (p*_t - p1) ** 2),  p* = softmax(z / calibration_temperature)
+        ils1: mix(onehot, 1 / K, epsilon_x)                          (ILS paper, Eq. 3)
+        ils2: mix(onehot, wrong-class shape of softmax(z / T), epsilon)          (Eq. 4)
+        ils:  mix(onehot, wrong-class shape of softmax(z / T), epsilon_x)       (§IV-C)
+
+    The wrong-class shape is a softmax over the K - 1 wrong-class logits, so a
+    teacher whose true-class probability rounds to 1 still gives finite
+    targets.
+
+    Args:
+        labels: class ids `(N,)`/`(N, 1)` or one-hot rows `(N, K)`.
+        teacher_logits: `(N, K)` finite teacher logits.
+        method: `"ils1"`, `"ils2"` or `"ils"`.
+        epsilon: smoothing factor of `ils2`, in [0, 1).
+        p1, p2, cap: see `ils1_epsilon`.
+        temperature: teacher temperature T of the wrong-class shape (> 0).
+        calibration_temperature: the teacher's fitted temperature T* (> 0).
+
+    Returns:
+        `(N, K)` float32 targets.
+
+    Examples:
+    >>> import numpy as np
+    >>> from keras_smooth import targets
+    >>> logits = np.log(np.array([[0.6, 0.3, 0.1]], "float32"))
+    >>> np.round(np.asarray(targets.ils_from_logits([0], logits, "ils2", epsilon=0.1)), 4)
+    array([[0.9  , 0.075, 0.025]], dtype=float32)
+    """
+    if method not in ILS_METHODS:
+        raise ValueError(f"`method` must be one of {ILS_METHODS}, got {method!r}.")
+    temperature = _checks.check_positive("temperature", temperature)
+    calibration_temperature = _checks.check_positive(
+        "calibration_temperature", calibration_temperature
+    )
+    onehot, logits, num_classes = _teacher_logits(labels, teacher_logits)
+    if method == "ils2":
+        eps = _checks.check_fraction("epsilon", epsilon)
+    else:
+        calibrated = ops.softmax(logits / calibration_temperature, axis=-1)
+        eps = ils1_epsilon(ops.sum(onehot * calibrated, axis=-1), p1, p2, cap)
+    if method == "ils1":
+        return mix(onehot, _uniform_like(onehot, num_classes), eps)
+    return mix(onehot, _wrong_share_from_logits(onehot, logits, temperature), eps)
+
+
+def matrix_smoothing(labels, matrix, alpha):
+    """Targets from a K x K class matrix: LLS (Eq. 4), LS++ (Eq. 3), cLS, substitute teacher.
+
+    Formula:
+        t = (1 - alpha) * onehot(y) + alpha * M[y]
+
+    Args:
+        labels: class ids `(N,)`/`(N, 1)` or one-hot rows `(N, K)`.
+        matrix: `(K, K)` matrix of class distributions (Q of LLS, C of LS++
+            with a zero diagonal, cLS's similarities).
+        alpha: mixing weight in [0, 1].
+
+    Returns:
+        `(N, K)` float32 targets.
+
+    Examples:
+    >>> import numpy as np
+    >>> from keras_smooth import targets
+    >>> c = (np.ones((3, 3)) - np.eye(3)) / 2
+    >>> np.round(np.asarray(targets.matrix_smoothing([1], c, alpha=0.1)), 4)
+    array([[0.05, 0.9 , 0.05]], dtype=float32)
+    """
+    alpha = _checks.check_unit_interval("alpha", alpha)
+    matrix = _square_matrix(matrix)
+    onehot = _checks.one_hot_labels(labels, _checks.static_dim(matrix))
+    return mix(onehot, ops.matmul(onehot, matrix), alpha)
+
+
+def virtual_teacher(labels, num_classes, correct_probability=0.9):
+    """TF-KD's hand-made teacher (Yuan et al. 2020, §4): `a` on the label, the rest uniform.
+
+    Formula:
+        p_k = a if k = y else (1 - a) / (K - 1)
+            = mix(onehot(y), (1 - onehot(y)) / (K - 1), 1 - a)
+
+    Args:
+        labels: class ids `(N,)`/`(N, 1)` or one-hot rows `(N, K)`.
+        num_classes: `K`, at least 2.
+        correct_probability: `a`, in [0, 1].
+
+    Returns:
+        `(N, K)` float32 rows.
+
+    Examples:
+    >>> import numpy as np
+    >>> from keras_smooth import targets
+    >>> np.round(np.asarray(targets.virtual_teacher([2], 3, 0.9)), 4)
+    array([[0.05, 0.05, 0.9 ]], dtype=float32)
+    """
+    num_classes = _checks.check_num_classes(num_classes)
+    a = _checks.check_unit_interval("correct_probability", correct_probability)
+    onehot = _checks.one_hot_labels(labels, num_classes)
+    return mix(onehot, (1.0 - onehot) / (num_classes - 1), 1.0 - a)
+
+
+def zipf(labels, logits, power=1.0):
+    """Zipf soft labels (Liang et al. 2022, "Efficient one pass self-distillation with
+    Zipf's label smoothing", §3.2).
+
+    The true class gets rank 1; the other classes are ranked 2..K by `logits`
+    (the network's own current outputs, largest first); the class of rank r
+    gets mass proportional to r ** -power. No gradient flows through the
+    ranking.
+
+    Args:
+        labels: class ids `(N,)`/`(N, 1)` or one-hot rows `(N, K)`.
+        logits: `(N, K)` predictions that rank the wrong classes.
+        power: exponent, >= 0 (0 gives uniform rows).
+
+    Returns:
+        `(N, K)` float32 rows summing to 1.
+
+    Examples:
+    >>> import numpy as np
+    >>> from keras_smooth import targets
+    >>> np.round(np.asarray(targets.zipf([0], np.array([[0.0, 1.0, 2.0]]))), 4)
+    array([[0.5455, 0.1818, 0.2727]], dtype=float32)
+    """
+    power = _checks.check_non_negative("power", power)
+    logits = ops.stop_gradient(ops.cast(ops.convert_to_tensor(logits), "float32"))
+    num_classes = _checks.static_dim(logits)
+    if len(ops.shape(logits)) != 2 or num_classes is None or num_classes < 2:
+        raise ValueError(
+            f"`logits` must have shape (N, K) with a known K >= 2, got {tuple(ops.shape(logits))}."
+        )
+    onehot = _checks.one_hot_labels(labels, num_classes)
+    # The true class first, then the others by descending logit.
+    top = ops.max(logits, axis=-1, keepdims=True, initial=-float("inf"))
+    keyed = ops.where(onehot > 0.5, top + 1.0, logits)
+    order = ops.argsort(-keyed, axis=-1)
+    ranks = ops.cast(ops.argsort(order, axis=-1), "float32") + 1.0
+    mass = ops.power(ranks, -power)
+    return mass / ops.sum(mass, axis=-1, keepdims=True)
+
+
+def beta_smoothing(labels, confidences, num_classes, epsilon, alpha=0.4, seed=0):
+    """Beta smoothing targets (Zhang & Sabuncu 2020, §5; set up as in ILS paper §VI).
+
+    Every instance gets its own smoothing factor
+        eps_i = alpha * (1 - b_i),   b_i ~ Beta(a, 1),   a = alpha / epsilon - 1,
+    so that the mean smoothing factor E[eps_i] = alpha / (a + 1) equals the LS
+    factor `epsilon` (the ILS paper ties a to the best LS epsilon and uses
+    alpha = 0.4; its printed expression E[alpha + (1 - alpha) b_i] cannot
+    equal an epsilon below 0.4, so the mean smoothing factor is matched). The
+    sampled b are handed out by confidence: the most confident instance gets
+    the largest b (least smoothing). Targets are then
+
+    Formula:
+        t_i = (1 - eps_i) * onehot(y_i) + eps_i / K
+
+    The draws use NumPy, so this runs eagerly (it prepares a training set).
+
+    Args:
+        labels: `(N,)` class ids.
+        confidences: `(N,)` confidences used for the ranking (e.g. the
+            predicted probability of the label by a model trained without LS).
+        num_classes: K.
+        epsilon: mean smoothing factor, 0 < epsilon < alpha.
+        alpha: upper bound of eps_i, in (0, 1). Default 0.4.
+        seed: seed of the Beta draws.
+
+    Returns:
+        `(N, K)` float32 NumPy targets and `(N,)` float32 smoothing factors.
+
+    Examples:
+    >>> import numpy as np
+    >>> from keras_smooth import targets
+    >>> soft, eps = targets.beta_smoothing([0, 1], [0.9, 0.2], 2, epsilon=0.1)
+    >>> soft.shape, bool(eps[0] < eps[1]), np.allclose(soft.sum(axis=1), 1)
+    ((2, 2), True, True)
+    """
+    num_classes = _checks.check_num_classes(num_classes)
+    alpha = _checks.check_fraction("alpha", alpha)
+    epsilon = _checks.check_fraction("epsilon", epsilon)
+    if not 0 < epsilon < alpha:
+        raise ValueError(f"`epsilon` must be in (0, alpha={alpha}), got {epsilon}.")
+    labels = _checks.class_ids(labels, num_classes)
+    confidences = np.asarray(confidences, dtype="float64").reshape(-1)
+    _checks.check_finite("confidences", confidences)
+    if len(confidences) != len(labels):
+        raise ValueError(
+            f"`confidences` has {len(confidences)} rows but `labels` has {len(labels)}."
+        )
+    rng = np.random.default_rng(_checks.check_seed(seed))
+    draws = np.sort(rng.beta(alpha / epsilon - 1.0, 1.0, size=len(labels)))
+    b = np.empty_like(draws)
+    b[np.argsort(confidences, kind="stable")] = draws  # ascending confidence <- ascending b
+    eps = (alpha * (1.0 - b)).astype("float32")
+    onehot = np.eye(num_classes, dtype="float32")[labels]
+    soft = mix(onehot, _uniform_like(onehot, num_classes), eps)
+    return np.asarray(ops.convert_to_numpy(soft), dtype="float32"), eps
+
+
+def _square_matrix(matrix):
     matrix = ops.cast(ops.convert_to_tensor(matrix), "float32")
     shape = tuple(ops.shape(matrix))
     if len(shape) != 2 or (isinstance(shape[0], int) and isinstance(shape[1], int)
                            and shape[0] != shape[1]):
         raise ValueError(f"`matrix` must be a square K x K matrix, got shape {shape}.")
-    num_classes = _checks.static_dim(matrix)
-    onehot = _checks.one_hot_labels(labels, num_classes)
-    return ops.matmul(onehot, matrix)
+    return matrix

@@ -1,17 +1,18 @@
 """The ILS target generator: labels + teacher logits -> ILS1/ILS2/ILS targets."""
 
 import keras
-from keras import ops
 
 from keras_smooth import _checks
 from keras_smooth import targets
 
-METHODS = ("ils1", "ils2", "ils")
+METHODS = targets.ILS_METHODS
 
 
 @keras.saving.register_keras_serializable(package="keras_smooth")
 class ILSTargets(keras.layers.Layer):
     """Turn labels and teacher logits into instance-based smoothed targets.
+
+    A thin layer over `keras_smooth.targets.ils_from_logits`:
 
     * `ils1`: epsilon_x from `softmax(logits / calibration_temperature)`
       (ILS paper, Eq. 3), spread uniformly.
@@ -78,29 +79,11 @@ class ILSTargets(keras.layers.Layer):
         self.built = True
 
     def call(self, labels, teacher_logits):
-        logits = ops.cast(teacher_logits, "float32")
-        num_classes = _checks.static_dim(logits)
-        if len(ops.shape(logits)) != 2 or num_classes is None or num_classes < 2:
-            raise ValueError(
-                "`teacher_logits` must have shape (N, K) with a known K >= 2, "
-                f"got {tuple(ops.shape(logits))}."
-            )
-        _checks.check_finite("teacher_logits", logits)
-        onehot = _checks.one_hot_labels(labels, num_classes)
-        targets._check_rows("teacher_logits", logits, ops.shape(onehot)[0])
-        if self.method == "ils2":
-            eps = self.epsilon
-        else:
-            calibrated = ops.softmax(logits / self.calibration_temperature, axis=-1)
-            p_t = ops.sum(onehot * calibrated, axis=-1)
-            eps = targets.ils1_epsilon(p_t, self.p1, self.p2, self.cap)
-        if self.method == "ils1":
-            spread = ops.ones_like(onehot) / num_classes
-        else:
-            spread = targets.wrong_class_distribution_from_logits(
-                onehot, logits, self.temperature
-            )
-        return targets.mix(onehot, spread, eps)
+        return targets.ils_from_logits(
+            labels, teacher_logits, self.method, epsilon=self.epsilon, p1=self.p1, p2=self.p2,
+            cap=self.cap, temperature=self.temperature,
+            calibration_temperature=self.calibration_temperature,
+        )
 
     def compute_output_shape(self, labels_shape, teacher_logits_shape):
         return tuple(teacher_logits_shape)

@@ -1,5 +1,13 @@
 """Losses of keras_smooth: one family per module, each class with a function twin.
 
+Modules: `smoothing` (LS), `lls`, `lspp`, `distillation` (cached teacher
+logits, substitute teacher), and the papers' baselines by family:
+`bootstrapping` (BS_Soft), `focal` (FLSD-53), `margin` (MbLS),
+`teacher_free` (TF-KD reg, Zipf's LS), `class_similarity` (cLS) and
+`online` (OLS). Self-distillation (Dis) is `DistillationLoss(beta=1.0,
+temperature=1.0)` on a teacher of the same architecture (ILS paper §VI,
+Appendix D). The targets they train on are built in `keras_smooth.targets`.
+
 What every loss checks (and what it does not):
 
 * Labels. Class ids must be whole numbers in [0, K) (`Loss.__call__` hands
@@ -28,25 +36,8 @@ What every loss checks (and what it does not):
 """
 
 from keras_smooth.losses._learnable import LearnableTargetLoss
-from keras_smooth.losses.baselines import (
-    AdaptiveFocalLoss,
-    ClassSimilarityLSLoss,
-    MarginLSLoss,
-    OnlineLabelSmoothing,
-    OnlineLabelSmoothingLoss,
-    SoftBootstrappingLoss,
-    TFKDRegularizationLoss,
-    ZipfLSLoss,
-    adaptive_focal_loss,
-    beta_smoothing_targets,
-    class_similarity_matrix,
-    margin_ls_loss,
-    online_soft_matrix,
-    soft_bootstrapping_loss,
-    tf_kd_regularization_loss,
-    zipf_ls_loss,
-    zipf_targets,
-)
+from keras_smooth.losses.bootstrapping import SoftBootstrappingLoss, soft_bootstrapping_loss
+from keras_smooth.losses.class_similarity import ClassSimilarityLSLoss, class_similarity_matrix
 from keras_smooth.losses.distillation import (
     DistillationLoss,
     SubstituteTeacherLoss,
@@ -54,15 +45,29 @@ from keras_smooth.losses.distillation import (
     distillation_targets,
     substitute_teacher_loss,
 )
+from keras_smooth.losses.focal import AdaptiveFocalLoss, adaptive_focal_loss
 from keras_smooth.losses.lls import LLSLoss, lls_loss
 from keras_smooth.losses.lspp import LSPlusPlusLoss, lspp_loss
+from keras_smooth.losses.margin import MarginLSLoss, margin_ls_loss
+from keras_smooth.losses.online import OnlineLabelSmoothingLoss, online_soft_matrix
 from keras_smooth.losses.smoothing import LabelSmoothingLoss, label_smoothing_loss
+from keras_smooth.losses.teacher_free import (
+    TFKDRegularizationLoss,
+    ZipfLSLoss,
+    tf_kd_regularization_loss,
+    zipf_ls_loss,
+    zipf_targets,
+)
+from keras_smooth.targets import beta_smoothing as beta_smoothing_targets
+
+# `OnlineLabelSmoothing`, the callback of OLS, lives in `keras_smooth.callbacks`
+# (callbacks sit above losses). `keras_smooth/__init__.py` also hands it to this
+# module, so `keras_smooth.losses.OnlineLabelSmoothing` keeps working.
 
 __all__ = [
     "AdaptiveFocalLoss",
     "ClassSimilarityLSLoss",
     "MarginLSLoss",
-    "OnlineLabelSmoothing",
     "OnlineLabelSmoothingLoss",
     "SoftBootstrappingLoss",
     "TFKDRegularizationLoss",

@@ -141,3 +141,37 @@ class Loss(keras.losses.Loss):
         config = super().get_config()
         config["dtype"] = self._policy_name
         return config
+
+
+def row_max(x):
+    """Row maxima, keepdims; defined for a batch of zero rows (TF's max refuses it)."""
+    return ops.max(x, axis=-1, keepdims=True, initial=-float("inf"))
+
+
+class FunctionLoss(Loss):
+    """A Loss whose `call` is a per-sample function of (y_true, y_pred, **settings).
+
+    Subclasses set `function` (a staticmethod) and `settings` (the names of
+    its keyword arguments, kept as attributes and returned by `get_config`).
+    The settings are checked at construction by one call of `function` on a
+    tiny batch, so a bad value raises where the loss is built.
+    """
+
+    function = None
+    settings = ()
+
+    def __init__(self, reduction="sum_over_batch_size", name=None, dtype=None, **settings):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        probe = (np.zeros((1,), "int32"), np.zeros((1, 2), "float32"))
+        type(self).function(*probe, **settings)  # validate now
+        for key, value in settings.items():
+            setattr(self, key, value)
+
+    def call(self, y_true, y_pred):
+        settings = {k: getattr(self, k) for k in self.settings}
+        return ops.cast(type(self).function(y_true, y_pred, **settings), self.dtype)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({k: getattr(self, k) for k in self.settings})
+        return config

@@ -4,15 +4,11 @@ import keras
 from keras import ops
 
 from keras_smooth import _checks
+from keras_smooth import targets
 from keras_smooth.layers.q_matrix import QMatrix
 from keras_smooth.losses import _common
 
 DEFAULT_MATRIX_LEARNING_RATE = 1e-2
-
-
-def mixed_targets(onehot, rows, alpha):
-    """(1 - alpha) * onehot + alpha * rows: the targets of LLS and LS++."""
-    return (1.0 - alpha) * onehot + alpha * rows
 
 
 def matrix_loss_inputs(y_true, y_pred, matrix, alpha, from_logits):
@@ -25,9 +21,7 @@ def matrix_loss_inputs(y_true, y_pred, matrix, alpha, from_logits):
     num_classes = _checks.static_dim(matrix)
     onehot, log_probs = _common.prepare(y_true, y_pred, num_classes, from_logits)
     rows = ops.matmul(onehot, ops.cast(matrix, "float32"))
-    return mixed_targets(onehot, rows, alpha), log_probs, ops.exp(log_probs)
-
-
+    return targets.mix(onehot, rows, alpha), log_probs, ops.exp(log_probs)
 
 
 def _in_differentiable_trace(x):
@@ -113,9 +107,7 @@ class LearnableTargetLoss(_common.Loss):
 
     def targets(self, labels):
         """The current training targets for `labels`, as a backend tensor."""
-        onehot = _checks.one_hot_labels(labels, self.num_classes)
-        rows = ops.matmul(onehot, self.matrix_layer.probabilities())
-        return mixed_targets(onehot, rows, self.alpha)
+        return targets.matrix_smoothing(labels, self.matrix_layer.probabilities(), self.alpha)
 
     def objective(self, onehot, log_probs, probs, rows):
         """Per-sample loss with the gradient routing of the method."""

@@ -13,6 +13,7 @@ import numpy as np
 from keras import ops
 
 from keras_smooth import _checks
+from keras_smooth import targets
 from keras_smooth.losses import _common
 
 
@@ -224,7 +225,7 @@ def substitute_teacher_loss(
     matrix = _check_matrix(matrix, alpha)
     num_classes = matrix.shape[0]
     onehot, log_q = _common.prepare(y_true, y_pred, num_classes, from_logits)
-    rows = (1.0 - alpha) * onehot + alpha * ops.matmul(onehot, matrix)
+    rows = targets.mix(onehot, ops.matmul(onehot, matrix), alpha)
     if temperature != 1.0:
         powered = ops.where(rows > 0, ops.exp(_common.safe_log(rows) / temperature), 0.0)
         rows = powered / ops.sum(powered, axis=-1, keepdims=True)

@@ -3,13 +3,14 @@
 import keras
 from keras import ops
 
+from keras_smooth import targets
 from keras_smooth.losses import _common
-from keras_smooth.losses._learnable import LearnableTargetLoss, matrix_loss_inputs, mixed_targets
+from keras_smooth.losses._learnable import LearnableTargetLoss, matrix_loss_inputs
 
 
-def _symmetric_kl(targets, log_probs, probs):
-    log_targets = _common.safe_log(targets)
-    forward = ops.sum(targets * (log_targets - log_probs), axis=-1)
+def _symmetric_kl(soft, log_probs, probs):
+    log_targets = _common.safe_log(soft)
+    forward = ops.sum(soft * (log_targets - log_probs), axis=-1)
     reverse = ops.sum(probs * (log_probs - log_targets), axis=-1)
     return 0.5 * (forward + reverse)
 
@@ -103,4 +104,4 @@ class LLSLoss(LearnableTargetLoss):
         return self.matrix
 
     def objective(self, onehot, log_probs, probs, rows):
-        return _symmetric_kl(mixed_targets(onehot, rows, self.alpha), log_probs, probs)
+        return _symmetric_kl(targets.mix(onehot, rows, self.alpha), log_probs, probs)

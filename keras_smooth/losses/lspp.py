@@ -3,13 +3,14 @@
 import keras
 from keras import ops
 
+from keras_smooth import targets
 from keras_smooth.losses import _common
-from keras_smooth.losses._learnable import LearnableTargetLoss, matrix_loss_inputs, mixed_targets
+from keras_smooth.losses._learnable import LearnableTargetLoss, matrix_loss_inputs
 
 
-def _split_symmetric_ce(targets, log_probs, probs):
-    network = _common.cross_entropy(ops.stop_gradient(targets), log_probs)
-    matrix = _common.cross_entropy(ops.stop_gradient(probs), _common.safe_log(targets))
+def _split_symmetric_ce(soft, log_probs, probs):
+    network = _common.cross_entropy(ops.stop_gradient(soft), log_probs)
+    matrix = _common.cross_entropy(ops.stop_gradient(probs), _common.safe_log(soft))
     return 0.5 * (network + matrix)
 
 
@@ -100,4 +101,4 @@ class LSPlusPlusLoss(LearnableTargetLoss):
         return self.matrix
 
     def objective(self, onehot, log_probs, probs, rows):
-        return _split_symmetric_ce(mixed_targets(onehot, rows, self.alpha), log_probs, probs)
+        return _split_symmetric_ce(targets.mix(onehot, rows, self.alpha), log_probs, probs)
