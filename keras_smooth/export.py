@@ -8,6 +8,14 @@ and start the server with `--model_name=my_model
 `POST /v1/models/my_model:predict` with `{"instances": [...]}` then answers
 with `logits`, calibrated `probabilities` and `temperature` for every
 instance.
+
+The export folder is replaced whole: the SavedModel is written next to it and
+moved in place, so no file of an earlier export survives. Refused (ValueError)
+are: a non-empty folder that is not a SavedModel; a SavedModel folder holding
+anything else (e.g. `assets.extra/`, which replacing would delete); a symbolic
+link; the working directory or one of its parents; a file; an earlier export
+with `overwrite=False`. Remote paths (`gs://...`) are written directly by
+TensorFlow, without these checks.
 """
 
 import errno
@@ -272,52 +280,70 @@ def _archive(base, specs, structure, temperature, from_logits):
     return archive
 
 
-def export_for_serving(
-    model, path, temperature=None, from_logits=True, input_signature=None, overwrite=True
-):
+def _check_backend():
+    if keras.backend.backend() != "tensorflow":
+        raise ValueError(
+            "export_for_serving needs the TensorFlow backend (KERAS_BACKEND=tensorflow), "
+            f"got {keras.backend.backend()!r}."
+        )
+
+
+def _destination(path, overwrite):
+    """`path` checked as an export target (module docstring); local paths made absolute."""
+    path = _check_path(path)
+    if "://" in path:  # remote: TensorFlow writes it directly, unchecked
+        return path
+    path = os.path.abspath(path)
+    _check_not_working_directory(path)
+    _check_target(path, overwrite)
+    return path
+
+
+def _write(archive, path):
+    """Write `archive` to `path`: beside it first, then moved in place (local paths)."""
+    if "://" in path:
+        archive.write_out(path, verbose=False)
+        return
+    staging = _staging_folder(path)
+    try:
+        archive.write_out(staging, verbose=False)
+        _move_into_place(staging, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # left only when writing failed
+
+
+def export_for_serving(model, path, temperature=None, from_logits=True, input_signature=None,
+                       overwrite=True):
     """Write a SavedModel whose `serving_default` returns calibrated probabilities.
 
-    The signature takes the model's inputs under the model's own input names
-    (the keys of a dict input; an unnamed `keras.Input` is served as `inputs`,
-    or `inputs_<i>` for several) with a dynamic batch size, and returns a dict
-    of three float32 outputs: `logits` (the model's raw logits), `probabilities`
-    (`softmax(logits / T)`, computed in float32 also under a mixed-precision
-    policy) and `temperature` (T, per example). T is stored as a variable in
-    the SavedModel.
-
-    The folder `path` is replaced whole: the export is written next to it and
-    moved in place, so no file of an earlier export survives. A non-empty
-    folder that is not a SavedModel is refused, as is a SavedModel folder
-    holding anything else (e.g. `assets.extra/`, which replacing would
-    delete), a symbolic link, the working directory or one of its parents, and
-    an earlier export with `overwrite=False`. Remote paths (`gs://...`) are
-    written directly by TensorFlow, without these checks.
+    The signature takes the model's inputs under their own names (an unnamed
+    `keras.Input` is served as `inputs`, or `inputs_<i>`) with a dynamic batch
+    size and returns float32 `logits`, `probabilities` (`softmax(logits / T)`,
+    float32 also under mixed precision) and `temperature` (T, per example; a
+    variable of the SavedModel). `path` is replaced whole, and refused where
+    that would destroy something (see the module docstring).
 
     Args:
-        model: a built Keras model with one output of shape (batch, classes)
-            that is logits (or probabilities with `from_logits=False`; their
-            logarithms, floored at 1e-12, are used as logits; a batch that is
-            not probabilities is taken for logits). If its last layer is a
-            `TemperatureScaling` layer (as in
-            `TemperatureScalingCallback.calibrated_model()`), that layer's
-            temperature and `from_logits` are used and the outputs are taken
-            before it.
+        model: a built Keras model with one `(batch, classes)` output of
+            logits (or probabilities with `from_logits=False`: their logs,
+            floored at 1e-12, are the logits; a batch that is not
+            probabilities is taken for logits). A last `TemperatureScaling`
+            layer (`TemperatureScalingCallback.calibrated_model()`) gives its
+            temperature and `from_logits`; outputs are taken before it.
         path: output folder (for TF Serving, `<base>/<version>`).
         temperature: T > 0; overrides the model's own. Default: the model's
             `TemperatureScaling` weight if present, else 1.
         from_logits: whether the model (without temperature) outputs logits.
-        input_signature: optional list of `tf.TensorSpec` for models without
-            `model.inputs` (subclassed models); a spec without a name is
-            served as `inputs` (`inputs_<i>`).
+        input_signature: list of `tf.TensorSpec` for models without
+            `model.inputs` (subclassed); unnamed specs are served as `inputs`.
         overwrite: replace an earlier SavedModel export in `path`.
 
     Returns:
         the temperature used.
 
     Raises:
-        ValueError: bad `temperature`, a model that is not built, has no
-            known inputs, several outputs or one output column, or a `path`
-            that must not be replaced (see above).
+        ValueError: bad arguments; a model not built, without known inputs,
+            with several outputs or one column; a protected `path`.
         PermissionError: `path` cannot be written.
 
     Examples:
@@ -328,30 +354,11 @@ def export_for_serving(
     >>> export_for_serving(model, folder, temperature=1.5)
     1.5
     """
-    if keras.backend.backend() != "tensorflow":
-        raise ValueError(
-            "export_for_serving needs the TensorFlow backend (KERAS_BACKEND=tensorflow), "
-            f"got {keras.backend.backend()!r}."
-        )
-    if temperature is not None:
-        temperature = check_temperature(temperature)
+    _check_backend()
+    temperature = None if temperature is None else check_temperature(temperature)
     from_logits = _checks.check_bool("from_logits", from_logits)
-    overwrite = _checks.check_bool("overwrite", overwrite)
-    path = _check_path(path)
-    remote = "://" in path
-    if not remote:
-        path = os.path.abspath(path)
-        _check_not_working_directory(path)
-        _check_target(path, overwrite)
+    path = _destination(path, _checks.check_bool("overwrite", overwrite))
     base, temperature, from_logits = _split_temperature(model, temperature, from_logits)
     specs, structure = _signature(base, input_signature)
-    if remote:
-        _archive(base, specs, structure, temperature, from_logits).write_out(path, verbose=False)
-        return temperature
-    staging = _staging_folder(path)
-    try:
-        _archive(base, specs, structure, temperature, from_logits).write_out(staging, verbose=False)
-        _move_into_place(staging, path)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)  # left only when writing failed
+    _write(_archive(base, specs, structure, temperature, from_logits), path)
     return temperature

@@ -49,7 +49,8 @@ def read_idx(path):
     expected = int(np.prod(shape)) * dtype.itemsize
     if len(raw) - header != expected:
         raise DatasetUnavailable(
-            f"{path} holds {len(raw) - header} data bytes, but its header promises {expected} for shape {shape}"
+            f"{path} holds {len(raw) - header} data bytes, but its header promises "
+            f"{expected} for shape {shape}"
         )
     return np.frombuffer(raw, dtype, offset=header).reshape(shape)
 
@@ -66,7 +67,9 @@ def _read_directory(directory):
     paths = {key: _find(directory, stem) for key, stem in FILES.items()}
     missing = [FILES[key] for key, path in paths.items() if path is None]
     if missing:
-        raise DatasetUnavailable(f"{directory} lacks Fashion-MNIST file(s): {', '.join(missing)}[.gz]")
+        raise DatasetUnavailable(
+            f"{directory} lacks Fashion-MNIST file(s): {', '.join(missing)}[.gz]"
+        )
     arrays = {key: read_idx(path) for key, path in paths.items()}
     for key, path in paths.items():
         _check_array(key, arrays[key], path)
@@ -115,7 +118,8 @@ def fashion_mnist_arrays(directory=None):
                 "Fashion-MNIST not found: pass a directory with the IDX files, install the "
                 f"Debian package dataset-fashion-mnist, or go online (download failed: {error})"
             ) from None
-        arrays, source = {"x_train": xa, "y_train": ya, "x_test": xb, "y_test": yb}, "keras download"
+        arrays = {"x_train": xa, "y_train": ya, "x_test": xb, "y_test": yb}
+        source = "keras download"
     return arrays, source
 
 

@@ -91,5 +91,6 @@ def load_gaussian_task(seed=0, n_train=50, n_val=50, n_test=5000):
     )
     return ClassificationData(
         "gaussian", xa, ya, xb, yb, xc, yc, ["class 1", "class 2", "class 3"],
-        {"dense_train": da, "dense_val": db, "dense_test": dc, "bayes_test": gaussian_task_posterior(xc)},
+        {"dense_train": da, "dense_val": db, "dense_test": dc,
+         "bayes_test": gaussian_task_posterior(xc)},
     )

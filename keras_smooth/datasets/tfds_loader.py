@@ -1,4 +1,5 @@
-"""Any TensorFlow Datasets image/feature classification data set by name, from prepared data."""
+"""Any TensorFlow Datasets image/feature classification data set by name, from prepared
+data."""
 
 import contextlib
 import logging
@@ -11,8 +12,8 @@ from keras_smooth.datasets.fashion_mnist import DatasetUnavailable
 
 HOW_TO_PREPARE = (
     "prepare it once on a machine with internet (`tfds build {name} --data_dir DIR`, or "
-    "`tensorflow_datasets.builder({name!r}, data_dir=DIR).download_and_prepare()`), then pass "
-    "DIR as --tfds-data-dir (Python: data_dir=DIR)"
+    "`tensorflow_datasets.builder({name!r}, data_dir=DIR).download_and_prepare()`), then "
+    "pass DIR as --tfds-data-dir (Python: data_dir=DIR)"
 )
 
 
@@ -90,6 +91,27 @@ def _scale(x):
     return (x.astype("float32") / 255.0) if x.dtype == np.uint8 else x.astype("float32")
 
 
+def _check_request(name, data_dir):
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"`name` must be a TFDS data set name, got {name!r}.")
+    if data_dir is not None and not os.path.isdir(data_dir):
+        raise DatasetUnavailable(
+            f"TFDS data folder {data_dir} does not exist (data_dir / --tfds-data-dir)"
+        )
+
+
+def _class_names(builder, name):
+    """The class names of a builder's supervised label; `DatasetUnavailable` if it has none."""
+    supervised = builder.info.supervised_keys
+    if not supervised:
+        raise DatasetUnavailable(f"TFDS data set {name!r} has no (input, label) supervised keys.")
+    label_feature = builder.info.features[supervised[1]]
+    if getattr(label_feature, "num_classes", None) is None:
+        raise DatasetUnavailable(f"the labels of TFDS data set {name!r} are not class labels")
+    names = getattr(label_feature, "names", None) or range(label_feature.num_classes)
+    return [str(n) for n in names]
+
+
 def load_tfds(name, seed=0, validation_fraction=0.2, data_dir=None, download=False):
     """Load `name` from TFDS as NumPy arrays with train/validation/test splits.
 
@@ -113,36 +135,16 @@ def load_tfds(name, seed=0, validation_fraction=0.2, data_dir=None, download=Fal
         DatasetUnavailable: (a `ValueError`) when the name is unknown, the
             data is not prepared (and `download` is off) or cannot be read.
     """
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"`name` must be a TFDS data set name, got {name!r}.")
-    if data_dir is not None and not os.path.isdir(data_dir):
-        raise DatasetUnavailable(
-            f"TFDS data folder {data_dir} does not exist (data_dir / --tfds-data-dir)"
-        )
+    _check_request(name, data_dir)
     import tensorflow_datasets as tfds
 
     builder = _builder(name, data_dir, download)
     splits = builder.info.splits
     test_split = "validation" if "test" not in splits and "validation" in splits else "test"
-    supervised = builder.info.supervised_keys
-    if not supervised:
-        raise DatasetUnavailable(f"TFDS data set {name!r} has no (input, label) supervised keys.")
-    label_feature = builder.info.features[supervised[1]]
-    if getattr(label_feature, "num_classes", None) is None:
-        raise DatasetUnavailable(f"the labels of TFDS data set {name!r} are not class labels")
+    class_names = _class_names(builder, name)
     train, test = _arrays(tfds, builder, name, "train"), _arrays(tfds, builder, name, test_split)
-    names = list(getattr(label_feature, "names", None) or range(label_feature.num_classes))
     x_train, y_train, x_val, y_val = stratified_split(
         _scale(train[0]), np.asarray(train[1], "int32"), validation_fraction, seed
     )
-    return ClassificationData(
-        name,
-        x_train,
-        y_train,
-        x_val,
-        y_val,
-        _scale(test[0]),
-        np.asarray(test[1], "int32"),
-        [str(n) for n in names],
-        {"source": "tfds"},
-    )
+    return ClassificationData(name, x_train, y_train, x_val, y_val, _scale(test[0]),
+                              np.asarray(test[1], "int32"), class_names, {"source": "tfds"})
