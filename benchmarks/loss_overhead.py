@@ -58,9 +58,11 @@ def configurations(x, y, teacher_logits, batch_size):
     onehot = np.eye(K, dtype="float32")[y]
 
     def ds(targets):
-        return tf.data.Dataset.from_tensor_slices((x, targets)).repeat().batch(batch_size).prefetch(2)
+        dataset = tf.data.Dataset.from_tensor_slices((x, targets))
+        return dataset.repeat().batch(batch_size).prefetch(2)
 
-    ils = keras_smooth.ILSTargets("ils", p1=0.9, p2=1.5, temperature=4.0, calibration_temperature=1.5)
+    ils = keras_smooth.ILSTargets("ils", p1=0.9, p2=1.5, temperature=4.0,
+                                  calibration_temperature=1.5)
     ils_per_batch = (
         tf.data.Dataset.from_tensor_slices((x, y, teacher_logits))
         .repeat()
@@ -70,16 +72,19 @@ def configurations(x, y, teacher_logits, batch_size):
     )
     ils_once = np.asarray(ils(y, teacher_logits))
     cce = lambda: keras.losses.CategoricalCrossentropy(from_logits=True)  # noqa: E731
+    keras_ls = lambda: keras.losses.CategoricalCrossentropy(  # noqa: E731
+        from_logits=True, label_smoothing=0.1)
+    packed = np.asarray(losses.distillation_targets(y, teacher_logits))
     return {
-        "baseline: CategoricalCrossentropy(label_smoothing=0.1)": (
-            lambda: keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1), ds(onehot)),
+        "baseline: CategoricalCrossentropy(label_smoothing=0.1)": (keras_ls, ds(onehot)),
         "LabelSmoothingLoss(0.1), integer labels": (lambda: losses.LabelSmoothingLoss(0.1), ds(y)),
         "LLSLoss(alpha=0.1), plain model": (lambda: losses.LLSLoss(K, alpha=0.1), ds(y)),
-        "LSPlusPlusLoss(alpha=0.1), plain model": (lambda: losses.LSPlusPlusLoss(K, alpha=0.1), ds(y)),
+        "LSPlusPlusLoss(alpha=0.1), plain model": (
+            lambda: losses.LSPlusPlusLoss(K, alpha=0.1), ds(y)),
         "ILS targets computed once (ILSTargets) + CCE": (cce, ds(ils_once)),
         "ILS targets made per batch in tf.data + CCE": (cce, ils_per_batch),
         "DistillationLoss(0.5, T=4), cached logits": (
-            lambda: losses.DistillationLoss(0.5, 4.0), ds(np.asarray(losses.distillation_targets(y, teacher_logits)))),
+            lambda: losses.DistillationLoss(0.5, 4.0), ds(packed)),
     }
 
 

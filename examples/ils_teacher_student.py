@@ -53,12 +53,13 @@ def main(argv=None):
         grids = {k: v[:1] for k, v in grids.items()}
 
     data = datasets.load("digits", seed=args.seed)
-    teacher = train_teacher(small_cnn, data, epochs=epochs, batch_size=64, seed=args.seed, cache_dir=args.cache)
+    teacher = train_teacher(small_cnn, data, epochs=epochs, batch_size=64, seed=args.seed,
+                            cache_dir=args.cache)
     print(f"teacher: {'read from the cache' if teacher.from_cache else 'trained'} ({args.cache}), "
           f"best epoch {teacher.best_epoch}, fitted temperature T* = {teacher.temperature:.3f}")
     rows = [("teacher (No LS)", {}, teacher.logits["test"])]
-    rows.append(("teacher + TempS", {"T": round(teacher.temperature, 3)},
-                 np.log(calibration.apply_temperature(teacher.logits["test"], teacher.temperature))))
+    scaled = calibration.apply_temperature(teacher.logits["test"], teacher.temperature)
+    rows.append(("teacher + TempS", {"T": round(teacher.temperature, 3)}, np.log(scaled)))
 
     loss = keras.losses.CategoricalCrossentropy(from_logits=True)
     for method, grid in grids.items():
@@ -66,17 +67,19 @@ def main(argv=None):
         for params in grid:
             make_targets = ILSTargets(method, calibration_temperature=teacher.temperature, **params)
             soft = np.asarray(make_targets(data.y_train, teacher.logits["train"]))
-            student = fit_classifier(small_cnn, data, soft, loss, epochs=epochs, batch_size=64, seed=args.seed)
+            student = fit_classifier(small_cnn, data, soft, loss, epochs=epochs, batch_size=64,
+                                     seed=args.seed)
             if best is None or student.best_val_nll < best[0]:
                 best = (student.best_val_nll, params, student.model.predict(data.x_test, verbose=0))
         rows.append((method.upper(), best[1], best[2]))
 
-    print(f"\ndigits test split ({len(data.y_test)} images); students selected by validation cross-entropy")
+    print(f"\ndigits test split ({len(data.y_test)} images); "
+          "students selected by validation cross-entropy")
     print(f"{'model':18s} {'accuracy':>9s} {'NLL':>8s} {'ECE':>8s} {'cwECE':>8s}  chosen")
     for name, params, logits in rows:
         s = calibration.summary(data.y_test, logits, from_logits=True)
-        print(f"{name:18s} {s['accuracy']:9.4f} {s['nll']:8.4f} {s['ece']:8.4f} {s['classwise_ece']:8.4f}  "
-              + ", ".join(f"{k}={v}" for k, v in params.items()))
+        print(f"{name:18s} {s['accuracy']:9.4f} {s['nll']:8.4f} {s['ece']:8.4f} "
+              f"{s['classwise_ece']:8.4f}  " + ", ".join(f"{k}={v}" for k, v in params.items()))
 
 
 if __name__ == "__main__":

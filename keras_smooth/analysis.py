@@ -56,7 +56,10 @@ def _last_dense(model):
     layers = getattr(model, "layers", None)
     if not layers or not isinstance(layers[-1], keras.layers.Dense):
         last = type(layers[-1]).__name__ if layers else type(model).__name__
-        raise TypeError(f"the model's last layer must be a keras.layers.Dense (the class templates), got {last}.")
+        raise TypeError(
+            "the model's last layer must be a keras.layers.Dense (the class templates), "
+            f"got {last}."
+        )
     return layers[-1]
 
 
@@ -68,7 +71,8 @@ def penultimate_model(model):
 
 def penultimate_features(model, x, batch_size=1024):
     """`(N, n)` activations feeding the last `Dense` layer."""
-    return np.asarray(penultimate_model(model).predict(x, batch_size=batch_size, verbose=0), dtype="float64")
+    features = penultimate_model(model).predict(x, batch_size=batch_size, verbose=0)
+    return np.asarray(features, dtype="float64")
 
 
 def class_templates(model):
@@ -118,8 +122,8 @@ def penultimate_projection(model, x, labels, classes=(0, 1, 2), batch_size=1024)
     keep = np.isin(labels, classes)
     features = penultimate_features(model, x[keep], batch_size)
     basis = template_plane(templates[list(classes)])
-    return {"coords": features @ basis, "labels": labels[keep], "templates": templates[list(classes)] @ basis,
-            "basis": basis, "classes": classes}
+    return {"coords": features @ basis, "labels": labels[keep],
+            "templates": templates[list(classes)] @ basis, "basis": basis, "classes": classes}
 
 
 def class_centres(features, labels, num_classes):
@@ -232,8 +236,8 @@ def top_related_classes(matrix, class_names=None, top=2):
     return out
 
 
-def distillation_study(build_student, data, *, teachers=None, matrices=None, epochs, batch_size, seed,
-                       beta=1.0, temperature=1.0):
+def distillation_study(build_student, data, *, teachers=None, matrices=None, epochs, batch_size,
+                       seed, beta=1.0, temperature=1.0):
     """Train the same student from each teacher (and from each learned matrix alone).
 
     Args:
@@ -261,7 +265,8 @@ def distillation_study(build_student, data, *, teachers=None, matrices=None, epo
     for name, logits in (teachers or {}).items():
         logits = np.asarray(logits, dtype="float32")
         if logits.shape != (len(data.y_train), data.num_classes):
-            raise ValueError(f"teacher {name!r}: logits must have shape {(len(data.y_train), data.num_classes)}, "
+            expected = (len(data.y_train), data.num_classes)
+            raise ValueError(f"teacher {name!r}: logits must have shape {expected}, "
                              f"got {logits.shape}.")
         targets = losses.distillation_targets(data.y_train, logits)
         trained = fit_classifier(build_student, data, targets,

@@ -14,6 +14,8 @@ from keras_smooth import calibration
 
 _GAP_COLOR = "#d62728"
 _BAR_COLOR = "#1f77b4"
+_CLASS_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+                 "#7f7f7f", "#bcbd22", "#17becf"]
 
 
 def _draw_reliability(ax, hist_ax, stats, label, bar_color=_BAR_COLOR):
@@ -24,7 +26,8 @@ def _draw_reliability(ax, hist_ax, stats, label, bar_color=_BAR_COLOR):
     acc = np.where(filled, stats["accuracy"], 0.0)
     conf = np.where(filled, stats["confidence"], 0.0)
     ax.bar(edges[:-1][filled], acc[filled], width=width[filled], align="edge",
-           color=bar_color, edgecolor="white", linewidth=0.8, label=f"{label} (ECE {100 * stats['ece']:.2f}%)")
+           color=bar_color, edgecolor="white", linewidth=0.8,
+           label=f"{label} (ECE {100 * stats['ece']:.2f}%)")
     # Gap between accuracy and mean confidence in each non-empty bin.
     bottom = np.minimum(acc, conf)[filled]
     ax.bar(edges[:-1][filled], np.abs(conf - acc)[filled], bottom=bottom, width=width[filled],
@@ -139,8 +142,9 @@ def classwise_reliability(labels, probs, classes=None, class_names=None, num_bin
         mean_p = np.bincount(index[:, c], weights=p[:, c], minlength=num_bins)
         filled = counts > 0
         gap = np.abs(freq - mean_p).sum() / len(ids)
-        ax.bar(edges[:-1][filled], (freq / np.maximum(counts, 1))[filled], width=np.diff(edges)[filled],
-               align="edge", color=_BAR_COLOR, edgecolor="white", label=f"cal. error {100 * gap:.2f}%")
+        ax.bar(edges[:-1][filled], (freq / np.maximum(counts, 1))[filled],
+               width=np.diff(edges)[filled], align="edge", color=_BAR_COLOR, edgecolor="white",
+               label=f"cal. error {100 * gap:.2f}%")
         ax.plot((mean_p / np.maximum(counts, 1))[filled], (freq / np.maximum(counts, 1))[filled],
                 "o", color=_GAP_COLOR, markersize=3, label="(mean p, frequency) per bin")
         ax.plot([0, 1], [0, 1], "--", color="0.3", linewidth=1.0)
@@ -285,14 +289,16 @@ def decision_regions(x, y, grid, grid_predictions, class_names=None, title=None)
     rows = int(np.ceil(len(names) / cols))
     fig = Figure(figsize=(3.6 * cols, 3.2 * rows), layout="constrained")
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
-    colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+    colors = _CLASS_COLORS
     from matplotlib.colors import ListedColormap
 
     cmap = ListedColormap(colors[:k])
     for ax, name in zip(axes, names):
         pred = np.asarray(grid_predictions[name])
-        ax.contourf(gx, gy, pred.argmax(1).reshape(side, side), levels=np.arange(k + 1) - 0.5, cmap=cmap, alpha=0.25)
-        ax.contour(gx, gy, pred.max(1).reshape(side, side), levels=[0.5, 0.7, 0.9], colors="0.35", linewidths=0.6)
+        ax.contourf(gx, gy, pred.argmax(1).reshape(side, side), levels=np.arange(k + 1) - 0.5,
+                    cmap=cmap, alpha=0.25)
+        ax.contour(gx, gy, pred.max(1).reshape(side, side), levels=[0.5, 0.7, 0.9],
+                   colors="0.35", linewidths=0.6)
         for c in range(k):
             label = class_names[c] if class_names is not None else f"class {c}"
             ax.scatter(*x[y == c].T, s=6, color=colors[c], label=label)
@@ -311,8 +317,12 @@ def confusion_heatmap(labels, predictions, class_names=None, title=None):
     from keras_smooth import analysis
 
     predictions = np.asarray(predictions)
-    k = predictions.shape[1] if predictions.ndim == 2 else (len(class_names) if class_names is not None
-                                                            else int(max(predictions.max(), np.max(labels))) + 1)
+    if predictions.ndim == 2:
+        k = predictions.shape[1]
+    elif class_names is not None:
+        k = len(class_names)
+    else:
+        k = int(max(predictions.max(), np.max(labels))) + 1
     matrix = analysis.confusion_matrix(labels, predictions, k)
     return matrix_heatmap(matrix, class_names, title=title or "Confusion matrix (rows sum to 1)",
                           xlabel="predicted class", ylabel="true class")
@@ -320,8 +330,8 @@ def confusion_heatmap(labels, predictions, class_names=None, title=None):
 
 def distance_heatmaps(distances, class_names=None, title=None):
     """Side-by-side class-centre distance matrices (mapping name -> K x K)."""
-    return matrix_heatmaps(distances, class_names, title=title or "L1-normalised cosine distances between class centres",
-                           xlabel="class", ylabel="class")
+    title = title or "L1-normalised cosine distances between class centres"
+    return matrix_heatmaps(distances, class_names, title=title, xlabel="class", ylabel="class")
 
 
 def penultimate_projections(projections, class_names=None, title=None):

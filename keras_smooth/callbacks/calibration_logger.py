@@ -92,7 +92,8 @@ class CalibrationLogger(keras.callbacks.Callback):
             )
         if self.reliability_dir:
             os.makedirs(self.reliability_dir, exist_ok=True)
-            plots.save_figure(figure, os.path.join(self.reliability_dir, f"epoch_{epoch + 1:03d}.png"))
+            name = f"epoch_{epoch + 1:03d}.png"
+            plots.save_figure(figure, os.path.join(self.reliability_dir, name))
         if self.tensorboard_dir:
             self._write_tensorboard(epoch, values, figure)
 

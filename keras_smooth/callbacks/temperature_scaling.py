@@ -74,7 +74,8 @@ class TemperatureScalingCallback(keras.callbacks.Callback):
         self._fitted_from_logits = from_logits
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            fit = calibration.fit_temperature(preds, labels, bounds=self.bounds, from_logits=from_logits)
+            fit = calibration.fit_temperature(preds, labels, bounds=self.bounds,
+                                              from_logits=from_logits)
         for w in caught:
             warnings.warn(f"TemperatureScalingCallback: {w.message}", stacklevel=2)
         scaled = calibration.apply_temperature(preds, fit.temperature, from_logits)
@@ -82,7 +83,8 @@ class TemperatureScalingCallback(keras.callbacks.Callback):
             "temperature": float(fit.temperature),
             "val_nll_before": float(fit.nll_before),
             "val_nll_after": float(fit.nll_after),
-            "val_ece_before": calibration.ece(labels, preds, self.num_bins, from_logits=from_logits),
+            "val_ece_before": calibration.ece(labels, preds, self.num_bins,
+                                              from_logits=from_logits),
             "val_ece_after": calibration.ece(labels, scaled, self.num_bins),
             "temperature_converged": float(fit.converged),
         }
