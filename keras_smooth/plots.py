@@ -258,14 +258,8 @@ def smoothing_curves(curves, cap=0.2, title=None):
     return fig
 
 
-def decision_regions(x, y, grid, grid_predictions, class_names=None, title=None):
-    """2-D data over the predicted-class regions of several models.
-
-    Args:
-        x, y: points `(N, 2)` and their labels, drawn on every panel.
-        grid: `(G, 2)` points on a regular grid (row-major, square).
-        grid_predictions: mapping name -> `(G, K)` predictions on `grid`.
-    """
+def _check_regions(x, y, grid, grid_predictions):
+    """(model names, grid side, x, y, grid) for `decision_regions`; ValueError if inconsistent."""
     names = list(grid_predictions)
     if not names:
         raise ValueError("`grid_predictions` is empty.")
@@ -282,6 +276,18 @@ def decision_regions(x, y, grid, grid_predictions, class_names=None, title=None)
                 f"`grid_predictions[{name!r}]` must have shape ({len(grid)}, K), one row per "
                 f"grid point, got {shape}."
             )
+    return names, side, x, y, grid
+
+
+def decision_regions(x, y, grid, grid_predictions, class_names=None, title=None):
+    """2-D data over the predicted-class regions of several models.
+
+    Args:
+        x, y: points `(N, 2)` and their labels, drawn on every panel.
+        grid: `(G, 2)` points on a regular grid (row-major, square).
+        grid_predictions: mapping name -> `(G, K)` predictions on `grid`.
+    """
+    names, side, x, y, grid = _check_regions(x, y, grid, grid_predictions)
     gx = grid[:, 0].reshape(side, side)
     gy = grid[:, 1].reshape(side, side)
     k = np.asarray(grid_predictions[names[0]]).shape[1]

@@ -85,6 +85,16 @@ def mix(onehot, distribution, epsilon):
     array([[0.9 , 0.05, 0.05],
            [0.1 , 0.5 , 0.4 ]], dtype=float32)
     """
+    _check_mix(onehot, distribution, epsilon)
+    if not isinstance(epsilon, numbers.Real):  # a Python number stays one: 1 - eps in float64
+        epsilon = ops.convert_to_tensor(epsilon, "float32")
+        if len(ops.shape(epsilon)) == 1:
+            epsilon = epsilon[:, None]
+    onehot, distribution = ops.cast(onehot, "float32"), ops.cast(distribution, "float32")
+    return onehot * (1.0 - epsilon) + epsilon * distribution
+
+
+def _check_mix(onehot, distribution, epsilon):
     one_shape, dist_shape = tuple(ops.shape(onehot)), tuple(ops.shape(distribution))
     static = [(a, b) for a, b in zip(one_shape, dist_shape)
               if isinstance(a, int) and isinstance(b, int)]
@@ -100,12 +110,6 @@ def mix(onehot, distribution, epsilon):
                 "`epsilon` must be a number or an (N,) array of numbers in [0, 1], got "
                 f"{values[bad][0] if np.any(bad) else values.shape}."
             )
-    if not isinstance(epsilon, numbers.Real):  # a Python number stays one: 1 - eps in float64
-        epsilon = ops.convert_to_tensor(epsilon, "float32")
-        if len(ops.shape(epsilon)) == 1:
-            epsilon = epsilon[:, None]
-    onehot, distribution = ops.cast(onehot, "float32"), ops.cast(distribution, "float32")
-    return onehot * (1.0 - epsilon) + epsilon * distribution
 
 
 def uniform(labels, num_classes, epsilon):
@@ -531,19 +535,16 @@ def zipf(labels, logits, power=1.0):
 def beta_smoothing(labels, confidences, num_classes, epsilon, alpha=0.4, seed=0):
     """Beta smoothing targets (Zhang & Sabuncu 2020, §5; set up as in ILS paper §VI).
 
-    Every instance gets its own smoothing factor
-        eps_i = alpha * (1 - b_i),   b_i ~ Beta(a, 1),   a = alpha / epsilon - 1,
-    so that the mean smoothing factor E[eps_i] = alpha / (a + 1) equals the LS
-    factor `epsilon` (the ILS paper ties a to the best LS epsilon and uses
-    alpha = 0.4; its printed expression E[alpha + (1 - alpha) b_i] cannot
-    equal an epsilon below 0.4, so the mean smoothing factor is matched). The
-    sampled b are handed out by confidence: the most confident instance gets
-    the largest b (least smoothing). Targets are then
-
     Formula:
+        eps_i = alpha * (1 - b_i),   b_i ~ Beta(a, 1),   a = alpha / epsilon - 1
         t_i = (1 - eps_i) * onehot(y_i) + eps_i / K
 
-    The draws use NumPy, so this runs eagerly (it prepares a training set).
+    The mean smoothing factor E[eps_i] = alpha / (a + 1) equals the LS factor
+    `epsilon` (the ILS paper ties a to the best LS epsilon and uses alpha =
+    0.4; its printed E[alpha + (1 - alpha) b_i] cannot equal an epsilon below
+    0.4, so the mean smoothing factor is matched). The sorted draws are
+    handed out by confidence: the most confident instance gets the largest b
+    (least smoothing). The draws use NumPy: this runs eagerly.
 
     Args:
         labels: `(N,)` class ids.
@@ -576,14 +577,19 @@ def beta_smoothing(labels, confidences, num_classes, epsilon, alpha=0.4, seed=0)
         raise ValueError(
             f"`confidences` has {len(confidences)} rows but `labels` has {len(labels)}."
         )
-    rng = np.random.default_rng(_checks.check_seed(seed))
-    draws = np.sort(rng.beta(alpha / epsilon - 1.0, 1.0, size=len(labels)))
-    b = np.empty_like(draws)
-    b[np.argsort(confidences, kind="stable")] = draws  # ascending confidence <- ascending b
-    eps = (alpha * (1.0 - b)).astype("float32")
+    eps = _beta_factors(confidences, epsilon, alpha, _checks.check_seed(seed))
     onehot = np.eye(num_classes, dtype="float32")[labels]
     soft = mix(onehot, _uniform_like(onehot, num_classes), eps)
     return np.asarray(ops.convert_to_numpy(soft), dtype="float32"), eps
+
+
+def _beta_factors(confidences, epsilon, alpha, seed):
+    """eps_i = alpha (1 - b_i), the sorted Beta(a, 1) draws b handed out by confidence."""
+    rng = np.random.default_rng(seed)
+    draws = np.sort(rng.beta(alpha / epsilon - 1.0, 1.0, size=len(confidences)))
+    b = np.empty_like(draws)
+    b[np.argsort(confidences, kind="stable")] = draws  # ascending confidence <- ascending b
+    return (alpha * (1.0 - b)).astype("float32")
 
 
 def _square_matrix(matrix):
