@@ -6,7 +6,16 @@ must be whole numbers in [0, K) and rows exactly one-hot (`uniform` also takes
 soft rows); anything else raises `ValueError` naming `labels` and the bad value
 (inside a traced function: see `keras_smooth.losses`). They
 are written in `keras.ops`, hold no state, and run on every Keras backend,
-inside `tf.data` maps and inside models.
+inside `tf.data` maps and inside models; `beta_smoothing` draws with NumPy and
+runs eagerly.
+
+Every smoothed target is `mix(onehot, distribution, epsilon)`, the formula
+`(1 - epsilon) * onehot + epsilon * distribution` written once, with the
+distribution of its method: `uniform` (LS), `ils1`, `ils2`, `ils` and
+`ils_from_logits` (ILS paper), `matrix_smoothing` (LLS, LS++, cLS, the
+substitute teacher), `virtual_teacher` (TF-KD) and `beta_smoothing`. The
+losses and `ILSTargets` call these builders; `zipf` (rank-based soft labels)
+is the one target that is not a mix.
 
 Notation (ILS paper, Maher & Kull 2021): `t` is the true class, `p_t` the
 teacher's probability of it, `K` the number of classes.
