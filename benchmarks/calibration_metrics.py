@@ -199,17 +199,112 @@ def streaming_ratios(batches=100, rows=1000, k=1000, seed=2):
     return out
 
 
+def evaluate_overhead(batches=20, rows=1000, k=1000, seed=3):
+    """Seconds per batch that each metric adds to `model.evaluate` (compiled step).
+
+    The model is a softmax over its input, so a batch of 1,000 x 1,000 goes
+    through the metrics as in a real evaluation; the time without metrics
+    (loss only) is subtracted. Median of 3 evaluations each.
+    """
+    import keras
+
+    from keras_smooth.metrics import ClasswiseECE, ExpectedCalibrationError
+
+    rng = np.random.default_rng(seed)
+    x = (rng.normal(size=(batches * rows, k)) * 3.0).astype("float32")
+    y = rng.integers(0, k, size=batches * rows).astype("int32")
+    seconds = {}
+    for name, make in (("none", list), ("accuracy", lambda: [keras.metrics.SparseCategoricalAccuracy()]),
+                       ("ece", lambda: [ExpectedCalibrationError(BINS)]),
+                       ("classwise_ece", lambda: [ClasswiseECE(k, BINS)])):
+        model = keras.Sequential([keras.Input((k,)), keras.layers.Activation("softmax")])
+        model.compile(loss="sparse_categorical_crossentropy", metrics=make())
+        model.evaluate(x[:rows], y[:rows], batch_size=rows, verbose=0)  # trace, not timed
+        runs = []
+        for _ in range(3):
+            start = time.perf_counter()
+            model.evaluate(x, y, batch_size=rows, verbose=0)
+            runs.append((time.perf_counter() - start) / batches)
+        seconds[name] = float(np.median(runs))
+    return {name: value - seconds["none"] for name, value in seconds.items() if name != "none"}
+
+
+def machine():
+    """CPU, cores and versions, for the record."""
+    import platform
+
+    import keras
+    import scipy
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    backend = keras.backend.backend()
+    engine = __import__("tensorflow" if backend == "tensorflow" else backend)
+    return (f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, "
+            f"NumPy {np.__version__}, SciPy {scipy.__version__}, Keras {keras.__version__} "
+            f"({backend} {engine.__version__})")
+
+
+def measure_ratios(runs=3, ratio_batches=101, temperature_repeats=15):
+    """The three ratios of issue 13, each the median over `runs` runs in this process."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from bench_temperature import bench_fit_temperature
+
+    records = []
+    for _ in range(runs):
+        stream = streaming_ratios(ratio_batches)
+        fit = bench_fit_temperature(10_000, 100, temperature_repeats)
+        records.append({
+            "fit_temperature": fit["ours_seconds"], "scipy_bounded": fit["scipy_seconds"],
+            "ratio_temperature": fit["ratio"], "fit_relative_difference": fit["relative_difference"],
+            "fit_converged": fit["converged"],
+            "classwise_ece": stream["classwise_ece"][0], "numpy_classwise": stream["numpy_classwise"][0],
+            "ratio_classwise": stream["classwise_ece"][0] / stream["numpy_classwise"][0],
+            "ece": stream["ece"][0], "accuracy": stream["accuracy"][0],
+            "ratio_ece": stream["ece"][0] / stream["accuracy"][0],
+            "classwise_value": stream["classwise_ece"][1], "numpy_value": stream["numpy_classwise"][1],
+        })
+    return records
+
+
 def print_ratios(args):
-    r = streaming_ratios(args.ratio_batches)
+    records = measure_ratios(args.runs, args.ratio_batches, args.temperature_repeats)
+    med = {key: float(np.median([r[key] for r in records])) for key in records[0]}
     n = args.ratio_batches - 1
-    print(f"\nEager update_state on {n} timed batches of 1,000 x 1,000 (K = 1,000), one run:")
-    labels = (("ece", "ExpectedCalibrationError"), ("accuracy", "SparseCategoricalAccuracy"),
-              ("classwise_ece", "ClasswiseECE"), ("numpy_classwise", "NumPy bincount"))
-    for key, label in labels:
-        print(f"  {label:26s} {r[key][0]:7.2f} s   value {r[key][1]:.8f}")
-    print(f"  ratio ECE / SparseCategoricalAccuracy: {r['ece'][0] / r['accuracy'][0]:.2f}")
-    ratio = r["classwise_ece"][0] / r["numpy_classwise"][0]
-    print(f"  ratio ClasswiseECE / NumPy:            {ratio:.2f}")
+    print(f"command: python {' '.join(sys.argv)}")
+    print(f"machine: {machine()}")
+    print(f"{args.runs} runs in one process; each line: median over runs (every run's own "
+          f"time is itself a median for fit_temperature, {args.temperature_repeats} alternating "
+          f"repeats; a total over {n} eager update_state calls on batches of 1,000 x 1,000, "
+          f"K = 1,000, for the metrics)")
+    rows = (
+        ("fit_temperature, 10,000 x 100 float32", "fit_temperature", "SciPy bounded Brent",
+         "scipy_bounded", "ratio_temperature", "<= 0.15", 1e3, "ms"),
+        ("ClasswiseECE streaming", "classwise_ece", "NumPy 3 x bincount per batch",
+         "numpy_classwise", "ratio_classwise", "<= 1.0", 1.0, "s"),
+        ("ExpectedCalibrationError streaming", "ece", "keras SparseCategoricalAccuracy",
+         "accuracy", "ratio_ece", "<= 1.5", 1.0, "s"),
+    )
+    print(f"  {'what':38s} {'ours':>10s}  {'reference':32s} {'ref':>10s} {'ratio':>6s} "
+          f"{'runs':>17s} target")
+    for what, ours, ref_name, ref, ratio, target, unit, label in rows:
+        each = "/".join(f"{r[ratio]:.2f}" for r in records)
+        print(f"  {what:38s} {unit * med[ours]:7.2f} {label:2s}  {ref_name:32s} "
+              f"{unit * med[ref]:7.2f} {label:2s} {med[ratio]:6.3f} {each:>17s} {target}")
+    print(f"  fit_temperature: max |T / T_SciPy - 1| = "
+          f"{max(r['fit_relative_difference'] for r in records):.1e}, converged = "
+          f"{all(r['fit_converged'] for r in records)}; classwise ECE values: ours "
+          f"{records[0]['classwise_value']:.10f}, NumPy {records[0]['numpy_value']:.10f}")
+    if args.evaluate:
+        added = evaluate_overhead()
+        print("Added to model.evaluate per 1,000 x 1,000 batch (compiled step; loss-only "
+              "evaluation subtracted; median of 3):")
+        for name, value in added.items():
+            print(f"  {name:14s} {1e3 * value:6.1f} ms")
 
 
 def main(argv=None):
@@ -220,6 +315,10 @@ def main(argv=None):
     parser.add_argument("--ratios-only", action="store_true",
                         help="only the streaming speed ratios (issue 13)")
     parser.add_argument("--ratio-batches", type=int, default=101)
+    parser.add_argument("--runs", type=int, default=3, help="runs of the ratio measurements")
+    parser.add_argument("--temperature-repeats", type=int, default=15)
+    parser.add_argument("--evaluate", action="store_true",
+                        help="also time the metrics inside model.evaluate")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
