@@ -859,16 +859,12 @@ def _minimise_convex(objective, bounds, start, tol, max_iterations, start_hess=N
 
     Returns a dict: `beta` and `value` of the lowest NLL evaluated, `reason`
     ("converged", "at_lo", "at_hi" or "iterations"), `iterations` and
-    `start_value`, the NLL at `start`. With `start_hess` (the curvature near
-    `start`, known from elsewhere) the first evaluation skips the curvature
-    as long as the Newton step it implies is below `tol`.
+    `start_value`, the NLL at `start`. `start_hess`, a curvature near `start`
+    known from elsewhere, spares the first curvature evaluation likewise.
     """
     bracket, known = list(bounds), [False, False]
     beta, last_newton, last_hess = start, None, start_hess
-    if start_hess:
-        (value, grad), hess = objective(beta, order=1), None
-    else:
-        value, grad, hess = objective(beta)
+    value, grad, hess = _evaluate(objective, beta, curvature=not start_hess)
     best = start_best = (value, beta)
     log_steps = [np.log(bounds[1] / bounds[0])] * 2  # sizes of the last two steps in log beta
     for iteration in range(max_iterations + 1):
@@ -892,15 +888,20 @@ def _minimise_convex(objective, bounds, start, tol, max_iterations, start_hess=N
             return {"beta": best[1], "value": best[0], "reason": reason or "iterations",
                     "iterations": iteration, "start_value": start_best[0]}
         step, log_steps = new - beta, [log_steps[1], abs(np.log(new / beta))]
-        beta = new
-        if newton and _next_step_below_tol(step, last_newton, beta, tol):
-            last_hess, hess = hess, None
-            value, grad = objective(beta, order=1)
-        else:
-            value, grad, hess = objective(beta)
+        beta, below = new, newton and _next_step_below_tol(step, last_newton, new, tol)
+        last_hess = hess if below else last_hess
+        value, grad, hess = _evaluate(objective, beta, curvature=not below)
         last_newton = step if newton else None
         best = min(best, (value, beta))
     raise AssertionError("unreachable")
+
+
+def _evaluate(objective, beta, curvature):
+    """`(value, grad, hess)` at `beta`; `hess` is None without `curvature`."""
+    if curvature:
+        return objective(beta)
+    value, grad = objective(beta, order=1)
+    return value, grad, None
 
 
 def _next_step_below_tol(step, previous, beta, tol):
@@ -984,36 +985,21 @@ def fit_temperature(
 ):
     """The temperature T > 0 minimising the NLL of softmax(logits / T).
 
-    The NLL is convex in beta = 1/T (its second derivative is the mean
-    variance of the logits under the softmax), so its derivative is monotone
-    in beta. The logits are shifted by their row maximum once (T > 0 keeps the
-    argmax), then the search keeps a bracket on beta in
-    `[1/bounds[1], 1/bounds[0]]` that always contains the minimiser and takes
-    Newton steps (in log beta above the minimiser), probing a bound or
-    bisecting in log beta whenever a Newton step would leave the bracket or
-    stops shrinking. It starts from T = 1, or with more than 8192 rows from
-    the optimum on an evenly spaced sample of about 512 of them. It returns
-    the evaluated point of lowest NLL, never worse than T = 1 when T = 1 is
-    within the bounds. Everything runs in float64, so float32 and saturated
-    logits are handled; the result is always positive and within `bounds`.
-
-    `converged=True` means the NLL is at its minimum over the bounds to
-    float64 rounding. When the minimum lies at a bound (for example, every
-    validation sample already correct with a large margin, where the NLL
-    keeps falling as T -> 0), that bound is returned with `converged=False`
-    and a warning says which bound and why; so does running out of
-    iterations. If every row of `logits` is constant the NLL does not depend
-    on T: T = 1 (clipped to the bounds) is returned, converged, with a
-    warning.
+    The NLL is convex in beta = 1/T: a bracketed, safeguarded Newton search on
+    beta (`_search_temperature`; float32 logits are searched in float32 first)
+    finds its minimum over `bounds`, certified and reported in float64. T is
+    never worse than T = 1 when T = 1 is within `bounds`. `converged=True`
+    means the NLL is at its minimum over the bounds to float64 rounding. A
+    minimum at a bound returns that bound with `converged=False` and a warning
+    saying why; so does running out of iterations. Constant rows everywhere
+    return T = 1 (clipped to the bounds), converged, with a warning.
 
     Args:
-        logits: `(N, K)` logits (or probabilities with `from_logits=False`,
-            whose logarithms are used); `(N,)` for binary logits of class 1.
+        logits: `(N, K)` logits (probabilities with `from_logits=False`, whose
+            logarithms are used); `(N,)` for binary logits of class 1.
         labels: class ids or one-hot rows.
         bounds: `(T_min, T_max)` with 0 < T_min < T_max.
-        tol: relative tolerance on T: the search stops when a Newton step
-            puts the optimum within `tol * T` (or the NLL within float64
-            rounding of its minimum).
+        tol: relative tolerance on T (or the NLL within float64 rounding).
         max_iterations: iteration limit.
         from_logits: whether `logits` are logits (default) or probabilities.
 
@@ -1021,9 +1007,8 @@ def fit_temperature(
         `TemperatureFit` (use `float(fit)` for T).
 
     Raises:
-        ValueError: for empty, non-finite or one-class `logits`, bad
-            `labels`, `bounds`, `tol` or `max_iterations`.
-        TypeError: for `logits` that are not real numbers.
+        ValueError: for empty, non-finite or one-class `logits`, bad `labels`,
+            `bounds`, `tol` or `max_iterations`; TypeError for non-real `logits`.
 
     Examples:
     >>> import numpy as np
@@ -1036,29 +1021,44 @@ def fit_temperature(
     (True, True)
     """
     t_min, t_max = _check_temperature_bounds(bounds)
-    tol = _checks.check_positive("tol", tol)
+    tol, max_iterations = _check_search_arguments(tol, max_iterations)
     from_logits = _checks.check_bool("from_logits", from_logits)
+    objective = _ShiftedNLL(*_temperature_inputs(logits, labels, from_logits))
+    if objective.flat:
+        return _constant_logits_fit(objective, t_min, t_max)
+    search = _search_temperature(objective, _beta_bounds(objective, bounds), tol, max_iterations)
+    return _temperature_result(objective, search, (t_min, t_max), max_iterations)
+
+
+def _check_search_arguments(tol, max_iterations):
+    tol = _checks.check_positive("tol", tol)
     if (isinstance(max_iterations, bool) or not isinstance(max_iterations, (int, np.integer))
             or max_iterations < 1):
         raise ValueError(f"`max_iterations` must be a positive integer, got {max_iterations!r}.")
-    z, ids = _temperature_inputs(logits, labels, from_logits)
-    objective = _ShiftedNLL(z, ids)
-    if objective.flat:
-        return _constant_logits_fit(objective, t_min, t_max)
-    s = objective.scale  # the search runs on beta = s / T
-    bounds_beta = (s / t_max, s / t_min)
+    return tol, int(max_iterations)
+
+
+def _beta_bounds(objective, bounds):
+    """`bounds` on T as bounds on beta = scale / T, which must stay finite and positive."""
+    t_min, t_max = (float(b) for b in bounds)
+    bounds_beta = (objective.scale / t_max, objective.scale / t_min)
     if not (bounds_beta[0] > 0 and np.isfinite(bounds_beta[1])):
         raise ValueError(
             f"`bounds` {bounds} are too extreme for logits whose largest gap to a row maximum "
             f"is {objective.spread:.3g}: that gap / T must stay within float64 range."
         )
-    search = _search_temperature(objective, bounds_beta, tol, int(max_iterations))
-    return _temperature_result(objective, search, (t_min, t_max), max_iterations)
+    return bounds_beta
 
 
 def _search_temperature(objective, bounds_beta, tol, max_iterations):
     """The search of `fit_temperature` on beta = scale / T, a `_minimise_convex` dict.
 
+    The logits are shifted by their row maximum once (T > 0 keeps the argmax);
+    the search keeps a bracket on beta that always contains the minimiser and
+    takes Newton steps (in log beta above the minimiser), probing a bound or
+    bisecting in log beta whenever a step would leave the bracket or stops
+    shrinking. It starts from T = 1, or with more than 8192 rows from the
+    optimum on an evenly spaced sample of about 512 of them.
     Float32 logits of moderate spread are searched in float32 first (about
     twice as fast per evaluation), to `tol`, in at most 8 steps; the float64
     search then starts there, and usually stops after one evaluation, whose
