@@ -708,7 +708,7 @@ class _ShiftedNLL:
         twin = object.__new__(_ShiftedNLL)
         twin.__dict__.update(self.__dict__)
         twin.dtype, twin.shifted, twin.row_max = "float32", None, self.row_max.astype("float32")
-        twin.u_work, twin.work = (w.astype("float32") for w in (self.u_work, self.work))
+        twin.u_work, twin.work = (np.empty(self.work.shape, "float32") for _ in range(2))
         return twin
 
     def __call__(self, beta, order=2):
