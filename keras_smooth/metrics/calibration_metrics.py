@@ -21,6 +21,10 @@ _NOTES = """
     always applied. `(N,)` and `(N, 1)` predictions are binary P(class 1)
     (or logits, through a sigmoid).
 
+    Eagerly, each `update_state` checks the shapes in Python and runs the rest
+    as one compiled call (`tf.function` on TensorFlow, `jax.jit` on JAX, shared
+    by metrics of the same configuration; JAX compiles once per batch shape).
+
     Bad input raises a `ValueError` in eager mode: non-finite predictions,
     labels out of range or with another number of rows, and sample weights
     that are negative, non-finite or not of shape `()`, `(N,)` or `(N, 1)`.
@@ -133,7 +137,7 @@ def _batch_sums(spec, y_true, y_pred, sample_weight):
     layout)`; `layout` (eager calls) holds the static trailing dimensions of
     `y_true` and `y_pred`, restored here because a trace shared by batches
     of several sizes may have lost them. `ok` is False for invalid labels or
-    weights and non-finite predictions. Pure `keras.ops`, so it runs traced
+    weights, non-finite predictions or sums. Pure `keras.ops`, so it runs traced
     in `fit`/`evaluate` or compiled once by `_compiled_sums`.
     """
     kind, num_bins, from_logits, num_classes, accumulator, layout = spec
@@ -156,7 +160,7 @@ def _batch_sums(spec, y_true, y_pred, sample_weight):
         sums = calibration.confidence_bin_sums(ids, probs, num_bins, weight, dtype=accumulator)
     else:
         sums = calibration.classwise_bin_sums(ids, probs, num_bins, weight, dtype=accumulator)
-    return sums, ok
+    return sums, ops.logical_and(ok, ops.all(ops.isfinite(sums)))
 
 
 _COMPILED = {}
@@ -212,7 +216,6 @@ class _BinnedCalibrationMetric(keras.metrics.Metric):
         given = [x for x in (y_true, y_pred, sample_weight) if x is not None]
         if not all(_checks.is_concrete(x) for x in given):
             sums, ok = _batch_sums(spec, y_true, y_pred, sample_weight)
-            ok = ops.logical_and(ok, ops.all(ops.isfinite(sums)))
             self.sums.assign_add(ops.where(ok, sums, ops.full_like(sums, np.nan)))
             return
         y_true, y_pred = ops.convert_to_tensor(y_true), ops.convert_to_tensor(y_pred)
@@ -226,7 +229,7 @@ class _BinnedCalibrationMetric(keras.metrics.Metric):
             rows = y_pred.shape[0]
             sample_weight = ops.broadcast_to(ops.reshape(sample_weight, (-1,)), (rows,))
         sums, ok = _compiled_sums(spec)(y_true, y_pred, sample_weight)
-        if not bool(ok) or not bool(ops.all(ops.isfinite(sums))):
+        if not bool(ok):
             _check_eager(y_true, y_pred, sample_weight, num_classes)  # raises with details
             raise ValueError("`y_true`, `y_pred` or `sample_weight` hold invalid values.")
         self.sums.assign_add(sums)
