@@ -11,18 +11,26 @@ process's memory after imports) can be read from `getrusage`:
 * NumPy: the straightforward implementation that keeps all N x K
   probabilities, then bins them (`np.digitize` on edges, per-bin sums).
 
-Both results are printed so their agreement can be checked. Then, in one
-process and on the same 101 batches of 1,000 x 1,000 (K = 1,000; the first
-batch is an untimed warm-up), the eager `update_state` time of
-`ExpectedCalibrationError` is compared with Keras's
-`SparseCategoricalAccuracy`, and that of `ClasswiseECE` with a per-batch NumPy
-update (bin = ceil(p * 15) - 1, three `np.bincount` over class * bin ids);
-the two ratios are printed (issue 13). Then `fit_temperature` is compared
-with SciPy's L-BFGS-B on log T (float64, the same objective) for time and
-the NLL reached.
+Both results are printed so their agreement can be checked.
+
+The three speed ratios of issue 13 are then measured in one process, `--runs`
+times (default 3; each printed with the median over runs):
+
+* `fit_temperature` on 10,000 x 100 float32 logits against SciPy's bounded
+  Brent search on log T (`bench_temperature.bench_fit_temperature`: median of
+  15 alternating repeats per run; wall and thread CPU time);
+* `ClasswiseECE` against a per-batch NumPy update (bin = ceil(p * 15) - 1,
+  three `np.bincount` over class * bin ids), and
+* `ExpectedCalibrationError` against Keras's `SparseCategoricalAccuracy`,
+  both as 100 timed eager `update_state` calls on the same batches of
+  1,000 x 1,000 (K = 1,000; one untimed warm-up batch first).
+
+With `--evaluate`, the time each metric adds to `model.evaluate` per batch of
+1,000 x 1,000 (compiled step) is printed too. Then (full run only)
+`fit_temperature` is compared with SciPy's L-BFGS-B on N = 100,000.
 
     PYTHONPATH=. python benchmarks/calibration_metrics.py [--n 1000000] [--skip-large]
-    PYTHONPATH=. python benchmarks/calibration_metrics.py --ratios-only
+    PYTHONPATH=. python benchmarks/calibration_metrics.py --ratios-only [--evaluate]
 
 Needs SciPy (a test extra).
 """
@@ -69,7 +77,8 @@ def numpy_classwise_ece(labels, probs):
     total = 0.0
     for j in range(k):
         hit = (labels == j).astype("float64")
-        total += np.abs(np.bincount(index[:, j], hit, BINS) - np.bincount(index[:, j], probs[:, j], BINS)).sum()
+        gap = np.bincount(index[:, j], hit, BINS) - np.bincount(index[:, j], probs[:, j], BINS)
+        total += np.abs(gap).sum()
     return float(total / (k * n))
 
 
@@ -97,7 +106,8 @@ def run_child(method, n, k):
         probs = np.concatenate([p[1] for p in parts])
         del parts
         start = time.perf_counter()
-        value = numpy_ece(labels, probs) if method == "numpy_ece" else numpy_classwise_ece(labels, probs)
+        reference = numpy_ece if method == "numpy_ece" else numpy_classwise_ece
+        value = reference(labels, probs)
         elapsed = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"value": value, "seconds": elapsed, "peak_mb": (peak - base) / 1024}))
@@ -266,11 +276,13 @@ def measure_ratios(runs=3, ratio_batches=101, temperature_repeats=15):
             "ratio_temperature": fit["ratio"], "cpu_ratio_temperature": fit["cpu_ratio"],
             "fit_relative_difference": fit["relative_difference"],
             "fit_converged": fit["converged"],
-            "classwise_ece": stream["classwise_ece"][0], "numpy_classwise": stream["numpy_classwise"][0],
+            "classwise_ece": stream["classwise_ece"][0],
+            "numpy_classwise": stream["numpy_classwise"][0],
             "ratio_classwise": stream["classwise_ece"][0] / stream["numpy_classwise"][0],
             "ece": stream["ece"][0], "accuracy": stream["accuracy"][0],
             "ratio_ece": stream["ece"][0] / stream["accuracy"][0],
-            "classwise_value": stream["classwise_ece"][1], "numpy_value": stream["numpy_classwise"][1],
+            "classwise_value": stream["classwise_ece"][1],
+            "numpy_value": stream["numpy_classwise"][1],
         })
     return records
 
@@ -336,17 +348,20 @@ def main(argv=None):
 
     print(f"keras {keras.__version__} ({keras.backend.backend()}), numpy {np.__version__}, "
           f"{os.cpu_count()} CPUs; N = {args.n:,} predictions in batches of {BATCH:,}, {BINS} bins")
-    print(f"{'K':>5s} {'measure':14s} {'method':10s} {'seconds':>9s} {'peak MB':>9s} {'value':>12s}")
+    print(f"{'K':>5s} {'measure':14s} {'method':10s} {'seconds':>9s} {'peak MB':>9s} "
+          f"{'value':>12s}")
     sizes = [args.k] + ([] if args.skip_large else [1000])
     for k in sizes:
         for measure_name, suffix in (("ECE", "ece"), ("classwise ECE", "classwise_ece")):
             for method in ("stream", "numpy"):
                 r = measure(f"{method}_{suffix}", args.n, k)
-                print(f"{k:5d} {measure_name:14s} {method:10s} {r['seconds']:9.2f} {r['peak_mb']:9.1f} "
+                print(f"{k:5d} {measure_name:14s} {method:10s} {r['seconds']:9.2f} "
+                      f"{r['peak_mb']:9.1f} "
                       f"{r['value']:12.8f}", flush=True)
     print_ratios(args)
     t = temperature_comparison()
-    print(f"\nfit_temperature on N = {t['n']:,}, K = {t['k']} over-confident logits (true T about 2.5):")
+    print(f"\nfit_temperature on N = {t['n']:,}, K = {t['k']} over-confident logits "
+          "(true T about 2.5):")
     print(f"  keras_smooth: T = {t['ours']['T']:.6f}, NLL = {t['ours']['nll']:.8f}, "
           f"{t['ours']['seconds']:.2f} s, {t['ours']['iterations']} Newton/bisection steps")
     print(f"  SciPy L-BFGS-B: T = {t['scipy']['T']:.6f}, NLL = {t['scipy']['nll']:.8f}, "
