@@ -333,15 +333,55 @@ def confidence_bin_sums(labels, probs, num_bins, sample_weight=None, dtype="floa
     return ops.transpose(_bin_sum(values, index, num_bins, 1, dtype))
 
 
-def classwise_bin_sums(labels, probs, num_bins, sample_weight=None, dtype="float32"):
+def _sparse_classwise_sums(ids, probs, num_bins, weight):
+    """`classwise_bin_sums` from the entries above the first bin edge only (TensorFlow, eager).
+
+    Rows of probabilities have at most `num_bins` entries above 1/M, so for
+    large K nearly every entry is in bin 0. The entries above the first edge
+    are found with `tf.where` (a dynamic shape: only for the metrics' own
+    eager `tf.function`, never under XLA) and binned; bin 0 of class j gets
+    the weighted column total minus the other bins. Float64 sums.
+    """
+    import tensorflow as tf
+
+    num_classes = probs.shape[-1]
+    segments = num_classes * num_bins
+    first_edge = tf.constant(bin_edges(num_bins)[1], "float32")
+    where = tf.where(probs > first_edge)  # (E, 2) coordinates
+    values = tf.gather_nd(probs, where)
+    row_weight = tf.gather(weight, where[:, 0])
+    index = tf.cast(where[:, 1], "int32") * num_bins + bin_index(values, num_bins)
+    counts = tf.math.bincount(index, weights=row_weight, minlength=segments)
+    mass = tf.math.bincount(index, weights=row_weight * tf.cast(values, "float64"),
+                            minlength=segments)
+    totals = [tf.reduce_sum(weight) + tf.zeros((num_classes,), "float64"),
+              tf.linalg.matvec(tf.cast(probs, "float64"), weight, transpose_a=True)]
+    first_bin = tf.one_hot(tf.zeros((num_classes,), "int32"), num_bins, dtype="float64")
+    sums = []
+    for binned, total in zip((counts, mass), totals):
+        binned = tf.reshape(binned, (num_classes, num_bins))
+        rest = total - tf.reduce_sum(binned, axis=1)
+        sums.append(binned + rest[:, None] * first_bin)
+    true_p = tf.gather(probs, ids, axis=1, batch_dims=1)
+    true_index = ids * num_bins + bin_index(true_p, num_bins)
+    hits = tf.math.bincount(true_index, weights=weight, minlength=segments)
+    return tf.stack([*sums, tf.reshape(hits, (num_classes, num_bins))])
+
+
+def classwise_bin_sums(labels, probs, num_bins, sample_weight=None, dtype="float32",
+                       sparse=False):
     """Per class and bin (count, sum of p_j, sum of 1[y = j]), shape `(3, K, M)`.
 
     Counts and sums of p_j need all N x K entries; the hits only the N
-    true-class entries.
+    true-class entries. `sparse=True` (TensorFlow, float64, outside XLA) bins
+    only the entries above the first edge (`_sparse_classwise_sums`).
     """
     probs = ops.convert_to_tensor(probs)
     num_classes = probs.shape[-1]
     ids = ops.clip(label_ids(labels, num_classes), 0, num_classes - 1)
+    if sparse and num_bins > 1 and dtype == "float64":
+        return _sparse_classwise_sums(ids, probs, num_bins, _weights(sample_weight, probs[:, 0],
+                                                                     dtype))
     index = bin_index(probs, num_bins) + ops.arange(num_classes, dtype="int32")[None, :] * num_bins
     segments = num_classes * num_bins
     flat = ops.reshape(index, (-1,))

@@ -159,7 +159,9 @@ def _batch_sums(spec, y_true, y_pred, sample_weight):
     if kind == "ece":
         sums = calibration.confidence_bin_sums(ids, probs, num_bins, weight, dtype=accumulator)
     else:
-        sums = calibration.classwise_bin_sums(ids, probs, num_bins, weight, dtype=accumulator)
+        sparse = layout is not None and keras.backend.backend() == "tensorflow"  # not XLA
+        sums = calibration.classwise_bin_sums(ids, probs, num_bins, weight, dtype=accumulator,
+                                              sparse=sparse)
     return sums, ops.logical_and(ok, ops.all(ops.isfinite(sums)))
 
 
