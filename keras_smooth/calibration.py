@@ -658,8 +658,9 @@ class TemperatureFit:
             (to float64 rounding). False, with a `UserWarning` carrying
             `message`, when the minimum lies at or beyond a bound or the
             search ran out of iterations.
-        iterations: search steps after the starting point (on all rows; a
-            warm start on a row sample is not counted).
+        iterations: search steps after the starting point on all rows,
+            float32 first steps included (a warm start on a row sample is
+            not counted).
         message: what happened, in words.
     """
 
