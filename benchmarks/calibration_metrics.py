@@ -11,18 +11,26 @@ process's memory after imports) can be read from `getrusage`:
 * NumPy: the straightforward implementation that keeps all N x K
   probabilities, then bins them (`np.digitize` on edges, per-bin sums).
 
-Both results are printed so their agreement can be checked. Then, in one
-process and on the same 101 batches of 1,000 x 1,000 (K = 1,000; the first
-batch is an untimed warm-up), the eager `update_state` time of
-`ExpectedCalibrationError` is compared with Keras's
-`SparseCategoricalAccuracy`, and that of `ClasswiseECE` with a per-batch NumPy
-update (bin = ceil(p * 15) - 1, three `np.bincount` over class * bin ids);
-the two ratios are printed (issue 13). Then `fit_temperature` is compared
-with SciPy's L-BFGS-B on log T (float64, the same objective) for time and
-the NLL reached.
+Both results are printed so their agreement can be checked.
+
+The three speed ratios of issue 13 are then measured in one process, `--runs`
+times (default 3; each printed with the median over runs):
+
+* `fit_temperature` on 10,000 x 100 float32 logits against SciPy's bounded
+  Brent search on log T (`bench_temperature.bench_fit_temperature`: median of
+  15 alternating repeats per run; wall and thread CPU time);
+* `ClasswiseECE` against a per-batch NumPy update (bin = ceil(p * 15) - 1,
+  three `np.bincount` over class * bin ids), and
+* `ExpectedCalibrationError` against Keras's `SparseCategoricalAccuracy`,
+  both as 100 timed eager `update_state` calls on the same batches of
+  1,000 x 1,000 (K = 1,000; one untimed warm-up batch first).
+
+With `--evaluate`, the time each metric adds to `model.evaluate` per batch of
+1,000 x 1,000 (compiled step) is printed too. Then (full run only)
+`fit_temperature` is compared with SciPy's L-BFGS-B on N = 100,000.
 
     PYTHONPATH=. python benchmarks/calibration_metrics.py [--n 1000000] [--skip-large]
-    PYTHONPATH=. python benchmarks/calibration_metrics.py --ratios-only
+    PYTHONPATH=. python benchmarks/calibration_metrics.py --ratios-only [--evaluate]
 
 Needs SciPy (a test extra).
 """
@@ -69,7 +77,8 @@ def numpy_classwise_ece(labels, probs):
     total = 0.0
     for j in range(k):
         hit = (labels == j).astype("float64")
-        total += np.abs(np.bincount(index[:, j], hit, BINS) - np.bincount(index[:, j], probs[:, j], BINS)).sum()
+        gap = np.bincount(index[:, j], hit, BINS) - np.bincount(index[:, j], probs[:, j], BINS)
+        total += np.abs(gap).sum()
     return float(total / (k * n))
 
 
@@ -97,7 +106,8 @@ def run_child(method, n, k):
         probs = np.concatenate([p[1] for p in parts])
         del parts
         start = time.perf_counter()
-        value = numpy_ece(labels, probs) if method == "numpy_ece" else numpy_classwise_ece(labels, probs)
+        reference = numpy_ece if method == "numpy_ece" else numpy_classwise_ece
+        value = reference(labels, probs)
         elapsed = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"value": value, "seconds": elapsed, "peak_mb": (peak - base) / 1024}))
@@ -199,17 +209,120 @@ def streaming_ratios(batches=100, rows=1000, k=1000, seed=2):
     return out
 
 
+def evaluate_overhead(batches=10, rows=1000, k=1000, seed=3, repeats=5):
+    """Seconds per batch that each metric adds to `model.evaluate` (compiled step).
+
+    The model is a softmax over its input, so each batch of 1,000 x 1,000
+    probabilities goes through the metrics as in a real evaluation; the time
+    of the same evaluation without metrics (loss only) is subtracted. The
+    evaluations alternate between the models; medians of `repeats`.
+    """
+    import keras
+
+    from keras_smooth.metrics import ClasswiseECE, ExpectedCalibrationError
+
+    rng = np.random.default_rng(seed)
+    x = (rng.normal(size=(batches * rows, k)) * 3.0).astype("float32")
+    y = rng.integers(0, k, size=batches * rows).astype("int32")
+    makers = {"none": list, "accuracy": lambda: [keras.metrics.SparseCategoricalAccuracy()],
+              "ece": lambda: [ExpectedCalibrationError(BINS)],
+              "classwise_ece": lambda: [ClasswiseECE(k, BINS)]}
+    models, times = {}, {name: [] for name in makers}
+    for name, make in makers.items():
+        model = keras.Sequential([keras.Input((k,)), keras.layers.Activation("softmax")])
+        model.compile(loss="sparse_categorical_crossentropy", metrics=make())
+        model.evaluate(x[:rows], y[:rows], batch_size=rows, verbose=0)  # trace, not timed
+        models[name] = model
+    for _ in range(repeats):
+        for name, model in models.items():
+            start = time.perf_counter()
+            model.evaluate(x, y, batch_size=rows, verbose=0)
+            times[name].append((time.perf_counter() - start) / batches)
+    base = float(np.median(times["none"]))
+    return {name: float(np.median(t)) - base for name, t in times.items() if name != "none"}
+
+
+def machine():
+    """CPU, cores and versions, for the record."""
+    import platform
+
+    import keras
+    import scipy
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    backend = keras.backend.backend()
+    engine = __import__("tensorflow" if backend == "tensorflow" else backend)
+    return (f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, "
+            f"NumPy {np.__version__}, SciPy {scipy.__version__}, Keras {keras.__version__} "
+            f"({backend} {engine.__version__})")
+
+
+def measure_ratios(runs=3, ratio_batches=101, temperature_repeats=15):
+    """The three ratios of issue 13, each the median over `runs` runs in this process."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from bench_temperature import bench_fit_temperature
+
+    records = []
+    for _ in range(runs):
+        stream = streaming_ratios(ratio_batches)
+        fit = bench_fit_temperature(10_000, 100, temperature_repeats)
+        records.append({
+            "fit_temperature": fit["ours_seconds"], "scipy_bounded": fit["scipy_seconds"],
+            "ratio_temperature": fit["ratio"], "cpu_ratio_temperature": fit["cpu_ratio"],
+            "fit_relative_difference": fit["relative_difference"],
+            "fit_converged": fit["converged"],
+            "classwise_ece": stream["classwise_ece"][0],
+            "numpy_classwise": stream["numpy_classwise"][0],
+            "ratio_classwise": stream["classwise_ece"][0] / stream["numpy_classwise"][0],
+            "ece": stream["ece"][0], "accuracy": stream["accuracy"][0],
+            "ratio_ece": stream["ece"][0] / stream["accuracy"][0],
+            "classwise_value": stream["classwise_ece"][1],
+            "numpy_value": stream["numpy_classwise"][1],
+        })
+    return records
+
+
 def print_ratios(args):
-    r = streaming_ratios(args.ratio_batches)
+    records = measure_ratios(args.runs, args.ratio_batches, args.temperature_repeats)
+    med = {key: float(np.median([r[key] for r in records])) for key in records[0]}
     n = args.ratio_batches - 1
-    print(f"\nEager update_state on {n} timed batches of 1,000 x 1,000 (K = 1,000), one run:")
-    labels = (("ece", "ExpectedCalibrationError"), ("accuracy", "SparseCategoricalAccuracy"),
-              ("classwise_ece", "ClasswiseECE"), ("numpy_classwise", "NumPy bincount"))
-    for key, label in labels:
-        print(f"  {label:26s} {r[key][0]:7.2f} s   value {r[key][1]:.8f}")
-    print(f"  ratio ECE / SparseCategoricalAccuracy: {r['ece'][0] / r['accuracy'][0]:.2f}")
-    ratio = r["classwise_ece"][0] / r["numpy_classwise"][0]
-    print(f"  ratio ClasswiseECE / NumPy:            {ratio:.2f}")
+    print(f"command: python {' '.join(sys.argv)}")
+    print(f"machine: {machine()}")
+    print(f"{args.runs} runs in one process; each line: median over runs (every run's own "
+          f"time is itself a median for fit_temperature, {args.temperature_repeats} alternating "
+          f"repeats; a total over {n} eager update_state calls on batches of 1,000 x 1,000, "
+          f"K = 1,000, for the metrics)")
+    rows = (
+        ("fit_temperature, 10,000 x 100 float32", "fit_temperature", "SciPy bounded Brent",
+         "scipy_bounded", "ratio_temperature", "<= 0.15", 1e3, "ms"),
+        ("ClasswiseECE streaming", "classwise_ece", "NumPy 3 x bincount per batch",
+         "numpy_classwise", "ratio_classwise", "<= 1.0", 1.0, "s"),
+        ("ExpectedCalibrationError streaming", "ece", "keras SparseCategoricalAccuracy",
+         "accuracy", "ratio_ece", "<= 1.5", 1.0, "s"),
+    )
+    print(f"  {'what':38s} {'ours':>10s}  {'reference':32s} {'ref':>10s} {'ratio':>6s} "
+          f"{'runs':>17s} target")
+    for what, ours, ref_name, ref, ratio, target, unit, label in rows:
+        each = "/".join(f"{r[ratio]:.2f}" for r in records)
+        print(f"  {what:38s} {unit * med[ours]:7.2f} {label:2s}  {ref_name:32s} "
+              f"{unit * med[ref]:7.2f} {label:2s} {med[ratio]:6.3f} {each:>17s} {target}")
+    print(f"  fit_temperature / SciPy in CPU time of the thread (not counting waits for a "
+          f"shared core): {med['cpu_ratio_temperature']:.3f}")
+    print(f"  fit_temperature: max |T / T_SciPy - 1| = "
+          f"{max(r['fit_relative_difference'] for r in records):.1e}, converged = "
+          f"{all(r['fit_converged'] for r in records)}; classwise ECE values: ours "
+          f"{records[0]['classwise_value']:.10f}, NumPy {records[0]['numpy_value']:.10f}")
+    if args.evaluate:
+        added = evaluate_overhead()
+        print("Added to model.evaluate per 1,000 x 1,000 batch (compiled step; loss-only "
+              "evaluation subtracted; medians of 5 alternating evaluations of 10 batches):")
+        for name, value in added.items():
+            print(f"  {name:14s} {1e3 * value:6.1f} ms")
 
 
 def main(argv=None):
@@ -220,6 +333,10 @@ def main(argv=None):
     parser.add_argument("--ratios-only", action="store_true",
                         help="only the streaming speed ratios (issue 13)")
     parser.add_argument("--ratio-batches", type=int, default=101)
+    parser.add_argument("--runs", type=int, default=3, help="runs of the ratio measurements")
+    parser.add_argument("--temperature-repeats", type=int, default=15)
+    parser.add_argument("--evaluate", action="store_true",
+                        help="also time the metrics inside model.evaluate")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -231,17 +348,20 @@ def main(argv=None):
 
     print(f"keras {keras.__version__} ({keras.backend.backend()}), numpy {np.__version__}, "
           f"{os.cpu_count()} CPUs; N = {args.n:,} predictions in batches of {BATCH:,}, {BINS} bins")
-    print(f"{'K':>5s} {'measure':14s} {'method':10s} {'seconds':>9s} {'peak MB':>9s} {'value':>12s}")
+    print(f"{'K':>5s} {'measure':14s} {'method':10s} {'seconds':>9s} {'peak MB':>9s} "
+          f"{'value':>12s}")
     sizes = [args.k] + ([] if args.skip_large else [1000])
     for k in sizes:
         for measure_name, suffix in (("ECE", "ece"), ("classwise ECE", "classwise_ece")):
             for method in ("stream", "numpy"):
                 r = measure(f"{method}_{suffix}", args.n, k)
-                print(f"{k:5d} {measure_name:14s} {method:10s} {r['seconds']:9.2f} {r['peak_mb']:9.1f} "
+                print(f"{k:5d} {measure_name:14s} {method:10s} {r['seconds']:9.2f} "
+                      f"{r['peak_mb']:9.1f} "
                       f"{r['value']:12.8f}", flush=True)
     print_ratios(args)
     t = temperature_comparison()
-    print(f"\nfit_temperature on N = {t['n']:,}, K = {t['k']} over-confident logits (true T about 2.5):")
+    print(f"\nfit_temperature on N = {t['n']:,}, K = {t['k']} over-confident logits "
+          "(true T about 2.5):")
     print(f"  keras_smooth: T = {t['ours']['T']:.6f}, NLL = {t['ours']['nll']:.8f}, "
           f"{t['ours']['seconds']:.2f} s, {t['ours']['iterations']} Newton/bisection steps")
     print(f"  SciPy L-BFGS-B: T = {t['scipy']['T']:.6f}, NLL = {t['scipy']['nll']:.8f}, "

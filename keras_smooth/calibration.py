@@ -333,15 +333,55 @@ def confidence_bin_sums(labels, probs, num_bins, sample_weight=None, dtype="floa
     return ops.transpose(_bin_sum(values, index, num_bins, 1, dtype))
 
 
-def classwise_bin_sums(labels, probs, num_bins, sample_weight=None, dtype="float32"):
+def _sparse_classwise_sums(ids, probs, num_bins, weight):
+    """`classwise_bin_sums` from the entries above the first bin edge only (TensorFlow, eager).
+
+    Rows of probabilities have at most `num_bins` entries above 1/M, so for
+    large K nearly every entry is in bin 0. The entries above the first edge
+    are found with `tf.where` (a dynamic shape: only for the metrics' own
+    eager `tf.function`, never under XLA) and binned; bin 0 of class j gets
+    the weighted column total minus the other bins. Float64 sums.
+    """
+    import tensorflow as tf
+
+    num_classes = probs.shape[-1]
+    segments = num_classes * num_bins
+    first_edge = tf.constant(bin_edges(num_bins)[1], "float32")
+    where = tf.where(probs > first_edge)  # (E, 2) coordinates
+    values = tf.gather_nd(probs, where)
+    row_weight = tf.gather(weight, where[:, 0])
+    index = tf.cast(where[:, 1], "int32") * num_bins + bin_index(values, num_bins)
+    counts = tf.math.bincount(index, weights=row_weight, minlength=segments)
+    mass = tf.math.bincount(index, weights=row_weight * tf.cast(values, "float64"),
+                            minlength=segments)
+    totals = [tf.reduce_sum(weight) + tf.zeros((num_classes,), "float64"),
+              tf.linalg.matvec(tf.cast(probs, "float64"), weight, transpose_a=True)]
+    first_bin = tf.one_hot(tf.zeros((num_classes,), "int32"), num_bins, dtype="float64")
+    sums = []
+    for binned, total in zip((counts, mass), totals):
+        binned = tf.reshape(binned, (num_classes, num_bins))
+        rest = total - tf.reduce_sum(binned, axis=1)
+        sums.append(binned + rest[:, None] * first_bin)
+    true_p = tf.gather(probs, ids, axis=1, batch_dims=1)
+    true_index = ids * num_bins + bin_index(true_p, num_bins)
+    hits = tf.math.bincount(true_index, weights=weight, minlength=segments)
+    return tf.stack([*sums, tf.reshape(hits, (num_classes, num_bins))])
+
+
+def classwise_bin_sums(labels, probs, num_bins, sample_weight=None, dtype="float32",
+                       sparse=False):
     """Per class and bin (count, sum of p_j, sum of 1[y = j]), shape `(3, K, M)`.
 
     Counts and sums of p_j need all N x K entries; the hits only the N
-    true-class entries.
+    true-class entries. `sparse=True` (TensorFlow, float64, outside XLA) bins
+    only the entries above the first edge (`_sparse_classwise_sums`).
     """
     probs = ops.convert_to_tensor(probs)
     num_classes = probs.shape[-1]
     ids = ops.clip(label_ids(labels, num_classes), 0, num_classes - 1)
+    if sparse and num_bins > 1 and dtype == "float64":
+        return _sparse_classwise_sums(ids, probs, num_bins, _weights(sample_weight, probs[:, 0],
+                                                                     dtype))
     index = bin_index(probs, num_bins) + ops.arange(num_classes, dtype="int32")[None, :] * num_bins
     segments = num_classes * num_bins
     flat = ops.reshape(index, (-1,))
@@ -618,8 +658,9 @@ class TemperatureFit:
             (to float64 rounding). False, with a `UserWarning` carrying
             `message`, when the minimum lies at or beyond a bound or the
             search ran out of iterations.
-        iterations: search steps after the starting point (on all rows; a
-            warm start on a row sample is not counted).
+        iterations: search steps after the starting point on all rows,
+            float32 first steps included (a warm start on a row sample is
+            not counted).
         message: what happened, in words.
     """
 
@@ -677,13 +718,15 @@ class _ShiftedNLL:
     cancel. T > 0 keeps the argmax, so one shift serves every beta. When the
     largest gap to a row maximum (`spread`) is outside [1e-100, 1e100], u is
     divided by it (`scale`) so that u * u stays finite; beta is then
-    `scale / T`, otherwise `1 / T`.
+    `scale / T`, otherwise `1 / T`. `in_float32` gives a cheaper float32 twin
+    for a first search on float32 logits.
     """
 
     def __init__(self, z, ids, row_max=None, rescale=True):
-        row_max = z.max(axis=1, keepdims=True) if row_max is None else row_max
+        self.z, self.ids, self.dtype = z, ids, "float64"
+        self.row_max = z.max(axis=1, keepdims=True) if row_max is None else row_max
         with np.errstate(over="ignore"):  # an overflow is reported just below
-            u = np.subtract(z, row_max, dtype="float64")
+            u = np.subtract(z, self.row_max, dtype="float64")
         self.spread = spread = float(-u.min())
         if not np.isfinite(spread):  # finite logits whose differences overflow float64
             raise ValueError(
@@ -694,30 +737,49 @@ class _ShiftedNLL:
         self.scale = spread if rescale and not self.flat and not 1e-100 < spread < 1e100 else 1.0
         if self.scale != 1.0:
             u /= self.scale
-        self.shifted, self.ids = u, ids
+        self.shifted = u
         self.mean_true = float(u[np.arange(len(ids)), ids].mean())
         self.block = max(1, _BLOCK_ELEMENTS // u.shape[1])
-        self.work = np.empty((min(self.block, u.shape[0]), u.shape[1]))
+        self.u_work, self.work = (np.empty((min(self.block, u.shape[0]), u.shape[1]))
+                                  for _ in range(2))
+
+    def in_float32(self):
+        """The same objective (same beta units) in float32, u formed per block from float32
+        logits (unscaled only), with float64 means. For a first search."""
+        twin = object.__new__(_ShiftedNLL)
+        twin.__dict__.update(self.__dict__)
+        twin.dtype, twin.shifted, twin.row_max = "float32", None, self.row_max.astype("float32")
+        twin.u_work, twin.work = (np.empty(self.work.shape, "float32") for _ in range(2))
+        return twin
 
     def __call__(self, beta, order=2):
-        """NLL and its derivatives in beta up to `order` (0, 1 or 2), float64.
+        """NLL and its derivatives in beta up to `order` (0, 1 or 2).
 
         Formula:
             NLL(beta) = mean_i [log sum_j exp(beta u_ij) - beta u_iy]
             NLL'(beta) = mean_i E_p[u_i] - mean_i u_iy
             NLL''(beta) = mean_i Var_p[u_i] >= 0 (so the NLL is convex in beta)
         """
-        u, n = self.shifted, self.shifted.shape[0]
+        n, k = self.z.shape
         sums = np.empty((order + 1, n))  # per row: sum_j e_ij u_ij^m for m <= order
+        ones = np.ones(k, dtype=self.dtype)  # row sums as a matrix-vector product
         for start in range(0, n, self.block):
-            rows = slice(start, min(start + self.block, n))
-            block, work = u[rows], self.work[: min(self.block, n - start)]
-            np.exp(block if beta == 1.0 else np.multiply(block, beta, out=work), out=work)
-            np.sum(work, axis=1, out=sums[0, rows])
+            rows, count = slice(start, min(start + self.block, n)), min(self.block, n - start)
+            if self.shifted is None:  # float32: u of this block from the logits
+                block = np.subtract(self.z[rows], self.row_max[rows], out=self.u_work[:count])
+            else:
+                block = self.shifted[rows]
+            work = np.multiply(block, beta, out=self.work[:count])
+            sums[0, rows] = np.exp(work, out=work) @ ones
             if order >= 1:
-                np.einsum("ij,ij->i", work, block, out=sums[1, rows])
+                sums[1, rows] = np.einsum("ij,ij->i", work, block)
             if order >= 2:
-                np.einsum("ij,ij,ij->i", work, block, block, out=sums[2, rows])
+                square = np.multiply(block, block, out=self.u_work[:count])
+                sums[2, rows] = np.einsum("ij,ij->i", work, square)
+        return self._reduce(beta, order, sums)
+
+    def _reduce(self, beta, order, sums):
+        """Value and derivatives from the per-row sums of `__call__`."""
         value = float(np.log(sums[0]).mean() - beta * self.mean_true)
         if order == 0:
             return value
@@ -729,7 +791,9 @@ class _ShiftedNLL:
         return value, grad, max(hess, 0.0)
 
     def every(self, step):
-        """The same objective (same beta units) on every `step`-th row."""
+        """The same objective (same beta units; float64) on every `step`-th row."""
+        if self.shifted is None:  # the float32 twin: unscaled, float32 logits
+            return _ShiftedNLL(self.z[::step], self.ids[::step], rescale=False)
         return _ShiftedNLL(self.shifted[::step], self.ids[::step], row_max=0.0, rescale=False)
 
 
@@ -824,7 +888,7 @@ def _stop_reason(beta, value, grad, hess, bracket, tol):
     return None
 
 
-def _minimise_convex(objective, bounds, start, tol, max_iterations):
+def _minimise_convex(objective, bounds, start, tol, max_iterations, start_hess=None):
     """Minimise the convex `objective` over beta in `bounds` from `start`.
 
     Safeguarded Newton on the derivative inside a bracket [a, b] that always
@@ -836,11 +900,12 @@ def _minimise_convex(objective, bounds, start, tol, max_iterations):
 
     Returns a dict: `beta` and `value` of the lowest NLL evaluated, `reason`
     ("converged", "at_lo", "at_hi" or "iterations"), `iterations` and
-    `start_value`, the NLL at `start`.
+    `start_value`, the NLL at `start`. `start_hess`, a curvature near `start`
+    known from elsewhere, spares the first curvature evaluation likewise.
     """
     bracket, known = list(bounds), [False, False]
-    beta, last_newton, last_hess = start, None, None
-    value, grad, hess = objective(beta)
+    beta, last_newton, last_hess = start, None, start_hess
+    value, grad, hess = _evaluate(objective, beta, curvature=not start_hess)
     best = start_best = (value, beta)
     log_steps = [np.log(bounds[1] / bounds[0])] * 2  # sizes of the last two steps in log beta
     for iteration in range(max_iterations + 1):
@@ -864,15 +929,20 @@ def _minimise_convex(objective, bounds, start, tol, max_iterations):
             return {"beta": best[1], "value": best[0], "reason": reason or "iterations",
                     "iterations": iteration, "start_value": start_best[0]}
         step, log_steps = new - beta, [log_steps[1], abs(np.log(new / beta))]
-        beta = new
-        if newton and _next_step_below_tol(step, last_newton, beta, tol):
-            last_hess, hess = hess, None
-            value, grad = objective(beta, order=1)
-        else:
-            value, grad, hess = objective(beta)
+        beta, below = new, newton and _next_step_below_tol(step, last_newton, new, tol)
+        last_hess = hess if below else last_hess
+        value, grad, hess = _evaluate(objective, beta, curvature=not below)
         last_newton = step if newton else None
         best = min(best, (value, beta))
     raise AssertionError("unreachable")
+
+
+def _evaluate(objective, beta, curvature):
+    """`(value, grad, hess)` at `beta`; `hess` is None without `curvature`."""
+    if curvature:
+        return objective(beta)
+    value, grad = objective(beta, order=1)
+    return value, grad, None
 
 
 def _next_step_below_tol(step, previous, beta, tol):
@@ -956,36 +1026,21 @@ def fit_temperature(
 ):
     """The temperature T > 0 minimising the NLL of softmax(logits / T).
 
-    The NLL is convex in beta = 1/T (its second derivative is the mean
-    variance of the logits under the softmax), so its derivative is monotone
-    in beta. The logits are shifted by their row maximum once (T > 0 keeps the
-    argmax), then the search keeps a bracket on beta in
-    `[1/bounds[1], 1/bounds[0]]` that always contains the minimiser and takes
-    Newton steps (in log beta above the minimiser), probing a bound or
-    bisecting in log beta whenever a Newton step would leave the bracket or
-    stops shrinking. It starts from T = 1, or with more than 8192 rows from
-    the optimum on an evenly spaced sample of about 512 of them. It returns
-    the evaluated point of lowest NLL, never worse than T = 1 when T = 1 is
-    within the bounds. Everything runs in float64, so float32 and saturated
-    logits are handled; the result is always positive and within `bounds`.
-
-    `converged=True` means the NLL is at its minimum over the bounds to
-    float64 rounding. When the minimum lies at a bound (for example, every
-    validation sample already correct with a large margin, where the NLL
-    keeps falling as T -> 0), that bound is returned with `converged=False`
-    and a warning says which bound and why; so does running out of
-    iterations. If every row of `logits` is constant the NLL does not depend
-    on T: T = 1 (clipped to the bounds) is returned, converged, with a
-    warning.
+    The NLL is convex in beta = 1/T: a bracketed, safeguarded Newton search on
+    beta (`_search_temperature`; float32 logits are searched in float32 first)
+    finds its minimum over `bounds`, certified and reported in float64. T is
+    never worse than T = 1 when T = 1 is within `bounds`. `converged=True`
+    means the NLL is at its minimum over the bounds to float64 rounding. A
+    minimum at a bound returns that bound with `converged=False` and a warning
+    saying why; so does running out of iterations. Constant rows everywhere
+    return T = 1 (clipped to the bounds), converged, with a warning.
 
     Args:
-        logits: `(N, K)` logits (or probabilities with `from_logits=False`,
-            whose logarithms are used); `(N,)` for binary logits of class 1.
+        logits: `(N, K)` logits (probabilities with `from_logits=False`, whose
+            logarithms are used); `(N,)` for binary logits of class 1.
         labels: class ids or one-hot rows.
         bounds: `(T_min, T_max)` with 0 < T_min < T_max.
-        tol: relative tolerance on T: the search stops when a Newton step
-            puts the optimum within `tol * T` (or the NLL within float64
-            rounding of its minimum).
+        tol: relative tolerance on T (or the NLL within float64 rounding).
         max_iterations: iteration limit.
         from_logits: whether `logits` are logits (default) or probabilities.
 
@@ -993,9 +1048,8 @@ def fit_temperature(
         `TemperatureFit` (use `float(fit)` for T).
 
     Raises:
-        ValueError: for empty, non-finite or one-class `logits`, bad
-            `labels`, `bounds`, `tol` or `max_iterations`.
-        TypeError: for `logits` that are not real numbers.
+        ValueError: for empty, non-finite or one-class `logits`, bad `labels`,
+            `bounds`, `tol` or `max_iterations`; TypeError for non-real `logits`.
 
     Examples:
     >>> import numpy as np
@@ -1008,34 +1062,99 @@ def fit_temperature(
     (True, True)
     """
     t_min, t_max = _check_temperature_bounds(bounds)
-    tol = _checks.check_positive("tol", tol)
+    tol, max_iterations = _check_search_arguments(tol, max_iterations)
     from_logits = _checks.check_bool("from_logits", from_logits)
+    objective = _ShiftedNLL(*_temperature_inputs(logits, labels, from_logits))
+    if objective.flat:
+        return _constant_logits_fit(objective, t_min, t_max)
+    search = _search_temperature(objective, _beta_bounds(objective, bounds), tol, max_iterations)
+    return _temperature_result(objective, search, (t_min, t_max), max_iterations)
+
+
+def _check_search_arguments(tol, max_iterations):
+    tol = _checks.check_positive("tol", tol)
     if (isinstance(max_iterations, bool) or not isinstance(max_iterations, (int, np.integer))
             or max_iterations < 1):
         raise ValueError(f"`max_iterations` must be a positive integer, got {max_iterations!r}.")
-    z, ids = _temperature_inputs(logits, labels, from_logits)
-    objective = _ShiftedNLL(z, ids)
-    if objective.flat:
-        return _constant_logits_fit(objective, t_min, t_max)
-    s = objective.scale  # the search runs on beta = s / T
-    bounds_beta = (s / t_max, s / t_min)
+    return tol, int(max_iterations)
+
+
+def _beta_bounds(objective, bounds):
+    """`bounds` on T as bounds on beta = scale / T, which must stay finite and positive."""
+    t_min, t_max = (float(b) for b in bounds)
+    bounds_beta = (objective.scale / t_max, objective.scale / t_min)
     if not (bounds_beta[0] > 0 and np.isfinite(bounds_beta[1])):
         raise ValueError(
             f"`bounds` {bounds} are too extreme for logits whose largest gap to a row maximum "
             f"is {objective.spread:.3g}: that gap / T must stay within float64 range."
         )
+    return bounds_beta
+
+
+def _search_temperature(objective, bounds_beta, tol, max_iterations):
+    """The search of `fit_temperature` on beta = scale / T, a `_minimise_convex` dict.
+
+    The logits are shifted by their row maximum once (T > 0 keeps the argmax);
+    the search keeps a bracket on beta that always contains the minimiser and
+    takes Newton steps (in log beta above the minimiser), probing a bound or
+    bisecting in log beta whenever a step would leave the bracket or stops
+    shrinking. It starts from T = 1, or with more than 8192 rows from the
+    optimum on an evenly spaced sample of about 512 of them.
+    Float32 logits of moderate spread are searched in float32 first (about
+    twice as fast per evaluation), to `tol`, in at most 8 steps; the float64
+    search then starts there, and usually stops after one evaluation, whose
+    Newton step is below `tol`. Everything it reports is float64. The
+    float32 steps are counted in `iterations`.
+    """
+    s = objective.scale
     one = min(max(s, bounds_beta[0]), bounds_beta[1])  # T = 1, or the nearest bound
-    start = _warm_start(objective, bounds_beta, one, max_iterations)
-    search = _minimise_convex(objective, bounds_beta, start, tol, int(max_iterations))
-    beta, nll_after = search["beta"], search["value"]
-    nll_before = search["start_value"] if start == s else objective(s, order=0)
-    if bounds_beta[0] <= s <= bounds_beta[1] and nll_before < nll_after:
+    coarse = None
+    if objective.z.dtype == np.float32 and objective.scale == 1.0 and (
+            objective.spread * bounds_beta[1] < 1e10):
+        coarse = objective.in_float32()
+    start = _warm_start(coarse or objective, bounds_beta, one, max_iterations)
+    steps, hess = 0, None
+    if coarse is not None:
+        start, steps, hess = _newton_steps(coarse, bounds_beta, start, 2)
+    search = _minimise_convex(objective, bounds_beta, start, tol, max_iterations, hess)
+    search["iterations"] += steps
+    search["nll_before"] = search["start_value"] if start == s else objective(s, order=0)
+    return search
+
+
+def _newton_steps(objective, bounds, beta, count):
+    """`count` plain Newton steps (as `_next_beta` takes them) from `beta`, kept in `bounds`.
+
+    For a start close enough that the float64 search needs one evaluation.
+    Returns `(beta, steps taken, the last curvature or None)`.
+    """
+    hess = None
+    for step in range(count):
+        _, grad, hess = objective(beta)
+        if grad == 0 or hess <= 0:
+            return beta, step, None
+        if grad > 0:
+            new = beta * float(np.exp(-grad / (beta * hess + grad)))
+        else:
+            new = beta - grad / hess
+        new = min(max(new, bounds[0]), bounds[1])
+        if abs(new - beta) <= 1e-9 * beta:
+            return new, step + 1, hess
+        beta = new
+    return beta, count, hess
+
+
+def _temperature_result(objective, search, bounds, max_iterations):
+    """The `TemperatureFit` of a search, never worse than T = 1 within the bounds."""
+    (t_min, t_max), s = bounds, objective.scale
+    beta, nll_after, nll_before = search["beta"], search["value"], search["nll_before"]
+    if s / t_max <= s <= s / t_min and nll_before < nll_after:
         beta, nll_after = s, nll_before  # never worse than T = 1
     message = _TEMPERATURE_MESSAGES[search["reason"]].format(
         t_min=t_min, t_max=t_max, max_iterations=max_iterations
     )
     if search["reason"] != "converged":
-        warnings.warn(message, stacklevel=2)
+        warnings.warn(message, stacklevel=3)
     return TemperatureFit(
         temperature=min(max(s / beta, t_min), t_max),  # s / (s / t) can be off by an ulp
         nll_before=float(nll_before),

@@ -24,6 +24,7 @@ AGNOSTIC = [
     "tests/test_trust_saving.py",
     "tests/test_trust_temperature.py",
     "tests/test_trust_adversary.py",
+    "tests/test_speed_exactness.py",
     "keras_smooth/targets.py",
     "keras_smooth/calibration.py",
     "keras_smooth/metrics",

@@ -21,6 +21,10 @@ _NOTES = """
     always applied. `(N,)` and `(N, 1)` predictions are binary P(class 1)
     (or logits, through a sigmoid).
 
+    Eagerly, each `update_state` checks the shapes in Python and runs the rest
+    as one compiled call (`tf.function` on TensorFlow, `jax.jit` on JAX, shared
+    by metrics of the same configuration; JAX compiles once per batch shape).
+
     Bad input raises a `ValueError` in eager mode: non-finite predictions,
     labels out of range or with another number of rows, and sample weights
     that are negative, non-finite or not of shape `()`, `(N,)` or `(N, 1)`.
@@ -97,6 +101,101 @@ def _labels_ok(y_true, num_classes):
     return ops.all(_checks.label_rows_ok(ops.reshape(labels, (-1,)), num_classes, "ids"))
 
 
+def _check_shapes(y_true, y_pred, sample_weight, num_classes):
+    """Raise clear errors for bad concrete shapes (values are checked in the compiled step)."""
+    shape = tuple(ops.shape(y_pred))
+    if len(shape) not in (1, 2):
+        raise ValueError(f"`y_pred` must have shape (N, K), (N, 1) or (N,), got {shape}.")
+    width = 2 if calibration.is_binary_shape(shape) else shape[-1]
+    if num_classes is not None and width != num_classes:
+        raise ValueError(
+            f"`y_pred` must have {num_classes} columns (num_classes) or be binary (N,)/(N, 1) "
+            f"with num_classes=2, got shape {shape}."
+        )
+    labels = tuple(ops.shape(y_true))
+    if not labels or labels[0] != shape[0]:
+        raise ValueError(f"`y_true` has shape {labels} but `y_pred` has {shape[0]} rows.")
+    if len(labels) > 2 or (len(labels) == 2 and labels[1] not in (1, width)):
+        raise ValueError(
+            f"`y_true` must be class ids (N,) or one-hot (N, {width}), got shape {labels}."
+        )
+    if sample_weight is None:
+        return
+    weight = tuple(ops.shape(sample_weight))
+    if len(weight) > 2 or (len(weight) >= 1 and weight[0] != shape[0]) or (
+        len(weight) == 2 and weight[1] != 1
+    ):
+        raise ValueError(
+            f"`sample_weight` must have shape (), ({shape[0]},) or ({shape[0]}, 1), got {weight}."
+        )
+
+
+def _batch_sums(spec, y_true, y_pred, sample_weight):
+    """`(sums, ok)` of one batch: the metric's per-bin sums and whether the batch is valid.
+
+    `spec` is `(kind, num_bins, from_logits, num_classes, accumulator dtype,
+    layout)`; `layout` (eager calls) holds the static trailing dimensions of
+    `y_true` and `y_pred`, restored here because a trace shared by batches
+    of several sizes may have lost them. `ok` is False for invalid labels or
+    weights, non-finite predictions or sums. Pure `keras.ops`, so it runs traced
+    in `fit`/`evaluate` or compiled once by `_compiled_sums`.
+    """
+    kind, num_bins, from_logits, num_classes, accumulator, layout = spec
+    if layout is not None:
+        y_true = ops.reshape(y_true, (-1, *layout[0]))
+        y_pred = ops.reshape(y_pred, (-1, *layout[1]))
+        if sample_weight is not None:
+            sample_weight = ops.reshape(sample_weight, (-1,))
+    finite = ops.all(ops.isfinite(y_pred))
+    probs, _ = calibration.to_probabilities(y_pred, from_logits)
+    width = _checks.static_dim(probs)
+    if num_classes is not None:
+        _checks.check_width("y_pred", probs, num_classes)
+    weight = _broadcast_weight(sample_weight, probs, accumulator)
+    ids = calibration.label_ids(y_true, width)
+    ok = ops.logical_and(_labels_ok(y_true, width), finite)
+    if weight is not None:
+        ok = ops.logical_and(ok, ops.all(ops.logical_and(ops.isfinite(weight), weight >= 0)))
+    if kind == "ece":
+        sums = calibration.confidence_bin_sums(ids, probs, num_bins, weight, dtype=accumulator)
+    else:
+        sparse = layout is not None and keras.backend.backend() == "tensorflow"  # not XLA
+        sums = calibration.classwise_bin_sums(ids, probs, num_bins, weight, dtype=accumulator,
+                                              sparse=sparse)
+    return sums, ops.logical_and(ok, ops.all(ops.isfinite(sums)))
+
+
+_COMPILED = {}
+
+
+def _compile(function):
+    """`function` compiled once per input signature: the one backend-aware choice.
+
+    TensorFlow: `tf.function` (with `reduce_retracing`, so batches of new sizes
+    share a trace); JAX: `jax.jit`; other backends: as is (eager ops).
+    """
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(function, reduce_retracing=True)
+    if backend == "jax":
+        import jax
+
+        return jax.jit(function)
+    return function
+
+
+def _compiled_sums(spec):
+    """`_batch_sums` for `spec`, compiled once per process and shared by every metric."""
+    key = (keras.backend.backend(), spec)
+    if key not in _COMPILED:
+        _COMPILED[key] = _compile(
+            lambda y_true, y_pred, weight: _batch_sums(spec, y_true, y_pred, weight)
+        )
+    return _COMPILED[key]
+
+
 class _BinnedCalibrationMetric(keras.metrics.Metric):
     """Shared state handling: a sum tensor updated with per-batch bin sums."""
 
@@ -111,35 +210,31 @@ class _BinnedCalibrationMetric(keras.metrics.Metric):
             name="sums",
         )
 
-    def _inputs(self, y_true, y_pred, sample_weight, num_classes=None):
-        """`(ids, probs, weight, ok)`. Eagerly, bad input raises and `ok` is None;
-        in compiled code `ok` is False for a batch with invalid labels, weights or
-        non-finite predictions."""
-        eager = all(
-            _checks.is_concrete(x) for x in (y_true, y_pred, sample_weight) if x is not None
-        )
-        if eager:
-            _check_eager(y_true, y_pred, sample_weight, num_classes)
-        probs, _ = calibration.to_probabilities(y_pred, self.from_logits)
-        width = _checks.static_dim(probs)
-        if num_classes is not None:
-            _checks.check_width("y_pred", probs, num_classes)
-        weight = _broadcast_weight(sample_weight, probs, self._accumulator)
-        ids = calibration.label_ids(y_true, width)
-        if eager:
-            return ids, probs, weight, None
-        ok = ops.logical_and(_labels_ok(y_true, width), ops.all(ops.isfinite(probs)))
-        if weight is not None:
-            ok = ops.logical_and(ok, ops.all(ops.logical_and(ops.isfinite(weight), weight >= 0)))
-        return ids, probs, weight, ok
-
-    def _add(self, sums, ok):
-        """Add the batch sums; in compiled code a bad batch turns the state NaN."""
-        if ok is None:  # checked eagerly
-            self.sums.assign_add(sums)
+    def _update(self, kind, num_classes, y_true, y_pred, sample_weight):
+        """Add one batch. Eagerly: shapes checked in Python, the sums and the value checks
+        in one compiled call; bad input raises. In compiled code a bad batch turns the
+        state NaN."""
+        spec = (kind, self.num_bins, self.from_logits, num_classes, self._accumulator, None)
+        given = [x for x in (y_true, y_pred, sample_weight) if x is not None]
+        if not all(_checks.is_concrete(x) for x in given):
+            sums, ok = _batch_sums(spec, y_true, y_pred, sample_weight)
+            self.sums.assign_add(ops.where(ok, sums, ops.full_like(sums, np.nan)))
             return
-        ok = ops.logical_and(ok, ops.all(ops.isfinite(sums)))
-        self.sums.assign_add(ops.where(ok, sums, ops.full_like(sums, np.nan)))
+        y_true, y_pred = ops.convert_to_tensor(y_true), ops.convert_to_tensor(y_pred)
+        if sample_weight is not None:
+            sample_weight = ops.convert_to_tensor(sample_weight)
+        _check_shapes(y_true, y_pred, sample_weight, num_classes)
+        if y_pred.shape[0] == 0:  # an empty batch changes nothing
+            return
+        spec = spec[:-1] + ((tuple(y_true.shape[1:]), tuple(y_pred.shape[1:])),)
+        if sample_weight is not None:  # as (N,): one trace for every weight layout
+            rows = y_pred.shape[0]
+            sample_weight = ops.broadcast_to(ops.reshape(sample_weight, (-1,)), (rows,))
+        sums, ok = _compiled_sums(spec)(y_true, y_pred, sample_weight)
+        if not bool(ok):
+            _check_eager(y_true, y_pred, sample_weight, num_classes)  # raises with details
+            raise ValueError("`y_true`, `y_pred` or `sample_weight` hold invalid values.")
+        self.sums.assign_add(sums)
 
     def reset_state(self):
         self.sums.assign(ops.zeros(self.sums.shape, dtype=self.sums.dtype))
@@ -180,11 +275,7 @@ class ExpectedCalibrationError(_BinnedCalibrationMetric):
         super().__init__(bins, from_logits, (3, bins), name, dtype)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        ids, probs, weight, ok = self._inputs(y_true, y_pred, sample_weight)
-        sums = calibration.confidence_bin_sums(
-            ids, probs, self.num_bins, weight, dtype=self._accumulator
-        )
-        self._add(sums, ok)
+        self._update("ece", None, y_true, y_pred, sample_weight)
 
     def result(self):
         return ops.cast(calibration.ece_from_sums(self.sums), self.dtype)
@@ -218,11 +309,7 @@ class ClasswiseECE(_BinnedCalibrationMetric):
         super().__init__(bins, from_logits, (3, self.num_classes, bins), name, dtype)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        ids, probs, weight, ok = self._inputs(y_true, y_pred, sample_weight, self.num_classes)
-        sums = calibration.classwise_bin_sums(
-            ids, probs, self.num_bins, weight, dtype=self._accumulator
-        )
-        self._add(sums, ok)
+        self._update("classwise", self.num_classes, y_true, y_pred, sample_weight)
 
     def result(self):
         return ops.cast(calibration.classwise_ece_from_sums(self.sums), self.dtype)
