@@ -223,8 +223,8 @@ def test_export_explicit_temperature_and_bad_input(task, tmp_path):
     x = np.random.default_rng(2).normal(size=(5, 6)).astype("float32")
     out = _serve_in_clean_process(tmp_path / "m" / "1", [x])
     logits = model.predict(x, verbose=0)
-    np.testing.assert_allclose(out["0"]["probabilities"], calibration.apply_temperature(logits, 3.0),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out["0"]["probabilities"],
+                               calibration.apply_temperature(logits, 3.0), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(out["0"]["temperature"], [3.0] * 5)
     with pytest.raises(ValueError, match=r"`temperature` must be > 0, got -2.0"):
         export_for_serving(model, str(tmp_path / "bad"), temperature=-2.0)
