@@ -37,7 +37,8 @@ def _model():
     model = keras.Sequential(
         [keras.Input((6,)), keras.layers.Dense(64, activation="relu"), keras.layers.Dense(3)]
     )
-    model.compile(optimizer=keras.optimizers.Adam(0.02), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(optimizer=keras.optimizers.Adam(0.02),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     return model
 
 
@@ -69,18 +70,24 @@ def test_temperature_callback_every_epoch_reaches_history_and_csv(task, tmp_path
     model = _model()
     ts = TemperatureScalingCallback(validation_data=(xv, yv), every_epoch=True)
     csv_path = tmp_path / "log.csv"
-    history = model.fit(x, y, epochs=3, verbose=0, callbacks=[ts, keras.callbacks.CSVLogger(str(csv_path))])
-    for key in ("temperature", "val_nll_before", "val_nll_after", "val_ece_before", "val_ece_after"):
+    history = model.fit(x, y, epochs=3, verbose=0,
+                        callbacks=[ts, keras.callbacks.CSVLogger(str(csv_path))])
+    for key in ("temperature", "val_nll_before", "val_nll_after", "val_ece_before",
+                "val_ece_after"):
         assert len(history.history[key]) == 3, key
     with open(csv_path) as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 3 and "temperature" in rows[0]
+    # Before: 3 rows with a temperature column. Now the logged values are the history's.
+    assert [float(r["temperature"]) for r in rows] == pytest.approx(history.history["temperature"])
+    assert [float(r["val_nll_after"]) for r in rows] == pytest.approx(
+        history.history["val_nll_after"])
     logits = model.predict(xv, verbose=0)
     expected_t = float(calibration.fit_temperature(logits, yv))
     assert ts.results["temperature"] == pytest.approx(expected_t, rel=1e-6)
     assert ts.results["val_nll_after"] <= ts.results["val_nll_before"] + 1e-12
     calibrated = ts.calibrated_model()
-    np.testing.assert_allclose(calibrated.predict(xv, verbose=0), logits / expected_t, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(calibrated.predict(xv, verbose=0), logits / expected_t, rtol=1e-5,
+                               atol=1e-6)
 
 
 def test_temperature_callback_needs_data():
@@ -92,19 +99,35 @@ def test_calibration_logger_logs_pngs_and_tensorboard(task, tmp_path):
     x, y, xv, yv = task
     model = _model()
     logger = CalibrationLogger(
-        validation_data=(xv, yv), reliability_dir=str(tmp_path / "rel"), tensorboard_dir=str(tmp_path / "tb")
+        validation_data=(xv, yv), reliability_dir=str(tmp_path / "rel"),
+        tensorboard_dir=str(tmp_path / "tb"),
     )
     history = model.fit(x, y, epochs=2, verbose=0, callbacks=[logger])
     preds = model.predict(xv, verbose=0)
     expected = calibration.summary(yv, preds, from_logits=True)
     assert history.history["val_ece"][-1] == pytest.approx(expected["ece"], abs=1e-6)
-    assert history.history["val_classwise_ece"][-1] == pytest.approx(expected["classwise_ece"], abs=1e-6)
+    assert history.history["val_classwise_ece"][-1] == pytest.approx(expected["classwise_ece"],
+                                                                     abs=1e-6)
     assert history.history["val_nll"][-1] == pytest.approx(expected["nll"], rel=1e-6)
     assert history.history["val_brier"][-1] == pytest.approx(expected["brier"], rel=1e-6)
     for epoch in (1, 2):
         _assert_png(tmp_path / "rel" / f"epoch_{epoch:03d}.png")
-    events = [f for f in os.listdir(tmp_path / "tb") if f.startswith("events.out.tfevents")]
-    assert events and os.path.getsize(tmp_path / "tb" / events[0]) > 1000
+    # Before: the event file exists and has > 1000 bytes. Now: read back, it holds each epoch's
+    # values as in the history, and one reliability image per epoch.
+    import tensorflow as tf
+
+    scalars, images = {}, []
+    for name in sorted(os.listdir(tmp_path / "tb")):
+        for event in tf.compat.v1.train.summary_iterator(str(tmp_path / "tb" / name)):
+            for value in event.summary.value:
+                if value.tag == "reliability_diagram":
+                    images.append(event.step)
+                else:
+                    number = float(tf.make_ndarray(value.tensor))
+                    scalars.setdefault(value.tag, {})[event.step] = number
+    for key in ("val_ece", "val_classwise_ece", "val_nll", "val_brier"):
+        assert scalars[key] == pytest.approx(dict(enumerate(history.history[key])), rel=1e-6), key
+    assert sorted(images) == [0, 1]
 
 
 def test_calibration_logger_without_data_warns_once(task):
@@ -118,12 +141,40 @@ def test_calibration_logger_without_data_warns_once(task):
     assert sum("no `validation_data`" in str(w.message) for w in caught) == 1
 
 
+def _bins(values, m):
+    """Bin m-1 for v in ((m-1)/M, m/M]; 0 goes to the first bin (as in test_calibration)."""
+    return np.maximum(np.ceil(np.asarray(values) * m).astype(int) - 1, 0)
+
+
 def test_plots_write_well_formed_pngs(task, tmp_path, rng):
+    # Before: only "a well-formed PNG". Now also what is drawn: the bars of the reliability
+    # diagram are the per-bin accuracies at the bins' left edges, the histogram the bin shares,
+    # the classwise bars the per-bin frequencies of each class.
     _, _, xv, yv = task
     probs = rng.dirichlet(np.ones(3), size=len(yv))
-    _assert_png(plots.save_figure(plots.reliability_diagram(yv, probs), tmp_path / "r.png"))
-    _assert_png(plots.save_figure(plots.reliability_diagrams({"a": probs, "b": probs ** 2 / (probs ** 2).sum(1, keepdims=True)}, yv), tmp_path / "rr.png"))
-    _assert_png(plots.save_figure(plots.classwise_reliability(yv, probs, class_names=["x", "y", "z"]), tmp_path / "c.png"))
+    figure = plots.reliability_diagram(yv, probs, num_bins=10)
+    conf, correct = probs.max(1), probs.argmax(1) == yv
+    bins = _bins(conf, 10)
+    filled = np.unique(bins)
+    bars = figure.axes[0].patches[:len(filled)]
+    np.testing.assert_allclose([b.get_x() for b in bars], filled / 10, atol=1e-12)
+    np.testing.assert_allclose([b.get_height() for b in bars],
+                               [correct[bins == b].mean() for b in filled], atol=1e-12)
+    shares = [p.get_height() for p in figure.axes[1].patches]
+    np.testing.assert_allclose(shares, np.bincount(bins, minlength=10) / len(yv), atol=1e-12)
+    _assert_png(plots.save_figure(figure, tmp_path / "r.png"))
+    squared = probs ** 2 / (probs ** 2).sum(1, keepdims=True)
+    both = plots.reliability_diagrams({"a": probs, "b": squared}, yv)
+    assert [ax.get_title() for ax in both.axes if ax.get_title()][:2] == ["a", "b"]
+    _assert_png(plots.save_figure(both, tmp_path / "rr.png"))
+    classwise = plots.classwise_reliability(yv, probs, class_names=["x", "y", "z"], num_bins=10)
+    for j, ax in enumerate(classwise.axes[:3]):
+        bins_j = _bins(probs[:, j], 10)
+        filled_j = np.unique(bins_j)
+        heights = [p.get_height() for p in ax.patches[:len(filled_j)]]
+        np.testing.assert_allclose(heights, [(yv[bins_j == b] == j).mean() for b in filled_j],
+                                   atol=1e-12)
+    _assert_png(plots.save_figure(classwise, tmp_path / "c.png"))
     with pytest.raises(ValueError, match=r"`classes` must be in \[0, 3\), got 5"):
         plots.classwise_reliability(yv, probs, classes=[5])
 
@@ -132,7 +183,8 @@ def _serve_in_clean_process(path, batches):
     script = os.path.join(HERE, "serving_client.py")
     inputs = {str(i): b.tolist() for i, b in enumerate(batches)}
     result = subprocess.run(
-        [sys.executable, script, str(path)], input=json.dumps(inputs), capture_output=True, text=True, timeout=300,
+        [sys.executable, script, str(path)], input=json.dumps(inputs), capture_output=True,
+        text=True, timeout=300,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -153,25 +205,38 @@ def test_export_round_trip_in_a_process_without_keras_smooth(task, tmp_path):
         logits = model.predict(batch, verbose=0)
         got = out[str(i)]
         np.testing.assert_allclose(got["logits"], logits, rtol=1e-5, atol=1e-5)
-        np.testing.assert_allclose(got["probabilities"], calibration.apply_temperature(logits, used), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(got["probabilities"],
+                                   calibration.apply_temperature(logits, used), rtol=1e-5,
+                                   atol=1e-6)
         np.testing.assert_allclose(got["temperature"], [used] * len(batch), rtol=1e-6)
-    shown = subprocess.run(["saved_model_cli", "show", "--all", "--dir", str(path)], capture_output=True, text=True, timeout=300)
+    shown = subprocess.run(["saved_model_cli", "show", "--all", "--dir", str(path)],
+                           capture_output=True, text=True, timeout=300)
     assert shown.returncode == 0, shown.stderr[-2000:]
     assert "serving_default" in shown.stdout and "probabilities" in shown.stdout
     assert "(-1, 6)" in shown.stdout  # dynamic batch size
 
 
 def test_export_explicit_temperature_and_bad_input(task, tmp_path):
+    # Before: only the returned 3.0. Now the served probabilities use it.
     model = _model()
     assert export_for_serving(model, str(tmp_path / "m" / "1"), temperature=3.0) == 3.0
+    x = np.random.default_rng(2).normal(size=(5, 6)).astype("float32")
+    out = _serve_in_clean_process(tmp_path / "m" / "1", [x])
+    logits = model.predict(x, verbose=0)
+    np.testing.assert_allclose(out["0"]["probabilities"],
+                               calibration.apply_temperature(logits, 3.0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out["0"]["temperature"], [3.0] * 5)
     with pytest.raises(ValueError, match=r"`temperature` must be > 0, got -2.0"):
         export_for_serving(model, str(tmp_path / "bad"), temperature=-2.0)
 
 
 def test_metrics_under_two_replica_mirrored_strategy_equal_one_pass():
     result = subprocess.run(
-        [sys.executable, os.path.join(HERE, "metrics_worker.py")], capture_output=True, text=True, timeout=300,
-        env={**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"},
+        [sys.executable, os.path.join(HERE, "metrics_worker.py")], capture_output=True, text=True,
+        timeout=300,
+        # PYTHONPATH: the worker imports this checkout's keras_smooth
+        env={**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3",
+             "PYTHONPATH": os.path.dirname(os.path.abspath(HERE))},
     )
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
@@ -183,14 +248,16 @@ def test_metrics_under_two_replica_mirrored_strategy_equal_one_pass():
 def test_probability_model_is_calibrated_and_exported_correctly(task, tmp_path):
     x, y, xv, yv = task
     model = keras.Sequential(
-        [keras.Input((6,)), keras.layers.Dense(64, activation="relu"), keras.layers.Dense(3, activation="softmax")]
+        [keras.Input((6,)), keras.layers.Dense(64, activation="relu"),
+         keras.layers.Dense(3, activation="softmax")]
     )
     model.compile(optimizer=keras.optimizers.Adam(0.02), loss="sparse_categorical_crossentropy")
     ts = TemperatureScalingCallback(validation_data=(xv, yv), from_logits=False)
     model.fit(x, y, epochs=3, verbose=0, callbacks=[ts])
     probs = model.predict(xv, verbose=0)
     t = ts.results["temperature"]
-    assert t == pytest.approx(float(calibration.fit_temperature(probs, yv, from_logits=False)), rel=1e-6)
+    assert t == pytest.approx(float(calibration.fit_temperature(probs, yv, from_logits=False)),
+                              rel=1e-6)
     expected = calibration.apply_temperature(probs, t, from_logits=False)
     calibrated = ts.calibrated_model()
     np.testing.assert_allclose(calibrated.predict(xv, verbose=0), expected, rtol=1e-4, atol=1e-6)
@@ -209,4 +276,5 @@ def test_functional_model_ending_in_temperature_scaling_exports_its_temperature(
     out = _serve_in_clean_process(tmp_path / "f" / "1", [x])
     raw = model.predict(x, verbose=0) * 2.0
     np.testing.assert_allclose(out["0"]["logits"], raw, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(out["0"]["probabilities"], calibration.apply_temperature(raw, 2.0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out["0"]["probabilities"], calibration.apply_temperature(raw, 2.0),
+                               rtol=1e-5, atol=1e-6)

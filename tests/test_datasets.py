@@ -23,7 +23,8 @@ def test_posterior_equals_the_mixture_densities(rng):
         ],
         axis=1,
     )
-    np.testing.assert_allclose(datasets.gaussian_task_posterior(x), dens / dens.sum(1, keepdims=True), atol=1e-12)
+    np.testing.assert_allclose(datasets.gaussian_task_posterior(x),
+                               dens / dens.sum(1, keepdims=True), atol=1e-12)
 
 
 def test_sampler_components_and_proportions():
@@ -53,7 +54,15 @@ def test_gaussian_splits_follow_the_paper_and_the_seed():
     assert (len(a.y_train), len(a.y_val), len(a.y_test)) == (150, 150, 15_000)
     np.testing.assert_array_equal(a.x_train, b.x_train)
     assert not np.array_equal(a.x_train, datasets.load("gaussian", seed=6).x_train)
+    # Before: the shape of the Bayes-optimal test probabilities. Now their values, from the
+    # mixture densities (ILS paper §III) evaluated with SciPy on the test points.
+    x = a.x_test[:500]
+    dens = np.stack([
+        0.8 * stats.multivariate_normal(MEANS[c][0], np.eye(2)).pdf(x)
+        + 0.2 * stats.multivariate_normal(MEANS[c][1], np.eye(2)).pdf(x) for c in range(3)], 1)
     assert a.extras["bayes_test"].shape == (15_000, 3)
+    np.testing.assert_allclose(a.extras["bayes_test"][:500], dens / dens.sum(1, keepdims=True),
+                               atol=1e-6)
 
 
 def test_digits_splits_are_disjoint_stratified_and_reproducible():
@@ -66,10 +75,28 @@ def test_digits_splits_are_disjoint_stratified_and_reproducible():
     assert len(a.y_test) == pytest.approx(0.2 * 1797, abs=10)
     assert len(a.y_val) == pytest.approx(0.2 * 0.8 * 1797, abs=10)
     assert a.fingerprint() == b.fingerprint() != datasets.load("digits", seed=2).fingerprint()
+    # Before: sizes only. Now the three splits together are scikit-learn's 1,797 images, each
+    # once (scaled to [0, 1]), and each class is split 80/20 and then 80/20 again.
+    from sklearn.datasets import load_digits
+
+    raw = load_digits()
+
+    def rows(x, y):
+        return sorted(zip(np.round(np.asarray(x).reshape(len(y), -1) * 16).astype(int).tolist(),
+                          np.asarray(y).tolist()))
+
+    union = rows(np.concatenate([a.x_train, a.x_val, a.x_test]),
+                 np.concatenate([a.y_train, a.y_val, a.y_test]))
+    assert union == rows(raw.images / 16.0, raw.target)
+    for k in range(10):
+        n_k = int((raw.target == k).sum())
+        assert abs((a.y_test == k).sum() - 0.2 * n_k) <= 1
+        assert abs((a.y_val == k).sum() - 0.2 * (n_k - (a.y_test == k).sum())) <= 1
 
 
 def _write_idx(path, array, gz=True):
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
+        int(d).to_bytes(4, "big") for d in array.shape)
     data = header + array.astype(np.uint8).tobytes()
     with (gzip.open if gz else open)(path, "wb") as f:
         f.write(data)
@@ -112,7 +139,13 @@ def test_fashion_mnist_from_a_user_directory(tmp_path, rng):
     data = datasets.load("fashion_mnist", directory=str(tmp_path / "fm"), seed=0)
     assert data.input_shape == (28, 28, 1) and data.num_classes == 10
     assert len(data.y_train) + len(data.y_val) == 60 and len(data.y_test) == 20
-    np.testing.assert_allclose(data.x_test[..., 0], arrays["t10k-images-idx3-ubyte"] / 255.0, rtol=1e-6)
+    np.testing.assert_allclose(data.x_test[..., 0], arrays["t10k-images-idx3-ubyte"] / 255.0,
+                               rtol=1e-6)
+    np.testing.assert_array_equal(data.y_test, arrays["t10k-labels-idx1-ubyte"])
+    # train + validation: the training file's images, each once
+    got = np.rint(np.concatenate([data.x_train, data.x_val]) * 255).astype(int).reshape(60, -1)
+    assert sorted(map(tuple, got.tolist())) == sorted(
+        map(tuple, arrays["train-images-idx3-ubyte"].reshape(60, -1).tolist()))
     assert data.extras["source"] == str(tmp_path / "fm")
 
 
@@ -120,7 +153,8 @@ def test_fashion_mnist_missing_directory_and_files(tmp_path):
     with pytest.raises(DatasetUnavailable, match=r"does not exist"):
         datasets.load("fashion_mnist", directory=str(tmp_path / "nowhere"))
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DatasetUnavailable, match=r"lacks Fashion-MNIST file\(s\): train-images-idx3-ubyte"):
+    with pytest.raises(DatasetUnavailable,
+                       match=r"lacks Fashion-MNIST file\(s\): train-images-idx3-ubyte"):
         datasets.load("fashion_mnist", directory=str(tmp_path / "empty"))
 
 
@@ -139,7 +173,8 @@ def test_tfds_by_name_on_mock_data():
 
 
 def test_unknown_dataset_lists_the_valid_names():
-    with pytest.raises(ValueError, match=r"Unknown dataset 'mnist'; choose one of: gaussian, digits, fashion_mnist, tfds:NAME"):
+    with pytest.raises(ValueError, match=r"Unknown dataset 'mnist'; choose one of: gaussian, "
+                                         r"digits, fashion_mnist, tfds:NAME"):
         datasets.load("mnist")
 
 
@@ -153,11 +188,13 @@ def test_fashion_mnist_with_no_source_says_what_to_do(monkeypatch, tmp_path):
 
     monkeypatch.setattr(fashion_mnist, "DEBIAN_DIR", str(tmp_path / "not-installed"))
     monkeypatch.setattr(keras.datasets.fashion_mnist, "load_data", offline)
-    with pytest.raises(DatasetUnavailable, match=r"install the Debian package dataset-fashion-mnist.*network is unreachable"):
+    with pytest.raises(DatasetUnavailable, match=r"install the Debian package "
+                                                 r"dataset-fashion-mnist.*network is unreachable"):
         datasets.load("fashion_mnist")
 
 
-@pytest.mark.skipif(not os.path.isdir("/usr/share/datasets/fashion-mnist"), reason="Debian dataset-fashion-mnist not installed")
+@pytest.mark.skipif(not os.path.isdir("/usr/share/datasets/fashion-mnist"),
+                    reason="Debian dataset-fashion-mnist not installed")
 def test_fashion_mnist_from_the_debian_package():
     data = datasets.load("fashion_mnist", seed=0, train_limit=1200)
     assert data.extras["source"] == "/usr/share/datasets/fashion-mnist"

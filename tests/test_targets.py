@@ -63,20 +63,64 @@ def test_ils_combines_eq3_epsilon_with_eq4_shape(batch, rng):
     )
 
 
-@pytest.mark.parametrize(
-    "fn",
-    [
-        lambda l, p: targets.ils1(l, p, 0.9, 1.0),
-        lambda l, p: targets.ils2(l, p, 0.15),
-        lambda l, p: targets.ils(l, p, p, 0.85, 2.0),
-    ],
-)
-def test_rows_are_distributions(batch, fn):
-    labels, probs = batch
-    out = _np(fn(labels, probs))
-    assert out.shape == (16, K)
-    assert out.min() >= 0
-    np.testing.assert_allclose(out.sum(1), 1.0, atol=1e-6)
+def _random_problem(rng, case):
+    """Labels and teacher probabilities of one random problem; every 4th kind is degenerate:
+    ties (equal logits), a saturated teacher (p_t = 1 exactly) or a teacher giving the true
+    class nothing (p_t = 0)."""
+    k = int(rng.choice([2, 3, 5, 8]))
+    n = int(rng.choice([1, 7, 16]))
+    labels = rng.integers(0, k, n)
+    logits = rng.normal(scale=float(rng.choice([0.1, 1.0, 4.0])), size=(n, k))
+    kind = case % 4
+    if kind == 1:
+        logits = np.round(logits)  # many ties, some rows all equal
+        logits[0] = 0.0
+    probs = ref.softmax(logits)
+    if kind == 2:
+        probs[0] = 0.0
+        probs[0, labels[0]] = 1.0
+    if kind == 3:
+        probs[0, labels[0]] = 0.0  # the other entries of a softmax row are > 0
+        probs[0] /= probs[0].sum()
+    return labels, probs
+
+
+def _ils2_ref(labels, probs, eps):
+    """Eq. 4; where p_t = 1 exactly (0/0) the documented limit 1 / (K - 1) per wrong class."""
+    k = probs.shape[1]
+    out = []
+    for i, t in enumerate(labels):
+        e = eps[i] if np.ndim(eps) else eps
+        if probs[i, t] == 1.0:
+            row = np.full(k, e / (k - 1))
+            row[t] = 1 - e
+        else:
+            row = ref.ils2_row(t, probs[i], e)
+        out.append(row)
+    return np.stack(out)
+
+
+def test_targets_match_eq3_and_eq4_over_200_random_problems():
+    # Before: "rows are distributions of shape (16, K)" on one batch. Now every function
+    # against the paper's equations on 200 random problems, degenerate ones included.
+    rng = np.random.default_rng(42)
+    for case in range(200):
+        labels, probs = _random_problem(rng, case)
+        p1, p2 = rng.uniform(0.7, 0.99), rng.uniform(0.0, 10.0)
+        eps = float(rng.uniform(0.0, 0.99))
+        at_t = ref.softmax(rng.normal(size=probs.shape))
+        eps_x = np.minimum(0.2, p2 * (probs[np.arange(len(labels)), labels] - p1) ** 2)
+        cases = {
+            "ils1": (targets.ils1(labels, probs, p1, p2), ref.ils1(labels, probs, p1, p2)),
+            "ils2": (targets.ils2(labels, probs, eps), _ils2_ref(labels, probs, eps)),
+            "ils": (targets.ils(labels, probs, at_t, p1, p2), _ils2_ref(labels, at_t, eps_x)),
+        }
+        for name, (got, expected) in cases.items():
+            got = _np(got)
+            message = f"{name}, case {case}: K={probs.shape[1]}, N={len(labels)}"
+            np.testing.assert_allclose(got, expected, atol=2e-6, err_msg=message)
+            assert got.min() >= 0, message
+            np.testing.assert_allclose(got.sum(1), 1.0, atol=1e-6, err_msg=message)
 
 
 def test_saturated_teacher_gives_finite_uniform_wrong_class_mass():
@@ -150,10 +194,12 @@ def test_ils_targets_layer_in_a_tf_data_map(batch, rng):
         (lambda: targets.uniform([-1], 3, 0.1), r"got -1"),
         (lambda: targets.ils1([0], [[0.5, 0.5]], 0.9, -1.0), r"`p2` must be >= 0, got -1.0"),
         (lambda: targets.ils2([0], [0.5, 0.5], 0.1), r"`teacher_probs` must have shape \(N, K\)"),
-        (lambda: targets.ils2([0, 1], [[0.5, 0.5]], 0.1), r"`teacher_probs` has 1 rows but `labels` has 2"),
+        (lambda: targets.ils2([0, 1], [[0.5, 0.5]], 0.1),
+         r"`teacher_probs` has 1 rows but `labels` has 2"),
         (lambda: targets.ils2([0], [[np.nan, 0.5]], 0.1), r"NaN/Inf are refused"),
         (lambda: targets.ils2([0], [[1.5, -0.5]], 0.1), r"probabilities in \[0, 1\]"),
-        (lambda: targets.wrong_class_distribution_from_logits([0], [[1.0, 0.0]], 0.0), r"`temperature` must be > 0, got 0.0"),
+        (lambda: targets.wrong_class_distribution_from_logits([0], [[1.0, 0.0]], 0.0),
+         r"`temperature` must be > 0, got 0.0"),
         (lambda: ILSTargets("ils3"), r"`method` must be one of"),
         (lambda: ILSTargets(temperature=-2.0), r"`temperature` must be > 0, got -2.0"),
         (lambda: ILSTargets(calibration_temperature=0.0), r"`calibration_temperature` must be > 0"),
