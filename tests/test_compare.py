@@ -135,7 +135,7 @@ def test_interrupted_run_resumes_without_corruption(tmp_path):
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["--methods", "ls,foo"], "Unknown method(s) 'foo'; choose from: no_ls, no_ls_temps, ls"),
+        (["--methods", "ls,foo"], "Unknown method 'foo'; registered methods: no_ls, no_ls_temps, ls"),
         (["--dataset", "mnist"], "Unknown dataset 'mnist'; choose one of: gaussian, digits, fashion_mnist, tfds:NAME"),
         (["--dataset", "fashion_mnist", "--fashion-mnist-dir", "/nonexistent/fm"], "/nonexistent/fm does not exist"),
         (["--dataset", "digits", "--train-limit", "100"], "--train-limit applies to --dataset fashion_mnist only"),
