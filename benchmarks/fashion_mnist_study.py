@@ -230,7 +230,7 @@ def structure_claims(rows, spread, distill):
     d, teacher = distill, TEACHER.label
     if {"LS", teacher} <= set(d):
         out.append(claim(
-            f"A teacher trained with LS distills worse than one without (Müller et al.; [Re] §6; "
+            "A teacher trained with LS distills worse than one without (Müller et al.; [Re] §6; "
             "ILS Table II)", d["LS"]["accuracy"] < d[teacher]["accuracy"]
             and d["LS"]["nll"] > d[teacher]["nll"],
             f"student acc {d['LS']['accuracy']:.4f} vs {d[teacher]['accuracy']:.4f}, "
@@ -242,7 +242,8 @@ def structure_claims(rows, spread, distill):
                          f"{d[teacher]['accuracy']:.4f}"))
     for name, text in (
             ("LLS-ST (Q alone)", "the learned Q alone beats plain training (LLS-ST, LLS §5.3)"),
-            ("PT-LS++ (C alone)", "the learned C alone beats plain training (PT-LS++, LS++ §5.3)")):
+            ("PT-LS++ (C alone)",
+             "the learned C alone beats plain training (PT-LS++, LS++ §5.3)")):
         if name in d:
             plain = rows[teacher]["raw"]["accuracy"]
             out.append(claim(f"A student taught by {text}", d[name]["accuracy"] > plain,

@@ -71,7 +71,8 @@ def test_user_method_runs_beside_no_ls_resumes_and_is_redone_when_changed(tmp_pa
     assert by["double_ls"]["label"] == "Double LS"
     assert by["double_ls_temps"]["label"] == "Double LS + TempS"
     assert by["double_ls"]["hyperparameters"]["epsilon"] in (0.02, 0.3)
-    assert by["double_ls"]["students_trained"] == 1 and by["double_ls_temps"]["students_trained"] == 0
+    assert by["double_ls"]["students_trained"] == 1
+    assert by["double_ls_temps"]["students_trained"] == 0
     data = datasets.load("gaussian", seed=0, **SMALL)
     stored = np.load(out / "predictions" / "double_ls-0.npz")
     for name, temperature in (("double_ls", 1.0), ("double_ls_temps", by["double_ls_temps"][
@@ -239,15 +240,27 @@ def _records():
 
 
 # Printed by the command line's table before the registry (main at 79380ef) for `_records()`.
-TABLE_BEFORE = """\
-gaussian: test metrics, mean ± standard error over 2 replicate(s); * marks the best in a column
-method                   accuracy              NLL              ECE            cwECE            Brier        acc dense       acc sparse  hyperparameters (chosen)
------------------------------------------------------------------------------------------------------------------------------------------------------------------
-No LS              0.7015±0.0015    0.6050±0.0050    0.0500±0.0000*   0.0700±0.0000    0.4000±0.0000*   0.7215±0.0015    0.6515±0.0015   - (2/2)
-No LS + TempS      0.7115±0.0015    0.5850±0.0050    0.0505±0.0005    0.0680±0.0000    0.4010±0.0000    0.7315±0.0015    0.6615±0.0015   -; TempS T=1.32 (2/2)
-LS                 0.7215±0.0015    0.5650±0.0050    0.0510±0.0010    0.0660±0.0000    0.4020±0.0000    0.7415±0.0015    0.6715±0.0015   eps=0.1 (1/2)
-ILS                0.7315±0.0015*   0.5450±0.0050*   0.0515±0.0015    0.0640±0.0000*   0.4030±0.0000    0.7515±0.0015*   0.6815±0.0015*  P1=0.9, P2=1.5, T=2 (2/2)
-Bayes-optimal             0.8205           0.4400           0.0067           0.0200           0.2500           0.8300           0.7800   (exact posterior; ILS paper Table V: acc 0.8198, CE 0.4444)"""  # noqa: E501
+TABLE_BEFORE = "\n".join([
+    'gaussian: test metrics, mean ± standard error over 2 replicate(s); * marks the best'
+    ' in a column',
+    'method                   accuracy              NLL              ECE'
+    '            cwECE            Brier        acc dense       acc sparse'
+    '  hyperparameters (chosen)',
+    '------------------------------------------------------------------------------------'
+    '-----------------------------------------------------------------------------',
+    'No LS              0.7015±0.0015    0.6050±0.0050    0.0500±0.0000*   0.0700±0.0000'
+    '    0.4000±0.0000*   0.7215±0.0015    0.6515±0.0015   - (2/2)',
+    'No LS + TempS      0.7115±0.0015    0.5850±0.0050    0.0505±0.0005    0.0680±0.0000'
+    '    0.4010±0.0000    0.7315±0.0015    0.6615±0.0015   -; TempS T=1.32 (2/2)',
+    'LS                 0.7215±0.0015    0.5650±0.0050    0.0510±0.0010    0.0660±0.0000'
+    '    0.4020±0.0000    0.7415±0.0015    0.6715±0.0015   eps=0.1 (1/2)',
+    'ILS                0.7315±0.0015*   0.5450±0.0050*   0.0515±0.0015'
+    '    0.0640±0.0000*   0.4030±0.0000    0.7515±0.0015*   0.6815±0.0015*  P1=0.9,'
+    ' P2=1.5, T=2 (2/2)',
+    'Bayes-optimal             0.8205           0.4400           0.0067           0.0200'
+    '           0.2500           0.8300           0.7800   (exact posterior; ILS paper'
+    ' Table V: acc 0.8198, CE 0.4444)',
+])
 
 
 def test_table_of_built_ins_is_unchanged_and_statistics_match_numpy():

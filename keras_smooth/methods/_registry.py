@@ -195,7 +195,8 @@ class Method:
             if param in ranges:
                 low, high = (_finite_number(f"ranges[{param!r}]", v) for v in ranges[param])
             else:
-                seen = [v for grid in (self.params, *self.grids.values()) for v in grid.get(param, ())]
+                seen = [v for grid in (self.params, *self.grids.values())
+                        for v in grid.get(param, ())]
                 low, high = min(seen), max(seen)
             if low > high:
                 raise ValueError(f"Method {self.name!r}: ranges[{param!r}] needs low <= high, "
@@ -258,7 +259,8 @@ class Method:
         extra = set(params) - set(self.params)
         if missing or extra:
             raise ValueError(f"method {self.name!r} takes hyperparameters "
-                             f"{', '.join(self.params) or 'none'}; got {', '.join(params) or 'none'}.")
+                             f"{', '.join(self.params) or 'none'}; "
+                             f"got {', '.join(params) or 'none'}.")
         return {p: self.check(p, params[p]) for p in self.params}
 
     def build(self, params, context):
@@ -361,7 +363,8 @@ def _import_method(spec):
                              f"(method {spec!r}).")
         target = getattr(target, part)
     if not isinstance(target, Method):
-        raise TypeError(f"{spec!r} is a {type(target).__name__}, not a keras_smooth.methods.Method.")
+        raise TypeError(f"{spec!r} is a {type(target).__name__}, "
+                        "not a keras_smooth.methods.Method.")
     return target
 
 

@@ -59,7 +59,6 @@ def train_method(method, data, teacher, build_model, *, grid, epochs, batch_size
         extra_inputs: optional inputs whose logits are returned too (e.g. a
             plotting grid).
         progress: optional `progress(setting, settings, epoch, epochs)`.
-
     Returns:
         dict with `val_logits`, `test_logits`, `params`, `val_nll`,
         `best_epoch`, `students` (number trained), `matrix` (the loss's
