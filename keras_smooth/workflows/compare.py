@@ -426,6 +426,9 @@ def run_comparison(*, dataset="gaussian", methods=None, replicates=3, seed=0, ep
                    build_model=default_model, build_student=None, progress=None):
     """Run the comparison; return the list of records (finished and resumed).
 
+    A record holds the method's `method` name, `label`, test metrics, chosen
+    `hyperparameters` and `base` (the method whose predictions it evaluates).
+
     Args:
         dataset: a name accepted by `keras_smooth.datasets.load`.
         methods: a sequence of registered names, `module:attribute` strings

@@ -56,9 +56,9 @@ def train_method(method, data, teacher, build_model, *, grid, epochs, batch_size
         grid: a grid name of `keras_smooth.methods.GRID_NAMES` or a dict
             `{hyperparameter: values}` (see `Method.grid`).
         epochs, batch_size, seed: training settings (Adam, learning rate 1e-3).
-        extra_inputs: optional inputs whose logits are returned too (e.g. a
-            plotting grid).
+        extra_inputs: optional inputs whose logits are returned too (a plot grid).
         progress: optional `progress(setting, settings, epoch, epochs)`.
+
     Returns:
         dict with `val_logits`, `test_logits`, `params`, `val_nll`,
         `best_epoch`, `students` (number trained), `matrix` (the loss's
@@ -80,9 +80,8 @@ def train_method(method, data, teacher, build_model, *, grid, epochs, batch_size
         recipe = method.build(params, context)
         if method.same_loss and shared is None:  # one compiled model serves every setting
             shared = ReusableModel(build_model, data, recipe.loss, seed, 1e-3)
-        report = None
-        if progress is not None:
-            report = lambda e, n, i=i: progress(i + 1, len(settings), e, n)  # noqa: E731
+        report = None if progress is None else (
+            lambda e, n, i=i: progress(i + 1, len(settings), e, n))
         trained = fit_classifier(build_model, data, recipe.targets, recipe.loss, epochs=epochs,
                                  batch_size=batch_size, seed=seed, progress=report,
                                  reusable=shared, callbacks=recipe.callbacks)
