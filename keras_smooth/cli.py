@@ -8,19 +8,14 @@
 """
 
 import argparse
-import csv
-import json
 import os
 import sys
+import textwrap
 import time
 import warnings
-from collections import Counter
 
 import numpy as np
 
-COLUMNS = [("accuracy", "accuracy", max), ("nll", "NLL", min), ("ece", "ECE", min),
-           ("classwise_ece", "cwECE", min), ("brier", "Brier", min)]
-SYNTHETIC_COLUMNS = [("accuracy_dense", "acc dense", max), ("accuracy_sparse", "acc sparse", max)]
 QUICK = {"replicates": 1, "epochs": 15, "grid": "quick"}
 
 
@@ -76,14 +71,41 @@ def arg_seconds(text):
 
 
 def arg_methods(text):
-    from keras_smooth.workflows.methods import parse_methods
+    """Comma-separated names, groups and module:attribute -> a tuple of Methods."""
+    from keras_smooth import methods
 
     names = [n.strip() for n in text.split(",")]
     if not any(names):
         raise ValueError(f"names no method, got {text!r}")
     if not all(names):
         raise ValueError(f"has an empty name in {text!r}")
-    return parse_methods(text)
+    try:
+        return methods.parse(text)
+    except (ValueError, TypeError):
+        raise
+    except Exception as error:  # a user's module that fails while importing
+        first = (str(error).strip().splitlines() or [""])[0]
+        raise ValueError(f"importing a method of {text!r} failed: "
+                         f"{type(error).__name__}: {first}") from None
+
+
+def _methods_help():
+    """`--methods` help and the list of methods shown below the options, from the registry."""
+    from keras_smooth import methods
+
+    tags = dict.fromkeys(t for n in methods.names() for t in methods.get(n).tags)
+    groups = "; ".join(f"{t} = {','.join(methods.names(t))}" for t in tags)
+    help_text = (f"comma-separated methods, groups or module:attribute (your own "
+                 f"keras_smooth.methods.Method). Groups: {groups}; all = every group "
+                 "(default: default)")
+    lines = ["methods:"]
+    for name in methods.names():
+        method = methods.get(name)
+        text = f"{method.label}: {method.description}" if method.description else method.label
+        lines += textwrap.wrap(text, 96, initial_indent=f"  {name:12s} ",
+                               subsequent_indent=" " * 15)
+    lines.append("  module:attribute  your own Method, imported from the Python path")
+    return help_text.replace("%", "%%"), "\n".join(lines)
 
 
 def arg_dataset(text):
@@ -127,14 +149,14 @@ def _common_arguments(parser, *, epochs_help):
 
 
 def _compare_parser(sub):
+    methods_help, methods_list = _methods_help()
     compare = sub.add_parser(
         "compare", help="train and compare methods; print tables, write results and plots",
-        description="Train every method per replicate, select hyperparameters by validation "
-                    "cross-entropy, and report test accuracy, NLL, ECE and classwise ECE.")
-    _add(compare, "--methods", arg_methods, "default",
-         "comma-separated methods or groups. default = no_ls,no_ls_temps,ls,ls_temps,ils1,"
-         "ils2,ils,ils_temps,lls,lspp; baselines = dis,bs_soft,beta,cls,ols,tfkd,zipf,mbls,"
-         "flsd; all = both")
+        description=textwrap.fill(
+            "Train every method per replicate, select hyperparameters by validation "
+            "cross-entropy, and report test accuracy, NLL, ECE and classwise ECE.", 96),
+        epilog=methods_list, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add(compare, "--methods", arg_methods, "default", methods_help)
     _add(compare, "--replicates", arg_positive_int, None, "replicates (default 3; --quick 1)")
     _add(compare, "--seed", arg_seed, 0, "base seed; replicate r uses seed + r")
     _common_arguments(compare, epochs_help="epochs per model (default 60; --quick 15)")
@@ -241,8 +263,9 @@ class Progress:
         if kind == "epoch" and self.tty and time.perf_counter() - self.last > 0.2:
             self.last = time.perf_counter()
             self.stream.write(
-                f"\r  replicate {event['replicate'] + 1}/{event['replicates']} · {event['method']} · "
-                f"model {event['student']}/{event['students']} · epoch {event['epoch']}/{event['epochs']}   ")
+                f"\r  replicate {event['replicate'] + 1}/{event['replicates']} · "
+                f"{event['method']} · model {event['student']}/{event['students']} · "
+                f"epoch {event['epoch']}/{event['epochs']}   ")
             self.stream.flush()
         elif kind == "done":
             r = event["record"]
@@ -254,121 +277,8 @@ class Progress:
                 f"({r['students_trained']} model(s), {r['seconds']:.0f} s)\n")
             self.stream.flush()
         elif kind == "skip":
-            self.stream.write(f"  replicate {event['replicate'] + 1}/{event['replicates']}: already done, kept\n")
-
-
-def _format_params(records):
-    settings = Counter(json.dumps(r["hyperparameters"], sort_keys=True) for r in records)
-    best, count = settings.most_common(1)[0]
-    params = json.loads(best)
-    params.pop("teacher_temperature_fitted", None)
-    short = {"epsilon": "eps", "temperature": "T", "alpha": "alpha", "p1": "P1", "p2": "P2"}
-    text = ", ".join(f"{short.get(k, k)}={v:g}" for k, v in params.items()) or "-"
-    if any(r["method"].endswith("_temps") for r in records):
-        text += f"; TempS T={np.mean([r['temperature'] for r in records]):.2f}"
-    return text + (f" ({count}/{len(records)})" if len(records) > 1 else "")
-
-
-def summarise(records, methods):
-    """Per method: mean and standard error of each column, and chosen hyperparameters."""
-    rows = []
-    for method in methods:
-        mine = [r for r in records if r["method"] == method]
-        if not mine:
-            continue
-        row = {"method": method, "label": mine[0]["label"], "n": len(mine), "params": _format_params(mine)}
-        for key, _, _ in COLUMNS + SYNTHETIC_COLUMNS:
-            values = np.array([r[key] for r in mine if key in r], dtype="float64")
-            if len(values):
-                se = values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else float("nan")
-                row[key] = (values.mean(), se)
-        rows.append(row)
-    return rows
-
-
-def format_table(rows, records, dataset):
-    columns = COLUMNS + ([c for c in SYNTHETIC_COLUMNS if rows and c[0] in rows[0]])
-    best = {key: pick(row[key][0] for row in rows if key in row) for key, _, pick in columns}
-    n = max(row["n"] for row in rows)
-    lines = [f"{dataset}: test metrics, mean ± standard error over {n} replicate(s); * marks the best in a column"]
-    header = f"{'method':16s}" + "".join(f"{title:>17s}" for _, title, _ in columns) + "  hyperparameters (chosen)"
-    lines += [header, "-" * len(header)]
-    for row in rows:
-        cells = []
-        for key, _, _ in columns:
-            mean, se = row[key]
-            mark = "*" if np.isclose(mean, best[key]) else " "
-            cells.append(f"{mean:8.4f}±{se:.4f}{mark}" if np.isfinite(se) else f"{mean:15.4f}{mark}")
-        lines.append(f"{row['label']:16s}" + "".join(f"{c:>17s}" for c in cells) + "  " + row["params"])
-    bayes = {r["replicate"]: r["bayes"] for r in records if "bayes" in r}  # one row per replicate
-    if bayes:
-        cells = [f"{np.mean([b[key] for b in bayes.values()]):15.4f} " for key, _, _ in columns]
-        lines.append(f"{'Bayes-optimal':16s}" + "".join(f"{c:>17s}" for c in cells)
-                     + "  (exact posterior; ILS paper Table V: acc 0.8198, CE 0.4444)")
-    return "\n".join(lines)
-
-
-def write_csv(records, path):
-    keys = ["method", "label", "replicate", "seed", "dataset", "accuracy", "nll", "ece", "classwise_ece", "brier",
-            "accuracy_dense", "accuracy_sparse", "temperature", "teacher_temperature", "val_nll", "best_epoch",
-            "students_trained", "seconds", "hyperparameters"]
-    from keras_smooth import _io
-
-    with _io.atomic_open(path, newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
-        writer.writeheader()
-        for r in records:
-            writer.writerow({**r, "hyperparameters": json.dumps(r["hyperparameters"], sort_keys=True)})
-
-
-def write_plots(output, records, methods, dataset_name, seed, dataset_options):
-    """Reliability diagrams, ILS1 curves, learned matrices and decision regions."""
-    from keras_smooth import calibration, datasets, plots
-    from keras_smooth.workflows.methods import TEMPS_OF
-    from keras_smooth._io import UNREADABLE, read_npz
-    from keras_smooth.workflows.teacher import describe_error
-
-    written = []
-    data = datasets.load(dataset_name, seed=seed, **dataset_options)  # replicate 0
-    first = [r for r in records if r["replicate"] == 0 and r["method"] in methods]
-    preds, grid_preds = {}, {}
-    for r in sorted(first, key=lambda r: methods.index(r["method"])):
-        base = TEMPS_OF.get(r["method"], r["method"])
-        path = os.path.join(output, "predictions", f"{base}-0.npz")
-        try:
-            stored = read_npz(path)
-            test_logits = stored["test_logits"]
-        except UNREADABLE as error:  # run_comparison recomputes damaged files; not this one
-            warnings.warn(f"{path} is unreadable ({describe_error(error)}); "
-                          f"{r['label']} is left out of the plots")
-            continue
-        preds[r["label"]] = calibration.apply_temperature(test_logits, r["temperature"])
-        if "extra_logits" in stored:
-            grid_preds[r["label"]] = calibration.apply_temperature(stored["extra_logits"],
-                                                                   r["temperature"])
-    if preds:
-        fig = plots.reliability_diagrams(preds, data.y_test, title=f"{dataset_name}, replicate 1 (test split)")
-        written.append(plots.save_figure(fig, os.path.join(output, "reliability.png")))
-    curves = {f"{r['label']} (replicate {r['replicate'] + 1})": (r["hyperparameters"]["p1"], r["hyperparameters"]["p2"])
-              for r in records if r["method"] in ("ils1", "ils") and "p1" in r["hyperparameters"]}
-    if curves:
-        written.append(plots.save_figure(plots.smoothing_curves(curves), os.path.join(output, "ils_smoothing_curves.png")))
-    matrices = {}
-    for method, name in (("lls", "LLS Q-matrix"), ("lspp", "LS++ C-matrix")):
-        mats = [np.asarray(r["matrix"]) for r in records if r["method"] == method and "matrix" in r]
-        if mats:
-            matrices[f"{name} (mean of {len(mats)})"] = np.mean(mats, axis=0)
-    if matrices:
-        fig = plots.matrix_heatmaps(matrices, data.class_names)
-        written.append(plots.save_figure(fig, os.path.join(output, "matrices.png")))
-    if grid_preds:
-        from keras_smooth.workflows.compare import decision_grid
-
-        shown = np.random.default_rng(seed).choice(len(data.y_test), min(600, len(data.y_test)), replace=False)
-        fig = plots.decision_regions(data.x_test[shown], data.y_test[shown], decision_grid(data), grid_preds,
-                                     data.class_names)
-        written.append(plots.save_figure(fig, os.path.join(output, "decision_regions.png")))
-    return written
+            self.stream.write(f"  replicate {event['replicate'] + 1}/{event['replicates']}: "
+                              "already done, kept\n")
 
 
 def _dataset_options(args):
@@ -386,27 +296,31 @@ def _dataset_options(args):
 
 
 def compare(args):
-    from keras_smooth.workflows import compare as compare_module
+    from keras_smooth.workflows import compare as compare_module, report
 
-    methods = args.methods  # validated by the parser, as every option
+    methods = args.methods  # validated by the parser (Methods), as every option
+    names = [m.name for m in methods]
     replicates = _replicates(args)
     epochs = args.epochs if args.epochs is not None else (QUICK["epochs"] if args.quick else 60)
     grid = args.grid if args.grid is not None else (QUICK["grid"] if args.quick else "small")
     options = _dataset_options(args)
-    print(f"keras-smooth compare: {args.dataset}, methods {', '.join(methods)}, {replicates} replicate(s), "
-          f"{epochs} epochs, grid '{grid}', output {args.output}", flush=True)
+    print(f"keras-smooth compare: {args.dataset}, methods {', '.join(names)}, "
+          f"{replicates} replicate(s), {epochs} epochs, grid '{grid}', output {args.output}",
+          flush=True)
     started = time.perf_counter()
     records = compare_module.run_comparison(
-        dataset=args.dataset, methods=methods, replicates=replicates, seed=args.seed, epochs=epochs,
-        batch_size=args.batch_size, grid=grid, output=args.output, dataset_options=options, progress=Progress(),
+        dataset=args.dataset, methods=methods, replicates=replicates, seed=args.seed,
+        epochs=epochs, batch_size=args.batch_size, grid=grid, output=args.output,
+        dataset_options=options, progress=Progress(),
     )
-    records = [r for r in records if r["method"] in methods and r["replicate"] < replicates]
+    records = [r for r in records if r["method"] in names and r["replicate"] < replicates]
     print()
-    print(format_table(summarise(records, methods), records, args.dataset))
-    write_csv(records, os.path.join(args.output, "results.csv"))
-    written = write_plots(args.output, records, list(methods), args.dataset, args.seed, options)
+    print(report.format_table(report.summarise(records, methods), records, args.dataset))
+    report.write_csv(records, os.path.join(args.output, "results.csv"))
+    written = report.write_plots(args.output, records, methods, args.dataset, args.seed, options)
     print(f"\nwrote {os.path.join(args.output, 'results.json')}, results.csv"
-          + "".join(f", {os.path.basename(p)}" for p in written) + f" in {time.perf_counter() - started:.0f} s")
+          + "".join(f", {os.path.basename(p)}" for p in written)
+          + f" in {time.perf_counter() - started:.0f} s")
     return 0
 
 

@@ -93,7 +93,7 @@ BAD_OPTIONS = [
     (["compare", "--methods", ""], "argument --methods: names no method"),
     (["compare", "--methods", " , "], "argument --methods: names no method"),
     (["compare", "--methods", "ls,,lls"], "argument --methods: has an empty name"),
-    (["compare", "--methods", "ls,foo"], "argument --methods: Unknown method(s) 'foo'"),
+    (["compare", "--methods", "ls,foo"], "argument --methods: Unknown method 'foo'"),
     (["compare", "--batch-size", "0"], "argument --batch-size: must be an integer >= 1, got 0"),
     (["compare", "--batch-size", "-3"], "argument --batch-size: must be an integer >= 1, got -3"),
     (["compare", "--seed", "-1"], "argument --seed: must be an integer >= 0, got -1"),

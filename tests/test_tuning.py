@@ -51,7 +51,7 @@ def test_each_hypermodel_compiles_its_loss_with_the_trial_values(data):
 
 
 def test_default_search_space_is_the_papers_grid(data):
-    from keras_smooth.workflows.methods import GRIDS
+    from keras_smooth.workflows import GRIDS
 
     hm = tuning.ILSHyperModel(tiny, data.input_shape, 3, teacher_logits=np.zeros((150, 3)))
     hp = keras_tuner.HyperParameters()

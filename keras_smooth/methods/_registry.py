@@ -10,11 +10,13 @@ object, passed directly or named as `module:attribute`.
 """
 
 import dataclasses
+import hashlib
 import importlib
 import itertools
 import math
 import numbers
 import re
+import types
 
 import numpy as np
 
@@ -193,7 +195,8 @@ class Method:
             if param in ranges:
                 low, high = (_finite_number(f"ranges[{param!r}]", v) for v in ranges[param])
             else:
-                seen = [v for grid in (self.params, *self.grids.values()) for v in grid.get(param, ())]
+                seen = [v for grid in (self.params, *self.grids.values())
+                        for v in grid.get(param, ())]
                 low, high = min(seen), max(seen)
             if low > high:
                 raise ValueError(f"Method {self.name!r}: ranges[{param!r}] needs low <= high, "
@@ -256,7 +259,8 @@ class Method:
         extra = set(params) - set(self.params)
         if missing or extra:
             raise ValueError(f"method {self.name!r} takes hyperparameters "
-                             f"{', '.join(self.params) or 'none'}; got {', '.join(params) or 'none'}.")
+                             f"{', '.join(self.params) or 'none'}; "
+                             f"got {', '.join(params) or 'none'}.")
         return {p: self.check(p, params[p]) for p in self.params}
 
     def build(self, params, context):
@@ -285,10 +289,39 @@ class Method:
                 "hooks": hooks}
 
 
+_SIMPLE = (bool, int, float, complex, str, bytes, type(None))
+
+
+def _const_text(value):
+    """A run-independent text of a code constant (nested code, frozensets sorted)."""
+    if isinstance(value, types.CodeType):
+        return _code_digest(value)
+    if isinstance(value, frozenset):
+        return "frozenset" + repr(sorted(_const_text(v) for v in value))
+    if isinstance(value, tuple):
+        return "(" + ",".join(_const_text(v) for v in value) + ")"
+    return repr(value) if isinstance(value, _SIMPLE) else type(value).__name__
+
+
+def _code_digest(code):
+    """A digest of what a code object computes: bytecode, names and constants."""
+    parts = [code.co_code.hex(), repr(code.co_names)]
+    parts += [_const_text(c) for c in code.co_consts]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:12]
+
+
 def _qualname(fn):
+    """`module.qualname@digest` of a hook; the digest covers its code and the simple
+    values it closes over, so an edited hook gets another fingerprint."""
     if fn is None:
         return None
-    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', type(fn).__name__)}"
+    name = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', type(fn).__name__)}"
+    code = getattr(fn, "__code__", None)
+    if not isinstance(code, types.CodeType):
+        return name
+    cells = [_const_text(c.cell_contents) for c in (fn.__closure__ or ())
+             if not isinstance(getattr(c, "cell_contents", None), types.FunctionType)]
+    return f"{name}@{_code_digest(code)}" + (f"[{','.join(cells)}]" if cells else "")
 
 
 def register(method):
@@ -330,7 +363,8 @@ def _import_method(spec):
                              f"(method {spec!r}).")
         target = getattr(target, part)
     if not isinstance(target, Method):
-        raise TypeError(f"{spec!r} is a {type(target).__name__}, not a keras_smooth.methods.Method.")
+        raise TypeError(f"{spec!r} is a {type(target).__name__}, "
+                        "not a keras_smooth.methods.Method.")
     return target
 
 

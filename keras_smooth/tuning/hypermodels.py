@@ -26,7 +26,7 @@ import numpy as np
 
 from keras_smooth import _checks, losses
 from keras_smooth.layers import ILSTargets
-from keras_smooth.workflows.methods import GRIDS
+from keras_smooth.workflows import GRIDS  # derived from keras_smooth.methods
 from keras_smooth.workflows.training import BestValidationNLL, EpochShuffle
 
 # (checker, domain text) per hyperparameter.

@@ -1,15 +1,18 @@
 """Compare label-regularization methods over replicates, resumably.
 
 `run_comparison` trains, per replicate, the teacher (= the No LS model, cached
-on disk) and every requested method, evaluates each selected model on the
-test split, and appends one record per (method, replicate) to
-`output/results.json` (rewritten atomically after each record). Predictions
-needed for plots go to `output/predictions/<method>-<replicate>.npz`. A
-re-run with the same output folder and settings skips finished
-(method, replicate) pairs; different settings in the same folder are refused.
-Nothing here prints: progress goes to the `progress` callable.
+on disk) and every requested method of the registry (`keras_smooth.methods`,
+or a user's own `Method`), evaluates each selected model on the test split,
+and appends one record per (method, replicate) to `output/results.json`
+(rewritten atomically after each record). Predictions needed for plots go to
+`output/predictions/<method>-<replicate>.npz`, with the method's fingerprint
+(`Method.fingerprint`). A re-run with the same output folder and settings
+skips finished (method, replicate) pairs; different settings in the same
+folder are refused; a method changed between runs is recomputed with a
+warning. Nothing here prints: progress goes to the `progress` callable.
 """
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -20,6 +23,7 @@ import numpy as np
 
 from keras_smooth import _io, calibration
 from keras_smooth import datasets as datasets_module
+from keras_smooth import methods as registry
 from keras_smooth.workflows import methods as methods_module
 from keras_smooth.workflows import _arguments as check
 from keras_smooth._io import UNREADABLE, read_npz, set_aside
@@ -50,6 +54,11 @@ def _settings_key(settings):
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _as_json(value):
+    """`value` as it reads back from JSON (tuples become lists)."""
+    return json.loads(json.dumps(value, sort_keys=True))
+
+
 def _is_results(stored):
     """Whether a parsed results.json has the shape `ResultStore` writes."""
     if not isinstance(stored, dict) or not isinstance(stored.get("settings"), dict):
@@ -58,6 +67,29 @@ def _is_results(stored):
     return isinstance(records, list) and all(
         isinstance(r, dict) and isinstance(r.get("method"), str)
         and isinstance(r.get("replicate"), int) for r in records)
+
+
+def _record_base(record):
+    """The method whose predictions a record evaluates (itself, or the one it rescales)."""
+    if "base" in record:
+        return record["base"]
+    if record["method"] in registry.names():  # a record written before records named their base
+        return registry.get(record["method"]).temperature_of or record["method"]
+    return record["method"]
+
+
+def _check_stored(stored):
+    """Raise if a read predictions archive lacks a key or holds malformed logits."""
+    missing = [k for k in PREDICTION_KEYS if k not in stored]
+    if missing:
+        raise KeyError(f"no {', '.join(missing)}")
+    meta = json.loads(str(stored["meta"]))
+    if not isinstance(meta, dict) or any(k not in meta for k in META_KEYS):
+        raise ValueError("its meta record lacks " + ", ".join(META_KEYS))
+    val, test = stored["val_logits"], stored["test_logits"]
+    if val.ndim != 2 or test.ndim != 2 or val.shape[1] != test.shape[1] or val.dtype.kind != "f":
+        raise ValueError(f"logits of shapes {val.shape} and {test.shape}")
+    return meta
 
 
 class ResultStore:
@@ -113,21 +145,26 @@ class ResultStore:
             raise ValueError(f"output folder {self.output} is not writable")
         self.prepared = True
 
+    def record(self, method, replicate):
+        """The stored record of (method name, replicate), or None."""
+        return next((r for r in self.records
+                     if r["method"] == method and r["replicate"] == replicate), None)
+
     def done(self, method, replicate):
-        return any(r["method"] == method and r["replicate"] == replicate for r in self.records)
+        return self.record(method, replicate) is not None
 
     def discard(self, base, replicate):
         """Forget the records built on `base`'s predictions of `replicate` (they are recomputed)."""
         self.records = [r for r in self.records
-                        if not (r["replicate"] == replicate
-                                and methods_module.TEMPS_OF.get(r["method"], r["method"]) == base)]
+                        if not (r["replicate"] == replicate and _record_base(r) == base)]
 
     def add(self, record):
         from keras_smooth import __version__
 
         self.prepare()
         self.records.append(record)
-        _io.write_json(self.path, {"version": __version__, "settings": self.settings, "records": self.records})
+        _io.write_json(self.path, {"version": __version__, "settings": self.settings,
+                                   "records": self.records})
 
     def prediction_path(self, method, replicate):
         return os.path.join(self.output, "predictions", f"{method}-{replicate}.npz")
@@ -141,27 +178,21 @@ class ResultStore:
         _io.write_npz(path, **kept)
         return kept
 
-    def load_predictions(self, method, replicate):
+    def load_predictions(self, method, replicate, fingerprint=None):
         """The stored arrays, or None when absent, damaged (set aside with a warning) or stale.
 
         Stale: written for other settings (a results.json was removed or
-        replaced); it is left in place, warned about and overwritten.
+        replaced), or, when `fingerprint` is given, by a method whose
+        fingerprint (`Method.fingerprint`) differs from it (the method was
+        changed between runs); it is left in place, warned about and
+        overwritten.
         """
         path = self.prediction_path(method, replicate)
         if not os.path.lexists(path):
             return None
         try:
             stored = read_npz(path)
-            missing = [k for k in PREDICTION_KEYS if k not in stored]
-            if missing:
-                raise KeyError(f"no {', '.join(missing)}")
-            meta = json.loads(str(stored["meta"]))
-            if not isinstance(meta, dict) or any(k not in meta for k in META_KEYS):
-                raise ValueError("its meta record lacks " + ", ".join(META_KEYS))
-            val, test = stored["val_logits"], stored["test_logits"]
-            if (val.ndim != 2 or test.ndim != 2 or val.shape[1] != test.shape[1]
-                    or val.dtype.kind != "f"):
-                raise ValueError(f"logits of shapes {val.shape} and {test.shape}")
+            meta = _check_stored(stored)
         except (*UNREADABLE, json.JSONDecodeError) as error:
             set_aside(path, describe_error(error))
             return None
@@ -169,25 +200,59 @@ class ResultStore:
             warnings.warn(f"{path} was written for other settings; recomputing it", UserWarning,
                           stacklevel=2)
             return None
+        if fingerprint is not None and meta.get("fingerprint") != _as_json(fingerprint):
+            warnings.warn(f"{path} was written by another definition of method {method!r} "
+                          "(its grid or hooks changed); recomputing it", UserWarning, stacklevel=2)
+            return None
         return stored
+
+
+def _resolve_methods(methods):
+    """`methods` as a tuple of distinct `Method`s (names, module:attribute or Methods)."""
+    if methods is None:
+        return tuple(registry.get(n) for n in registry.names("default"))
+    if isinstance(methods, str):
+        raise TypeError(f"`methods` must be a sequence of method names, got the string "
+                        f"{methods!r}; use keras_smooth.methods.parse for comma-separated text.")
+    found = {}
+    for item in tuple(methods):
+        if not isinstance(item, (str, registry.Method)):
+            raise TypeError("`methods` must hold method names, module:attribute strings or "
+                            f"keras_smooth.methods.Method objects, got {item!r}.")
+        method = registry.resolve(item)
+        if found.setdefault(method.name, method) is not method:
+            raise ValueError(f"`methods` holds two different methods named {method.name!r}.")
+    if not found:
+        raise ValueError("`methods` is empty; name at least one method.")
+    return tuple(found.values())
+
+
+def _bases(methods):
+    """`{name: Method}` of what each method's record evaluates: itself, or what it rescales."""
+    given = {m.name: m for m in methods}
+    bases = {}
+    for method in methods:
+        base = method
+        if method.temperature_of is not None:
+            base = given.get(method.temperature_of)
+            if base is None and method.temperature_of not in registry.names():
+                raise ValueError(f"method {method.name!r} rescales {method.temperature_of!r}, "
+                                 "which is neither in `methods` nor registered.")
+            base = base or registry.get(method.temperature_of)
+            if base.temperature_of is not None:
+                raise ValueError(f"method {method.name!r} rescales {base.name!r}, which trains "
+                                 "nothing itself.")
+        bases[method.name] = base
+    return bases
 
 
 def _check_arguments(dataset, methods, replicates, seed, epochs, batch_size, grid, output,
                      dataset_options, build_model, build_student, progress):
     """Validate `run_comparison`'s arguments, touching no file; return the normalised ones."""
-    if isinstance(methods, str):
-        raise TypeError(f"`methods` must be a sequence of method names, got the string "
-                        f"{methods!r}; use keras_smooth.workflows.parse_methods for "
-                        "comma-separated text.")
-    methods = tuple(methods)
-    if not methods:
-        raise ValueError("`methods` is empty; name at least one method.")
-    for m in methods:
-        if m not in methods_module.ALL_METHODS:
-            raise ValueError(f"Unknown method {m!r}; choose from: "
-                             f"{', '.join(methods_module.ALL_METHODS)}.")
-    if not isinstance(grid, str) or grid not in methods_module.GRIDS:
-        raise ValueError(f"Unknown grid {grid!r}; choose from: {', '.join(methods_module.GRIDS)}.")
+    methods = _resolve_methods(methods)
+    bases = _bases(methods)
+    if not isinstance(grid, str) or grid not in registry.GRID_NAMES:
+        raise ValueError(f"Unknown grid {grid!r}; choose from: {', '.join(registry.GRID_NAMES)}.")
     replicates = check.positive_int("replicates", replicates)
     seed = check.seed("seed", seed, replicates)
     epochs = check.positive_int("epochs", epochs)
@@ -200,30 +265,180 @@ def _check_arguments(dataset, methods, replicates, seed, epochs, batch_size, gri
         raise TypeError(f"`build_model` must be callable, got {build_model!r}.")
     check.callable_or_none("build_student", build_student)
     check.callable_or_none("progress", progress)
-    return methods, replicates, seed, epochs, batch_size
+    return methods, bases, replicates, seed, epochs, batch_size
 
 
-def _todo(store, methods, replicate):
-    """The methods of `replicate` to compute: no record, or unusable stored predictions."""
-    finished = {methods_module.TEMPS_OF.get(m, m) for m in methods if store.done(m, replicate)}
-    for base in sorted(finished):
-        if store.load_predictions(base, replicate) is None:  # damaged or missing: redo it
-            store.discard(base, replicate)
-    return [m for m in methods if not store.done(m, replicate)]
+@dataclasses.dataclass
+class _Run:
+    """One comparison's checked settings, its methods and its result store."""
+
+    dataset: str
+    methods: tuple
+    bases: dict
+    replicates: int
+    seed: int
+    epochs: int
+    batch_size: int
+    grid: str
+    dataset_options: dict
+    build_model: object
+    build_student: object
+    report: object
+    store: ResultStore
+
+    @property
+    def cache_dir(self):
+        return os.path.join(self.store.output, "cache")
+
+    def phase(self, replicate, method, started):
+        """A `progress(student, students, epoch, epochs)` that reports "epoch" events."""
+        return lambda i, n, e, total: self.report({
+            "event": "epoch", "replicate": replicate, "replicates": self.replicates,
+            "method": method, "student": i, "students": n, "epoch": e, "epochs": total,
+            "seconds": time.perf_counter() - started,
+        })
 
 
-def run_comparison(*, dataset="gaussian", methods=methods_module.METHODS, replicates=3, seed=0, epochs=100,
+def _todo(run, replicate):
+    """The methods of `replicate` to compute, and the stored predictions already read.
+
+    A method is recomputed when it has no record, when its record was built on
+    another method than its base now, or when its base's stored predictions
+    are unusable (missing, damaged, other settings, another fingerprint).
+    """
+    store, loaded = run.store, {}
+    for method in run.methods:
+        found = store.record(method.name, replicate)
+        if found is not None and _record_base(found) != run.bases[method.name].name:
+            store.records.remove(found)
+    finished = {run.bases[m.name].name: run.bases[m.name] for m in run.methods
+                if store.done(m.name, replicate)}
+    for name in sorted(finished):
+        loaded[name] = store.load_predictions(name, replicate,
+                                              finished[name].fingerprint(run.grid))
+        if loaded[name] is None:
+            store.discard(name, replicate)
+    return [m for m in run.methods if not store.done(m.name, replicate)], loaded
+
+
+def _train_base(run, base, replicate, data, teacher, grid_inputs):
+    """The result of training `base` (or taking the teacher, for No LS)."""
+    if base.uses_teacher_model:
+        return {"val_logits": teacher.logits["val"], "test_logits": teacher.logits["test"],
+                "params": {}, "val_nll": teacher.val_nll, "best_epoch": teacher.best_epoch,
+                "students": 1, "matrix": None, "extra_logits": teacher.logits.get("extra"),
+                "seconds": teacher.seconds}
+    started = time.perf_counter()
+    result = methods_module.train_method(
+        base, data, teacher, run.build_student or run.build_model, grid=run.grid,
+        epochs=run.epochs, batch_size=run.batch_size, seed=run.seed + replicate,
+        extra_inputs=grid_inputs, progress=run.phase(replicate, base.name, started))
+    result["seconds"] = time.perf_counter() - started
+    return result
+
+
+def _save_trained(run, base, replicate, data, teacher, grid_inputs):
+    """Train `base` for `replicate`, store its predictions; return them as stored."""
+    result = _train_base(run, base, replicate, data, teacher, grid_inputs)
+    meta = {k: result[k] for k in META_KEYS}
+    meta["fingerprint"] = _as_json(base.fingerprint(run.grid))
+    matrix = result.get("matrix")
+    return run.store.save_predictions(
+        base.name, replicate, val_logits=result["val_logits"], test_logits=result["test_logits"],
+        extra_logits=result.get("extra_logits"),
+        matrix=None if matrix is None else np.asarray(matrix), meta=np.asarray(json.dumps(meta)))
+
+
+def _predictions(run, todo, loaded, replicate, data, teacher, grid_inputs):
+    """Fill `loaded` with every needed base's predictions: stored if usable, else trained.
+
+    A base already in `loaded` was read by `_todo` (None: unusable, warned about).
+    """
+    for method in todo:
+        base = run.bases[method.name]
+        if base.name not in loaded:
+            loaded[base.name] = run.store.load_predictions(base.name, replicate,
+                                                           base.fingerprint(run.grid))
+        if loaded[base.name] is None:
+            loaded[base.name] = _save_trained(run, base, replicate, data, teacher, grid_inputs)
+    return loaded
+
+
+def _record(run, method, replicate, data, teacher, stored):
+    """The results.json record of one (method, replicate) from its base's predictions."""
+    meta = json.loads(str(stored["meta"]))
+    rescales = method.temperature_of is not None
+    temperature = 1.0
+    if rescales:
+        temperature = float(calibration.fit_temperature(stored["val_logits"], data.y_val))
+    record = {
+        "method": method.name, "label": method.label, "replicate": replicate,
+        "seed": run.seed + replicate, "dataset": run.dataset,
+        **evaluate(data, stored["test_logits"], temperature),
+        "temperature": temperature,
+        "hyperparameters": meta["params"],
+        "val_nll": meta["val_nll"], "best_epoch": meta["best_epoch"],
+        "students_trained": 0 if rescales else meta["students"],
+        "seconds": 0.0 if rescales else meta["seconds"],
+        "teacher_temperature": teacher.temperature,
+        "base": run.bases[method.name].name,
+    }
+    if "matrix" in stored:
+        record["matrix"] = stored["matrix"].tolist()
+    if "bayes_test" in data.extras:
+        bayes = np.log(np.maximum(data.extras["bayes_test"], 1e-300))
+        record["bayes"] = evaluate(data, bayes)
+    return record
+
+
+def _run_replicate(run, replicate):
+    """Compute and record every unfinished method of one replicate."""
+    todo, loaded = _todo(run, replicate)
+    if not todo:
+        run.report({"event": "skip", "replicate": replicate, "replicates": run.replicates})
+        return
+    run_seed = run.seed + replicate
+    data = datasets_module.load(run.dataset, seed=run_seed, **run.dataset_options)
+    run.store.prepare()  # the first write: only once the data has loaded
+    grid_inputs = decision_grid(data)
+    started = time.perf_counter()
+    teacher_phase = run.phase(replicate, "teacher", started)
+    teacher = train_teacher(run.build_model, data, epochs=run.epochs, batch_size=run.batch_size,
+                            seed=run_seed, cache_dir=run.cache_dir, extra_inputs=grid_inputs,
+                            progress=lambda e, n: teacher_phase(1, 1, e, n))
+    _predictions(run, todo, loaded, replicate, data, teacher, grid_inputs)
+    for method in todo:
+        record = _record(run, method, replicate, data, teacher,
+                         loaded[run.bases[method.name].name])
+        run.store.add(record)
+        run.report({"event": "done", "replicate": replicate, "replicates": run.replicates,
+                    "method": method.name, "record": record})
+
+
+def _name(fn):
+    if fn is None:
+        return None
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
+
+
+def run_comparison(*, dataset="gaussian", methods=None, replicates=3, seed=0, epochs=100,
                    batch_size=32, grid="small", output="runs/compare", dataset_options=None,
                    build_model=default_model, build_student=None, progress=None):
     """Run the comparison; return the list of records (finished and resumed).
 
+    A record holds the method's `method` name, `label`, test metrics, chosen
+    `hyperparameters` and `base` (the method whose predictions it evaluates).
+
     Args:
         dataset: a name accepted by `keras_smooth.datasets.load`.
-        methods: names from `ALL_METHODS` (the default set: `METHODS`).
+        methods: a sequence of registered names, `module:attribute` strings
+            and `keras_smooth.methods.Method` objects (default None: the
+            registry's "default" group). Records carry each method's name and
+            label; a method whose name clashes with a registered one is refused.
         replicates: number of replicates (replicate r uses seed + r for data
             sampling or splitting and for model initialisation).
         seed, epochs, batch_size: training settings (Adam, learning rate 1e-3).
-        grid: "paper", "small" or "quick" (see `methods.GRIDS`).
+        grid: a grid name of `keras_smooth.methods.GRID_NAMES`.
         output: folder for results, predictions and the teacher cache.
         dataset_options: extra keyword arguments for the loader.
         build_model: `build_model(input_shape, num_classes)` -> uncompiled
@@ -235,97 +450,19 @@ def run_comparison(*, dataset="gaussian", methods=methods_module.METHODS, replic
     Every argument is checked before anything is read or written (a
     `ValueError`/`TypeError` naming it); the output folder is created only
     once the data has loaded. Damaged cache or predictions files are set
-    aside with a warning and recomputed; a damaged results.json is refused
-    with a `ValueError` saying how to recover.
+    aside with a warning and recomputed, and so are predictions of a method
+    whose definition changed; a damaged results.json is refused with a
+    `ValueError` saying how to recover.
     """
-    methods, replicates, seed, epochs, batch_size = _check_arguments(
+    methods, bases, replicates, seed, epochs, batch_size = _check_arguments(
         dataset, methods, replicates, seed, epochs, batch_size, grid, output, dataset_options,
         build_model, build_student, progress)
-
-    def name(fn):
-        return None if fn is None else f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
-
     settings = {"dataset": dataset, "seed": seed, "epochs": epochs, "batch_size": batch_size,
                 "grid": grid, "dataset_options": dataset_options or {},
-                "model": name(build_model), "student_model": name(build_student)}
-    store = ResultStore(output, settings)
-    report = progress or (lambda event: None)
-    cache_dir = os.path.join(output, "cache")
-
+                "model": _name(build_model), "student_model": _name(build_student)}
+    run = _Run(dataset, methods, bases, replicates, seed, epochs, batch_size, grid,
+               dataset_options or {}, build_model, build_student,
+               progress or (lambda event: None), ResultStore(output, settings))
     for replicate in range(replicates):
-        todo = _todo(store, methods, replicate)
-        if not todo:
-            report({"event": "skip", "replicate": replicate, "replicates": replicates})
-            continue
-        run_seed = seed + replicate
-        data = datasets_module.load(dataset, seed=run_seed, **(dataset_options or {}))
-        store.prepare()  # the first write: only once the data has loaded
-        grid_inputs = decision_grid(data)
-        needed = {methods_module.TEMPS_OF.get(m, m) for m in todo}
-
-        def phase(method, started):
-            return lambda i, n, e, total: report({
-                "event": "epoch", "replicate": replicate, "replicates": replicates, "method": method,
-                "student": i, "students": n, "epoch": e, "epochs": total,
-                "seconds": time.perf_counter() - started,
-            })
-
-        started = time.perf_counter()
-        teacher = train_teacher(build_model, data, epochs=epochs, batch_size=batch_size, seed=run_seed,
-                                cache_dir=cache_dir, extra_inputs=grid_inputs,
-                                progress=lambda e, n: phase("teacher", started)(1, 1, e, n))
-        base_results = {}
-        for base in methods_module.BASE_METHODS:
-            if base not in needed:
-                continue
-            stored = store.load_predictions(base, replicate)
-            if stored is not None:
-                base_results[base] = stored
-                continue
-            started = time.perf_counter()
-            if base == "no_ls":
-                result = {"val_logits": teacher.logits["val"], "test_logits": teacher.logits["test"],
-                          "params": {}, "val_nll": teacher.val_nll, "best_epoch": teacher.best_epoch,
-                          "students": 1, "matrix": None, "extra_logits": teacher.logits.get("extra"),
-                          "seconds": teacher.seconds}
-            else:
-                result = methods_module.train_method(
-                    base, data, teacher, build_student or build_model, grid=grid, epochs=epochs, batch_size=batch_size,
-                    seed=run_seed, extra_inputs=grid_inputs, progress=phase(base, started),
-                )
-                result["seconds"] = time.perf_counter() - started
-            base_results[base] = store.save_predictions(
-                base, replicate, val_logits=result["val_logits"], test_logits=result["test_logits"],
-                extra_logits=result.get("extra_logits"),
-                matrix=None if result.get("matrix") is None else np.asarray(result["matrix"]),
-                meta=np.asarray(json.dumps({k: result[k] for k in ("params", "val_nll", "best_epoch",
-                                                                    "students", "seconds")})),
-            )
-        for method in todo:
-            base = methods_module.TEMPS_OF.get(method, method)
-            stored = base_results[base]
-            meta = json.loads(str(stored["meta"]))
-            temperature = 1.0
-            if method in methods_module.TEMPS_OF:
-                temperature = float(calibration.fit_temperature(stored["val_logits"], data.y_val))
-            record = {
-                "method": method, "label": methods_module.LABELS[method], "replicate": replicate,
-                "seed": run_seed, "dataset": dataset,
-                **evaluate(data, stored["test_logits"], temperature),
-                "temperature": temperature,
-                "hyperparameters": meta["params"],
-                "val_nll": meta["val_nll"], "best_epoch": meta["best_epoch"],
-                "students_trained": 0 if method in methods_module.TEMPS_OF else meta["students"],
-                "seconds": 0.0 if method in methods_module.TEMPS_OF else meta["seconds"],
-                "teacher_temperature": teacher.temperature,
-            }
-            if base in ("ils", "ils1", "ils2"):
-                record["hyperparameters"] = {**meta["params"], "teacher_temperature_fitted": teacher.temperature}
-            if "matrix" in stored:
-                record["matrix"] = stored["matrix"].tolist()
-            if "bayes_test" in data.extras:
-                record["bayes"] = evaluate(data, np.log(np.maximum(data.extras["bayes_test"], 1e-300)))
-            store.add(record)
-            report({"event": "done", "replicate": replicate, "replicates": replicates, "method": method,
-                    "record": record})
-    return store.records
+        _run_replicate(run, replicate)
+    return run.store.records
