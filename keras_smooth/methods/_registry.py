@@ -193,7 +193,8 @@ class Method:
             if param in ranges:
                 low, high = (_finite_number(f"ranges[{param!r}]", v) for v in ranges[param])
             else:
-                seen = [v for grid in (self.params, *self.grids.values()) for v in grid.get(param, ())]
+                seen = [v for grid in (self.params, *self.grids.values())
+                        for v in grid.get(param, ())]
                 low, high = min(seen), max(seen)
             if low > high:
                 raise ValueError(f"Method {self.name!r}: ranges[{param!r}] needs low <= high, "
@@ -256,19 +257,34 @@ class Method:
         extra = set(params) - set(self.params)
         if missing or extra:
             raise ValueError(f"method {self.name!r} takes hyperparameters "
-                             f"{', '.join(self.params) or 'none'}; got {', '.join(params) or 'none'}.")
+                             f"{', '.join(self.params) or 'none'}; "
+                             f"got {', '.join(params) or 'none'}.")
         return {p: self.check(p, params[p]) for p in self.params}
 
-    def build(self, params, context):
-        """The `Recipe` (targets, loss, callbacks) of one setting on one training set."""
+    def build_loss(self, params, context):
+        """The Keras loss of one setting (from `loss_from_data` or `loss`)."""
+        if self.temperature_of is not None:
+            raise ValueError(f"{self.name!r} trains nothing: it rescales {self.temperature_of!r}.")
+        params = self.check_settings(params)
+        if self.loss_from_data is not None:
+            return self.loss_from_data(params, context)
+        return self.loss(params, context.num_classes)
+
+    def build(self, params, context, *, loss=None):
+        """The `Recipe` (targets, loss, callbacks) of one setting on one training set.
+
+        `loss`, if given, is this setting's loss already built (e.g. the one a
+        model was compiled with): the recipe keeps it and its callbacks act on
+        it. By default it is built with `build_loss`.
+        """
         if self.temperature_of is not None:
             raise ValueError(f"{self.name!r} trains nothing: it rescales {self.temperature_of!r}.")
         params = self.check_settings(params)
         if self.needs_teacher and context.teacher_logits is None:
             raise ValueError(f"method {self.name!r} needs the teacher's logits "
                              "(Context.teacher_logits).")
-        loss = (self.loss_from_data(params, context) if self.loss_from_data is not None
-                else self.loss(params, context.num_classes))
+        if loss is None:
+            loss = self.build_loss(params, context)
         if self.targets is None:
             targets = np.asarray(context.y_train)
         else:
@@ -330,7 +346,8 @@ def _import_method(spec):
                              f"(method {spec!r}).")
         target = getattr(target, part)
     if not isinstance(target, Method):
-        raise TypeError(f"{spec!r} is a {type(target).__name__}, not a keras_smooth.methods.Method.")
+        raise TypeError(f"{spec!r} is a {type(target).__name__}, "
+                        "not a keras_smooth.methods.Method.")
     return target
 
 

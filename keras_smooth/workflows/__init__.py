@@ -1,21 +1,39 @@
-"""Workflows: teacher training with a disk cache, ILS students, the method comparison."""
+"""Workflows: teacher training with a disk cache, ILS students, the method comparison.
 
-from keras_smooth.workflows.compare import run_comparison
-from keras_smooth.workflows.methods import ALL_METHODS, BASELINE_METHODS, GRIDS, LABELS, METHODS, parse_methods
-from keras_smooth.workflows.teacher import Teacher, teacher_cache_key, train_teacher
-from keras_smooth.workflows.training import BestValidationNLL, fit_classifier
+The names below are loaded on first use, so importing one submodule (the
+tuner imports `workflows.teacher`) does not import the comparison.
+"""
 
-__all__ = [
-    "BestValidationNLL",
-    "GRIDS",
-    "LABELS",
-    "ALL_METHODS",
-    "BASELINE_METHODS",
-    "METHODS",
-    "Teacher",
-    "fit_classifier",
-    "parse_methods",
-    "run_comparison",
-    "teacher_cache_key",
-    "train_teacher",
-]
+import importlib
+
+_WHERE = {
+    "run_comparison": "compare",
+    "ALL_METHODS": "methods",
+    "BASELINE_METHODS": "methods",
+    "GRIDS": "methods",
+    "LABELS": "methods",
+    "METHODS": "methods",
+    "parse_methods": "methods",
+    "Teacher": "teacher",
+    "teacher_cache_key": "teacher",
+    "train_teacher": "teacher",
+    "BestValidationNLL": "training",
+    "fit_classifier": "training",
+}
+
+__all__ = sorted(_WHERE)
+
+
+_SUBMODULES = ("compare", "methods", "teacher", "training")
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:  # `workflows.compare` after a plain `import keras_smooth.workflows`
+        return importlib.import_module(f"{__name__}.{name}")
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_WHERE))
