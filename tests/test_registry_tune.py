@@ -197,7 +197,8 @@ def test_the_grid_tuner_enumerates_exactly_the_product_of_the_methods_grid(tmp_p
         method, tiny, (2,), 3, grid="small", x_train=X4, y_train=Y4,
         teacher_logits=np.zeros((4, 3)) if method.needs_teacher else None)
     grid = method.grid("small")
-    expected = sorted(tuple(sorted(zip(grid, combo))) for combo in itertools.product(*grid.values()))
+    expected = sorted(tuple(sorted(zip(grid, combo)))
+                      for combo in itertools.product(*grid.values()))
     assert _enumerated(hypermodel, tmp_path) == expected
 
 
