@@ -50,21 +50,23 @@ def test_each_hypermodel_compiles_its_loss_with_the_trial_values(data):
     assert isinstance(lspp.loss, losses.LSPlusPlusLoss) and lspp.loss.alpha == pytest.approx(0.2)
 
 
-def test_default_search_space_is_the_papers_grid(data):
-    from keras_smooth.workflows.methods import GRIDS
-
+def test_the_legacy_hypermodels_default_to_the_papers_grid(data):
+    # ILS paper, appendix C (real data), written out: the search space of the hypermodels of
+    # earlier versions, which they keep (the generic MethodHyperModel searches ranges instead).
+    paper = {"p1": [0.975, 0.95, 0.925, 0.9, 0.85], "p2": [0.75, 1.0, 1.25, 1.5, 2.0],
+             "temperature": [1.0, 2.0, 4.0, 8.0, 16.0]}
     hm = tuning.ILSHyperModel(tiny, data.input_shape, 3, teacher_logits=np.zeros((150, 3)))
     hp = keras_tuner.HyperParameters()
     hm.declare_hyperparameters(hp)
-    assert hp.get("p1") == GRIDS["paper"]["p1"][0]
-    assert [list(hp._hps[n][0].values) for n in ("p1", "p2", "temperature")] == [
-        list(GRIDS["paper"][n]) for n in ("p1", "p2", "temperature")]
+    assert hp.get("p1") == paper["p1"][0]
+    assert {h.name: h.get_config()["values"] for h in hp.space} == paper
     ranges = {"epsilon": {"min": 0.01, "max": 0.3, "sampling": "log"}, "temperature": 2.0}
-    hm = tuning.ILSHyperModel(tiny, data.input_shape, 3, teacher_logits=np.zeros((150, 3)), variant="ils2",
-                              ranges=ranges)
+    hm = tuning.ILSHyperModel(tiny, data.input_shape, 3, teacher_logits=np.zeros((150, 3)),
+                              variant="ils2", ranges=ranges)
     hp = keras_tuner.HyperParameters()
     hm.declare_hyperparameters(hp)
-    assert isinstance(hp._hps["epsilon"][0], keras_tuner.engine.hyperparameters.Float)
+    assert isinstance(hp.space[0], keras_tuner.engine.hyperparameters.Float)
+    assert hp.space[0].get_config()["sampling"] == "log"
     assert hm.values(hp)["temperature"] == 2.0
 
 
