@@ -280,19 +280,22 @@ class MethodHyperModel(keras_tuner.HyperModel):
 
     # --- training -------------------------------------------------------------------
 
-    def recipe(self, values, x, y, loss=None):
-        """The method's `Recipe` of one setting trained on `(x, y)` (`loss`: the compiled one)."""
+    def _context_of(self, x, y):
         y = np.asarray(y)
         if (self.method.needs_teacher and self.teacher_logits is not None
                 and len(y) != len(self.teacher_logits)):
             raise ValueError(f"`teacher_logits` has {len(self.teacher_logits)} rows but the "
                              f"training labels have {len(y)}: pass the teacher's logits on "
                              "exactly the training inputs.")
-        return self.method.build(values, self.context(x, y), loss=loss)
+        return self.context(x, y)
+
+    def recipe(self, values, x, y, loss=None):
+        """The method's `Recipe` of one setting trained on `(x, y)` (`loss`: the compiled one)."""
+        return self.method.build(values, self._context_of(x, y), loss=loss)
 
     def training_targets(self, values, y, x=None):
         """Targets the loss is trained on for labels `y` (class ids or soft rows)."""
-        return self.recipe(values, x, y).targets
+        return self.method.build_targets(values, self._context_of(x, y))
 
     def fit(self, hp, model, x, y, validation_data=None, epochs=1, batch_size=32, callbacks=None,
             initial_epoch=0, shuffle_seed=None, verbose=0, **kwargs):
