@@ -109,6 +109,10 @@ def test_every_builtin_with_a_hyperparameter_is_tunable_and_the_others_are_refus
             tuning.run_search(name, directory=str(tmp_path / name))
         with pytest.raises(ValueError, match="has no hyperparameters to tune"):
             tuning.MethodHyperModel(name, tiny, (2,), 3)
+    fixed = Method(name="fixed_ls", params={"epsilon": (0.1,)}, loss=_loss)
+    with pytest.raises(ValueError, match="'fixed_ls'.*no hyperparameters to tune \\(each one has "
+                                         "a single value\\)"):
+        tuning.run_search(fixed, directory=str(tmp_path / "fixed"))
     assert list(tmp_path.iterdir()) == []
 
 
@@ -338,7 +342,8 @@ def test_the_tuner_does_not_import_the_comparison(cli_runs):
 
 @pytest.mark.parametrize("method, message", [
     ("no_ls", "argument --method: method 'no_ls' (No LS) has no hyperparameters to tune"),
-    ("ils_temps", "has no hyperparameters to tune: it adds a fitted temperature to 'ils'"),
+    ("ils_temps", "has no hyperparameters to tune (it adds a fitted temperature to 'ils'; "
+                  "tune 'ils' instead)"),
     ("foo", "argument --method: invalid choice: 'foo' (choose from ls, "),
     ("my_methods:nope", "module 'my_methods' has no attribute 'nope'"),
     ("my_methods:not_a_method", "'my_methods:not_a_method' is a int, not a "),

@@ -63,8 +63,8 @@ def _why_not_tunable(method):
         return (f"it adds a fitted temperature to {method.temperature_of!r}; "
                 f"tune {method.temperature_of!r} instead")
     if not method.params:
-        return "it has none"
-    return "the range of each one is a single value"
+        return "it defines none"
+    return "each one has a single value"
 
 
 def resolve_tunable(method):
@@ -79,8 +79,8 @@ def resolve_tunable(method):
                          f"{', '.join(tunable_methods())} (or module:attribute for your own).")
     found = methods.resolve(method)
     if not found.tunable:
-        raise ValueError(f"method {found.name!r} ({found.label}) has no hyperparameters to tune: "
-                         f"{_why_not_tunable(found)}.")
+        raise ValueError(f"method {found.name!r} ({found.label}) has no hyperparameters to tune "
+                         f"({_why_not_tunable(found)}).")
     return found
 
 
