@@ -171,6 +171,31 @@ def _compare_parser(sub):
     return compare
 
 
+def arg_tune_method(text):
+    """A registered method with something to tune, or `module:attribute` naming a Method."""
+    from keras_smooth import methods
+    from keras_smooth.tuning.search import resolve_tunable, tunable_methods
+
+    if ":" not in text and text not in methods.names():
+        raise ValueError(f"invalid choice: {text!r} (choose from {', '.join(tunable_methods())}; "
+                         "or module:attribute naming your own Method)")
+    return resolve_tunable(text)
+
+
+def _tune_methods_help():
+    """`name (label: hyperparameters)` of every registered method with something to tune."""
+    from keras_smooth import methods
+
+    entries = []
+    for name in methods.names():
+        method = methods.get(name)
+        if method.tunable:
+            tuned = [p for p, (low, high) in method.ranges.items() if low < high]
+            entries.append(f"{name} ({method.label}: {', '.join(tuned)})")
+    return ("method to tune (default ils): " + "; ".join(entries)
+            + "; or module:attribute naming your own keras_smooth.methods.Method")
+
+
 def _tune_parser(sub):
     tune = sub.add_parser(
         "tune", help="KerasTuner search of one method's hyperparameters; export the best model",
@@ -178,10 +203,8 @@ def _tune_parser(sub):
                     "against hard labels), then temperature-scale, evaluate and export the best "
                     "model. Chief/worker tuning: set KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP "
                     "and KERASTUNER_ORACLE_PORT and run the same command in every process.")
-    tune.add_argument("--method", default="ils",
-                      choices=("ils", "ils1", "ils2", "ls", "lls", "lspp"),
-                      help="ils tunes P1, P2, T; ils1 P1, P2; ils2 epsilon, T; ls epsilon; "
-                           "lls/lspp alpha")
+    tune.add_argument("--method", type=_checked(arg_tune_method), default="ils", metavar="METHOD",
+                      help=_tune_methods_help())
     tune.add_argument("--tuner", default="random",
                       choices=("random", "grid", "bayesian", "hyperband"))
     _add(tune, "--max-trials", arg_positive_int, None,
@@ -194,8 +217,8 @@ def _tune_parser(sub):
          "search folder; re-running resumes (default runs/tune/METHOD)")
     tune.add_argument("--objective", default="val_nll", choices=("val_nll", "val_ece"))
     tune.add_argument("--grid", default=None, choices=GRID_NAMES,
-                      help="where the search ranges come from (default: synthetic for gaussian, "
-                           "else paper)")
+                      help="search this grid's values instead of the method's ranges (the grid "
+                           "tuner's default: synthetic for gaussian, else paper)")
     _common_arguments(tune, epochs_help="epochs per trial (default 60; --quick 10)")
     _add(tune, "--seed", arg_seed, 0, "seed of the data split, models and tuner")
     _add(tune, "--chief-timeout", arg_seconds, 300.0,
@@ -242,7 +265,7 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     _check_combinations(args, subparsers[args.command])
     if args.command == "tune" and args.directory is None:
-        args.directory = os.path.join("runs", "tune", args.method)
+        args.directory = os.path.join("runs", "tune", args.method.name)
         try:
             arg_output_folder(args.directory)
         except ValueError as error:
@@ -330,63 +353,79 @@ class TuneProgress:
     def __init__(self, stream=None):
         self.stream = stream or sys.stdout
 
+    @staticmethod
+    def _trial_line(event):
+        values = ", ".join(f"{k}={v:g}" for k, v in event["values"].items())
+        line = f"  trial {event['trial_id']} {event['status'].lower()}: {values}"
+        if event["val_nll"] is not None:
+            line += f"  val NLL {event['val_nll']:.4f}  val ECE {event['val_ece']:.4f}"
+        if "error" in event:
+            line += f"\n    {event['error']}"
+        return line
+
     def __call__(self, event):
         kind = event["event"]
         line = None
         if kind == "start":
-            line = f"  {event['role']} process, {'resuming the search' if event['resuming'] else 'new search'}"
+            how = "resuming the search" if event["resuming"] else "new search"
+            line = f"  {event['role']} process, {how}"
         elif kind == "waiting_for_chief":
             line = "  waiting for the chief oracle ..."
         elif kind == "teacher":
-            how = "loaded from the cache" if event["from_cache"] else f"trained in {event['seconds']:.0f} s"
+            how = ("loaded from the cache" if event["from_cache"]
+                   else f"trained in {event['seconds']:.0f} s")
             line = (f"  teacher (no smoothing) {how}: val NLL {event['val_nll']:.4f}, "
                     f"calibration temperature T* = {event['temperature']:.3f}")
         elif kind == "trial_end":
-            values = ", ".join(f"{k}={v:g}" for k, v in event["values"].items())
-            score = "" if event["val_nll"] is None else f"  val NLL {event['val_nll']:.4f}  val ECE {event['val_ece']:.4f}"
-            line = f"  trial {event['trial_id']} {event['status'].lower()}: {values}{score}"
-            if "error" in event:
-                line += f"\n    {event['error']}"
+            line = self._trial_line(event)
         if line:
             self.stream.write(line + "\n")
             self.stream.flush()
 
 
-def tune(args):
-    from keras_smooth.tuning import format_trials, run_search
+def _print_best(best, rows, objective):
+    from keras_smooth.tuning import format_trials
 
-    options = _dataset_options(args)
-    directory = args.directory
+    print()
+    print(format_trials(rows, objective))
+    values = ", ".join(f"{k}={v:g}" for k, v in best["hyperparameters"].items())
+    print(f"\nbest: trial {best['trial_id']} ({values}), val NLL {best['val_nll']:.4f}; "
+          f"model {best['model']}")
+    scaled = f"test, T = {best['temperature']:.3f}:"
+    for title, scores in (("test:", best["test"]), (scaled, best["test_temperature_scaled"])):
+        print(f"{title:21s}acc {scores['accuracy']:.4f}  NLL {scores['nll']:.4f}  "
+              f"ECE {scores['ece']:.4f}  cwECE {scores['classwise_ece']:.4f}")
+    if best["teacher"]:
+        print(f"teacher trainings for this search: {best['teacher']['trainings']}")
+
+
+def tune(args):
+    from keras_smooth.tuning import run_search
+
+    directory, method = args.directory, args.method  # validated by the parser
     epochs = args.epochs if args.epochs is not None else (10 if args.quick else 60)
     max_trials = args.max_trials
     if max_trials is None and args.tuner in ("random", "bayesian"):
         max_trials = 3 if args.quick else 10
-    budget = "hyperband budget" if args.tuner == "hyperband" else f"{max_trials or 'all'} trial(s)"
-    print(f"keras-smooth tune: {args.method} on {args.dataset}, {args.tuner} tuner, {budget}, "
-          f"{epochs} epochs, strategy {args.strategy}, folder {directory}", flush=True)
+    budget = ("hyperband budget" if args.tuner == "hyperband"
+              else f"{max_trials or 'all'} trial(s)")
+    print(f"keras-smooth tune: {method.label} ({method.name}) on {args.dataset}, {args.tuner} "
+          f"tuner, {budget}, {epochs} epochs, strategy {args.strategy}, folder {directory}",
+          flush=True)
     started = time.perf_counter()
-    result = run_search(args.method, dataset=args.dataset, tuner=args.tuner, max_trials=max_trials,
-                        strategy=args.strategy, directory=directory, objective=args.objective, grid=args.grid,
-                        epochs=epochs, batch_size=args.batch_size, seed=args.seed, dataset_options=options,
-                        chief_timeout=args.chief_timeout, progress=TuneProgress())
+    result = run_search(method, dataset=args.dataset, tuner=args.tuner, max_trials=max_trials,
+                        strategy=args.strategy, directory=directory, objective=args.objective,
+                        grid=args.grid, epochs=epochs, batch_size=args.batch_size, seed=args.seed,
+                        dataset_options=_dataset_options(args), chief_timeout=args.chief_timeout,
+                        progress=TuneProgress())
     if result.best is None:
         ran = ", ".join(result.trials_run) or "none"
-        print(f"worker {os.environ.get('KERASTUNER_TUNER_ID')}: ran trial(s) {ran}; the chief writes best.json")
+        print(f"worker {os.environ.get('KERASTUNER_TUNER_ID')}: ran trial(s) {ran}; "
+              "the chief writes best.json")
         return 0
-    best = result.best
-    print()
-    print(format_trials(result.trials, args.objective))
-    values = ", ".join(f"{k}={v:g}" for k, v in best["hyperparameters"].items())
-    raw, scaled = best["test"], best["test_temperature_scaled"]
-    print(f"\nbest: trial {best['trial_id']} ({values}), val NLL {best['val_nll']:.4f}; model {best['model']}")
-    print(f"test:                acc {raw['accuracy']:.4f}  NLL {raw['nll']:.4f}  ECE {raw['ece']:.4f}  "
-          f"cwECE {raw['classwise_ece']:.4f}")
-    print(f"test, T = {best['temperature']:.3f}:     acc {scaled['accuracy']:.4f}  NLL {scaled['nll']:.4f}  "
-          f"ECE {scaled['ece']:.4f}  cwECE {scaled['classwise_ece']:.4f}")
-    if best["teacher"]:
-        print(f"teacher trainings for this search: {best['teacher']['trainings']}")
+    _print_best(result.best, result.trials, args.objective)
     print(f"\nwrote {os.path.join(directory, 'best.json')}, trials.csv"
-          + (f", SavedModel {best['export']}" if best["export"] else "")
+          + (f", SavedModel {result.best['export']}" if result.best["export"] else "")
           + f" in {time.perf_counter() - started:.0f} s")
     return 0
 

@@ -24,8 +24,9 @@ def data():
 
 
 def search(directory, method="ls", **kwargs):
-    settings = dict(data=datasets.load("gaussian", seed=0), build_model=tiny, tuner="random", max_trials=2,
-                    epochs=3, batch_size=64, strategy="none", directory=str(directory))
+    settings = dict(data=datasets.load("gaussian", seed=0), build_model=tiny, tuner="random",
+                    max_trials=2, epochs=3, batch_size=64, strategy="none",
+                    directory=str(directory))
     settings.update(kwargs)
     return tuning.run_search(method, **settings)
 
@@ -50,21 +51,23 @@ def test_each_hypermodel_compiles_its_loss_with_the_trial_values(data):
     assert isinstance(lspp.loss, losses.LSPlusPlusLoss) and lspp.loss.alpha == pytest.approx(0.2)
 
 
-def test_default_search_space_is_the_papers_grid(data):
-    from keras_smooth.workflows import GRIDS
-
+def test_the_legacy_hypermodels_default_to_the_papers_grid(data):
+    # ILS paper, appendix C (real data), written out: the search space of the hypermodels of
+    # earlier versions, which they keep (the generic MethodHyperModel searches ranges instead).
+    paper = {"p1": [0.975, 0.95, 0.925, 0.9, 0.85], "p2": [0.75, 1.0, 1.25, 1.5, 2.0],
+             "temperature": [1.0, 2.0, 4.0, 8.0, 16.0]}
     hm = tuning.ILSHyperModel(tiny, data.input_shape, 3, teacher_logits=np.zeros((150, 3)))
     hp = keras_tuner.HyperParameters()
     hm.declare_hyperparameters(hp)
-    assert hp.get("p1") == GRIDS["paper"]["p1"][0]
-    assert [list(hp._hps[n][0].values) for n in ("p1", "p2", "temperature")] == [
-        list(GRIDS["paper"][n]) for n in ("p1", "p2", "temperature")]
+    assert hp.get("p1") == paper["p1"][0]
+    assert {h.name: h.get_config()["values"] for h in hp.space} == paper
     ranges = {"epsilon": {"min": 0.01, "max": 0.3, "sampling": "log"}, "temperature": 2.0}
-    hm = tuning.ILSHyperModel(tiny, data.input_shape, 3, teacher_logits=np.zeros((150, 3)), variant="ils2",
-                              ranges=ranges)
+    hm = tuning.ILSHyperModel(tiny, data.input_shape, 3, teacher_logits=np.zeros((150, 3)),
+                              variant="ils2", ranges=ranges)
     hp = keras_tuner.HyperParameters()
     hm.declare_hyperparameters(hp)
-    assert isinstance(hp._hps["epsilon"][0], keras_tuner.engine.hyperparameters.Float)
+    assert isinstance(hp.space[0], keras_tuner.engine.hyperparameters.Float)
+    assert hp.space[0].get_config()["sampling"] == "log"
     assert hm.values(hp)["temperature"] == 2.0
 
 
@@ -74,10 +77,12 @@ def test_ils_hypermodel_trains_on_the_papers_targets(rng, variant):
     logits = rng.normal(scale=2.0, size=(40, 3)).astype("float32")
     t_star = 1.3
     values = {"p1": 0.85, "p2": 1.5, "epsilon": 0.1, "temperature": 4.0}
-    hm = tuning.ILSHyperModel(tiny, (2,), 3, teacher_logits=logits, calibration_temperature=t_star, variant=variant)
+    hm = tuning.ILSHyperModel(tiny, (2,), 3, teacher_logits=logits, calibration_temperature=t_star,
+                              variant=variant)
     got = hm.training_targets({k: values[k] for k in hm.params}, labels)
     calibrated, at_t = ref.softmax(logits / t_star), ref.softmax(logits / 4.0)
-    expected = {"ils1": ref.ils1(labels, calibrated, 0.85, 1.5), "ils2": ref.ils2(labels, at_t, 0.1),
+    expected = {"ils1": ref.ils1(labels, calibrated, 0.85, 1.5),
+                "ils2": ref.ils2(labels, at_t, 0.1),
                 "ils": ref.ils(labels, calibrated, at_t, 0.85, 1.5)}[variant]
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
@@ -237,7 +242,8 @@ def test_tuner_role_comes_from_the_environment(monkeypatch):
     assert tuning.tuner_role() == "worker"
 
 
-def test_a_worker_without_a_chief_fails_with_a_clear_error_and_writes_nothing(tmp_path, monkeypatch):
+def test_a_worker_without_a_chief_fails_with_a_clear_error_and_writes_nothing(
+        tmp_path, monkeypatch):
     import socket
 
     with socket.socket() as probe:  # a port nobody listens on
@@ -274,17 +280,20 @@ def test_cli_tune_prints_the_trials_and_writes_best_json(tmp_path, capsys):
     from keras_smooth import cli
 
     directory = tmp_path / "t"
-    assert cli.main(["tune", "--method", "ls", "--max-trials", "2", "--epochs", "2", "--strategy", "none",
-                     "--directory", str(directory)]) == 0
+    assert cli.main(["tune", "--method", "ls", "--max-trials", "2", "--epochs", "2",
+                     "--strategy", "none", "--directory", str(directory)]) == 0
     out = capsys.readouterr().out
     assert "trial 0 completed: epsilon=" in out and "val NLL" in out and "best: trial" in out
     best = json.loads((directory / "best.json").read_text())
-    assert best["method"] == "ls" and set(best["test"]) >= {"accuracy", "nll", "ece", "classwise_ece"}
+    assert best["method"] == "ls"
+    assert set(best["test"]) >= {"accuracy", "nll", "ece", "classwise_ece"}
     assert cli.main(["tune", "--method", "lls", "--directory", str(directory)]) == 2
     assert "holds a search of method 'ls'" in capsys.readouterr().err
-    assert cli.main(["tune", "--tuner", "hyperband", "--max-trials", "3", "--directory", str(tmp_path / "h")]) == 2
+    assert cli.main(["tune", "--tuner", "hyperband", "--max-trials", "3",
+                     "--directory", str(tmp_path / "h")]) == 2
     assert "hyperband" in capsys.readouterr().err and not (tmp_path / "h").exists()
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     assert cli.main(["tune", "--method", "ls", "--directory", str(blocker / "sub")]) == 2
-    assert "argument --directory:" in capsys.readouterr().err  # refused while parsing, before any work
+    # refused while parsing, before any work
+    assert "argument --directory:" in capsys.readouterr().err

@@ -263,20 +263,39 @@ class Method:
                              f"got {', '.join(params) or 'none'}.")
         return {p: self.check(p, params[p]) for p in self.params}
 
-    def build(self, params, context):
-        """The `Recipe` (targets, loss, callbacks) of one setting on one training set."""
+    def _trained(self, params):
         if self.temperature_of is not None:
             raise ValueError(f"{self.name!r} trains nothing: it rescales {self.temperature_of!r}.")
-        params = self.check_settings(params)
+        return self.check_settings(params)
+
+    def build_loss(self, params, context):
+        """The Keras loss of one setting (from `loss_from_data` or `loss`)."""
+        params = self._trained(params)
+        if self.loss_from_data is not None:
+            return self.loss_from_data(params, context)
+        return self.loss(params, context.num_classes)
+
+    def build_targets(self, params, context):
+        """The training targets of one setting: `y_train`, or what the `targets` hook builds."""
+        params = self._trained(params)
         if self.needs_teacher and context.teacher_logits is None:
             raise ValueError(f"method {self.name!r} needs the teacher's logits "
                              "(Context.teacher_logits).")
-        loss = (self.loss_from_data(params, context) if self.loss_from_data is not None
-                else self.loss(params, context.num_classes))
         if self.targets is None:
-            targets = np.asarray(context.y_train)
-        else:
-            targets = self.targets(params, context)
+            return np.asarray(context.y_train)
+        return self.targets(params, context)
+
+    def build(self, params, context, *, loss=None):
+        """The `Recipe` (targets, loss, callbacks) of one setting on one training set.
+
+        `loss`, if given, is this setting's loss already built (e.g. the one a
+        model was compiled with): the recipe keeps it and its callbacks act on
+        it. By default it is built with `build_loss`.
+        """
+        params = self._trained(params)
+        targets = self.build_targets(params, context)
+        if loss is None:
+            loss = self.build_loss(params, context)
         callbacks = list(self.callbacks(params, loss, context)) if self.callbacks else []
         return Recipe(targets=targets, loss=loss, callbacks=callbacks)
 

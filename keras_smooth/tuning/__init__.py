@@ -1,9 +1,12 @@
-"""KerasTuner searches over the smoothing hyperparameters (ε, P1, P2, T, α).
+"""KerasTuner searches over the hyperparameters of any method of the registry.
 
 Import explicitly (`from keras_smooth import tuning`): it needs keras-tuner.
 
-- `hypermodels`: `LSHyperModel`, `ILSHyperModel`, `LLSHyperModel`,
-  `LSPlusPlusHyperModel` for your own KerasTuner tuner and model function.
+- `MethodHyperModel(method, build_model, input_shape, num_classes)`: one
+  hypermodel for every method with something to tune
+  (`tunable_methods()`), built-in or your own `keras_smooth.methods.Method`,
+  for your own KerasTuner tuner. `LSHyperModel`, `ILSHyperModel`,
+  `LLSHyperModel` and `LSPlusPlusHyperModel` are kept for existing code.
 - `run_search`: the whole workflow (shared teacher, search, calibrated export).
 - `distribute`: strategy names and the chief/worker role of a process.
 
@@ -15,43 +18,50 @@ Examples:
 ...     return keras.Sequential([keras.Input(input_shape, name="features"),
 ...                              keras.layers.Dense(16, activation="relu"),
 ...                              keras.layers.Dense(num_classes)])
->>> hypermodel = tuning.LSHyperModel(build, data.input_shape, data.num_classes, ranges={"epsilon": [0.05, 0.1]})
+>>> hypermodel = tuning.MethodHyperModel("ls", build, data.input_shape, data.num_classes,
+...                                      ranges={"epsilon": [0.05, 0.1]})
 >>> tuner = keras_tuner.GridSearch(hypermodel, objective=tuning.objective("val_nll"),
 ...                                directory=tempfile.mkdtemp(), project_name="ls")
->>> tuner.search(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val), epochs=2, verbose=0)
->>> len(tuner.oracle.trials)
-2
+>>> tuner.search(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val),
+...              epochs=2, verbose=0)
+>>> sorted(t.hyperparameters.get("epsilon") for t in tuner.oracle.trials.values())
+[0.05, 0.1]
 """
 
-from keras_smooth.tuning.distribute import STRATEGIES, resolve_strategy, tuner_role, wait_for_chief
+from keras_smooth.tuning.distribute import (
+    STRATEGIES,
+    resolve_strategy,
+    tuner_role,
+    wait_for_chief,
+)
 from keras_smooth.tuning.hypermodels import (
-    HYPERMODELS,
     ILSHyperModel,
     LLSHyperModel,
     LSHyperModel,
     LSPlusPlusHyperModel,
+    MethodHyperModel,
     SmoothingHyperModel,
     check_range,
     objective,
     resolve_ranges,
 )
 from keras_smooth.tuning.search import (
-    METHODS,
     TUNERS,
     SearchResult,
     format_trials,
     make_tuner,
+    resolve_tunable,
     run_search,
     trial_rows,
+    tunable_methods,
 )
 
 __all__ = [
-    "HYPERMODELS",
     "ILSHyperModel",
     "LLSHyperModel",
     "LSHyperModel",
     "LSPlusPlusHyperModel",
-    "METHODS",
+    "MethodHyperModel",
     "STRATEGIES",
     "SearchResult",
     "SmoothingHyperModel",
@@ -62,8 +72,10 @@ __all__ = [
     "objective",
     "resolve_ranges",
     "resolve_strategy",
+    "resolve_tunable",
     "run_search",
     "trial_rows",
+    "tunable_methods",
     "tuner_role",
     "wait_for_chief",
 ]

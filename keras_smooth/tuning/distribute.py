@@ -22,10 +22,11 @@ STRATEGIES = ("auto", "mirrored", "multiworker", "none")
 # after that while reducing scalar logs. Checked with keras 3.15.1 and
 # tensorflow 2.21; tracked upstream as keras-team/keras#20585.
 MULTIWORKER_UNSUPPORTED = (
-    "strategy='multiworker' (MultiWorkerMirroredStrategy) cannot train Keras 3 models: model.fit fails on "
-    "distributed batches (upstream issue keras-team/keras#20585, seen with keras {keras} and tensorflow {tf}). "
-    "Spread a search over machines with chief/worker tuning instead (KERASTUNER_TUNER_ID, "
-    "KERASTUNER_ORACLE_IP, KERASTUNER_ORACLE_PORT), each worker using 'mirrored' over its own GPUs."
+    "strategy='multiworker' (MultiWorkerMirroredStrategy) cannot train Keras 3 models: "
+    "model.fit fails on distributed batches (upstream issue keras-team/keras#20585, seen with "
+    "keras {keras} and tensorflow {tf}). Spread a search over machines with chief/worker tuning "
+    "instead (KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP, KERASTUNER_ORACLE_PORT), each worker "
+    "using 'mirrored' over its own GPUs."
 )
 
 
@@ -48,13 +49,14 @@ def resolve_strategy(strategy="auto"):
     if isinstance(strategy, tf.distribute.Strategy):
         return strategy
     if strategy not in STRATEGIES:
-        raise ValueError(f"`strategy` must be one of {STRATEGIES} or a tf.distribute.Strategy, got {strategy!r}.")
+        raise ValueError(f"`strategy` must be one of {STRATEGIES} or a tf.distribute.Strategy, "
+                         f"got {strategy!r}.")
     if strategy == "none":
         return None
     if strategy == "multiworker":
         if "TF_CONFIG" not in os.environ:
-            raise ValueError("strategy='multiworker' reads the cluster from the TF_CONFIG environment variable, "
-                             "which is not set.")
+            raise ValueError("strategy='multiworker' reads the cluster from the TF_CONFIG "
+                             "environment variable, which is not set.")
         import keras
 
         raise ValueError(MULTIWORKER_UNSUPPORTED.format(keras=keras.__version__, tf=tf.__version__))
@@ -76,15 +78,17 @@ def tuner_role():
     tuner_id = os.environ.get("KERASTUNER_TUNER_ID")
     if ip is None:
         if port is not None:
-            raise ValueError(f"KERASTUNER_ORACLE_PORT={port} is set but KERASTUNER_ORACLE_IP is not.")
+            raise ValueError(f"KERASTUNER_ORACLE_PORT={port} is set but KERASTUNER_ORACLE_IP "
+                             "is not.")
         return "standalone"
     if port is None:
         raise ValueError(f"KERASTUNER_ORACLE_IP={ip} is set but KERASTUNER_ORACLE_PORT is not.")
     if not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"KERASTUNER_ORACLE_PORT must be a port number, got {port!r}.")
     if not tuner_id:
-        raise ValueError("KERASTUNER_ORACLE_IP is set but KERASTUNER_TUNER_ID is not: set it to 'chief' on "
-                         "the chief and to a unique name (tuner0, tuner1, ...) on each worker.")
+        raise ValueError("KERASTUNER_ORACLE_IP is set but KERASTUNER_TUNER_ID is not: set it to "
+                         "'chief' on the chief and to a unique name (tuner0, tuner1, ...) on each "
+                         "worker.")
     return "chief" if "chief" in tuner_id else "worker"
 
 
@@ -100,14 +104,16 @@ def wait_for_chief(timeout=300.0, interval=0.5):
     last = None
     while True:
         try:
-            with socket.create_connection((ip, port), timeout=max(0.1, min(5.0, deadline - time.monotonic()))):
+            wait = max(0.1, min(5.0, deadline - time.monotonic()))
+            with socket.create_connection((ip, port), timeout=wait):
                 return
         except OSError as error:
             last = error
         if time.monotonic() >= deadline:
             raise ConnectionError(
-                f"tuner worker {os.environ.get('KERASTUNER_TUNER_ID')!r} could not reach the chief oracle at "
-                f"{ip}:{port} within {timeout:g} s ({last}). Start the chief first (KERASTUNER_TUNER_ID=chief) "
-                "and check KERASTUNER_ORACLE_IP / KERASTUNER_ORACLE_PORT."
+                f"tuner worker {os.environ.get('KERASTUNER_TUNER_ID')!r} could not reach the "
+                f"chief oracle at {ip}:{port} within {timeout:g} s ({last}). Start the chief first "
+                "(KERASTUNER_TUNER_ID=chief) and check KERASTUNER_ORACLE_IP / "
+                "KERASTUNER_ORACLE_PORT."
             )
         time.sleep(interval)

@@ -1,42 +1,34 @@
-"""KerasTuner hypermodels for the smoothing methods.
+"""One KerasTuner hypermodel for every method of the registry, and your own.
 
-Each hypermodel builds the user's network (`build_model(input_shape,
-num_classes)` returning an uncompiled model with logit outputs), compiles it
-with the method's loss at the trial's hyperparameters and trains it with
-`fit(hp, model, x, y, validation_data=(x_val, y_val), ...)`. Every epoch it
-writes the validation cross-entropy against the hard labels (`val_nll`) and
-the 15-bin ECE (`val_ece`) into the Keras logs, where KerasTuner's best-epoch
+`MethodHyperModel(method, build_model, input_shape, num_classes)` builds the
+user's network (`build_model(input_shape, num_classes)` returning an
+uncompiled model with logit outputs), compiles it with the method's loss at
+the trial's hyperparameters, and trains it with `fit(hp, model, x, y,
+validation_data=(x_val, y_val), ...)` on the method's targets with the
+method's callbacks (`keras_smooth.methods.Method.build`). Every epoch it writes
+the validation cross-entropy against the hard labels (`val_nll`) and the
+15-bin ECE (`val_ece`) into the Keras logs, where KerasTuner's best-epoch
 checkpoint reads them, and it returns both for the epoch of lowest `val_nll`
 (the ILS paper selects by validation cross-entropy, §VI-a).
 
-The search space of a hyperparameter is given in `ranges`:
+The search space of each hyperparameter is, by default, the method's tuning
+range (`Method.search_space()`: `hp.Float` between its min and max, on a log
+scale where the method says so; `hp.Fixed` if the range is one value); with
+`grid="paper"` (or another grid name) the values of that grid
+(`Method.grid`, `hp.Choice`). `ranges` overrides single hyperparameters:
 
-- a list or tuple of values: `hp.Choice` (the paper's grids are lists);
+- a list or tuple of values: `hp.Choice`;
 - a dict `{"min": a, "max": b}` with optional `"sampling"` ("linear" or
   "log") and `"step"`: `hp.Float`;
 - a single number: `hp.Fixed`.
-
-Parameters not in `ranges` take the grid named by `grid` (see
-`keras_smooth.workflows.methods.GRIDS`; "paper" is ILS paper appendix C).
 """
 
 import keras
 import keras_tuner
 import numpy as np
 
-from keras_smooth import _checks, losses
-from keras_smooth.layers import ILSTargets
-from keras_smooth.workflows import GRIDS  # derived from keras_smooth.methods
+from keras_smooth import _checks, methods
 from keras_smooth.workflows.training import BestValidationNLL, EpochShuffle
-
-# (checker, domain text) per hyperparameter.
-DOMAINS = {
-    "epsilon": (_checks.check_fraction, "[0, 1)"),
-    "alpha": (_checks.check_fraction, "[0, 1)"),
-    "p1": (_checks.check_unit_interval, "[0, 1]"),
-    "p2": (_checks.check_non_negative, ">= 0"),
-    "temperature": (_checks.check_positive, "> 0"),
-}
 
 OBJECTIVES = ("val_nll", "val_ece")
 
@@ -48,102 +40,213 @@ def objective(name="val_nll"):
     return keras_tuner.Objective(name, direction="min")
 
 
-def _check_value(param, value):
-    check, _ = DOMAINS[param]
-    return check(param, value)
+# --- search space ------------------------------------------------------------------------
 
 
-def check_range(param, spec):
-    """Validate one search-space entry; return it normalised (tuple, dict or float)."""
-    if param not in DOMAINS:
-        raise ValueError(f"unknown hyperparameter {param!r} in `ranges`; known: {', '.join(DOMAINS)}.")
+def _owner(param):
+    """The first registered method with a hyperparameter called `param`."""
+    for name in methods.names():
+        if param in methods.get(name).params:
+            return methods.get(name)
+    known = sorted({p for n in methods.names() for p in methods.get(n).params})
+    raise ValueError(f"unknown hyperparameter {param!r} in `ranges`; known: {', '.join(known)}.")
+
+
+def _checked_value(method, param, value):
+    """`value` checked against `method`'s domain of `param`; errors name `ranges[param]`."""
+    try:
+        return method.check(param, value)
+    except (TypeError, ValueError) as error:
+        raise type(error)(f"`ranges[{param!r}]`: {error}") from None
+
+
+def _check_interval(method, param, spec):
+    where = f"`ranges[{param!r}]`"
+    unknown = set(spec) - {"min", "max", "sampling", "step"}
+    if unknown or "min" not in spec or "max" not in spec:
+        raise ValueError(f"{where} must have keys min and max (optionally sampling, step), "
+                         f"got {spec!r}.")
+    low = _checked_value(method, param, spec["min"])
+    high = _checked_value(method, param, spec["max"])
+    if not low < high:
+        raise ValueError(f"{where} needs min < max, got min={low}, max={high}.")
+    sampling = spec.get("sampling", "linear")
+    if sampling not in ("linear", "log"):
+        raise ValueError(f"{where}['sampling'] must be 'linear' or 'log', got {sampling!r}.")
+    if sampling == "log" and low <= 0:
+        raise ValueError(f"{where}: log sampling needs min > 0, got {low}.")
+    out = {"min": low, "max": high, "sampling": sampling}
+    if spec.get("step") is not None:
+        out["step"] = _checks.check_positive(f"ranges[{param!r}]['step']", spec["step"])
+    return out
+
+
+def _check_choices(method, param, spec):
+    values = tuple(_checked_value(method, param, v) for v in spec)
+    if not values:
+        raise ValueError(f"`ranges[{param!r}]` is empty.")
+    if len(set(values)) != len(values):
+        raise ValueError(f"`ranges[{param!r}]` repeats a value: {list(values)}.")
+    return values
+
+
+def check_range(param, spec, method=None):
+    """Validate one search-space entry; return it normalised (tuple, dict or float).
+
+    Args:
+        param: the hyperparameter's name.
+        spec: a list of values, a dict with min/max, or a number (see the
+            module docstring).
+        method: the Method (or registered name, or `module:attribute`) whose
+            domain checks the values; by default the first registered method
+            with a hyperparameter called `param` (e.g. LS for "epsilon").
+    """
+    method = _owner(param) if method is None else methods.resolve(method)
+    if param not in method.params:
+        raise ValueError(f"unknown hyperparameter {param!r} in `ranges`; method "
+                         f"{method.name!r} has: {', '.join(method.params) or 'none'}.")
     if isinstance(spec, dict):
-        unknown = set(spec) - {"min", "max", "sampling", "step"}
-        if unknown or "min" not in spec or "max" not in spec:
-            raise ValueError(
-                f"`ranges[{param!r}]` must have keys min and max (optionally sampling, step), got {spec!r}."
-            )
-        low, high = _check_value(param, spec["min"]), _check_value(param, spec["max"])
-        if not low < high:
-            raise ValueError(f"`ranges[{param!r}]` needs min < max, got min={low}, max={high}.")
-        sampling = spec.get("sampling", "linear")
-        if sampling not in ("linear", "log"):
-            raise ValueError(f"`ranges[{param!r}]['sampling']` must be 'linear' or 'log', got {sampling!r}.")
-        if sampling == "log" and low <= 0:
-            raise ValueError(f"`ranges[{param!r}]`: log sampling needs min > 0, got {low}.")
-        out = {"min": low, "max": high, "sampling": sampling}
-        if spec.get("step") is not None:
-            out["step"] = _checks.check_positive(f"ranges[{param!r}]['step']", spec["step"])
-        return out
+        return _check_interval(method, param, spec)
     if isinstance(spec, (list, tuple, np.ndarray)):
-        values = tuple(_check_value(param, v) for v in spec)
-        if not values:
-            raise ValueError(f"`ranges[{param!r}]` is empty.")
-        if len(set(values)) != len(values):
-            raise ValueError(f"`ranges[{param!r}]` repeats a value: {list(values)}.")
-        return values
+        return _check_choices(method, param, spec)
     if isinstance(spec, (int, float, np.number)) and not isinstance(spec, bool):
-        return _check_value(param, spec)
-    raise TypeError(
-        f"`ranges[{param!r}]` must be a list of values, a dict with min/max, or a number; got {spec!r}."
-    )
+        return _checked_value(method, param, spec)
+    raise TypeError(f"`ranges[{param!r}]` must be a list of values, a dict with min/max, or a "
+                    f"number; got {spec!r}.")
 
 
-def resolve_ranges(method, params, ranges=None, grid="paper"):
-    """The validated search space `{param: spec}` of a method's `params`."""
-    if isinstance(grid, str):
-        if grid not in GRIDS:
-            raise ValueError(f"Unknown grid {grid!r}; choose from: {', '.join(GRIDS)}.")
-        grid = GRIDS[grid]
+def _default_space(method, grid):
+    """`{param: spec}` from the method's tuning ranges (grid None) or from a named grid."""
+    if grid is None:
+        space = method.search_space()
+        return {p: dict(s) if isinstance(s, dict) else float(s) for p, s in space.items()}
+    values = method.grid(grid)
+    return {p: tuple(method.check(p, v) for v in values[p]) for p in method.params}
+
+
+def resolve_ranges(method, ranges=None, grid=None):
+    """The validated search space `{param: spec}` of every hyperparameter of `method`.
+
+    Args:
+        method: a Method, a registered name or `module:attribute`.
+        ranges: overrides per hyperparameter (see the module docstring).
+        grid: None for the method's tuning ranges, or a grid name
+            (`keras_smooth.methods.GRID_NAMES`) or dict of value lists whose
+            values are searched as choices.
+    """
+    method = methods.resolve(method)
     if ranges is not None and not isinstance(ranges, dict):
         raise TypeError(f"`ranges` must be a dict of hyperparameter -> values, got {ranges!r}.")
     ranges = dict(ranges or {})
-    extra = set(ranges) - set(params)
+    extra = set(ranges) - set(method.params)
     if extra:
-        raise ValueError(f"method {method!r} tunes {', '.join(params)}; `ranges` also names "
-                         f"{', '.join(sorted(extra))}.")
-    return {p: check_range(p, ranges[p] if p in ranges else tuple(grid[p])) for p in params}
+        raise ValueError(f"method {method.name!r} tunes {', '.join(method.params) or 'nothing'}; "
+                         f"`ranges` also names {', '.join(sorted(extra))}.")
+    space = _default_space(method, grid)
+    for param, spec in ranges.items():
+        space[param] = check_range(param, spec, method)
+    return space
 
 
 def _declare(hp, param, spec):
     if isinstance(spec, dict):
-        return hp.Float(param, spec["min"], spec["max"], step=spec.get("step"), sampling=spec["sampling"])
+        return hp.Float(param, spec["min"], spec["max"], step=spec.get("step"),
+                        sampling=spec["sampling"])
     if isinstance(spec, tuple):
-        return hp.Choice(param, list(spec), ordered=True) if len(spec) > 1 else hp.Fixed(param, spec[0])
+        if len(spec) == 1:
+            return hp.Fixed(param, spec[0])
+        return hp.Choice(param, list(spec), ordered=True)
     return hp.Fixed(param, spec)
 
 
-class SmoothingHyperModel(keras_tuner.HyperModel):
-    """Base class: a network, a method's loss, and the search space of its hyperparameters.
+# --- the hypermodel ----------------------------------------------------------------------
+
+
+def _check_teacher_logits(method, teacher_logits, num_classes):
+    if teacher_logits is None:
+        if method.needs_teacher:
+            raise ValueError(f"method {method.name!r} needs the teacher's logits: pass "
+                             "`teacher_logits` (its logits on the training inputs).")
+        return None
+    logits = np.asarray(teacher_logits, dtype="float32")
+    if logits.ndim != 2 or logits.shape[1] != num_classes:
+        raise ValueError(f"`teacher_logits` must have shape (N, {num_classes}), "
+                         f"got {logits.shape}.")
+    if not np.isfinite(logits).all():
+        raise ValueError("`teacher_logits` contains NaN or infinite values.")
+    return logits
+
+
+def _check_training_data(method, x_train, y_train):
+    if (x_train is None) != (y_train is None):
+        raise ValueError("pass both `x_train` and `y_train` or neither.")
+    if method.loss_from_data is not None and x_train is None:
+        raise ValueError(f"method {method.name!r} builds its loss from the training data: pass "
+                         "`x_train` and `y_train` (the inputs and labels `fit` trains on).")
+    if x_train is not None and len(x_train) != len(y_train):
+        raise ValueError(f"`x_train` has {len(x_train)} rows but `y_train` has {len(y_train)}.")
+
+
+class MethodHyperModel(keras_tuner.HyperModel):
+    """A network, a method's loss, targets and callbacks, and the search space of its settings.
 
     Args:
+        method: a `keras_smooth.methods.Method`, a registered name ("ls",
+            "beta", ...) or `module:attribute` naming your own Method.
         build_model: `build_model(input_shape, num_classes)` -> uncompiled
             Keras model with logit outputs (a fresh model per call).
         input_shape: shape of one example, e.g. `(2,)` or `(28, 28, 1)`.
         num_classes: K >= 2.
-        ranges: search space per hyperparameter (see the module docstring);
-            missing ones come from `grid`.
-        grid: name of a grid in `keras_smooth.workflows.methods.GRIDS`
-            ("paper" by default) or a dict of value lists.
+        ranges: overrides of the search space per hyperparameter (see the
+            module docstring).
+        grid: None (default) to search the method's tuning ranges, or a grid
+            name ("paper", "synthetic", ...) whose values are searched.
+        teacher_logits: `(N, K)` teacher logits on the training inputs, in the
+            order `fit` receives them; required when `method.needs_teacher`.
+        calibration_temperature: the teacher's temperature-scaling T* > 0.
+        x_train, y_train: the training inputs and labels, for methods whose
+            loss is built from the data (`loss_from_data`, e.g. cLS).
         learning_rate: Adam learning rate.
         seed: seeds the weights of every trial's model, so trials differ only
             in their hyperparameters.
+        name: the hypermodel's name (default: the method's name).
+
+    Examples:
+    >>> from keras_smooth import tuning
+    >>> hm = tuning.MethodHyperModel("ls", lambda shape, k: None, (2,), 3)
+    >>> hm.ranges
+    {'epsilon': {'min': 0.001, 'max': 0.2, 'sampling': 'log'}}
+    >>> tuning.MethodHyperModel("ls", lambda shape, k: None, (2,), 3, grid="small").ranges
+    {'epsilon': (0.05, 0.1, 0.2)}
     """
 
-    method = None
-    params = ()
-
-    def __init__(self, build_model, input_shape, num_classes, *, ranges=None, grid="paper", learning_rate=1e-3,
-                 seed=0, name=None):
-        super().__init__(name=name or self.method, tunable=True)
+    def __init__(self, method, build_model, input_shape, num_classes, *, ranges=None, grid=None,
+                 teacher_logits=None, calibration_temperature=1.0, x_train=None, y_train=None,
+                 learning_rate=1e-3, seed=0, name=None):
+        self.method = methods.resolve(method)
+        if not self.method.tunable:
+            raise ValueError(f"method {self.method.name!r} has no hyperparameters to tune.")
+        super().__init__(name=name or self.method.name, tunable=True)
         if not callable(build_model):
-            raise TypeError(f"`build_model` must be callable(input_shape, num_classes), got {build_model!r}.")
+            raise TypeError("`build_model` must be callable(input_shape, num_classes), "
+                            f"got {build_model!r}.")
         self.build_model = build_model
         self.input_shape = tuple(int(d) for d in input_shape)
         self.num_classes = _checks.check_num_classes(num_classes)
         self.learning_rate = _checks.check_positive("learning_rate", learning_rate)
         self.seed = int(seed)
-        self.ranges = resolve_ranges(self.method, self.params, ranges, grid)
+        self.ranges = resolve_ranges(self.method, ranges, grid)
+        self.teacher_logits = _check_teacher_logits(self.method, teacher_logits, self.num_classes)
+        self.calibration_temperature = _checks.check_positive("calibration_temperature",
+                                                              calibration_temperature)
+        _check_training_data(self.method, x_train, y_train)
+        self.x_train = x_train
+        self.y_train = None if y_train is None else np.asarray(y_train)
+
+    @property
+    def params(self):
+        """Names of the hyperparameters this hypermodel sets, in the method's order."""
+        return tuple(self.ranges)
 
     # --- search space and model -----------------------------------------------------
 
@@ -155,9 +258,15 @@ class SmoothingHyperModel(keras_tuner.HyperModel):
         """The trial's hyperparameters as a dict of floats."""
         return {p: float(_declare(hp, p, spec)) for p, spec in self.ranges.items()}
 
+    def context(self, x, y):
+        """The `keras_smooth.methods.Context` of training on `(x, y)`."""
+        return methods.Context(x_train=x, y_train=y, num_classes=self.num_classes, seed=self.seed,
+                               teacher_logits=self.teacher_logits,
+                               teacher_temperature=self.calibration_temperature)
+
     def make_loss(self, values):
-        """The Keras loss for one setting (from logits)."""
-        raise NotImplementedError
+        """The Keras loss of one setting (from logits); data-built losses use `x_train`."""
+        return self.method.build_loss(values, self.context(self.x_train, self.y_train))
 
     def build(self, hp):
         values = self.values(hp)
@@ -165,14 +274,28 @@ class SmoothingHyperModel(keras_tuner.HyperModel):
         model = self.build_model(self.input_shape, self.num_classes)
         if not isinstance(model, keras.Model):
             raise TypeError(f"`build_model` must return a keras.Model, got {type(model).__name__}.")
-        model.compile(optimizer=keras.optimizers.Adam(self.learning_rate), loss=self.make_loss(values))
+        model.compile(optimizer=keras.optimizers.Adam(self.learning_rate),
+                      loss=self.make_loss(values))
         return model
 
     # --- training -------------------------------------------------------------------
 
-    def training_targets(self, values, y):
-        """Targets the loss is trained on (class ids unless overridden)."""
-        return np.asarray(y)
+    def _context_of(self, x, y):
+        y = np.asarray(y)
+        if (self.method.needs_teacher and self.teacher_logits is not None
+                and len(y) != len(self.teacher_logits)):
+            raise ValueError(f"`teacher_logits` has {len(self.teacher_logits)} rows but the "
+                             f"training labels have {len(y)}: pass the teacher's logits on "
+                             "exactly the training inputs.")
+        return self.context(x, y)
+
+    def recipe(self, values, x, y, loss=None):
+        """The method's `Recipe` of one setting trained on `(x, y)` (`loss`: the compiled one)."""
+        return self.method.build(values, self._context_of(x, y), loss=loss)
+
+    def training_targets(self, values, y, x=None):
+        """Targets the loss is trained on for labels `y` (class ids or soft rows)."""
+        return self.method.build_targets(values, self._context_of(x, y))
 
     def fit(self, hp, model, x, y, validation_data=None, epochs=1, batch_size=32, callbacks=None,
             initial_epoch=0, shuffle_seed=None, verbose=0, **kwargs):
@@ -182,45 +305,60 @@ class SmoothingHyperModel(keras_tuner.HyperModel):
         so a trial sees the same batches on one device and on several replicas.
         """
         if validation_data is None or len(validation_data) != 2:
-            raise ValueError("`validation_data=(x_val, y_val)` is required: trials are scored on it.")
+            raise ValueError("`validation_data=(x_val, y_val)` is required: trials are scored "
+                             "on it.")
         x_val, y_val = validation_data
-        targets = self.training_targets(self.values(hp), y)
-        tracker = BestValidationNLL(x_val, np.asarray(y_val), log_names={"nll": "val_nll", "ece": "val_ece"})
-        shuffle = EpochShuffle(x, targets, batch_size, self.seed if shuffle_seed is None else shuffle_seed)
-        # The tracker goes first: the tuner's callbacks read the logs it writes.
-        model.fit(shuffle.dataset, epochs=int(epochs), initial_epoch=int(initial_epoch), verbose=verbose,
-                  shuffle=False, callbacks=[shuffle, tracker, *(callbacks or [])], **kwargs)
+        recipe = self.recipe(self.values(hp), x, y, loss=getattr(model, "loss", None))
+        tracker = BestValidationNLL(x_val, np.asarray(y_val),
+                                    log_names={"nll": "val_nll", "ece": "val_ece"})
+        seed = self.seed if shuffle_seed is None else shuffle_seed
+        shuffle = EpochShuffle(x, recipe.targets, batch_size, seed)
+        # The tracker goes before the tuner's callbacks: they read the logs it writes.
+        model.fit(shuffle.dataset, epochs=int(epochs), initial_epoch=int(initial_epoch),
+                  verbose=verbose, shuffle=False,
+                  callbacks=[shuffle, tracker, *recipe.callbacks, *(callbacks or [])], **kwargs)
         return {"val_nll": float(tracker.best_nll), "val_ece": float(tracker.best_ece)}
+
+
+# --- the hypermodels of earlier versions, kept for existing code -------------------------
+
+
+class SmoothingHyperModel(MethodHyperModel):
+    """`MethodHyperModel` of the class attribute `method_name`, searching the paper's grid.
+
+    The base of `LSHyperModel`, `LLSHyperModel`, `LSPlusPlusHyperModel` and
+    `ILSHyperModel`, kept so that code written for them runs unchanged: the
+    method is fixed by the class and `grid` defaults to "paper" (ILS paper
+    appendix C), their search space before the registry. New code:
+    `MethodHyperModel(method, ...)`.
+    """
+
+    method_name = None
+
+    def __init__(self, build_model, input_shape, num_classes, *, grid="paper", **kwargs):
+        if self.method_name is None:
+            raise TypeError("SmoothingHyperModel needs a method: use "
+                            "MethodHyperModel(method, build_model, input_shape, num_classes).")
+        super().__init__(self.method_name, build_model, input_shape, num_classes, grid=grid,
+                         **kwargs)
 
 
 class LSHyperModel(SmoothingHyperModel):
     """Uniform label smoothing (Szegedy et al.); tunes ε."""
 
-    method = "ls"
-    params = ("epsilon",)
-
-    def make_loss(self, values):
-        return losses.LabelSmoothingLoss(values["epsilon"])
+    method_name = "ls"
 
 
 class LLSHyperModel(SmoothingHyperModel):
     """Learnable label smoothing (LLS Eq. 4–5); tunes the mixing weight α."""
 
-    method = "lls"
-    params = ("alpha",)
-
-    def make_loss(self, values):
-        return losses.LLSLoss(self.num_classes, alpha=values["alpha"])
+    method_name = "lls"
 
 
 class LSPlusPlusHyperModel(SmoothingHyperModel):
     """Label Smoothing++ (LS++ §3.2, Eq. 3); tunes the mixing weight α."""
 
-    method = "lspp"
-    params = ("alpha",)
-
-    def make_loss(self, values):
-        return losses.LSPlusPlusLoss(self.num_classes, alpha=values["alpha"])
+    method_name = "lspp"
 
 
 class ILSHyperModel(SmoothingHyperModel):
@@ -237,49 +375,16 @@ class ILSHyperModel(SmoothingHyperModel):
             the order `fit` receives them.
         calibration_temperature: the teacher's temperature-scaling T* > 0.
         variant: "ils", "ils1" or "ils2".
-        **kwargs: see `SmoothingHyperModel`.
+        **kwargs: see `MethodHyperModel` (`grid` defaults to "paper").
     """
 
-    method = "ils"
-    VARIANTS = {"ils": ("p1", "p2", "temperature"), "ils1": ("p1", "p2"), "ils2": ("epsilon", "temperature")}
+    # {variant: its hyperparameters}, from the registry.
+    VARIANTS = {n: tuple(methods.get(n).params) for n in ("ils", "ils1", "ils2")}
 
-    def __init__(self, build_model, input_shape, num_classes, *, teacher_logits, calibration_temperature=1.0,
-                 variant="ils", **kwargs):
+    def __init__(self, build_model, input_shape, num_classes, *, teacher_logits,
+                 calibration_temperature=1.0, variant="ils", **kwargs):
         if variant not in self.VARIANTS:
             raise ValueError(f"`variant` must be one of {tuple(self.VARIANTS)}, got {variant!r}.")
-        self.method = variant
-        self.params = self.VARIANTS[variant]
-        super().__init__(build_model, input_shape, num_classes, **kwargs)
-        logits = np.asarray(teacher_logits, dtype="float32")
-        if logits.ndim != 2 or logits.shape[1] != self.num_classes:
-            raise ValueError(
-                f"`teacher_logits` must have shape (N, {self.num_classes}), got {logits.shape}."
-            )
-        if not np.isfinite(logits).all():
-            raise ValueError("`teacher_logits` contains NaN or infinite values.")
-        self.teacher_logits = logits
-        self.calibration_temperature = _checks.check_positive("calibration_temperature", calibration_temperature)
-
-    def make_loss(self, values):
-        return keras.losses.CategoricalCrossentropy(from_logits=True)
-
-    def training_targets(self, values, y):
-        y = np.asarray(y)
-        if len(y) != len(self.teacher_logits):
-            raise ValueError(
-                f"`teacher_logits` has {len(self.teacher_logits)} rows but the training labels have {len(y)}: "
-                "pass the teacher's logits on exactly the training inputs."
-            )
-        layer = ILSTargets(
-            self.method,
-            epsilon=values.get("epsilon", 0.1),
-            p1=values.get("p1", 0.9),
-            p2=values.get("p2", 1.0),
-            temperature=values.get("temperature", 1.0),
-            calibration_temperature=self.calibration_temperature,
-        )
-        return np.asarray(keras.ops.convert_to_numpy(layer(y, self.teacher_logits)), dtype="float32")
-
-
-HYPERMODELS = {"ls": LSHyperModel, "lls": LLSHyperModel, "lspp": LSPlusPlusHyperModel,
-               "ils": ILSHyperModel, "ils1": ILSHyperModel, "ils2": ILSHyperModel}
+        self.method_name = variant
+        super().__init__(build_model, input_shape, num_classes, teacher_logits=teacher_logits,
+                         calibration_temperature=calibration_temperature, **kwargs)

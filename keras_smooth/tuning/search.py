@@ -1,11 +1,12 @@
-"""A resumable KerasTuner search for one smoothing method, from data to a served model.
+"""A resumable KerasTuner search for one method of the registry, from data to a served model.
 
 `run_search` does, in order:
 
 1. validate every argument and the search folder (nothing is written before);
-2. for ILS: train the teacher without smoothing, fit its temperature T* and
-   compute its logits **once** (cached in `directory/cache`, shared by every
-   trial, every re-run and every tuner process using the folder);
+2. if the method needs the teacher (`Method.needs_teacher`: ILS, Dis, Beta,
+   ...): train it without smoothing, fit its temperature T* and compute its
+   logits **once** (cached in `directory/cache`, shared by every trial, every
+   re-run and every tuner process using the folder);
 3. run the KerasTuner search (`directory/search/`): each trial builds the
    user's model, trains it with the trial's hyperparameters under the chosen
    `tf.distribute` strategy and is scored by validation NLL (or ECE);
@@ -16,7 +17,8 @@
 
 Re-running with the same folder resumes: KerasTuner keeps completed trials and
 reruns the trial that was in flight when the process stopped. A folder holding
-a search with other settings (another method, data set, tuner, ...) is refused.
+a search with other settings (another method, a changed definition of your
+own method, another data set, tuner, ...) is refused.
 """
 
 import collections
@@ -33,11 +35,12 @@ import keras
 import keras_tuner
 import numpy as np
 
-from keras_smooth import _io, calibration
-from keras_smooth.models import default_model
+from keras_smooth import _io, calibration, methods
 from keras_smooth import datasets as datasets_module
+from keras_smooth.models import default_model
 from keras_smooth.tuning import distribute
-from keras_smooth.tuning.hypermodels import HYPERMODELS, ILSHyperModel, objective as make_objective, resolve_ranges
+from keras_smooth.tuning.hypermodels import MethodHyperModel, resolve_ranges
+from keras_smooth.tuning.hypermodels import objective as make_objective
 from keras_smooth.workflows import _arguments as check
 from keras_smooth.workflows.teacher import describe_error, teacher_trainings, train_teacher
 
@@ -47,9 +50,38 @@ TUNERS = {
     "bayesian": keras_tuner.BayesianOptimization,
     "hyperband": keras_tuner.Hyperband,
 }
-METHODS = ("ils", "ils1", "ils2", "ls", "lls", "lspp")
-PARAMS = {"ls": ("epsilon",), "lls": ("alpha",), "lspp": ("alpha",), **ILSHyperModel.VARIANTS}
 PROJECT = "search"
+
+
+def tunable_methods():
+    """Names of the registered methods with something to tune (`Method.tunable`)."""
+    return tuple(name for name in methods.names() if methods.get(name).tunable)
+
+
+def _why_not_tunable(method):
+    if method.temperature_of is not None:
+        return (f"it adds a fitted temperature to {method.temperature_of!r}; "
+                f"tune {method.temperature_of!r} instead")
+    if not method.params:
+        return "it defines none"
+    return "each one has a single value"
+
+
+def resolve_tunable(method):
+    """The Method to search, from a Method, a registered name or `module:attribute`.
+
+    Raises:
+        ValueError: for an unknown name (listing the tunable ones) or a method
+            with no hyperparameter to tune (No LS, the "+ TempS" rows).
+    """
+    if isinstance(method, str) and ":" not in method and method not in methods.names():
+        raise ValueError(f"Unknown method {method!r}; tunable methods: "
+                         f"{', '.join(tunable_methods())} (or module:attribute for your own).")
+    found = methods.resolve(method)
+    if not found.tunable:
+        raise ValueError(f"method {found.name!r} ({found.label}) has no hyperparameters to tune "
+                         f"({_why_not_tunable(found)}).")
+    return found
 
 
 class _TrialLog:
@@ -57,7 +89,8 @@ class _TrialLog:
 
     def on_trial_begin(self, trial):
         super().on_trial_begin(trial)
-        self.report({"event": "trial_begin", "trial_id": trial.trial_id, "values": _values(trial)})
+        self.report({"event": "trial_begin", "trial_id": trial.trial_id,
+                     "values": _values(trial)})
 
     def on_trial_end(self, trial):
         super().on_trial_end(trial)
@@ -88,14 +121,14 @@ def _row(trial):
 def _check_budget(tuner, max_trials):
     """Refuse a trial budget the tuner cannot use."""
     if tuner == "hyperband" and max_trials is not None:
-        raise ValueError("the hyperband tuner sets its own number of trials from `epochs` (its max_epochs) "
-                         f"and factor 3; pass max_trials=None, not {max_trials!r}.")
+        raise ValueError("the hyperband tuner sets its own number of trials from `epochs` (its "
+                         f"max_epochs) and factor 3; pass max_trials=None, not {max_trials!r}.")
     if tuner in ("random", "bayesian") and max_trials is None:
         raise ValueError(f"the {tuner} tuner needs `max_trials`.")
 
 
-def make_tuner(name, hypermodel, *, objective="val_nll", max_trials=10, epochs=60, seed=0, directory,
-               distribution_strategy=None, executions_per_trial=1, progress=None):
+def make_tuner(name, hypermodel, *, objective="val_nll", max_trials=10, epochs=60, seed=0,
+               directory, distribution_strategy=None, executions_per_trial=1, progress=None):
     """A KerasTuner tuner by name ("random", "grid", "bayesian", "hyperband") over `hypermodel`.
 
     `max_trials` caps random, grid (None: the whole grid) and Bayesian
@@ -107,8 +140,9 @@ def make_tuner(name, hypermodel, *, objective="val_nll", max_trials=10, epochs=6
     _check_budget(name, max_trials)
     base = TUNERS[name]
     cls = type(base.__name__, (_TrialLog, base), {})
-    common = dict(hypermodel=hypermodel, objective=make_objective(objective), seed=int(seed), directory=directory,
-                  project_name=PROJECT, distribution_strategy=distribution_strategy,
+    common = dict(hypermodel=hypermodel, objective=make_objective(objective), seed=int(seed),
+                  directory=directory, project_name=PROJECT,
+                  distribution_strategy=distribution_strategy,
                   executions_per_trial=int(executions_per_trial), overwrite=False)
     if name == "hyperband":
         tuner = cls(max_epochs=int(epochs), factor=3, **common)
@@ -132,6 +166,9 @@ class SearchResult:
     tuner: object = None
 
 
+# --- checks before anything is written -----------------------------------------------------
+
+
 def _read_json(path, recover):
     """A JSON object from `path`; if damaged, a one-line `ValueError` naming it and `recover`."""
     try:
@@ -145,22 +182,20 @@ def _read_json(path, recover):
     return stored
 
 
+_STATE_KEYS = {"trial.json": ("trial_id", "hyperparameters", "metrics", "status"),
+               "oracle.json": ("ongoing_trials", "hyperparameters", "tried_so_far", "id_to_hash")}
+
+
 def _check_tuner_state(directory):
     """Refuse damaged KerasTuner state (oracle.json, tuner0.json, trial.json) before reloading."""
     project = os.path.join(directory, PROJECT)
-    recover = (f"the search cannot be resumed from it: remove {project} to start the search again "
-               f"(search.json and the teacher cache are kept), or use another --directory")
+    recover = (f"the search cannot be resumed from it: remove {project} to start the search "
+               "again (search.json and the teacher cache are kept), or use another --directory")
     paths = glob.glob(os.path.join(glob.escape(project), "*.json"))
     paths += glob.glob(os.path.join(glob.escape(project), "trial_*", "*.json"))
     for path in sorted(paths):
         stored = _read_json(path, recover)
-        if os.path.basename(path) == "trial.json":
-            keys = ("trial_id", "hyperparameters", "metrics", "status")
-        elif os.path.basename(path) == "oracle.json":
-            keys = ("ongoing_trials", "hyperparameters", "tried_so_far", "id_to_hash")
-        else:
-            keys = ()
-        missing = [k for k in keys if k not in stored]
+        missing = [k for k in _STATE_KEYS.get(os.path.basename(path), ()) if k not in stored]
         if missing:
             raise ValueError(f"{path} lacks {', '.join(missing)}; {recover}")
     return recover
@@ -171,7 +206,8 @@ def _check_settings(directory, settings):
     path = os.path.join(directory, "search.json")
     if not os.path.exists(path):
         if os.path.isdir(os.path.join(directory, PROJECT)):
-            raise ValueError(f"{directory} holds a search without search.json; use another directory.")
+            raise ValueError(f"{directory} holds a search without search.json; use another "
+                             "directory.")
         return False
     stored = _read_json(path, f"remove it and {os.path.join(directory, PROJECT)} to start the "
                               "search again, or use another directory")
@@ -189,9 +225,6 @@ def _function_name(fn):
     return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
 
 
-_positive_int = check.positive_int
-
-
 def _check_arguments(dataset, data, directory, seed, learning_rate, chief_timeout, build_model,
                      progress, dataset_options):
     """The checks of `run_search`'s other arguments; nothing touches the disk."""
@@ -204,13 +237,231 @@ def _check_arguments(dataset, data, directory, seed, learning_rate, chief_timeou
                         f"got {data!r}.")
     check.output_folder("directory", directory)
     check.seed("seed", seed)
-    if (isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real)
-            or not np.isfinite(learning_rate) or learning_rate <= 0):
-        raise ValueError(f"`learning_rate` must be a finite number > 0, got {learning_rate!r}.")
+    _check_learning_rate(learning_rate)
     check.positive_seconds("chief_timeout", chief_timeout)
     if not callable(build_model):
         raise TypeError(f"`build_model` must be callable, got {build_model!r}.")
     check.callable_or_none("progress", progress)
+
+
+def _check_learning_rate(learning_rate):
+    if (isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real)
+            or not np.isfinite(learning_rate) or learning_rate <= 0):
+        raise ValueError(f"`learning_rate` must be a finite number > 0, got {learning_rate!r}.")
+
+
+def _default_grid(dataset):
+    """The grid the grid tuner searches when none is given: the ILS paper's for the task."""
+    return "synthetic" if dataset == "gaussian" else "paper"
+
+
+def _search_space(method, tuner, grid, ranges, dataset):
+    """(grid, validated space): the method's ranges, or a grid's values for the grid tuner."""
+    if grid is None and tuner == "grid":
+        grid = _default_grid(dataset)
+    space = resolve_ranges(method, ranges, grid)
+    if tuner == "grid" and any(isinstance(s, dict) and "step" not in s for s in space.values()):
+        raise ValueError("the grid tuner needs listed values (or min/max with a step) for every "
+                         "hyperparameter.")
+    return grid, space
+
+
+@dataclasses.dataclass
+class _Plan:
+    """A search whose every argument was checked; nothing was written yet."""
+
+    method: object
+    data: object
+    build_model: object
+    tuner: str
+    max_trials: object
+    strategy: object
+    directory: str
+    space: dict
+    settings: dict
+    role: str
+    recover: str
+    resuming: bool
+    chief_timeout: float
+    export: bool
+    report: object
+
+
+def _settings(method, grid, space, data, dataset, build_model, **fixed):
+    """What search.json records: a folder with other settings is refused."""
+    return {
+        "method": method.name, "fingerprint": method.fingerprint(grid or "small"),
+        "dataset": dataset, "data": data.fingerprint(),
+        "ranges": {k: list(v) if isinstance(v, tuple) else v for k, v in space.items()},
+        **fixed, "model": _function_name(build_model),
+    }
+
+
+def _plan(method, *, dataset, data, build_model, tuner, max_trials, strategy, directory,
+          objective, grid, ranges, epochs, batch_size, seed, learning_rate,
+          executions_per_trial, dataset_options, chief_timeout, export, progress):
+    """Check every argument of `run_search` and the folder, and load the data; write nothing."""
+    method = resolve_tunable(method)
+    if tuner not in TUNERS:
+        raise ValueError(f"Unknown tuner {tuner!r}; choose from: {', '.join(TUNERS)}.")
+    make_objective(objective)
+    max_trials = check.positive_int("max_trials", max_trials, allow_none=True)
+    counts = {name: check.positive_int(name, value) for name, value in (
+        ("epochs", epochs), ("batch_size", batch_size),
+        ("executions_per_trial", executions_per_trial))}
+    _check_budget(tuner, max_trials)
+    _check_arguments(dataset, data, directory, seed, learning_rate, chief_timeout, build_model,
+                     progress, dataset_options)
+    dataset = dataset if data is None else data.name
+    grid, space = _search_space(method, tuner, grid, ranges, dataset)
+    role = distribute.tuner_role()
+    resolved_strategy = distribute.resolve_strategy(strategy)
+    if data is None:
+        data = datasets_module.load(dataset, seed=seed, **(dataset_options or {}))
+    settings = _settings(method, grid, space, data, dataset, build_model, tuner=tuner,
+                         objective=objective, **counts, seed=int(seed),
+                         learning_rate=float(learning_rate))
+    resuming = _check_settings(directory, settings)
+    # The chief (or a lone process) reloads the search state; a worker asks the chief's oracle
+    # and must not read files the chief may be writing.
+    recover = _check_tuner_state(directory) if role != "worker" else "use another --directory"
+    return _Plan(method, data, build_model, tuner, max_trials, resolved_strategy, directory,
+                 space, settings, role, recover, resuming, float(chief_timeout), bool(export),
+                 progress or (lambda event: None))
+
+
+# --- the search ------------------------------------------------------------------------------
+
+
+def _open_folder(plan):
+    """Wait for the chief (on a worker), then create the folder and write search.json."""
+    if plan.role == "worker":
+        plan.report({"event": "waiting_for_chief"})
+        distribute.wait_for_chief(plan.chief_timeout)
+    # Everything is valid: from here on the folder is written.
+    try:
+        os.makedirs(plan.directory, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"cannot create the search directory {plan.directory}: "
+                         f"{error.strerror}") from None
+    if not os.access(plan.directory, os.W_OK):
+        raise ValueError(f"the search directory {plan.directory} is not writable")
+    path = os.path.join(plan.directory, "search.json")
+    if plan.role != "worker" or not os.path.exists(path):
+        _io.write_json(path, plan.settings)
+    plan.report({"event": "start", "role": plan.role, "resuming": plan.resuming,
+                 "settings": plan.settings})
+
+
+def _shared_teacher(plan):
+    """The teacher of a method that needs one, trained once and cached in the folder."""
+    if not plan.method.needs_teacher:
+        return None
+    settings = plan.settings
+    started = time.perf_counter()
+    teacher = train_teacher(plan.build_model, plan.data, epochs=settings["epochs"],
+                            batch_size=settings["batch_size"], seed=settings["seed"],
+                            learning_rate=settings["learning_rate"],
+                            cache_dir=os.path.join(plan.directory, "cache"))
+    plan.report({"event": "teacher", "from_cache": teacher.from_cache,
+                 "temperature": teacher.temperature, "val_nll": teacher.val_nll,
+                 "seconds": time.perf_counter() - started})
+    return teacher
+
+
+def _hypermodel(plan, teacher):
+    data = plan.data
+    return MethodHyperModel(
+        plan.method, plan.build_model, data.input_shape, data.num_classes, ranges=plan.space,
+        teacher_logits=None if teacher is None else teacher.logits["train"],
+        calibration_temperature=1.0 if teacher is None else teacher.temperature,
+        x_train=data.x_train, y_train=data.y_train,
+        learning_rate=plan.settings["learning_rate"], seed=plan.settings["seed"])
+
+
+def _open_tuner(plan, hypermodel):
+    """The tuner over the folder; one clear error if KerasTuner cannot reload its state."""
+    settings = plan.settings
+    try:
+        return make_tuner(plan.tuner, hypermodel, objective=settings["objective"],
+                          max_trials=plan.max_trials, epochs=settings["epochs"],
+                          seed=settings["seed"], directory=plan.directory,
+                          distribution_strategy=plan.strategy,
+                          executions_per_trial=settings["executions_per_trial"],
+                          progress=plan.report)
+    except (KeyError, RuntimeError, TypeError, ValueError) as error:  # state it cannot reload
+        project = os.path.join(plan.directory, PROJECT)
+        if not os.path.isdir(project):
+            raise
+        raise ValueError(f"KerasTuner cannot reload the search in {project} "
+                         f"({describe_error(error)}); {plan.recover}") from None
+
+
+def _run(plan):
+    _open_folder(plan)
+    teacher = _shared_teacher(plan)
+    hypermodel = _hypermodel(plan, teacher)
+    search = _open_tuner(plan, hypermodel)
+    data, settings = plan.data, plan.settings
+    search.search(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val),
+                  epochs=settings["epochs"], batch_size=settings["batch_size"], verbose=0)
+    result = SearchResult(plan.role, plan.directory, [], list(search.trials_run),
+                          teacher=teacher, tuner=search)
+    if plan.role != "worker":
+        result.trials = trial_rows(search)
+        _write_trials_csv(os.path.join(plan.directory, "trials.csv"), result.trials)
+        result.best = _finish(plan, search, hypermodel, result.trials, teacher)
+    return result
+
+
+def run_search(method="ils", *, dataset="gaussian", data=None, build_model=default_model,
+               tuner="random", max_trials=10, strategy="auto",
+               directory=os.path.join("runs", "tune"), objective="val_nll", grid=None,
+               ranges=None, epochs=60, batch_size=32, seed=0, learning_rate=1e-3,
+               executions_per_trial=1, dataset_options=None, chief_timeout=300.0, export=True,
+               progress=None):
+    """Search one method's hyperparameters with KerasTuner; export the calibrated best model.
+
+    Args:
+        method: a `keras_smooth.methods.Method`, a registered name with
+            something to tune (`keras_smooth.tuning.tunable_methods()`) or
+            `module:attribute` naming your own Method.
+        dataset: a name for `keras_smooth.datasets.load` (ignored if `data`).
+        data: a `ClassificationData` to use instead of `dataset`.
+        build_model: `build_model(input_shape, num_classes)` -> uncompiled
+            model with logit outputs; the students and (if needed) the teacher.
+        tuner: "random", "grid", "bayesian" or "hyperband".
+        max_trials: trials for random/grid/Bayesian (grid: None = whole grid);
+            must be None for hyperband.
+        strategy: "auto", "mirrored", "none" (see
+            `keras_smooth.tuning.distribute.resolve_strategy`) or a
+            `tf.distribute.Strategy`.
+        directory: the search folder; a re-run with the same folder resumes.
+        objective: "val_nll" (default) or "val_ece", both minimised.
+        grid: None to search the method's tuning ranges (`Method.search_space`),
+            or a grid name whose values are searched; the grid tuner defaults
+            to "synthetic" on the gaussian task and "paper" otherwise.
+        ranges: search-space overrides per hyperparameter (see
+            `keras_smooth.tuning.hypermodels`).
+        epochs, batch_size, learning_rate, seed: training settings; `seed`
+            also seeds the data split and the tuner.
+        chief_timeout: seconds a worker waits for its chief.
+        export: write the calibrated best model as a SavedModel.
+        progress: optional `progress(event: dict)` callable.
+
+    Returns:
+        `SearchResult`. On a worker, `best` is None (the chief writes it).
+    """
+    plan = _plan(method, dataset=dataset, data=data, build_model=build_model, tuner=tuner,
+                 max_trials=max_trials, strategy=strategy, directory=directory,
+                 objective=objective, grid=grid, ranges=ranges, epochs=epochs,
+                 batch_size=batch_size, seed=seed, learning_rate=learning_rate,
+                 executions_per_trial=executions_per_trial, dataset_options=dataset_options,
+                 chief_timeout=chief_timeout, export=export, progress=progress)
+    return _run(plan)
+
+
+# --- trials and the best model --------------------------------------------------------------
 
 
 def trial_rows(tuner):
@@ -223,7 +474,8 @@ def format_trials(rows, objective="val_nll"):
     names = sorted({k for r in rows for k in r["values"]})
     scored = [r for r in rows if r[objective] is not None]
     best = min(scored, key=lambda r: r[objective])["trial_id"] if scored else None
-    header = f"{'trial':>6s} {'status':>10s}" + "".join(f"{n:>13s}" for n in names) + f"{'val NLL':>10s}{'val ECE':>10s}"
+    header = (f"{'trial':>6s} {'status':>10s}" + "".join(f"{n:>13s}" for n in names)
+              + f"{'val NLL':>10s}{'val ECE':>10s}")
     lines = [header, "-" * len(header)]
     for r in rows:
         cells = "".join(f"{r['values'].get(n, float('nan')):13.4g}" for n in names)
@@ -244,181 +496,82 @@ def _write_trials_csv(path, rows):
                              r["val_nll"], r["val_ece"]])
 
 
-def run_search(method="ils", *, dataset="gaussian", data=None, build_model=default_model, tuner="random",
-               max_trials=10, strategy="auto", directory=os.path.join("runs", "tune"), objective="val_nll",
-               grid=None, ranges=None, epochs=60, batch_size=32, seed=0, learning_rate=1e-3,
-               executions_per_trial=1, dataset_options=None, chief_timeout=300.0, export=True, progress=None):
-    """Search one method's hyperparameters with KerasTuner; export the calibrated best model.
-
-    Args:
-        method: "ils" (P1, P2, T), "ils1" (P1, P2), "ils2" (ε, T), "ls" (ε),
-            "lls" or "lspp" (α).
-        dataset: a name for `keras_smooth.datasets.load` (ignored if `data`).
-        data: a `ClassificationData` to use instead of `dataset`.
-        build_model: `build_model(input_shape, num_classes)` -> uncompiled
-            model with logit outputs; the students and (for ILS) the teacher.
-        tuner: "random", "grid", "bayesian" or "hyperband".
-        max_trials: trials for random/grid/Bayesian (grid: None = whole grid);
-            must be None for hyperband.
-        strategy: "auto", "mirrored", "none" (see
-            `keras_smooth.tuning.distribute.resolve_strategy`) or a
-            `tf.distribute.Strategy`.
-        directory: the search folder; a re-run with the same folder resumes.
-        objective: "val_nll" (default) or "val_ece", both minimised.
-        grid: grid the default ranges come from; default "synthetic" for the
-            gaussian task and "paper" otherwise.
-        ranges: search-space overrides per hyperparameter (see
-            `keras_smooth.tuning.hypermodels`).
-        epochs, batch_size, learning_rate, seed: training settings; `seed`
-            also seeds the data split and the tuner.
-        chief_timeout: seconds a worker waits for its chief.
-        export: write the calibrated best model as a SavedModel.
-        progress: optional `progress(event: dict)` callable.
-
-    Returns:
-        `SearchResult`. On a worker, `best` is None (the chief writes it).
-    """
-    if method not in METHODS:
-        raise ValueError(f"Unknown method {method!r}; choose from: {', '.join(METHODS)}.")
-    if tuner not in TUNERS:
-        raise ValueError(f"Unknown tuner {tuner!r}; choose from: {', '.join(TUNERS)}.")
-    make_objective(objective)
-    max_trials = _positive_int("max_trials", max_trials, allow_none=True)
-    epochs = _positive_int("epochs", epochs)
-    batch_size = _positive_int("batch_size", batch_size)
-    executions_per_trial = _positive_int("executions_per_trial", executions_per_trial)
-    _check_budget(tuner, max_trials)
-    _check_arguments(dataset, data, directory, seed, learning_rate, chief_timeout, build_model,
-                     progress, dataset_options)
-    if data is None:
-        grid = grid or ("synthetic" if dataset == "gaussian" else "paper")
-    else:
-        dataset = data.name
-        grid = grid or ("synthetic" if data.name == "gaussian" else "paper")
-    space = resolve_ranges(method, PARAMS[method], ranges, grid)
-    if tuner == "grid" and any(isinstance(spec, dict) and "step" not in spec for spec in space.values()):
-        raise ValueError("the grid tuner needs listed values (or min/max with a step) for every hyperparameter.")
-    role = distribute.tuner_role()
-    resolved_strategy = distribute.resolve_strategy(strategy)
-    report = progress or (lambda event: None)
-
-    if data is None:
-        data = datasets_module.load(dataset, seed=seed, **(dataset_options or {}))
-    settings = {
-        "method": method, "dataset": dataset, "data": data.fingerprint(), "tuner": tuner, "objective": objective,
-        "ranges": {k: list(v) if isinstance(v, tuple) else v for k, v in space.items()},
-        "epochs": epochs, "batch_size": batch_size, "seed": int(seed), "learning_rate": float(learning_rate),
-        "executions_per_trial": executions_per_trial, "model": _function_name(build_model),
-    }
-    resuming = _check_settings(directory, settings)
-    # The chief (or a lone process) reloads the search state; a worker asks the chief's oracle
-    # and must not read files the chief may be writing.
-    recover = _check_tuner_state(directory) if role != "worker" else "use another --directory"
-    if role == "worker":
-        report({"event": "waiting_for_chief"})
-        distribute.wait_for_chief(chief_timeout)
-
-    # Everything is valid: from here on the folder is written.
-    try:
-        os.makedirs(directory, exist_ok=True)
-    except OSError as error:
-        raise ValueError(f"cannot create the search directory {directory}: {error.strerror}") from None
-    if not os.access(directory, os.W_OK):
-        raise ValueError(f"the search directory {directory} is not writable")
-    if role != "worker" or not os.path.exists(os.path.join(directory, "search.json")):
-        _io.write_json(os.path.join(directory, "search.json"), settings)
-    report({"event": "start", "role": role, "resuming": resuming, "settings": settings})
-
-    teacher = None
-    hyper_kwargs = dict(ranges=space, grid=grid, learning_rate=learning_rate, seed=seed)
-    if method.startswith("ils"):
-        started = time.perf_counter()
-        teacher = train_teacher(build_model, data, epochs=epochs, batch_size=batch_size, seed=seed,
-                                learning_rate=learning_rate, cache_dir=os.path.join(directory, "cache"))
-        report({"event": "teacher", "from_cache": teacher.from_cache, "temperature": teacher.temperature,
-                "val_nll": teacher.val_nll, "seconds": time.perf_counter() - started})
-        hypermodel = ILSHyperModel(build_model, data.input_shape, data.num_classes,
-                                   teacher_logits=teacher.logits["train"],
-                                   calibration_temperature=teacher.temperature, variant=method, **hyper_kwargs)
-    else:
-        hypermodel = HYPERMODELS[method](build_model, data.input_shape, data.num_classes, **hyper_kwargs)
-
-    try:
-        search = make_tuner(tuner, hypermodel, objective=objective, max_trials=max_trials,
-                            epochs=epochs, seed=seed, directory=directory,
-                            distribution_strategy=resolved_strategy,
-                            executions_per_trial=executions_per_trial, progress=report)
-    except (KeyError, RuntimeError, TypeError, ValueError) as error:  # state it cannot reload
-        if not os.path.isdir(os.path.join(directory, PROJECT)):
-            raise
-        raise ValueError("KerasTuner cannot reload the search in "
-                         f"{os.path.join(directory, PROJECT)} "
-                         f"({describe_error(error)}); {recover}") from None
-    search.search(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val), epochs=epochs,
-                  batch_size=batch_size, verbose=0)
-    result = SearchResult(role, directory, [], list(search.trials_run), teacher=teacher, tuner=search)
-    if role == "worker":
-        return result
-    result.trials = trial_rows(search)
-    _write_trials_csv(os.path.join(directory, "trials.csv"), result.trials)
-    result.best = _finish(search, hypermodel, data, settings, directory, result.trials, export=export,
-                          teacher=teacher, report=report)
-    return result
+def _checkpoint_name(search, trial):
+    """The trial's checkpoint file, for messages (the folder if it holds none or several)."""
+    folder = search.get_trial_dir(trial.trial_id)
+    found = glob.glob(os.path.join(glob.escape(folder), "checkpoint*"))
+    return found[0] if len(found) == 1 else f"the checkpoint in {folder}"
 
 
 def _best_model(search, hypermodel, data, trial, epochs, batch_size):
-    """The best trial's model from its checkpoint, or refitted when the checkpoint is not here."""
-    checkpoint = search._get_checkpoint_fname(trial.trial_id)
-    if os.path.exists(checkpoint):
-        try:
-            with warnings.catch_warnings():  # the checkpoint also holds optimizer state: unused
-                warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-                return search.load_model(trial), "reloaded"
-        except (OSError, ValueError, KeyError, TypeError) as error:  # a damaged checkpoint
-            warnings.warn(f"{checkpoint} cannot be loaded ({describe_error(error)}); "
-                          "refitting trial "
-                          f"{trial.trial_id} instead", UserWarning, stacklevel=2)
+    """The best trial's model from its checkpoint, or refitted when it cannot be loaded here."""
+    try:
+        with warnings.catch_warnings():  # the checkpoint also holds optimizer state: unused
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            return search.load_model(trial), "reloaded"
+    except FileNotFoundError:
+        pass  # trained by a worker that keeps its checkpoints elsewhere
+    except (OSError, ValueError, KeyError, TypeError) as error:  # a damaged checkpoint
+        warnings.warn(f"{_checkpoint_name(search, trial)} cannot be loaded "
+                      f"({describe_error(error)}); refitting trial {trial.trial_id} instead",
+                      UserWarning, stacklevel=2)
     model = search.hypermodel.build(trial.hyperparameters)
     hypermodel.fit(trial.hyperparameters, model, data.x_train, data.y_train,
                    validation_data=(data.x_val, data.y_val), epochs=epochs, batch_size=batch_size)
     return model, "refitted"
 
 
-def _finish(search, hypermodel, data, settings, directory, rows, *, export, teacher, report):
+def _best_trial(search, objective, directory):
     completed = [t for t in search.oracle.get_best_trials(len(search.oracle.trials))
-                 if t.status == "COMPLETED" and _metric(t, settings["objective"]) is not None]
+                 if t.status == "COMPLETED" and _metric(t, objective) is not None]
     if not completed:
         failed = [t for t in search.oracle.trials.values() if t.message]
         detail = f" The first failure:\n{failed[0].message}" if failed else ""
         raise RuntimeError(f"no trial of the search in {directory} completed.{detail}")
-    trial = completed[0]
-    model, how = _best_model(search, hypermodel, data, trial, settings["epochs"], settings["batch_size"])
+    return completed[0]
+
+
+def _teacher_record(teacher, directory):
+    if teacher is None:
+        return None
+    trainings = teacher_trainings(os.path.join(directory, "cache"))
+    return {"temperature": teacher.temperature, "val_nll": teacher.val_nll, "key": teacher.key,
+            "trainings": len([t for t in trainings if t["key"] == teacher.key])}
+
+
+def _best_record(plan, trial, how, temperature, test_logits, rows, teacher):
+    settings, data, row = plan.settings, plan.data, _row(trial)
+    return {
+        "method": settings["method"], "label": plan.method.label, "dataset": settings["dataset"],
+        "tuner": settings["tuner"], "objective": settings["objective"],
+        "trial_id": trial.trial_id, "hyperparameters": row["values"],
+        "val_nll": row["val_nll"], "val_ece": row["val_ece"], "model": how,
+        "temperature": float(temperature),
+        "test": calibration.evaluate(data.y_test, test_logits, groups=data.test_groups),
+        "test_temperature_scaled": calibration.evaluate(data.y_test, test_logits, temperature,
+                                                        groups=data.test_groups),
+        "trials": dict(sorted(collections.Counter(r["status"] for r in rows).items())),
+        "teacher": _teacher_record(teacher, plan.directory),
+        "export": None,
+    }
+
+
+def _finish(plan, search, hypermodel, rows, teacher):
+    """Reload (or refit) the best trial, calibrate, evaluate, export; write best.json."""
+    settings, data = plan.settings, plan.data
+    trial = _best_trial(search, settings["objective"], plan.directory)
+    model, how = _best_model(search, hypermodel, data, trial, settings["epochs"],
+                             settings["batch_size"])
     val_logits = np.asarray(model.predict(data.x_val, batch_size=1024, verbose=0))
     test_logits = np.asarray(model.predict(data.x_test, batch_size=1024, verbose=0))
     fit = calibration.fit_temperature(val_logits, data.y_val)
-    row = _row(trial)
-    best = {
-        "method": settings["method"], "dataset": settings["dataset"], "tuner": settings["tuner"],
-        "objective": settings["objective"], "trial_id": trial.trial_id, "hyperparameters": row["values"],
-        "val_nll": row["val_nll"], "val_ece": row["val_ece"], "model": how,
-        "temperature": float(fit.temperature),
-        "test": calibration.evaluate(data.y_test, test_logits, groups=data.test_groups),
-        "test_temperature_scaled": calibration.evaluate(data.y_test, test_logits, fit.temperature,
-                                                        groups=data.test_groups),
-        "trials": dict(sorted(collections.Counter(r["status"] for r in rows).items())),
-        "teacher": None if teacher is None else {
-            "temperature": teacher.temperature, "val_nll": teacher.val_nll, "key": teacher.key,
-            "trainings": len([t for t in teacher_trainings(os.path.join(directory, "cache"))
-                              if t["key"] == teacher.key]),
-        },
-        "export": None,
-    }
-    if export and keras.backend.backend() == "tensorflow":
+    best = _best_record(plan, trial, how, fit.temperature, test_logits, rows, teacher)
+    if plan.export and keras.backend.backend() == "tensorflow":
         from keras_smooth.export import export_for_serving
 
-        path = os.path.join(os.path.abspath(directory), "export", settings["method"], "1")
+        path = os.path.join(os.path.abspath(plan.directory), "export", settings["method"], "1")
         export_for_serving(model, path, temperature=fit.temperature)
         best["export"] = path
-    _io.write_json(os.path.join(directory, "best.json"), best)
-    report({"event": "best", "best": best})
+    _io.write_json(os.path.join(plan.directory, "best.json"), best)
+    plan.report({"event": "best", "best": best})
     return best

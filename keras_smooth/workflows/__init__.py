@@ -1,68 +1,43 @@
 """Workflows: teacher training with a disk cache, method training, the method comparison.
 
+The names below are loaded on first use, so importing one submodule (the
+tuner imports `workflows.teacher`) does not import the comparison.
 `METHODS`, `BASELINE_METHODS`, `ALL_METHODS`, `LABELS`, `GRIDS` and
-`parse_methods` are kept for code written against earlier versions. They are
-derived from the method registry, `keras_smooth.methods`, which new code reads
-directly (`methods.names("default")`, `methods.get(name).label`,
-`Method.grid(name)`, `methods.parse(text)`).
+`parse_methods` are kept for code written against earlier versions; they are
+derived from the method registry, `keras_smooth.methods`, which new code reads.
 """
 
-from keras_smooth import methods as _registry
-from keras_smooth.workflows.compare import run_comparison
-from keras_smooth.workflows.methods import train_method
-from keras_smooth.workflows.teacher import Teacher, teacher_cache_key, train_teacher
-from keras_smooth.workflows.training import BestValidationNLL, fit_classifier
+import importlib
 
-METHODS = _registry.names("default")
-"""Names of the registry's "default" group, in registration order."""
-BASELINE_METHODS = _registry.names("baselines")
-"""Names of the registry's "baselines" group."""
-ALL_METHODS = tuple(n for n in _registry.names() if _registry.get(n).tags)
-"""Names of every built-in group ("all" on the command line)."""
-LABELS = {n: _registry.get(n).label for n in _registry.names()}
-"""`{name: label}` of every registered method (as registered when this was imported)."""
+_WHERE = {
+    "run_comparison": "compare",
+    "train_method": "methods",
+    "ALL_METHODS": "_derived",
+    "BASELINE_METHODS": "_derived",
+    "GRIDS": "_derived",
+    "LABELS": "_derived",
+    "METHODS": "_derived",
+    "parse_methods": "_derived",
+    "Teacher": "teacher",
+    "teacher_cache_key": "teacher",
+    "train_teacher": "teacher",
+    "BestValidationNLL": "training",
+    "fit_classifier": "training",
+}
 
-
-def _shared_grids():
-    """`{grid: {hyperparameter: values}}` of the "default" group's trained methods."""
-    grids = {grid: {} for grid in _registry.GRID_NAMES}
-    for name in METHODS:
-        method = _registry.get(name)
-        if method.temperature_of is None:
-            for grid, values in grids.items():
-                values.update(method.grid(grid))
-    return grids
+__all__ = sorted(_WHERE)
 
 
-GRIDS = _shared_grids()
-"""`{grid: {hyperparameter: values}}` shared by the default group (epsilon, p1, p2,
-temperature, alpha); each Method's own `grid(name)` is authoritative."""
+_SUBMODULES = ("compare", "methods", "teacher", "training")
 
 
-def parse_methods(text):
-    """Comma-separated names, groups or module:attribute -> tuple for `run_comparison`.
-
-    Registered methods come back as names, a `module:attribute` method as its
-    `Method` object; `keras_smooth.methods.parse` returns Methods throughout.
-    Empty text gives the "default" group.
-    """
-    found = _registry.parse(text or None)
-    registered = _registry.names()
-    return tuple(m.name if m.name in registered else m for m in found)
+def __getattr__(name):
+    if name in _SUBMODULES:  # `workflows.compare` after a plain `import keras_smooth.workflows`
+        return importlib.import_module(f"{__name__}.{name}")
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
 
 
-__all__ = [
-    "BestValidationNLL",
-    "GRIDS",
-    "LABELS",
-    "ALL_METHODS",
-    "BASELINE_METHODS",
-    "METHODS",
-    "Teacher",
-    "fit_classifier",
-    "parse_methods",
-    "run_comparison",
-    "teacher_cache_key",
-    "train_method",
-    "train_teacher",
-]
+def __dir__():
+    return sorted(set(globals()) | set(_WHERE))
