@@ -4,7 +4,7 @@ import dataclasses
 
 import numpy as np
 
-from keras_smooth._checks import check_count, check_seed  # noqa: F401 (used by the loaders)
+from keras_smooth._checks import check_count, check_seed  # noqa: F401  (used by the loaders)
 
 
 @dataclasses.dataclass
