@@ -46,7 +46,7 @@ from keras_smooth.models import default_model  # noqa: E402
 from keras_smooth.workflows.compare import evaluate  # noqa: E402
 from keras_smooth.workflows.methods import train_method  # noqa: E402
 from keras_smooth.workflows.report import mean_and_standard_error  # noqa: E402
-from keras_smooth.workflows.teacher import train_teacher  # noqa: E402
+from keras_smooth.training.teacher import train_teacher  # noqa: E402
 
 METRICS = (("accuracy", "acc", max), ("nll", "NLL", min), ("ece", "ECE", min),
            ("classwise_ece", "cwECE", min))

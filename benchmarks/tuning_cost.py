@@ -42,7 +42,7 @@ import tensorflow as tf  # noqa: E402
 
 from keras_smooth import datasets, methods, tuning  # noqa: E402
 from keras_smooth.models import default_model  # noqa: E402
-from keras_smooth.workflows.teacher import teacher_trainings, train_teacher  # noqa: E402
+from keras_smooth.training.teacher import teacher_trainings, train_teacher  # noqa: E402
 
 
 def teacher_methods():

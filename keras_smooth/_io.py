@@ -43,6 +43,12 @@ def write_npz(path, **arrays):
         np.savez(handle, **arrays)
 
 
+def describe_error(error):
+    """`Type: first line of the message`."""
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+
+
 def read_npz(path):
     """Every array of an `.npz` file, read now; `UNREADABLE` errors for a damaged file."""
     with np.load(path, allow_pickle=False) as stored:

@@ -259,7 +259,7 @@ def distillation_study(build_student, data, *, teachers=None, matrices=None, epo
         for logit teachers.
     """
     from keras_smooth import calibration, losses
-    from keras_smooth.workflows.training import fit_classifier
+    from keras_smooth.training.fitting import fit_classifier
 
     results = {}
     for name, logits in (teachers or {}).items():

@@ -52,7 +52,7 @@ def arg_train_limit(text):
 
 
 def arg_seed(text):
-    from keras_smooth.workflows._arguments import MAX_SEED
+    from keras_smooth._arguments import MAX_SEED
 
     value = _integer(text, 0)
     if value > MAX_SEED:
@@ -122,7 +122,7 @@ def arg_existing_folder(text):
 
 
 def arg_output_folder(text):
-    from keras_smooth.workflows._arguments import folder_problem
+    from keras_smooth._arguments import folder_problem
 
     problem = folder_problem(text) if text else "an empty path is not a folder"
     if problem:
@@ -242,7 +242,7 @@ def _replicates(args):
 
 def _check_combinations(args, subparser):
     """Options that are valid alone but not together: argparse's error, exit code 2."""
-    from keras_smooth.workflows._arguments import MAX_SEED
+    from keras_smooth._arguments import MAX_SEED
 
     fashion = args.dataset == "fashion_mnist"
     for flag, value, fits, wanted in (

@@ -174,7 +174,7 @@ def test_unwritable_output_gives_one_clear_line(tmp_path):
 
 
 def test_reused_model_trains_exactly_like_a_fresh_one():
-    from keras_smooth.workflows.training import ReusableModel, fit_classifier
+    from keras_smooth.training.fitting import ReusableModel, fit_classifier
 
     data = datasets.load("gaussian", seed=2, n_test=10)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)

@@ -20,7 +20,7 @@ import pytest
 from keras_smooth import cli, datasets, tuning
 from keras_smooth.datasets import DatasetUnavailable, read_idx
 from keras_smooth.workflows import run_comparison
-from keras_smooth.workflows.teacher import teacher_trainings
+from keras_smooth.training.teacher import teacher_trainings
 
 pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="workflows use TF")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

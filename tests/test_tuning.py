@@ -10,7 +10,7 @@ import pytest
 
 import reference as ref
 from keras_smooth import calibration, datasets, losses, tuning
-from keras_smooth.workflows.teacher import teacher_trainings
+from keras_smooth.training.teacher import teacher_trainings
 
 
 def tiny(input_shape, num_classes):
@@ -258,7 +258,7 @@ def test_a_worker_without_a_chief_fails_with_a_clear_error_and_writes_nothing(
 
 
 def test_epoch_shuffle_is_a_permutation_per_epoch_fixed_by_seed_and_epoch():
-    from keras_smooth.workflows.training import EpochShuffle
+    from keras_smooth.training.fitting import EpochShuffle
 
     x = np.arange(10, dtype="float32")[:, None]
     def epoch_rows(shuffle, epoch):

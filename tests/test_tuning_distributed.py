@@ -15,7 +15,7 @@ import time
 import numpy as np
 import pytest
 
-from keras_smooth.workflows.teacher import teacher_trainings
+from keras_smooth.training.teacher import teacher_trainings
 
 HERE = os.path.dirname(__file__)
 TUNER_VARS = ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT", "TF_CONFIG")

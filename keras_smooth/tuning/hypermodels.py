@@ -28,7 +28,7 @@ import keras_tuner
 import numpy as np
 
 from keras_smooth import _checks, methods
-from keras_smooth.workflows.training import BestValidationNLL, EpochShuffle
+from keras_smooth.training.fitting import BestValidationNLL, EpochShuffle
 
 OBJECTIVES = ("val_nll", "val_ece")
 

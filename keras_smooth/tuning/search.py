@@ -41,8 +41,9 @@ from keras_smooth.models import default_model
 from keras_smooth.tuning import distribute
 from keras_smooth.tuning.hypermodels import MethodHyperModel, resolve_ranges
 from keras_smooth.tuning.hypermodels import objective as make_objective
-from keras_smooth.workflows import _arguments as check
-from keras_smooth.workflows.teacher import describe_error, teacher_trainings, train_teacher
+from keras_smooth import _arguments as check
+from keras_smooth._io import describe_error
+from keras_smooth.training.teacher import teacher_trainings, train_teacher
 
 TUNERS = {
     "random": keras_tuner.RandomSearch,

@@ -25,10 +25,10 @@ from keras_smooth import _io, calibration
 from keras_smooth import datasets as datasets_module
 from keras_smooth import methods as registry
 from keras_smooth.workflows import methods as methods_module
-from keras_smooth.workflows import _arguments as check
-from keras_smooth._io import UNREADABLE, read_npz, set_aside
+from keras_smooth import _arguments as check
+from keras_smooth._io import UNREADABLE, describe_error, read_npz, set_aside
 from keras_smooth.models import default_model
-from keras_smooth.workflows.teacher import describe_error, train_teacher
+from keras_smooth.training.teacher import train_teacher
 
 
 def decision_grid(data, size=120):

@@ -11,7 +11,7 @@ that rescale another method's model ("+ TempS") or that are the teacher itself
 import numpy as np
 
 from keras_smooth import methods as registry
-from keras_smooth.workflows.training import ReusableModel, fit_classifier
+from keras_smooth.training.fitting import ReusableModel, fit_classifier
 
 
 def _context(data, teacher, seed):

@@ -150,8 +150,7 @@ def write_csv(records, path):
 def _first_predictions(output, records, methods):
     """Replicate 0's test and plotting-grid probabilities per label, in `methods` order."""
     from keras_smooth import calibration
-    from keras_smooth._io import UNREADABLE, read_npz
-    from keras_smooth.workflows.teacher import describe_error
+    from keras_smooth._io import UNREADABLE, describe_error, read_npz
 
     preds, grid_preds = {}, {}
     for method in methods:

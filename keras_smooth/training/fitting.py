@@ -1,0 +1,188 @@
+"""Train one classifier with best-validation-NLL model selection.
+
+The ILS paper keeps the epoch with the lowest validation loss (§VI-a). Here
+the validation loss is always the cross-entropy against the *hard* labels, so
+models trained with different soft targets are selected by the same yardstick.
+"""
+
+import dataclasses
+
+import keras
+import numpy as np
+
+from keras_smooth import calibration
+
+
+class BestValidationNLL(keras.callbacks.Callback):
+    """Track validation NLL (hard labels) each epoch; restore the best weights at the end.
+
+    Args:
+        x_val, y_val: validation inputs and class ids.
+        batch_size: prediction batch size.
+        from_logits: whether the model outputs logits.
+        log_names: the `logs` keys written each epoch: `"nll"` (always) and
+            optionally `"ece"` (15-bin ECE; then `best_ece` is the ECE of the
+            best-NLL epoch). Later callbacks (checkpoints, tuners) read them.
+    """
+
+    def __init__(self, x_val, y_val, batch_size=2048, from_logits=True, log_names=None):
+        super().__init__()
+        self.x_val, self.y_val = x_val, y_val
+        self.batch_size = batch_size
+        self.from_logits = from_logits
+        self.log_names = dict(log_names or {"nll": "val_nll_hard"})
+        self.best_nll = np.inf
+        self.best_ece = np.nan
+        self.best_epoch = -1
+        self._best_weights = None
+
+    def _predict(self):
+        # One compiled call has no predict() set-up cost, but under a strategy
+        # with several replicas predict_on_batch returns each replica's copy.
+        if len(self.x_val) <= self.batch_size and self.model.distribute_strategy.num_replicas_in_sync == 1:
+            return np.asarray(self.model.predict_on_batch(self.x_val))
+        return self.model.predict(self.x_val, batch_size=self.batch_size, verbose=0)
+
+    def on_epoch_end(self, epoch, logs=None):
+        preds = self._predict()
+        value = calibration.nll(self.y_val, preds, from_logits=self.from_logits)
+        ece = None
+        if "ece" in self.log_names:
+            ece = calibration.ece(self.y_val, preds, from_logits=self.from_logits)
+        if logs is not None:
+            logs[self.log_names["nll"]] = value
+            if ece is not None:
+                logs[self.log_names["ece"]] = ece
+        if value < self.best_nll:
+            self.best_nll, self.best_epoch = value, epoch
+            self.best_ece = np.nan if ece is None else ece
+            self._best_weights = self.model.get_weights()
+
+    def on_train_end(self, logs=None):
+        if self._best_weights is not None:
+            self.model.set_weights(self._best_weights)
+
+
+class EpochProgress(keras.callbacks.Callback):
+    """Report `(epoch, epochs)` to a function every `every` epochs (no printing here)."""
+
+    def __init__(self, report, every=10):
+        super().__init__()
+        self.report, self.every = report, max(1, int(every))
+
+    def on_epoch_end(self, epoch, logs=None):
+        total = self.params.get("epochs", 0)
+        if (epoch + 1) % self.every == 0 or epoch + 1 == total:
+            self.report(epoch + 1, total)
+
+
+class EpochShuffle(keras.callbacks.Callback):
+    """Training batches whose order is a pure function of `(seed, epoch)`.
+
+    `dataset` yields the batches of one epoch, in an order drawn by a
+    stateless shuffle seeded with `(seed, epoch)`; pass the callback to `fit`
+    so it can tell the pipeline the epoch. Unlike a seeded
+    `Dataset.shuffle`, the order does not depend on how many iterators were
+    made before, so one replica and several replicas (whose `fit` makes an
+    extra iterator to build the model) see the same batches.
+
+    Args:
+        x, targets: training arrays with the same number of rows.
+        batch_size: rows per batch (the last batch may be smaller).
+        seed: integer seed of the shuffle.
+    """
+
+    def __init__(self, x, targets, batch_size, seed):
+        import tensorflow as tf
+
+        super().__init__()
+        n = len(targets)
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="shuffle_epoch")
+        epoch, seed = self.epoch, tf.constant(int(seed), tf.int64)
+
+        def permutation(_):
+            keys = tf.random.stateless_uniform([n], seed=tf.stack([seed, epoch.read_value()]))
+            return tf.argsort(keys)
+
+        order = tf.data.Dataset.from_tensors(0).map(permutation).unbatch().batch(int(batch_size))
+        arrays = tf.data.Dataset.from_tensors((np.asarray(x), np.asarray(targets))).cache().repeat()
+        self.dataset = (
+            tf.data.Dataset.zip((order, arrays))
+            .map(lambda rows, xy: (tf.gather(xy[0], rows), tf.gather(xy[1], rows)))
+            .prefetch(tf.data.AUTOTUNE)
+        )
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch.assign(epoch)
+
+
+@dataclasses.dataclass
+class TrainedModel:
+    model: keras.Model
+    best_epoch: int
+    best_val_nll: float
+
+
+class ReusableModel:
+    """A compiled model that trains again from its seeded initial state.
+
+    Re-training with the same loss on new targets needs no new build, compile
+    or trace: the weights and every optimizer variable (step count, moments,
+    learning rate) go back to the values they had right after building, the
+    state of a fresh model and optimizer.
+    """
+
+    def __init__(self, build_model, data, loss, seed, learning_rate):
+        keras.utils.set_random_seed(seed)
+        self.model = build_model(data.input_shape, data.num_classes)
+        self.model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss)
+        self.initial_weights = self.model.get_weights()
+        self.model.optimizer.build(self.model.trainable_variables)
+        self.initial_optimizer = [np.array(v.numpy()) for v in self.model.optimizer.variables]
+        self.fitted = False
+
+    def reset(self):
+        if self.fitted:
+            self.model.set_weights(self.initial_weights)
+            for variable, value in zip(self.model.optimizer.variables, self.initial_optimizer):
+                variable.assign(value)
+        self.fitted = True
+        return self.model
+
+
+def fit_classifier(build_model, data, targets, loss, *, epochs, batch_size, seed, learning_rate=1e-3,
+                   progress=None, reusable=None, callbacks=()):
+    """Build `build_model(input_shape, num_classes)` (logits out), train on `targets`.
+
+    Args:
+        build_model: callable returning an uncompiled model with logit outputs.
+        data: `ClassificationData`.
+        targets: training targets (class ids or `(N, K)` soft rows).
+        loss: a Keras loss (from logits).
+        epochs, batch_size, seed, learning_rate: training settings (Adam).
+        progress: optional `report(epoch, epochs)` callable.
+        reusable: optional `ReusableModel` compiled with an equivalent loss;
+            it is reset and trained instead of building a new model.
+        callbacks: extra Keras callbacks (e.g. `OnlineLabelSmoothing`).
+
+    Returns:
+        `TrainedModel` holding the weights of the best validation-NLL epoch.
+    """
+    import tensorflow as tf
+
+    if reusable is None:
+        reusable = ReusableModel(build_model, data, loss, seed, learning_rate)
+    model = reusable.reset()
+    best = BestValidationNLL(data.x_val, data.y_val)
+    callbacks = [*callbacks, best] + ([EpochProgress(progress)] if progress else [])
+    # A cached, reshuffled tf.data pipeline: NumPy inputs would rebuild the
+    # input pipeline every epoch, which dominates on small data sets.
+    train = (
+        tf.data.Dataset.from_tensor_slices((data.x_train, np.asarray(targets)))
+        .cache()
+        .shuffle(len(data.x_train), seed=seed, reshuffle_each_iteration=True)
+        .batch(batch_size)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    model.fit(train, epochs=epochs, verbose=0, shuffle=False, callbacks=callbacks)  # the pipeline shuffles
+    return TrainedModel(model, best.best_epoch + 1, float(best.best_nll))
