@@ -110,7 +110,8 @@ def _zipf_loss(params, num_classes):
 ZIPF = register(Method(
     "zipf", "Zipf's LS", params={"weight": (1.0,)}, loss=_zipf_loss,
     ranges={"weight": (0.1, 10.0)}, log_scale=("weight",), domains={"weight": _POSITIVE},
-    tags=("baselines",), description="Zipf's label smoothing from the model's own ranking (Liang et al.)"))
+    tags=("baselines",),
+    description="Zipf's label smoothing from the model's own ranking (Liang et al.)"))
 
 
 def _mbls_loss(params, num_classes):

@@ -39,7 +39,8 @@ class BestValidationNLL(keras.callbacks.Callback):
     def _predict(self):
         # One compiled call has no predict() set-up cost, but under a strategy
         # with several replicas predict_on_batch returns each replica's copy.
-        if len(self.x_val) <= self.batch_size and self.model.distribute_strategy.num_replicas_in_sync == 1:
+        replicas = self.model.distribute_strategy.num_replicas_in_sync
+        if len(self.x_val) <= self.batch_size and replicas == 1:
             return np.asarray(self.model.predict_on_batch(self.x_val))
         return self.model.predict(self.x_val, batch_size=self.batch_size, verbose=0)
 
@@ -150,7 +151,8 @@ class ReusableModel:
         return self.model
 
 
-def fit_classifier(build_model, data, targets, loss, *, epochs, batch_size, seed, learning_rate=1e-3,
+def fit_classifier(build_model, data, targets, loss, *, epochs, batch_size, seed,
+                   learning_rate=1e-3,
                    progress=None, reusable=None, callbacks=()):
     """Build `build_model(input_shape, num_classes)` (logits out), train on `targets`.
 
@@ -184,5 +186,6 @@ def fit_classifier(build_model, data, targets, loss, *, epochs, batch_size, seed
         .batch(batch_size)
         .prefetch(tf.data.AUTOTUNE)
     )
-    model.fit(train, epochs=epochs, verbose=0, shuffle=False, callbacks=callbacks)  # the pipeline shuffles
+    # shuffle=False: the pipeline shuffles
+    model.fit(train, epochs=epochs, verbose=0, shuffle=False, callbacks=callbacks)
     return TrainedModel(model, best.best_epoch + 1, float(best.best_nll))

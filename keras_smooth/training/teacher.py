@@ -60,11 +60,13 @@ def architecture_fingerprint(build_model, input_shape, num_classes, seed):
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def teacher_cache_key(build_model, data, *, epochs, batch_size, seed, learning_rate, extra_inputs=None):
+def teacher_cache_key(build_model, data, *, epochs, batch_size, seed, learning_rate,
+                      extra_inputs=None):
     from keras_smooth import __version__
 
     payload = {
-        "architecture": architecture_fingerprint(build_model, data.input_shape, data.num_classes, seed),
+        "architecture": architecture_fingerprint(build_model, data.input_shape,
+                                                 data.num_classes, seed),
         "data": data.fingerprint(),
         "dataset": data.name,
         "epochs": int(epochs),
@@ -166,21 +168,26 @@ def train_teacher(build_model, data, *, epochs, batch_size, seed, learning_rate=
         _io.write_npz(path, temperature=teacher.temperature, best_epoch=teacher.best_epoch,
                      val_nll=teacher.val_nll, seconds=teacher.seconds, **teacher.logits)
         with open(os.path.join(cache_dir, "teacher-log.jsonl"), "a") as log:
-            log.write(json.dumps({"key": key, "pid": os.getpid(), "seconds": round(teacher.seconds, 3),
-                                  "dataset": data.name, "seed": int(seed)}) + "\n")
+            entry = {"key": key, "pid": os.getpid(), "seconds": round(teacher.seconds, 3),
+                     "dataset": data.name, "seed": int(seed)}
+            log.write(json.dumps(entry) + "\n")
     return teacher
 
 
-def _train(build_model, data, key, *, epochs, batch_size, seed, learning_rate, extra_inputs, progress):
+def _train(build_model, data, key, *, epochs, batch_size, seed, learning_rate, extra_inputs,
+           progress):
     started = time.perf_counter()
     trained = fit_classifier(
-        build_model, data, data.y_train, keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        epochs=epochs, batch_size=batch_size, seed=seed, learning_rate=learning_rate, progress=progress,
+        build_model, data, data.y_train,
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        epochs=epochs, batch_size=batch_size, seed=seed, learning_rate=learning_rate,
+        progress=progress,
     )
     x = {"train": data.x_train, "val": data.x_val, "test": data.x_test}
     if extra_inputs is not None:
         x["extra"] = extra_inputs
-    logits = {s: trained.model.predict(v, batch_size=1024, verbose=0).astype("float32") for s, v in x.items()}
+    logits = {s: trained.model.predict(v, batch_size=1024, verbose=0).astype("float32")
+              for s, v in x.items()}
     fit = calibration.fit_temperature(logits["val"], data.y_val)
     return Teacher(logits, float(fit.temperature), trained.best_epoch, trained.best_val_nll, key,
                    time.perf_counter() - started, model=trained.model)
