@@ -405,3 +405,11 @@ def test_a_range_outside_the_domain_is_refused_when_the_method_is_defined():
     with pytest.raises(ValueError, match=r"`epsilon` must be in \[0, 1\), got 1.5"):
         Method("wide", params={"epsilon": (0.1, 0.2)}, ranges={"epsilon": (0.1, 1.5)},
                domains={"epsilon": ks.methods.paper.DOMAINS["epsilon"]}, loss=_ls_loss)
+
+
+def test_the_command_line_offers_exactly_the_registry_grids():
+    """cli.py keeps its own copy of the grid names so that `--help` needs no TensorFlow import;
+    it must list the registry's grids, no more and no fewer."""
+    from keras_smooth import cli
+
+    assert sorted(cli.GRID_NAMES) == sorted(methods.GRID_NAMES)
