@@ -23,7 +23,9 @@ TUNER_VARS = ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_
 
 def _env(**extra):
     env = {k: v for k, v in os.environ.items() if k not in TUNER_VARS}
-    env.update(TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow", **extra)
+    # PYTHONPATH: the processes import this checkout's keras_smooth, installed or not
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env.update(TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow", PYTHONPATH=root, **extra)
     return env
 
 
