@@ -718,42 +718,64 @@ class _ShiftedNLL:
     cancel. T > 0 keeps the argmax, so one shift serves every beta. When the
     largest gap to a row maximum (`spread`) is outside [1e-100, 1e100], u is
     divided by it (`scale`) so that u * u stays finite; beta is then
-    `scale / T`, otherwise `1 / T`. `in_float32` gives a cheaper float32 twin
-    for a first search on float32 logits.
+    `scale / T`, otherwise `1 / T`. Float32 logits are not copied to float64:
+    u is formed per block of rows in float64 (exactly: the difference of two
+    float32 numbers), and `in_float32` gives a cheaper float32 twin, on u
+    rounded to float32 once, for a first search.
     """
 
     def __init__(self, z, ids, row_max=None, rescale=True):
-        self.z, self.ids, self.dtype = z, ids, "float64"
+        self.z, self.ids, self.dtype, self.u32, self.rescale = z, ids, "float64", None, rescale
         self.row_max = z.max(axis=1, keepdims=True) if row_max is None else row_max
         with np.errstate(over="ignore"):  # an overflow is reported just below
-            u = np.subtract(z, self.row_max, dtype="float64")
+            u = np.subtract(z, self.row_max, dtype=z.dtype)
+            self.spread = spread = float(-u.min())
+        if z.dtype == np.float32 and np.isfinite(spread):  # float64 u per block, from z
+            self.u32, self.row_max, u = u, self.row_max.astype("float64"), None
+            self.scale, self.flat = 1.0, spread == 0.0
+        else:
+            u = self._float64_shift(u)
+        self.shifted, rows = u, np.arange(len(ids))
+        if u is None:  # float64 differences of float32 numbers are exact
+            self.mean_true = float(np.mean(z[rows, ids] - self.row_max[rows, 0]))
+        else:
+            self.mean_true = float(u[rows, ids].mean())
+        self.block = max(1, _BLOCK_ELEMENTS // z.shape[1])
+        self.u_work, self.work = (np.empty((min(self.block, z.shape[0]), z.shape[1]))
+                                  for _ in range(2))
+
+    def _float64_shift(self, u):
+        """u in float64, scaled if its spread is extreme; sets `spread`, `scale`, `flat`."""
+        if u.dtype != np.float64:
+            with np.errstate(over="ignore"):
+                u = np.subtract(self.z, self.row_max, dtype="float64")
         self.spread = spread = float(-u.min())
         if not np.isfinite(spread):  # finite logits whose differences overflow float64
             raise ValueError(
                 "`logits` within a row differ by more than the float64 range "
-                f"(max |logit| = {np.abs(z).max():.3g}); divide them by a common factor."
+                f"(max |logit| = {np.abs(self.z).max():.3g}); divide them by a common factor."
             )
         self.flat = spread == 0.0
-        self.scale = spread if rescale and not self.flat and not 1e-100 < spread < 1e100 else 1.0
+        rescale = self.rescale and not self.flat and not 1e-100 < spread < 1e100
+        self.scale = spread if rescale else 1.0
         if self.scale != 1.0:
             u /= self.scale
-        self.shifted = u
-        self.mean_true = float(u[np.arange(len(ids)), ids].mean())
-        self.block = max(1, _BLOCK_ELEMENTS // u.shape[1])
-        self.u_work, self.work = (np.empty((min(self.block, u.shape[0]), u.shape[1]))
-                                  for _ in range(2))
+        return u
 
     def in_float32(self):
-        """The same objective (same beta units) in float32, u formed per block from float32
-        logits (unscaled only), with float64 means. For a first search."""
+        """The same objective (same beta units) in float32 on the rounded float32 u, with
+        float64 means. For a first search; only for float32 logits (`u32` is set)."""
         twin = object.__new__(_ShiftedNLL)
         twin.__dict__.update(self.__dict__)
-        twin.dtype, twin.shifted, twin.row_max = "float32", None, self.row_max.astype("float32")
+        twin.dtype, twin.shifted = "float32", None
         twin.u_work, twin.work = (np.empty(self.work.shape, "float32") for _ in range(2))
         return twin
 
-    def __call__(self, beta, order=2):
+    def __call__(self, beta, order=2, also=None):
         """NLL and its derivatives in beta up to `order` (0, 1 or 2).
+
+        With `also`, a second beta, returns `(that, NLL(also))`, both from one pass over
+        the rows.
 
         Formula:
             NLL(beta) = mean_i [log sum_j exp(beta u_ij) - beta u_iy]
@@ -761,22 +783,28 @@ class _ShiftedNLL:
             NLL''(beta) = mean_i Var_p[u_i] >= 0 (so the NLL is convex in beta)
         """
         n, k = self.z.shape
-        sums = np.empty((order + 1, n))  # per row: sum_j e_ij u_ij^m for m <= order
+        sums = np.empty((order + 2, n))  # per row: sum_j e_ij u_ij^m for m <= order; `also`
         ones = np.ones(k, dtype=self.dtype)  # row sums as a matrix-vector product
         for start in range(0, n, self.block):
             rows, count = slice(start, min(start + self.block, n)), min(self.block, n - start)
-            if self.shifted is None:  # float32: u of this block from the logits
+            if self.dtype == "float32":
+                block = self.u32[rows]
+            elif self.shifted is None:  # float64 u of this block from the float32 logits
                 block = np.subtract(self.z[rows], self.row_max[rows], out=self.u_work[:count])
             else:
                 block = self.shifted[rows]
-            work = np.multiply(block, beta, out=self.work[:count])
-            sums[0, rows] = np.exp(work, out=work) @ ones
+            work = self.work[:count]
+            if also is not None:
+                sums[-1, rows] = np.exp(np.multiply(block, also, out=work), out=work) @ ones
+            work = np.exp(np.multiply(block, beta, out=work), out=work)
+            sums[0, rows] = work @ ones
             if order >= 1:
                 sums[1, rows] = np.einsum("ij,ij->i", work, block)
             if order >= 2:
                 square = np.multiply(block, block, out=self.u_work[:count])
                 sums[2, rows] = np.einsum("ij,ij->i", work, square)
-        return self._reduce(beta, order, sums)
+        result = self._reduce(beta, order, sums)
+        return result if also is None else (result, self._reduce(also, 0, sums[-1:]))
 
     def _reduce(self, beta, order, sums):
         """Value and derivatives from the per-row sums of `__call__`."""
@@ -792,7 +820,7 @@ class _ShiftedNLL:
 
     def every(self, step):
         """The same objective (same beta units; float64) on every `step`-th row."""
-        if self.shifted is None:  # the float32 twin: unscaled, float32 logits
+        if self.shifted is None:  # float32 logits, unscaled
             return _ShiftedNLL(self.z[::step], self.ids[::step], rescale=False)
         return _ShiftedNLL(self.shifted[::step], self.ids[::step], row_max=0.0, rescale=False)
 
@@ -888,7 +916,8 @@ def _stop_reason(beta, value, grad, hess, bracket, tol):
     return None
 
 
-def _minimise_convex(objective, bounds, start, tol, max_iterations, start_hess=None):
+def _minimise_convex(objective, bounds, start, tol, max_iterations, start_hess=None,
+                     first=None):
     """Minimise the convex `objective` over beta in `bounds` from `start`.
 
     Safeguarded Newton on the derivative inside a bracket [a, b] that always
@@ -901,11 +930,13 @@ def _minimise_convex(objective, bounds, start, tol, max_iterations, start_hess=N
     Returns a dict: `beta` and `value` of the lowest NLL evaluated, `reason`
     ("converged", "at_lo", "at_hi" or "iterations"), `iterations` and
     `start_value`, the NLL at `start`. `start_hess`, a curvature near `start`
-    known from elsewhere, spares the first curvature evaluation likewise.
+    known from elsewhere, spares the first curvature evaluation likewise;
+    `first`, the `(value, grad, None)` at `start` if already computed, spares
+    that evaluation.
     """
     bracket, known = list(bounds), [False, False]
     beta, last_newton, last_hess = start, None, start_hess
-    value, grad, hess = _evaluate(objective, beta, curvature=not start_hess)
+    value, grad, hess = first or _evaluate(objective, beta, curvature=not start_hess)
     best = start_best = (value, beta)
     log_steps = [np.log(bounds[1] / bounds[0])] * 2  # sizes of the last two steps in log beta
     for iteration in range(max_iterations + 1):
@@ -1109,17 +1140,28 @@ def _search_temperature(objective, bounds_beta, tol, max_iterations):
     s = objective.scale
     one = min(max(s, bounds_beta[0]), bounds_beta[1])  # T = 1, or the nearest bound
     coarse = None
-    if objective.z.dtype == np.float32 and objective.scale == 1.0 and (
-            objective.spread * bounds_beta[1] < 1e10):
+    if objective.u32 is not None and objective.spread * bounds_beta[1] < 1e10:
         coarse = objective.in_float32()
     start = _warm_start(coarse or objective, bounds_beta, one, max_iterations)
-    steps, hess = 0, None
+    steps, hess, first, before = 0, None, None, None
     if coarse is not None:
         start, steps, hess = _newton_steps(coarse, bounds_beta, start, 2)
-    search = _minimise_convex(objective, bounds_beta, start, tol, max_iterations, hess)
+    if hess is not None:  # the first float64 evaluation needs no curvature: T = 1 with it
+        first, before = _first_evaluation(objective, start, s)
+    search = _minimise_convex(objective, bounds_beta, start, tol, max_iterations, hess, first)
     search["iterations"] += steps
-    search["nll_before"] = search["start_value"] if start == s else objective(s, order=0)
+    search["nll_before"] = search["start_value"] if start == s else (
+        before if before is not None else objective(s, order=0))
     return search
+
+
+def _first_evaluation(objective, beta, s):
+    """`((NLL, NLL', None) at beta, NLL at s or None)`, in one pass over the rows."""
+    if beta == s:
+        value, grad = objective(beta, order=1)
+        return (value, grad, None), None
+    (value, grad), before = objective(beta, order=1, also=s)
+    return (value, grad, None), before
 
 
 def _newton_steps(objective, bounds, beta, count):
