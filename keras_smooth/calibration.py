@@ -794,8 +794,9 @@ class _ShiftedNLL:
             else:
                 block = self.shifted[rows]
             work = self.work[:count]
-            if also is not None:
-                sums[-1, rows] = np.exp(np.multiply(block, also, out=work), out=work) @ ones
+            if also is not None:  # at also = 1 (T = 1), exp(u) as it is
+                scaled = block if also == 1 else np.multiply(block, also, out=work)
+                sums[-1, rows] = np.exp(scaled, out=work) @ ones
             work = np.exp(np.multiply(block, beta, out=work), out=work)
             sums[0, rows] = work @ ones
             if order >= 1:
@@ -819,9 +820,10 @@ class _ShiftedNLL:
         return value, grad, max(hess, 0.0)
 
     def every(self, step):
-        """The same objective (same beta units; float64) on every `step`-th row."""
+        """The same objective (same beta units and dtype) on every `step`-th row."""
         if self.shifted is None:  # float32 logits, unscaled
-            return _ShiftedNLL(self.z[::step], self.ids[::step], rescale=False)
+            sample = _ShiftedNLL(self.z[::step], self.ids[::step], rescale=False)
+            return sample.in_float32() if self.dtype == "float32" else sample
         return _ShiftedNLL(self.shifted[::step], self.ids[::step], row_max=0.0, rescale=False)
 
 
@@ -834,7 +836,7 @@ def _nll_and_derivatives(beta, logits, ids):
 def _temperature_inputs(logits, labels, from_logits):
     """Checked `(z (N, K), ids)`; z are log-probabilities if not `from_logits`."""
     try:
-        z = held = np.asarray(ops.convert_to_numpy(logits))  # `held`: as the caller gave it
+        z = held = _as_array(logits)  # `held`: as the caller gave it
         if z.dtype.kind not in "fc" or z.dtype.itemsize < 4:
             z = z.astype("float64")
     except (TypeError, ValueError) as error:
@@ -854,7 +856,7 @@ def _temperature_inputs(logits, labels, from_logits):
         )
     if not (np.isfinite(z.max()) and np.isfinite(z.min())):
         _raise_non_finite(z)
-    y = np.asarray(ops.convert_to_numpy(labels))
+    y = _as_array(labels)
     if y.ndim >= 1 and y.shape[0] != z.shape[0]:
         raise ValueError(f"`labels` has {y.shape[0]} rows but `logits` has {z.shape[0]}.")
     if not from_logits:  # by the library-wide rule: logits stay logits, not log(softmax) clipped
@@ -866,6 +868,11 @@ def _temperature_inputs(logits, labels, from_logits):
     else:
         ids = _label_ids(y, z.shape[1], z.shape[0])
     return z, ids
+
+
+def _as_array(x):
+    """A NumPy array of `x`, not copied when it is one (`ops.convert_to_numpy` copies)."""
+    return x if isinstance(x, np.ndarray) else np.asarray(ops.convert_to_numpy(x))
 
 
 def _raise_non_finite(z):
@@ -1145,7 +1152,7 @@ def _search_temperature(objective, bounds_beta, tol, max_iterations):
     start = _warm_start(coarse or objective, bounds_beta, one, max_iterations)
     steps, hess, first, before = 0, None, None, None
     if coarse is not None:
-        start, steps, hess = _newton_steps(coarse, bounds_beta, start, 2)
+        start, steps, hess = _newton_steps(coarse, bounds_beta, start, 4, tol)
     if hess is not None:  # the first float64 evaluation needs no curvature: T = 1 with it
         first, before = _first_evaluation(objective, start, s)
     search = _minimise_convex(objective, bounds_beta, start, tol, max_iterations, hess, first)
@@ -1164,13 +1171,15 @@ def _first_evaluation(objective, beta, s):
     return (value, grad, None), before
 
 
-def _newton_steps(objective, bounds, beta, count):
-    """`count` plain Newton steps (as `_next_beta` takes them) from `beta`, kept in `bounds`.
+def _newton_steps(objective, bounds, beta, count, tol):
+    """Up to `count` plain Newton steps (as `_next_beta` takes them) from `beta`, in `bounds`.
 
-    For a start close enough that the float64 search needs one evaluation.
-    Returns `(beta, steps taken, the last curvature or None)`.
+    For a start close enough that the float64 search needs one evaluation: the
+    steps stop once quadratic convergence puts the next one below `tol` / 4
+    (`_next_step_below_tol`). Returns `(beta, steps taken, the last curvature
+    or None)`.
     """
-    hess = None
+    hess, previous = None, None
     for step in range(count):
         _, grad, hess = objective(beta)
         if grad == 0 or hess <= 0:
@@ -1180,9 +1189,9 @@ def _newton_steps(objective, bounds, beta, count):
         else:
             new = beta - grad / hess
         new = min(max(new, bounds[0]), bounds[1])
-        if abs(new - beta) <= 1e-9 * beta:
+        if abs(new - beta) <= 1e-9 * beta or _next_step_below_tol(new - beta, previous, new, tol):
             return new, step + 1, hess
-        beta = new
+        beta, previous = new, new - beta
     return beta, count, hess
 
 
