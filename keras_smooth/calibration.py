@@ -728,8 +728,10 @@ class _ShiftedNLL:
         self.z, self.ids, self.dtype, self.u32, self.rescale = z, ids, "float64", None, rescale
         self.row_max = z.max(axis=1, keepdims=True) if row_max is None else row_max
         with np.errstate(over="ignore"):  # an overflow is reported just below
-            u = np.subtract(z, self.row_max, dtype=z.dtype)
+            u = z - self.row_max
             self.spread = spread = float(-u.min())
+        if not np.isfinite(spread) and not np.isfinite(z).all():  # NaN or inf in the logits
+            _raise_non_finite(z)
         if z.dtype == np.float32 and np.isfinite(spread):  # float64 u per block, from z
             self.u32, self.row_max, u = u, self.row_max.astype("float64"), None
             self.scale, self.flat = 1.0, spread == 0.0
@@ -790,7 +792,9 @@ class _ShiftedNLL:
             if self.dtype == "float32":
                 block = self.u32[rows]
             elif self.shifted is None:  # float64 u of this block from the float32 logits
-                block = np.subtract(self.z[rows], self.row_max[rows], out=self.u_work[:count])
+                block = self.u_work[:count]
+                block[...] = self.z[rows]
+                block -= self.row_max[rows]
             else:
                 block = self.shifted[rows]
             work = self.work[:count]
@@ -799,11 +803,12 @@ class _ShiftedNLL:
                 sums[-1, rows] = np.exp(scaled, out=work) @ ones
             work = np.exp(np.multiply(block, beta, out=work), out=work)
             sums[0, rows] = work @ ones
-            if order >= 1:
+            if order == 1:
                 sums[1, rows] = np.einsum("ij,ij->i", work, block)
-            if order >= 2:
-                square = np.multiply(block, block, out=self.u_work[:count])
-                sums[2, rows] = np.einsum("ij,ij->i", work, square)
+            if order >= 2:  # e u once, then its row sums and its products with u
+                weighted = np.multiply(work, block, out=work)
+                sums[1, rows] = weighted @ ones
+                sums[2, rows] = np.einsum("ij,ij->i", weighted, block)
         result = self._reduce(beta, order, sums)
         return result if also is None else (result, self._reduce(also, 0, sums[-1:]))
 
@@ -854,7 +859,8 @@ def _temperature_inputs(logits, labels, from_logits):
             f"`logits` must have K >= 2 classes, got shape {z.shape}: a temperature cannot "
             "change a one-class softmax."
         )
-    if not (np.isfinite(z.max()) and np.isfinite(z.min())):
+    deferred = from_logits and z.ndim == 2 and z.dtype == np.float32  # see _ShiftedNLL
+    if not deferred and not (np.isfinite(z.max()) and np.isfinite(z.min())):
         _raise_non_finite(z)
     y = _as_array(labels)
     if y.ndim >= 1 and y.shape[0] != z.shape[0]:
