@@ -1020,7 +1020,7 @@ def _warm_start(objective, bounds, start, max_iterations):
     sample = objective.every(n // _WARM_START_SAMPLE)
     if sample.flat:
         return start
-    return _minimise_convex(sample, bounds, start, 1e-3, max_iterations)["beta"]
+    return _minimise_convex(sample, bounds, start, 1e-2, max_iterations)["beta"]
 
 
 _TEMPERATURE_MESSAGES = {
