@@ -727,7 +727,7 @@ class _ShiftedNLL:
     def __init__(self, z, ids, row_max=None, rescale=True):
         self.z, self.ids, self.dtype, self.u32, self.rescale = z, ids, "float64", None, rescale
         self.row_max = z.max(axis=1, keepdims=True) if row_max is None else row_max
-        with np.errstate(over="ignore"):  # an overflow is reported just below
+        with np.errstate(over="ignore", invalid="ignore"):  # reported just below
             u = z - self.row_max
             self.spread = spread = float(-u.min())
         if not np.isfinite(spread) and not np.isfinite(z).all():  # NaN or inf in the logits
