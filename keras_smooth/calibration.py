@@ -733,18 +733,13 @@ class _ShiftedNLL:
     """
 
     def __init__(self, z, ids, row_max=None, rescale=True):
-        self.z, self.ids, self.dtype, self.u32, self.rescale = z, ids, "float64", None, rescale
+        self.z, self.ids, self.dtype, self.rescale = z, ids, "float64", rescale
         self.row_max = z.max(axis=1, keepdims=True) if row_max is None else row_max
-        with np.errstate(over="ignore", invalid="ignore"):  # reported just below
-            u = z - self.row_max
-            self.spread = spread = float(-u.min())
-        if not np.isfinite(spread) and not np.isfinite(z).all():  # NaN or inf in the logits
-            _raise_non_finite(z)
-        if z.dtype == np.float32 and np.isfinite(spread):  # float64 u per block, from z
-            self.u32, self.row_max, u = u, self.row_max.astype("float64"), None
-            self.scale, self.flat = 1.0, spread == 0.0
+        if z.dtype == np.float32 and row_max is None:  # float64 u per block, from z
+            u = self._float32_shift()
         else:
-            u = self._float64_shift(u)
+            with np.errstate(over="ignore"):  # an overflow is reported by _float64_shift
+                u = self._float64_shift(z - self.row_max)
         self.shifted, rows = u, np.arange(len(ids))
         if u is None:  # float64 differences of float32 numbers are exact
             self.mean_true = float(np.mean(z[rows, ids] - self.row_max[rows, 0]))
@@ -754,11 +749,24 @@ class _ShiftedNLL:
         self.u_work, self.work = (np.empty((min(self.block, z.shape[0]), z.shape[1]))
                                   for _ in range(2))
 
+    def _float32_shift(self):
+        """Checks float32 logits without forming u; sets `spread` (here an upper bound:
+        largest row maximum minus smallest logit), `scale` (1: float32 gaps are within
+        [1e-100, 1e100]), `flat` and the float64 row maxima. Returns None (no u)."""
+        z, row_max = self.z, self.row_max
+        low, high = float(z.min()), float(row_max.max())
+        if not (np.isfinite(low) and np.isfinite(high) and np.isfinite(row_max).all()):
+            _raise_non_finite(z)  # NaN propagates to the row maxima
+        self.spread, self.scale, self.row_max = high - low, 1.0, row_max.astype("float64")
+        # every row constant? A non-constant first row (the usual case) settles it at once
+        self.flat = self.spread == 0.0 or (
+            z[0].min() == row_max[0, 0] and bool(np.all(z == row_max)))
+        return None
+
     def _float64_shift(self, u):
         """u in float64, scaled if its spread is extreme; sets `spread`, `scale`, `flat`."""
-        if u.dtype != np.float64:
-            with np.errstate(over="ignore"):
-                u = np.subtract(self.z, self.row_max, dtype="float64")
+        if not np.all(np.isfinite(self.row_max)):
+            _raise_non_finite(self.z)
         self.spread = spread = float(-u.min())
         if not np.isfinite(spread):  # finite logits whose differences overflow float64
             raise ValueError(
@@ -773,11 +781,11 @@ class _ShiftedNLL:
         return u
 
     def in_float32(self):
-        """The same objective (same beta units) in float32 on the rounded float32 u, with
-        float64 means. For a first search; only for float32 logits (`u32` is set)."""
+        """The same objective (same beta units) in float32, u formed per block in float32
+        (rounded), with float64 means. For a first search; only for float32 logits."""
         twin = object.__new__(_ShiftedNLL)
         twin.__dict__.update(self.__dict__)
-        twin.dtype, twin.shifted = "float32", None
+        twin.dtype, twin.shifted, twin.row_max = "float32", None, self.row_max.astype("float32")
         twin.u_work, twin.work = (np.empty(self.work.shape, "float32") for _ in range(2))
         return twin
 
@@ -797,12 +805,8 @@ class _ShiftedNLL:
         ones = np.ones(k, dtype=self.dtype)  # row sums as a matrix-vector product
         for start in range(0, n, self.block):
             rows, count = slice(start, min(start + self.block, n)), min(self.block, n - start)
-            if self.dtype == "float32":
-                block = self.u32[rows]
-            elif self.shifted is None:  # float64 u of this block from the float32 logits
-                block = self.u_work[:count]
-                block[...] = self.z[rows]
-                block -= self.row_max[rows]
+            if self.shifted is None:  # u of this block from the float32 logits
+                block = self._block_u(rows, count)
             else:
                 block = self.shifted[rows]
             work = self.work[:count]
@@ -819,6 +823,15 @@ class _ShiftedNLL:
                 sums[2, rows] = _row_dot(weighted, block)
         result = self._reduce(beta, order, sums)
         return result if also is None else (result, self._reduce(also, 0, sums[-1:]))
+
+    def _block_u(self, rows, count):
+        """u of a block of rows of float32 logits: exact in float64, rounded in float32."""
+        block = self.u_work[:count]
+        if self.dtype == "float32":
+            return np.subtract(self.z[rows], self.row_max[rows], out=block)
+        block[...] = self.z[rows]  # a cast copy, then a subtraction: faster than one mixed op
+        block -= self.row_max[rows]
+        return block
 
     def _reduce(self, beta, order, sums):
         """Value and derivatives from the per-row sums of `__call__`."""
@@ -1161,7 +1174,7 @@ def _search_temperature(objective, bounds_beta, tol, max_iterations):
     s = objective.scale
     one = min(max(s, bounds_beta[0]), bounds_beta[1])  # T = 1, or the nearest bound
     coarse = None
-    if objective.u32 is not None and objective.spread * bounds_beta[1] < 1e10:
+    if objective.shifted is None and objective.spread * max(bounds_beta[1], 1.0) < 1e10:
         coarse = objective.in_float32()
     start = _warm_start(coarse or objective, bounds_beta, one, max_iterations)
     steps, hess, first, before = 0, None, None, None
