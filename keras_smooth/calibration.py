@@ -824,6 +824,21 @@ class _ShiftedNLL:
         result = self._reduce(beta, order, sums)
         return result if also is None else (result, self._reduce(also, 0, sums[-1:]))
 
+    def moments(self, beta, count):
+        """Per row, sum_j exp(beta u_ij) u_ij^m for m = 0..count: a `(count + 1, N)` float64
+        array (float32 sums for the float32 twin). One exp per entry, as `__call__`."""
+        n, k = self.z.shape
+        sums = np.empty((count + 1, n))
+        ones = np.ones(k, dtype=self.dtype)
+        for start in range(0, n, self.block):
+            rows, size = slice(start, min(start + self.block, n)), min(self.block, n - start)
+            block = self._block_u(rows, size) if self.shifted is None else self.shifted[rows]
+            work = np.exp(np.multiply(block, beta, out=self.work[:size]), out=self.work[:size])
+            sums[0, rows] = work @ ones
+            for m in range(1, count + 1):
+                sums[m, rows] = np.multiply(work, block, out=work) @ ones
+        return sums
+
     def _block_u(self, rows, count):
         """u of a block of rows of float32 logits: exact in float64, rounded in float32."""
         block = self.u_work[:count]
@@ -1179,7 +1194,7 @@ def _search_temperature(objective, bounds_beta, tol, max_iterations):
     start = _warm_start(coarse or objective, bounds_beta, one, max_iterations)
     steps, hess, first, before = 0, None, None, None
     if coarse is not None:
-        start, steps, hess = _newton_steps(coarse, bounds_beta, start, 4, tol)
+        start, steps, hess = _float32_stage(coarse, bounds_beta, start, tol)
     if hess is not None:  # the first float64 evaluation needs no curvature: T = 1 with it
         first, before = _first_evaluation(objective, start, s)
     search = _minimise_convex(objective, bounds_beta, start, tol, max_iterations, hess, first)
@@ -1187,6 +1202,16 @@ def _search_temperature(objective, bounds_beta, tol, max_iterations):
     search["nll_before"] = search["start_value"] if start == s else (
         before if before is not None else objective(s, order=0))
     return search
+
+
+def _float32_stage(coarse, bounds, start, tol):
+    """`(beta, steps, hess)` from the float32 twin: the Taylor model of one pass when it
+    is trusted (moderate logits: u^6 within float32), else plain Newton steps."""
+    if coarse.spread * max(start, 1.0) < 1e4:
+        found = _taylor_newton(coarse, bounds, start, tol)
+        if found is not None:
+            return found[0], 1, found[1]
+    return _newton_steps(coarse, bounds, start, 4, tol)
 
 
 def _first_evaluation(objective, beta, s):
@@ -1220,6 +1245,50 @@ def _newton_steps(objective, bounds, beta, count, tol):
             return new, step + 1, hess
         beta, previous = new, new - beta
     return beta, count, hess
+
+
+_TAYLOR_ORDER = 6  # moments of u per row for the Taylor model of the float32 stage
+
+
+def _taylor_newton(objective, bounds, beta0, tol):
+    """Newton steps on a Taylor model of the NLL built from one pass at `beta0`.
+
+    Per row, sum_j exp(beta u_j) u_j^m = sum_k (beta - beta0)^k / k! M_{m+k}, with
+    M_m = sum_j exp(beta0 u_j) u_j^m computed once (`moments`); the series is cut
+    after M_6. The model is trusted where dropping its last term changes the
+    Newton step by less than tol / 2 (the terms fall fast: the rest is far
+    smaller); else None is returned, and the caller takes plain Newton steps.
+    The float64 certification that follows checks the result either way.
+    Returns `(beta, hess)` at the model's minimiser.
+    """
+    moments = objective.moments(beta0, _TAYLOR_ORDER)
+    beta = beta0
+    for _ in range(20):
+        delta = beta - beta0
+        grad, hess, cut = _taylor_derivatives(objective, moments, delta)
+        if not hess > 0 or abs(cut) > tol * beta * hess / 2:
+            return None
+        new = beta * float(np.exp(-grad / (beta * hess + grad))) if grad > 0 else (
+            beta - grad / hess)
+        new = min(max(new, bounds[0]), bounds[1])
+        if abs(new - beta) <= 1e-9 * beta:
+            return new, hess
+        beta = new
+    return None
+
+
+def _taylor_derivatives(objective, moments, delta):
+    """(NLL', NLL'', change of NLL' without the last series term) of the Taylor model."""
+    order = len(moments) - 1
+    coef = np.cumprod([1.0] + [delta / k for k in range(1, order + 1)])  # delta^k / k!
+    s0 = coef @ moments
+    s1 = coef[:order] @ moments[1:]
+    s2 = coef[:order - 1] @ moments[2:]
+    mean_u = s1 / s0
+    grad = float(mean_u.mean() - objective.mean_true)
+    hess = float((s2 / s0 - mean_u * mean_u).mean())
+    cut = float((coef[order - 1] * moments[order] / s0).mean())
+    return grad, hess, cut
 
 
 def _temperature_result(objective, search, bounds, max_iterations):
