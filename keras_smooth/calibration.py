@@ -1208,9 +1208,11 @@ def _float32_stage(coarse, bounds, start, tol):
     """`(beta, steps, hess)` from the float32 twin: the Taylor model of one pass when it
     is trusted (moderate logits: u^6 within float32), else plain Newton steps."""
     if coarse.spread * max(start, 1.0) < 1e4:
-        found = _taylor_newton(coarse, bounds, start, tol)
-        if found is not None:
-            return found[0], 1, found[1]
+        beta, hess, trusted = _taylor_newton(coarse, bounds, start, tol)
+        if trusted:
+            return beta, 1, hess
+        beta, steps, hess = _newton_steps(coarse, bounds, beta, 4, tol)
+        return beta, steps + 1, hess
     return _newton_steps(coarse, bounds, start, 4, tol)
 
 
@@ -1259,22 +1261,22 @@ def _taylor_newton(objective, bounds, beta0, tol):
     Newton step by less than tol / 2 (the terms fall fast: the rest is far
     smaller); else None is returned, and the caller takes plain Newton steps.
     The float64 certification that follows checks the result either way.
-    Returns `(beta, hess)` at the model's minimiser.
+    Returns `(beta, hess, trusted)`: the model's minimiser, or the point of its
+    last trusted Newton step (then `trusted` is False).
     """
     moments = objective.moments(beta0, _TAYLOR_ORDER)
     beta = beta0
     for _ in range(20):
-        delta = beta - beta0
-        grad, hess, cut = _taylor_derivatives(objective, moments, delta)
+        grad, hess, cut = _taylor_derivatives(objective, moments, beta - beta0)
         if not hess > 0 or abs(cut) > tol * beta * hess / 2:
-            return None
+            return beta, None, False
         new = beta * float(np.exp(-grad / (beta * hess + grad))) if grad > 0 else (
             beta - grad / hess)
         new = min(max(new, bounds[0]), bounds[1])
         if abs(new - beta) <= 1e-9 * beta:
-            return new, hess
+            return new, hess, True
         beta = new
-    return None
+    return beta, None, False
 
 
 def _taylor_derivatives(objective, moments, delta):
