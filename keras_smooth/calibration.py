@@ -659,8 +659,8 @@ class TemperatureFit:
             `message`, when the minimum lies at or beyond a bound or the
             search ran out of iterations.
         iterations: search steps after the starting point on all rows,
-            float32 first steps included (a warm start on a row sample is
-            not counted).
+            float32 first steps included (one pass of moments for a Taylor
+            model counts as one; a warm start on a row sample is not counted).
         message: what happened, in words.
     """
 
@@ -726,10 +726,10 @@ class _ShiftedNLL:
     cancel. T > 0 keeps the argmax, so one shift serves every beta. When the
     largest gap to a row maximum (`spread`) is outside [1e-100, 1e100], u is
     divided by it (`scale`) so that u * u stays finite; beta is then
-    `scale / T`, otherwise `1 / T`. Float32 logits are not copied to float64:
-    u is formed per block of rows in float64 (exactly: the difference of two
-    float32 numbers), and `in_float32` gives a cheaper float32 twin, on u
-    rounded to float32 once, for a first search.
+    `scale / T`, otherwise `1 / T`. Float32 logits are neither copied nor
+    shifted as a whole: u is formed per block of rows, in float64 (exact: the
+    difference of two float32 numbers) here, and rounded to float32 in the
+    cheaper twin that `in_float32` gives for a first search.
     """
 
     def __init__(self, z, ids, row_max=None, rescale=True):
@@ -1180,11 +1180,14 @@ def _search_temperature(objective, bounds_beta, tol, max_iterations):
     bisecting in log beta whenever a step would leave the bracket or stops
     shrinking. It starts from T = 1, or with more than 8192 rows from the
     optimum on an evenly spaced sample of about 512 of them.
-    Float32 logits of moderate spread are searched in float32 first (about
-    twice as fast per evaluation), to `tol`, in at most 8 steps; the float64
-    search then starts there, and usually stops after one evaluation, whose
-    Newton step is below `tol`. Everything it reports is float64. The
-    float32 steps are counted in `iterations`.
+    Float32 logits of moderate spread go through a float32 stage first
+    (`_float32_stage`): one pass of per-row moments at the start and Newton
+    steps on the Taylor model they give, or plain float32 Newton steps where
+    that model is not trusted. The float64 search then starts there; its
+    first evaluation (NLL and derivative, with the NLL at T = 1 in the same
+    pass) usually ends it, its Newton step with the float32 curvature being
+    below `tol`. Everything it reports is float64. The float32 stage counts
+    in `iterations` (the moments pass as one step).
     """
     s = objective.scale
     one = min(max(s, bounds_beta[0]), bounds_beta[1])  # T = 1, or the nearest bound
