@@ -281,6 +281,31 @@ def test_fit_temperature_float32_logits_whose_gaps_overflow_float32():
     assert fit32.nll_before == pytest.approx(fit64.nll_before, rel=1e-12)
 
 
+def test_taylor_model_of_the_float32_stage_matches_the_float64_derivatives():
+    """Per-row moments at beta0 give NLL' and NLL'' near beta0 (the float32 stage's model)."""
+    rng = np.random.default_rng(8)
+    for _ in range(60):
+        n, k = int(rng.integers(1, 300)), int(rng.choice([2, 5, 30]))
+        z = (rng.normal(size=(n, k)) * rng.choice([0.1, 1.0, 4.0])).astype("float32")
+        labels = rng.integers(0, k, n)
+        objective = calibration._ShiftedNLL(z, labels)
+        if objective.flat:
+            continue
+        moments = objective.moments(0.7, 6)  # float64 moments: the model itself is tested
+        for delta in (0.0, 0.01, -0.02):
+            grad, hess, cut = calibration._taylor_derivatives(objective, moments, delta)
+            u = np.asarray(z, "float64") - np.asarray(z, "float64").max(axis=1, keepdims=True)
+            p = np.exp((0.7 + delta) * u)
+            p /= p.sum(axis=1, keepdims=True)
+            mean_u = (p * u).sum(axis=1)
+            exact_grad = mean_u.mean() - u[np.arange(n), labels].mean()
+            exact_hess = ((p * u * u).sum(axis=1) - mean_u ** 2).mean()
+            scale = 1.0 + np.abs(u).max()
+            bound = abs(delta * scale) ** 6 / 720 * np.exp(abs(delta) * scale) + 1e-12
+            assert abs(grad - exact_grad) <= 10 * bound * scale, (n, k, delta)
+            assert abs(hess - exact_hess) <= 100 * bound * scale * scale + 1e-9, (n, k, delta)
+
+
 # --- issue 12 for the files of issue 13: short functions, short lines -----------------------
 
 
