@@ -659,8 +659,8 @@ class TemperatureFit:
             `message`, when the minimum lies at or beyond a bound or the
             search ran out of iterations.
         iterations: search steps after the starting point on all rows,
-            float32 first steps included (a warm start on a row sample is
-            not counted).
+            float32 first steps included (one pass of moments for a Taylor
+            model counts as one; a warm start on a row sample is not counted).
         message: what happened, in words.
     """
 
@@ -709,6 +709,14 @@ _WARM_START_SAMPLE = 512
 _BLOCK_ELEMENTS = 1 << 16  # rows are processed in blocks of about this many entries
 
 
+def _row_dot(a, b):
+    """Row-wise dot products of two `(n, k)` arrays (`np.vecdot`, NumPy >= 2, is faster)."""
+    return np.vecdot(a, b) if _VECDOT else np.einsum("ij,ij->i", a, b)
+
+
+_VECDOT = hasattr(np, "vecdot")
+
+
 class _ShiftedNLL:
     """The NLL of softmax(beta * u) as a function of beta, on logits shifted once.
 
@@ -718,42 +726,74 @@ class _ShiftedNLL:
     cancel. T > 0 keeps the argmax, so one shift serves every beta. When the
     largest gap to a row maximum (`spread`) is outside [1e-100, 1e100], u is
     divided by it (`scale`) so that u * u stays finite; beta is then
-    `scale / T`, otherwise `1 / T`. `in_float32` gives a cheaper float32 twin
-    for a first search on float32 logits.
+    `scale / T`, otherwise `1 / T`. Float32 logits are neither copied nor
+    shifted as a whole: u is formed per block of rows, in float64 (exact: the
+    difference of two float32 numbers) here, and rounded to float32 in the
+    cheaper twin that `in_float32` gives for a first search.
     """
 
     def __init__(self, z, ids, row_max=None, rescale=True):
-        self.z, self.ids, self.dtype = z, ids, "float64"
+        self.z, self.ids, self.dtype, self.rescale = z, ids, "float64", rescale
         self.row_max = z.max(axis=1, keepdims=True) if row_max is None else row_max
-        with np.errstate(over="ignore"):  # an overflow is reported just below
-            u = np.subtract(z, self.row_max, dtype="float64")
+        if z.dtype == np.float32 and row_max is None:  # float64 u per block, from z
+            u = self._float32_shift()
+        else:
+            with np.errstate(over="ignore"):  # an overflow is reported by _float64_shift
+                u = self._float64_shift(z - self.row_max)
+        self.shifted, rows = u, np.arange(len(ids))
+        if u is None:  # float64 differences of float32 numbers are exact
+            self.mean_true = float(np.mean(z[rows, ids] - self.row_max[rows, 0]))
+        else:
+            self.mean_true = float(u[rows, ids].mean())
+        self.block = max(1, _BLOCK_ELEMENTS // z.shape[1])
+        self.u_work, self.work = (np.empty((min(self.block, z.shape[0]), z.shape[1]))
+                                  for _ in range(2))
+
+    def _float32_shift(self):
+        """Checks float32 logits without forming u; sets `spread` (here an upper bound:
+        largest row maximum minus smallest logit), `scale` (1: float32 gaps are within
+        [1e-100, 1e100]), `flat` and the float64 row maxima. Returns None (no u)."""
+        z, row_max = self.z, self.row_max
+        low, high = float(z.min()), float(row_max.max())
+        if not (np.isfinite(low) and np.isfinite(high) and np.isfinite(row_max).all()):
+            _raise_non_finite(z)  # NaN propagates to the row maxima
+        self.spread, self.scale, self.row_max = high - low, 1.0, row_max.astype("float64")
+        # every row constant? A non-constant first row (the usual case) settles it at once
+        self.flat = self.spread == 0.0 or (
+            z[0].min() == row_max[0, 0] and bool(np.all(z == row_max)))
+        return None
+
+    def _float64_shift(self, u):
+        """u in float64, scaled if its spread is extreme; sets `spread`, `scale`, `flat`."""
+        if not np.all(np.isfinite(self.row_max)):
+            _raise_non_finite(self.z)
         self.spread = spread = float(-u.min())
         if not np.isfinite(spread):  # finite logits whose differences overflow float64
             raise ValueError(
                 "`logits` within a row differ by more than the float64 range "
-                f"(max |logit| = {np.abs(z).max():.3g}); divide them by a common factor."
+                f"(max |logit| = {np.abs(self.z).max():.3g}); divide them by a common factor."
             )
         self.flat = spread == 0.0
-        self.scale = spread if rescale and not self.flat and not 1e-100 < spread < 1e100 else 1.0
+        rescale = self.rescale and not self.flat and not 1e-100 < spread < 1e100
+        self.scale = spread if rescale else 1.0
         if self.scale != 1.0:
             u /= self.scale
-        self.shifted = u
-        self.mean_true = float(u[np.arange(len(ids)), ids].mean())
-        self.block = max(1, _BLOCK_ELEMENTS // u.shape[1])
-        self.u_work, self.work = (np.empty((min(self.block, u.shape[0]), u.shape[1]))
-                                  for _ in range(2))
+        return u
 
     def in_float32(self):
-        """The same objective (same beta units) in float32, u formed per block from float32
-        logits (unscaled only), with float64 means. For a first search."""
+        """The same objective (same beta units) in float32, u formed per block in float32
+        (rounded), with float64 means. For a first search; only for float32 logits."""
         twin = object.__new__(_ShiftedNLL)
         twin.__dict__.update(self.__dict__)
         twin.dtype, twin.shifted, twin.row_max = "float32", None, self.row_max.astype("float32")
         twin.u_work, twin.work = (np.empty(self.work.shape, "float32") for _ in range(2))
         return twin
 
-    def __call__(self, beta, order=2):
+    def __call__(self, beta, order=2, also=None):
         """NLL and its derivatives in beta up to `order` (0, 1 or 2).
+
+        With `also`, a second beta, returns `(that, NLL(also))`, both from one pass over
+        the rows.
 
         Formula:
             NLL(beta) = mean_i [log sum_j exp(beta u_ij) - beta u_iy]
@@ -761,22 +801,52 @@ class _ShiftedNLL:
             NLL''(beta) = mean_i Var_p[u_i] >= 0 (so the NLL is convex in beta)
         """
         n, k = self.z.shape
-        sums = np.empty((order + 1, n))  # per row: sum_j e_ij u_ij^m for m <= order
+        sums = np.empty((order + 2, n))  # per row: sum_j e_ij u_ij^m for m <= order; `also`
         ones = np.ones(k, dtype=self.dtype)  # row sums as a matrix-vector product
         for start in range(0, n, self.block):
             rows, count = slice(start, min(start + self.block, n)), min(self.block, n - start)
-            if self.shifted is None:  # float32: u of this block from the logits
-                block = np.subtract(self.z[rows], self.row_max[rows], out=self.u_work[:count])
+            if self.shifted is None:  # u of this block from the float32 logits
+                block = self._block_u(rows, count)
             else:
                 block = self.shifted[rows]
-            work = np.multiply(block, beta, out=self.work[:count])
-            sums[0, rows] = np.exp(work, out=work) @ ones
-            if order >= 1:
-                sums[1, rows] = np.einsum("ij,ij->i", work, block)
-            if order >= 2:
-                square = np.multiply(block, block, out=self.u_work[:count])
-                sums[2, rows] = np.einsum("ij,ij->i", work, square)
-        return self._reduce(beta, order, sums)
+            work = self.work[:count]
+            if also is not None:  # at also = 1 (T = 1), exp(u) as it is
+                scaled = block if also == 1 else np.multiply(block, also, out=work)
+                sums[-1, rows] = np.exp(scaled, out=work) @ ones
+            work = np.exp(np.multiply(block, beta, out=work), out=work)
+            sums[0, rows] = work @ ones
+            if order == 1:
+                sums[1, rows] = _row_dot(work, block)
+            if order >= 2:  # e u once, then its row sums and its products with u
+                weighted = np.multiply(work, block, out=work)
+                sums[1, rows] = weighted @ ones
+                sums[2, rows] = _row_dot(weighted, block)
+        result = self._reduce(beta, order, sums)
+        return result if also is None else (result, self._reduce(also, 0, sums[-1:]))
+
+    def moments(self, beta, count):
+        """Per row, sum_j exp(beta u_ij) u_ij^m for m = 0..count: a `(count + 1, N)` float64
+        array (float32 sums for the float32 twin). One exp per entry, as `__call__`."""
+        n, k = self.z.shape
+        sums = np.empty((count + 1, n))
+        ones = np.ones(k, dtype=self.dtype)
+        for start in range(0, n, self.block):
+            rows, size = slice(start, min(start + self.block, n)), min(self.block, n - start)
+            block = self._block_u(rows, size) if self.shifted is None else self.shifted[rows]
+            work = np.exp(np.multiply(block, beta, out=self.work[:size]), out=self.work[:size])
+            sums[0, rows] = work @ ones
+            for m in range(1, count + 1):
+                sums[m, rows] = np.multiply(work, block, out=work) @ ones
+        return sums
+
+    def _block_u(self, rows, count):
+        """u of a block of rows of float32 logits: exact in float64, rounded in float32."""
+        block = self.u_work[:count]
+        if self.dtype == "float32":
+            return np.subtract(self.z[rows], self.row_max[rows], out=block)
+        block[...] = self.z[rows]  # a cast copy, then a subtraction: faster than one mixed op
+        block -= self.row_max[rows]
+        return block
 
     def _reduce(self, beta, order, sums):
         """Value and derivatives from the per-row sums of `__call__`."""
@@ -791,9 +861,10 @@ class _ShiftedNLL:
         return value, grad, max(hess, 0.0)
 
     def every(self, step):
-        """The same objective (same beta units; float64) on every `step`-th row."""
-        if self.shifted is None:  # the float32 twin: unscaled, float32 logits
-            return _ShiftedNLL(self.z[::step], self.ids[::step], rescale=False)
+        """The same objective (same beta units and dtype) on every `step`-th row."""
+        if self.shifted is None:  # float32 logits, unscaled
+            sample = _ShiftedNLL(self.z[::step], self.ids[::step], rescale=False)
+            return sample.in_float32() if self.dtype == "float32" else sample
         return _ShiftedNLL(self.shifted[::step], self.ids[::step], row_max=0.0, rescale=False)
 
 
@@ -806,7 +877,7 @@ def _nll_and_derivatives(beta, logits, ids):
 def _temperature_inputs(logits, labels, from_logits):
     """Checked `(z (N, K), ids)`; z are log-probabilities if not `from_logits`."""
     try:
-        z = held = np.asarray(ops.convert_to_numpy(logits))  # `held`: as the caller gave it
+        z = held = _as_array(logits)  # `held`: as the caller gave it
         if z.dtype.kind not in "fc" or z.dtype.itemsize < 4:
             z = z.astype("float64")
     except (TypeError, ValueError) as error:
@@ -824,9 +895,10 @@ def _temperature_inputs(logits, labels, from_logits):
             f"`logits` must have K >= 2 classes, got shape {z.shape}: a temperature cannot "
             "change a one-class softmax."
         )
-    if not (np.isfinite(z.max()) and np.isfinite(z.min())):
+    deferred = from_logits and z.ndim == 2 and z.dtype == np.float32  # see _ShiftedNLL
+    if not deferred and not (np.isfinite(z.max()) and np.isfinite(z.min())):
         _raise_non_finite(z)
-    y = np.asarray(ops.convert_to_numpy(labels))
+    y = _as_array(labels)
     if y.ndim >= 1 and y.shape[0] != z.shape[0]:
         raise ValueError(f"`labels` has {y.shape[0]} rows but `logits` has {z.shape[0]}.")
     if not from_logits:  # by the library-wide rule: logits stay logits, not log(softmax) clipped
@@ -838,6 +910,11 @@ def _temperature_inputs(logits, labels, from_logits):
     else:
         ids = _label_ids(y, z.shape[1], z.shape[0])
     return z, ids
+
+
+def _as_array(x):
+    """A NumPy array of `x`, not copied when it is one (`ops.convert_to_numpy` copies)."""
+    return x if isinstance(x, np.ndarray) else np.asarray(ops.convert_to_numpy(x))
 
 
 def _raise_non_finite(z):
@@ -888,7 +965,8 @@ def _stop_reason(beta, value, grad, hess, bracket, tol):
     return None
 
 
-def _minimise_convex(objective, bounds, start, tol, max_iterations, start_hess=None):
+def _minimise_convex(objective, bounds, start, tol, max_iterations, start_hess=None,
+                     first=None):
     """Minimise the convex `objective` over beta in `bounds` from `start`.
 
     Safeguarded Newton on the derivative inside a bracket [a, b] that always
@@ -901,11 +979,13 @@ def _minimise_convex(objective, bounds, start, tol, max_iterations, start_hess=N
     Returns a dict: `beta` and `value` of the lowest NLL evaluated, `reason`
     ("converged", "at_lo", "at_hi" or "iterations"), `iterations` and
     `start_value`, the NLL at `start`. `start_hess`, a curvature near `start`
-    known from elsewhere, spares the first curvature evaluation likewise.
+    known from elsewhere, spares the first curvature evaluation likewise;
+    `first`, the `(value, grad, None)` at `start` if already computed, spares
+    that evaluation.
     """
     bracket, known = list(bounds), [False, False]
     beta, last_newton, last_hess = start, None, start_hess
-    value, grad, hess = _evaluate(objective, beta, curvature=not start_hess)
+    value, grad, hess = first or _evaluate(objective, beta, curvature=not start_hess)
     best = start_best = (value, beta)
     log_steps = [np.log(bounds[1] / bounds[0])] * 2  # sizes of the last two steps in log beta
     for iteration in range(max_iterations + 1):
@@ -976,7 +1056,7 @@ def _warm_start(objective, bounds, start, max_iterations):
     sample = objective.every(n // _WARM_START_SAMPLE)
     if sample.flat:
         return start
-    return _minimise_convex(sample, bounds, start, 1e-3, max_iterations)["beta"]
+    return _minimise_convex(sample, bounds, start, 1e-2, max_iterations)["beta"]
 
 
 _TEMPERATURE_MESSAGES = {
@@ -1100,35 +1180,63 @@ def _search_temperature(objective, bounds_beta, tol, max_iterations):
     bisecting in log beta whenever a step would leave the bracket or stops
     shrinking. It starts from T = 1, or with more than 8192 rows from the
     optimum on an evenly spaced sample of about 512 of them.
-    Float32 logits of moderate spread are searched in float32 first (about
-    twice as fast per evaluation), to `tol`, in at most 8 steps; the float64
-    search then starts there, and usually stops after one evaluation, whose
-    Newton step is below `tol`. Everything it reports is float64. The
-    float32 steps are counted in `iterations`.
+    Float32 logits of moderate spread go through a float32 stage first
+    (`_float32_stage`): one pass of per-row moments at the start and Newton
+    steps on the Taylor model they give, or plain float32 Newton steps where
+    that model is not trusted. The float64 search then starts there; its
+    first evaluation (NLL and derivative, with the NLL at T = 1 in the same
+    pass) usually ends it, its Newton step with the float32 curvature being
+    below `tol`. Everything it reports is float64. The float32 stage counts
+    in `iterations` (the moments pass as one step).
     """
     s = objective.scale
     one = min(max(s, bounds_beta[0]), bounds_beta[1])  # T = 1, or the nearest bound
     coarse = None
-    if objective.z.dtype == np.float32 and objective.scale == 1.0 and (
-            objective.spread * bounds_beta[1] < 1e10):
+    if objective.shifted is None and objective.spread * max(bounds_beta[1], 1.0) < 1e10:
         coarse = objective.in_float32()
     start = _warm_start(coarse or objective, bounds_beta, one, max_iterations)
-    steps, hess = 0, None
+    steps, hess, first, before = 0, None, None, None
     if coarse is not None:
-        start, steps, hess = _newton_steps(coarse, bounds_beta, start, 2)
-    search = _minimise_convex(objective, bounds_beta, start, tol, max_iterations, hess)
+        start, steps, hess = _float32_stage(coarse, bounds_beta, start, tol)
+    if hess is not None:  # the first float64 evaluation needs no curvature: T = 1 with it
+        first, before = _first_evaluation(objective, start, s)
+    search = _minimise_convex(objective, bounds_beta, start, tol, max_iterations, hess, first)
     search["iterations"] += steps
-    search["nll_before"] = search["start_value"] if start == s else objective(s, order=0)
+    search["nll_before"] = search["start_value"] if start == s else (
+        before if before is not None else objective(s, order=0))
     return search
 
 
-def _newton_steps(objective, bounds, beta, count):
-    """`count` plain Newton steps (as `_next_beta` takes them) from `beta`, kept in `bounds`.
+def _float32_stage(coarse, bounds, start, tol):
+    """`(beta, steps, hess)` from the float32 twin: the Taylor model of one pass when it
+    is trusted (moderate logits: u^6 within float32), else plain Newton steps."""
+    if coarse.spread * max(start, 1.0) < 1e4:
+        beta, hess, trusted = _taylor_newton(coarse, bounds, start, tol)
+        if trusted:
+            return beta, 1, hess
+        beta, steps, hess = _newton_steps(coarse, bounds, beta, 4, tol)
+        return beta, steps + 1, hess
+    return _newton_steps(coarse, bounds, start, 4, tol)
 
-    For a start close enough that the float64 search needs one evaluation.
-    Returns `(beta, steps taken, the last curvature or None)`.
+
+def _first_evaluation(objective, beta, s):
+    """`((NLL, NLL', None) at beta, NLL at s or None)`, in one pass over the rows."""
+    if beta == s:
+        value, grad = objective(beta, order=1)
+        return (value, grad, None), None
+    (value, grad), before = objective(beta, order=1, also=s)
+    return (value, grad, None), before
+
+
+def _newton_steps(objective, bounds, beta, count, tol):
+    """Up to `count` plain Newton steps (as `_next_beta` takes them) from `beta`, in `bounds`.
+
+    For a start close enough that the float64 search needs one evaluation: the
+    steps stop once quadratic convergence puts the next one below `tol` / 4
+    (`_next_step_below_tol`). Returns `(beta, steps taken, the last curvature
+    or None)`.
     """
-    hess = None
+    hess, previous = None, None
     for step in range(count):
         _, grad, hess = objective(beta)
         if grad == 0 or hess <= 0:
@@ -1138,10 +1246,54 @@ def _newton_steps(objective, bounds, beta, count):
         else:
             new = beta - grad / hess
         new = min(max(new, bounds[0]), bounds[1])
-        if abs(new - beta) <= 1e-9 * beta:
+        if abs(new - beta) <= 1e-9 * beta or _next_step_below_tol(new - beta, previous, new, tol):
             return new, step + 1, hess
-        beta = new
+        beta, previous = new, new - beta
     return beta, count, hess
+
+
+_TAYLOR_ORDER = 6  # moments of u per row for the Taylor model of the float32 stage
+
+
+def _taylor_newton(objective, bounds, beta0, tol):
+    """Newton steps on a Taylor model of the NLL built from one pass at `beta0`.
+
+    Per row, sum_j exp(beta u_j) u_j^m = sum_k (beta - beta0)^k / k! M_{m+k}, with
+    M_m = sum_j exp(beta0 u_j) u_j^m computed once (`moments`); the series is cut
+    after M_6. The model is trusted where dropping its last term changes the
+    Newton step by less than tol / 2 (the terms fall fast: the rest is far
+    smaller); else None is returned, and the caller takes plain Newton steps.
+    The float64 certification that follows checks the result either way.
+    Returns `(beta, hess, trusted)`: the model's minimiser, or the point of its
+    last trusted Newton step (then `trusted` is False).
+    """
+    moments = objective.moments(beta0, _TAYLOR_ORDER)
+    beta = beta0
+    for _ in range(20):
+        grad, hess, cut = _taylor_derivatives(objective, moments, beta - beta0)
+        if not hess > 0 or abs(cut) > tol * beta * hess / 2:
+            return beta, None, False
+        new = beta * float(np.exp(-grad / (beta * hess + grad))) if grad > 0 else (
+            beta - grad / hess)
+        new = min(max(new, bounds[0]), bounds[1])
+        if abs(new - beta) <= 1e-9 * beta:
+            return new, hess, True
+        beta = new
+    return beta, None, False
+
+
+def _taylor_derivatives(objective, moments, delta):
+    """(NLL', NLL'', change of NLL' without the last series term) of the Taylor model."""
+    order = len(moments) - 1
+    coef = np.cumprod([1.0] + [delta / k for k in range(1, order + 1)])  # delta^k / k!
+    s0 = coef @ moments
+    s1 = coef[:order] @ moments[1:]
+    s2 = coef[:order - 1] @ moments[2:]
+    mean_u = s1 / s0
+    grad = float(mean_u.mean() - objective.mean_true)
+    hess = float((s2 / s0 - mean_u * mean_u).mean())
+    cut = float((coef[order - 1] * moments[order] / s0).mean())
+    return grad, hess, cut
 
 
 def _temperature_result(objective, search, bounds, max_iterations):

@@ -250,6 +250,62 @@ def test_fit_temperature_on_float32_logits_matches_scipy(large):
             assert abs(t / t_opt - 1) <= 1e-4, (case, t, t_opt)
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_fit_temperature_float32_non_finite_logits_raise_clearly(bad):
+    """Float32 logits are checked from their row maxima (no separate pass): same error."""
+    import warnings
+
+    z = np.random.default_rng(5).normal(size=(40, 4)).astype("float32")
+    z[7, 2] = bad
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RuntimeWarning from the shift either
+        with pytest.raises(ValueError, match=r"`logits` must be finite, got .* \(7, 2\)"):
+            calibration.fit_temperature(z, np.arange(40) % 4)
+
+
+def test_fit_temperature_float32_logits_whose_gaps_overflow_float32():
+    """A row gap beyond the float32 range: the fit falls back to float64 u, as for float64."""
+    import warnings
+
+    rng = np.random.default_rng(6)
+    z = (rng.normal(size=(60, 3)) * 1e37).astype("float32")
+    z[0] = [-3e38, 3e38, 0.0]
+    labels = rng.integers(0, 3, 60)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit32 = calibration.fit_temperature(z, labels)
+        fit64 = calibration.fit_temperature(z.astype("float64"), labels)
+    assert float(fit32) == pytest.approx(float(fit64), rel=1e-12)
+    assert fit32.converged == fit64.converged
+    assert fit32.nll_after == pytest.approx(fit64.nll_after, rel=1e-12)
+    assert fit32.nll_before == pytest.approx(fit64.nll_before, rel=1e-12)
+
+
+def test_taylor_model_of_the_float32_stage_matches_the_float64_derivatives():
+    """Per-row moments at beta0 give NLL' and NLL'' near beta0 (the float32 stage's model)."""
+    rng = np.random.default_rng(8)
+    for _ in range(60):
+        n, k = int(rng.integers(1, 300)), int(rng.choice([2, 5, 30]))
+        z = (rng.normal(size=(n, k)) * rng.choice([0.1, 1.0, 4.0])).astype("float32")
+        labels = rng.integers(0, k, n)
+        objective = calibration._ShiftedNLL(z, labels)
+        if objective.flat:
+            continue
+        moments = objective.moments(0.7, 6)  # float64 moments: the model itself is tested
+        for delta in (0.0, 0.01, -0.02):
+            grad, hess, cut = calibration._taylor_derivatives(objective, moments, delta)
+            u = np.asarray(z, "float64") - np.asarray(z, "float64").max(axis=1, keepdims=True)
+            p = np.exp((0.7 + delta) * u)
+            p /= p.sum(axis=1, keepdims=True)
+            mean_u = (p * u).sum(axis=1)
+            exact_grad = mean_u.mean() - u[np.arange(n), labels].mean()
+            exact_hess = ((p * u * u).sum(axis=1) - mean_u ** 2).mean()
+            scale = 1.0 + np.abs(u).max()
+            bound = abs(delta * scale) ** 6 / 720 * np.exp(abs(delta) * scale) + 1e-12
+            assert abs(grad - exact_grad) <= 10 * bound * scale, (n, k, delta)
+            assert abs(hess - exact_hess) <= 100 * bound * scale * scale + 1e-9, (n, k, delta)
+
+
 # --- issue 12 for the files of issue 13: short functions, short lines -----------------------
 
 
