@@ -10,6 +10,7 @@ object, passed directly or named as `module:attribute`.
 """
 
 import dataclasses
+import functools
 import hashlib
 import importlib
 import itertools
@@ -329,17 +330,48 @@ def _code_digest(code):
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:12]
 
 
-def _qualname(fn):
-    """`module.qualname@digest` of a hook; the digest covers its code and the simple
-    values it closes over, so an edited hook gets another fingerprint."""
+def _bound_text(value, seen):
+    """Text of a value a hook is bound to: a class's or a function's name and digest."""
+    if isinstance(value, type):
+        return f"{value.__module__}.{value.__qualname__}"
+    if callable(value):
+        return _qualname(value, seen)
+    return _const_text(value)
+
+
+def _bindings(fn, seen):
+    """Texts of what `fn` closes over and of its default arguments."""
+    cells = []
+    for cell in fn.__closure__ or ():
+        try:
+            value = cell.cell_contents
+        except ValueError:  # an empty cell (a name assigned after the function was made)
+            continue
+        if value is not fn:
+            cells.append(_bound_text(value, seen))
+    cells += [_bound_text(v, seen) for v in fn.__defaults__ or ()]
+    cells += [f"{k}={_bound_text(v, seen)}" for k, v in sorted((fn.__kwdefaults__ or {}).items())]
+    return cells
+
+
+def _qualname(fn, seen=()):
+    """`module.qualname@digest` of a hook; the digest covers its code, its default
+    arguments and the values (functions included) it closes over, and the arguments
+    of a `functools.partial`, so an edited hook gets another fingerprint."""
     if fn is None:
         return None
+    if id(fn) in seen:
+        return "<recursive>"
+    seen = (*seen, id(fn))
+    if isinstance(fn, functools.partial):
+        bound = [_bound_text(v, seen) for v in fn.args]
+        bound += [f"{k}={_bound_text(v, seen)}" for k, v in sorted(fn.keywords.items())]
+        return f"partial({_qualname(fn.func, seen)};{','.join(bound)})"
     name = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', type(fn).__name__)}"
     code = getattr(fn, "__code__", None)
     if not isinstance(code, types.CodeType):
         return name
-    cells = [_const_text(c.cell_contents) for c in (fn.__closure__ or ())
-             if not isinstance(getattr(c, "cell_contents", None), types.FunctionType)]
+    cells = _bindings(fn, seen)
     return f"{name}@{_code_digest(code)}" + (f"[{','.join(cells)}]" if cells else "")
 
 
