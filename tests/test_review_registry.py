@@ -70,3 +70,10 @@ def test_an_edited_function_a_hook_closes_over_changes_the_fingerprint():
     half = factory(_defined(source.format("eps / 2"), "_scale"))
     full = factory(_defined(source.format("eps"), "_scale"))
     assert _method(half).fingerprint() != _method(full).fingerprint()
+
+
+def test_a_grid_dict_naming_an_unknown_hyperparameter_is_refused():
+    method = _method(_ls)
+    assert method.grid({"epsilon": [0.2]}) == {"epsilon": (0.2,)}
+    with pytest.raises(ValueError, match=r"'epsilom'.*epsilon"):
+        method.grid({"epsilom": [0.2]})

@@ -219,6 +219,11 @@ class Method:
     def grid(self, grid="small"):
         """`{hyperparameter: values}` of a named grid or of a dict of value lists."""
         if isinstance(grid, dict):
+            extra = set(grid) - set(self.params)
+            if extra:
+                raise ValueError(f"grid names {', '.join(map(repr, sorted(extra)))}, not a "
+                                 f"hyperparameter of {self.name!r} "
+                                 f"({', '.join(self.params) or 'none'}).")
             return {p: _values(self.name, p, grid.get(p, self.params[p])) for p in self.params}
         if grid not in GRID_NAMES:
             raise ValueError(f"Unknown grid {grid!r}; choose from: {', '.join(GRID_NAMES)}.")
