@@ -77,3 +77,16 @@ def test_a_grid_dict_naming_an_unknown_hyperparameter_is_refused():
     assert method.grid({"epsilon": [0.2]}) == {"epsilon": (0.2,)}
     with pytest.raises(ValueError, match=r"'epsilom'.*epsilon"):
         method.grid({"epsilom": [0.2]})
+
+
+def test_one_tag_or_log_scaled_name_given_as_a_string_is_one_name():
+    method = Method("one_tag", params={"epsilon": (0.01, 0.1)}, loss=_ls, tags="mine",
+                    log_scale="epsilon")
+    assert method.tags == ("mine",)
+    assert method.search_space()["epsilon"]["sampling"] == "log"
+
+
+@pytest.mark.parametrize("pair", [0.1, (0.1, 0.2, 0.3), "ab"])
+def test_a_range_that_is_not_a_pair_is_refused_naming_it(pair):
+    with pytest.raises(ValueError, match=r"ranges\['epsilon'\] must be a pair \(low, high\)"):
+        Method("bad_range", params={"epsilon": (0.01, 0.1)}, loss=_ls, ranges={"epsilon": pair})

@@ -81,6 +81,11 @@ def _values(method, param, values):
     return out
 
 
+def _names(value):
+    """A tuple of names from one name or an iterable of names."""
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
 def _check_hook(method, name, hook):
     if hook is not None and not callable(hook):
         raise TypeError(f"Method {method!r}: `{name}` must be callable or None, got {hook!r}.")
@@ -159,10 +164,10 @@ class Method:
         self.temperature_of = temperature_of
         self.uses_teacher_model = bool(uses_teacher_model)
         self.description = str(description)
-        self.tags = tuple(tags)
+        self.tags = _names(tags)
         self.domains = dict(domains or {})
         self.grids = self._check_grids(grids)
-        self.log_scale = tuple(log_scale)
+        self.log_scale = _names(log_scale)
         self.ranges = self._check_ranges(ranges)
         if temperature_of is None and loss is None and loss_from_data is None:
             raise ValueError(f"Method {name!r} needs a `loss(params, num_classes)` hook.")
@@ -194,7 +199,7 @@ class Method:
         out = {}
         for param in self.params:
             if param in ranges:
-                low, high = (_finite_number(f"ranges[{param!r}]", v) for v in ranges[param])
+                low, high = self._pair(param, ranges[param])
             else:
                 seen = [v for grid in (self.params, *self.grids.values())
                         for v in grid.get(param, ())]
@@ -207,6 +212,13 @@ class Method:
                                  f"above 0, got ({low}, {high}).")
             out[param] = (self.check(param, low), self.check(param, high))
         return out
+
+    def _pair(self, param, pair):
+        """`ranges[param]` as two finite numbers (low, high)."""
+        if isinstance(pair, (str, bytes)) or not hasattr(pair, "__len__") or len(pair) != 2:
+            raise ValueError(f"Method {self.name!r}: ranges[{param!r}] must be a pair "
+                             f"(low, high), got {pair!r}.")
+        return tuple(_finite_number(f"ranges[{param!r}]", v) for v in pair)
 
     def check(self, param, value):
         """`value` of hyperparameter `param` as a float; `ValueError` if the method refuses it."""
