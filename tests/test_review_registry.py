@@ -90,3 +90,20 @@ def test_one_tag_or_log_scaled_name_given_as_a_string_is_one_name():
 def test_a_range_that_is_not_a_pair_is_refused_naming_it(pair):
     with pytest.raises(ValueError, match=r"ranges\['epsilon'\] must be a pair \(low, high\)"):
         Method("bad_range", params={"epsilon": (0.01, 0.1)}, loss=_ls, ranges={"epsilon": pair})
+
+
+def _fraction(name, value):
+    if not 0 <= value < 1:
+        raise ValueError(f"`{name}` must be in [0, 1), got {value}.")
+    return float(value)
+
+
+def test_a_domain_for_a_hyperparameter_the_method_lacks_is_refused():
+    # A misspelt key used to leave `epsilon` unchecked.
+    with pytest.raises(ValueError, match=r"`domains` names epsilom, not in `params`"):
+        Method("typo", params={"epsilon": (0.01, 0.1)}, loss=_ls, domains={"epsilom": _fraction})
+    with pytest.raises(TypeError, match=r"domains\['epsilon'\]"):
+        Method("typo", params={"epsilon": (0.01, 0.1)}, loss=_ls, domains={"epsilon": 0.5})
+    method = Method("ok", params={"epsilon": (0.01, 0.1)}, loss=_ls, domains={"epsilon": _fraction})
+    with pytest.raises(ValueError, match=r"must be in \[0, 1\), got 1.5"):
+        method.check_settings({"epsilon": 1.5})

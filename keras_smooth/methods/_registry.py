@@ -165,7 +165,7 @@ class Method:
         self.uses_teacher_model = bool(uses_teacher_model)
         self.description = str(description)
         self.tags = _names(tags)
-        self.domains = dict(domains or {})
+        self.domains = self._check_domains(domains)
         self.grids = self._check_grids(grids)
         self.log_scale = _names(log_scale)
         self.ranges = self._check_ranges(ranges)
@@ -189,6 +189,16 @@ class Method:
                                  f"{', '.join(sorted(extra))}, not in `params`.")
             out[grid] = {p: _values(self.name, p, v) for p, v in values.items()}
         return out
+
+    def _check_domains(self, domains):
+        domains = dict(domains or {})
+        extra = set(domains) - set(self.params)
+        if extra:
+            raise ValueError(f"Method {self.name!r}: `domains` names "
+                             f"{', '.join(sorted(extra))}, not in `params`.")
+        for param, check in domains.items():
+            _check_hook(self.name, f"domains[{param!r}]", check)
+        return domains
 
     def _check_ranges(self, ranges):
         ranges = dict(ranges or {})
