@@ -3,15 +3,21 @@
 A method's fingerprint decides whether stored predictions are reused
 (`run_comparison`) and whether a tuning folder is resumed (`run_search`), so
 two definitions that train differently must never share one; grids given as a
-dict must not drop a misspelt hyperparameter silently.
+dict must not drop a misspelt hyperparameter silently; and each built-in's hooks
+must hand its hyperparameters to the right place (targets and losses against
+NumPy references written from the papers' equations, in `reference.py`).
 """
 
 import functools
 import textwrap
 
+import keras
+import numpy as np
 import pytest
 
 import keras_smooth as ks
+import reference as ref
+from keras_smooth import methods
 from keras_smooth.methods import Method
 
 
@@ -107,3 +113,63 @@ def test_a_domain_for_a_hyperparameter_the_method_lacks_is_refused():
     method = Method("ok", params={"epsilon": (0.01, 0.1)}, loss=_ls, domains={"epsilon": _fraction})
     with pytest.raises(ValueError, match=r"must be in \[0, 1\), got 1.5"):
         method.check_settings({"epsilon": 1.5})
+
+
+# --- each built-in's hooks pass its hyperparameters where its paper puts them -------------
+
+_K, _N = 4, 12
+_RNG = np.random.default_rng(7)
+_Y = np.arange(_N) % _K
+_TEACHER = _RNG.normal(scale=3.0, size=(_N, _K)).astype("float32")
+_LOGITS = _RNG.normal(scale=3.0, size=(_N, _K)).astype("float32")
+_T_STAR = 1.7  # the teacher's fitted temperature
+
+
+def _recipe(name, params):
+    context = methods.Context(_RNG.normal(size=(_N, 2)).astype("float32"), _Y, _K, seed=0,
+                              teacher_logits=_TEACHER, teacher_temperature=_T_STAR)
+    return methods.get(name).build(params, context)
+
+
+def _value(recipe):
+    return float(keras.ops.convert_to_numpy(recipe.loss(recipe.targets, _LOGITS)))
+
+
+@pytest.mark.parametrize("name, params, expected", [
+    ("ils1", {"p1": 0.85, "p2": 1.25},
+     lambda: ref.ils1(_Y, ref.softmax(_TEACHER / _T_STAR), 0.85, 1.25)),
+    ("ils2", {"epsilon": 0.15, "temperature": 4.0},
+     lambda: ref.ils2(_Y, ref.softmax(_TEACHER / 4.0), 0.15)),
+    ("ils", {"p1": 0.85, "p2": 1.25, "temperature": 4.0},
+     lambda: ref.ils(_Y, ref.softmax(_TEACHER / _T_STAR), ref.softmax(_TEACHER / 4.0), 0.85,
+                     1.25)),
+])
+def test_ils_methods_build_the_papers_targets_from_the_calibrated_teacher(name, params, expected):
+    # Eq. 3 reads p_t of the teacher at its fitted T*; Eq. 4 spreads eps like softmax(z / T).
+    recipe = _recipe(name, params)
+    np.testing.assert_allclose(recipe.targets, expected(), atol=2e-6)
+    soft = np.asarray(recipe.targets, dtype="float64")
+    assert _value(recipe) == pytest.approx(
+        ref.cross_entropy(soft, ref.log_softmax(_LOGITS.astype("float64"))).mean(), rel=1e-5)
+
+
+def _focal(gamma_low, gamma_high):
+    p_t = ref.softmax(_LOGITS.astype("float64"))[np.arange(_N), _Y]
+    gamma = np.where(p_t < 0.2, gamma_low, gamma_high)
+    return -((1 - p_t) ** gamma * np.log(p_t))
+
+
+@pytest.mark.parametrize("name, params, expected", [
+    ("ls", {"epsilon": 0.15},
+     lambda: ref.cross_entropy(ref.uniform_ls(_Y, _K, 0.15), ref.log_softmax(_LOGITS))),
+    ("dis", {"beta": 0.3, "temperature": 2.5},
+     lambda: ref.distillation(_Y, _LOGITS, _TEACHER, 0.3, 2.5)),
+    ("bs_soft", {"beta": 0.85}, lambda: ref.soft_bootstrapping(_Y, _LOGITS, 0.85)),
+    ("tfkd", {"alpha": 0.3, "temperature": 5.0},
+     lambda: ref.tf_kd_reg(_Y, _LOGITS, 0.3, 5.0, 0.9)),
+    ("zipf", {"weight": 0.4}, lambda: ref.zipf(_Y, _LOGITS, 0.4, 1.0)[0]),
+    ("mbls", {"margin": 2.0, "weight": 0.3}, lambda: ref.mbls(_Y, _LOGITS, 2.0, 0.3)),
+    ("flsd", {"gamma_low": 4.0, "gamma_high": 2.0}, lambda: _focal(4.0, 2.0)),
+])
+def test_baseline_losses_take_each_hyperparameter_where_the_paper_puts_it(name, params, expected):
+    assert _value(_recipe(name, params)) == pytest.approx(float(np.mean(expected())), rel=1e-5)
