@@ -173,3 +173,19 @@ def _focal(gamma_low, gamma_high):
 ])
 def test_baseline_losses_take_each_hyperparameter_where_the_paper_puts_it(name, params, expected):
     assert _value(_recipe(name, params)) == pytest.approx(float(np.mean(expected())), rel=1e-5)
+
+
+@pytest.mark.parametrize("first, second", [
+    ([1.0, 2.0], [1.0, 3.0]),
+    ({"scale": 0.5}, {"scale": 1.0}),
+    (np.array([0.5, 1.0]), np.array([0.5, 2.0])),
+    (np.float32(0.5), np.float32(1.0)),
+])
+def test_a_changed_list_dict_or_array_a_hook_closes_over_changes_the_fingerprint(first, second):
+    def make(bound):
+        def loss(params, num_classes):  # `bound` would, say, weight the classes
+            return ks.LabelSmoothingLoss(params["epsilon"], num_classes=len(bound) + 1)
+        return loss
+
+    assert _method(make(first)).fingerprint() != _method(make(second)).fingerprint()
+    assert _method(make(first)).fingerprint() == _method(make(first)).fingerprint()

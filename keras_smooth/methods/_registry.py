@@ -358,11 +358,21 @@ def _code_digest(code):
 
 
 def _bound_text(value, seen):
-    """Text of a value a hook is bound to: a class's or a function's name and digest."""
+    """Text of a value a hook is bound to: a class's or a function's name and digest, the
+    items of a list, tuple or dict, the values of a NumPy array or scalar."""
     if isinstance(value, type):
         return f"{value.__module__}.{value.__qualname__}"
     if callable(value):
         return _qualname(value, seen)
+    if isinstance(value, (list, tuple)):
+        return type(value).__name__ + "(" + ",".join(_bound_text(v, seen) for v in value) + ")"
+    if isinstance(value, dict):
+        items = sorted((_bound_text(k, seen), _bound_text(v, seen)) for k, v in value.items())
+        return "dict(" + ",".join(f"{k}:{v}" for k, v in items) + ")"
+    if isinstance(value, (np.ndarray, np.generic)):
+        array = np.ascontiguousarray(value)
+        digest = hashlib.sha256(array.tobytes()).hexdigest()[:12] if array.dtype != object else "?"
+        return f"array({array.dtype.str},{array.shape},{digest})"
     return _const_text(value)
 
 
