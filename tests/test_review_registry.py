@@ -189,3 +189,19 @@ def test_a_changed_list_dict_or_array_a_hook_closes_over_changes_the_fingerprint
 
     assert _method(make(first)).fingerprint() != _method(make(second)).fingerprint()
     assert _method(make(first)).fingerprint() == _method(make(first)).fingerprint()
+
+
+def test_a_changed_module_level_value_or_helper_a_hook_reads_changes_the_fingerprint():
+    source = """
+        SCALE = {scale}
+
+        def _helper(eps):
+            return eps * {factor}
+
+        def loss(params, num_classes):
+            return ks.LabelSmoothingLoss(_helper(params["epsilon"]) * SCALE)
+    """
+    base = _method(_defined(source.format(scale=0.5, factor=1), "loss")).fingerprint()
+    assert base == _method(_defined(source.format(scale=0.5, factor=1), "loss")).fingerprint()
+    assert base != _method(_defined(source.format(scale=1.0, factor=1), "loss")).fingerprint()
+    assert base != _method(_defined(source.format(scale=0.5, factor=2), "loss")).fingerprint()

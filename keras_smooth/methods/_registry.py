@@ -376,8 +376,18 @@ def _bound_text(value, seen):
     return _const_text(value)
 
 
+def _global_names(code):
+    """Names `code` (and the code nested in it) may read from its module."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _global_names(const)
+    return names
+
+
 def _bindings(fn, seen):
-    """Texts of what `fn` closes over and of its default arguments."""
+    """Texts of what `fn` closes over, of its default arguments and of the module-level
+    values and functions it reads (modules excepted)."""
     cells = []
     for cell in fn.__closure__ or ():
         try:
@@ -387,14 +397,20 @@ def _bindings(fn, seen):
         if value is not fn:
             cells.append(_bound_text(value, seen))
     cells += [_bound_text(v, seen) for v in fn.__defaults__ or ()]
+    module_globals = getattr(fn, "__globals__", {})
+    for name in sorted(_global_names(fn.__code__)):
+        value = module_globals.get(name)
+        if name in module_globals and not isinstance(value, types.ModuleType) and value is not fn:
+            cells.append(f"{name}={_bound_text(value, seen)}")
     cells += [f"{k}={_bound_text(v, seen)}" for k, v in sorted((fn.__kwdefaults__ or {}).items())]
     return cells
 
 
 def _qualname(fn, seen=()):
     """`module.qualname@digest` of a hook; the digest covers its code, its default
-    arguments and the values (functions included) it closes over, and the arguments
-    of a `functools.partial`, so an edited hook gets another fingerprint."""
+    arguments, the values (functions included) it closes over or reads from its
+    module, and the arguments of a `functools.partial`, so an edited hook gets
+    another fingerprint."""
     if fn is None:
         return None
     if id(fn) in seen:
