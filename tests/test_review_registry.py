@@ -205,3 +205,19 @@ def test_a_changed_module_level_value_or_helper_a_hook_reads_changes_the_fingerp
     assert base == _method(_defined(source.format(scale=0.5, factor=1), "loss")).fingerprint()
     assert base != _method(_defined(source.format(scale=1.0, factor=1), "loss")).fingerprint()
     assert base != _method(_defined(source.format(scale=0.5, factor=2), "loss")).fingerprint()
+
+
+def test_the_fingerprint_stays_small_whatever_a_hook_reads():
+    # It is stored with every prediction file and tuning folder: a hook reading a library
+    # function or closing over a long list must not write the library or the list into it.
+    source = """
+        from sklearn.model_selection import train_test_split
+
+        WEIGHTS = [0.5] * 100_000
+
+        def loss(params, num_classes):
+            train_test_split, WEIGHTS
+            return ks.LabelSmoothingLoss(params["epsilon"])
+    """
+    fingerprint = _method(_defined(source, "loss")).fingerprint()
+    assert len(repr(fingerprint)) < 1000

@@ -357,17 +357,17 @@ def _code_digest(code):
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:12]
 
 
-def _bound_text(value, seen):
+def _bound_text(value, memo):
     """Text of a value a hook is bound to: a class's or a function's name and digest, the
     items of a list, tuple or dict, the values of a NumPy array or scalar."""
     if isinstance(value, type):
         return f"{value.__module__}.{value.__qualname__}"
     if callable(value):
-        return _qualname(value, seen)
+        return _qualname(value, memo)
     if isinstance(value, (list, tuple)):
-        return type(value).__name__ + "(" + ",".join(_bound_text(v, seen) for v in value) + ")"
+        return type(value).__name__ + "(" + ",".join(_bound_text(v, memo) for v in value) + ")"
     if isinstance(value, dict):
-        items = sorted((_bound_text(k, seen), _bound_text(v, seen)) for k, v in value.items())
+        items = sorted((_bound_text(k, memo), _bound_text(v, memo)) for k, v in value.items())
         return "dict(" + ",".join(f"{k}:{v}" for k, v in items) + ")"
     if isinstance(value, (np.ndarray, np.generic)):
         array = np.ascontiguousarray(value)
@@ -385,7 +385,16 @@ def _global_names(code):
     return names
 
 
-def _bindings(fn, seen):
+def _read_global(fn, name, value, memo):
+    """Text of a module-level value `fn` reads: functions of `fn`'s own module are followed,
+    those of other modules (libraries) are named only."""
+    if callable(value) and not isinstance(value, type):
+        if getattr(value, "__module__", None) != fn.__module__:
+            return f"{getattr(value, '__module__', '?')}.{getattr(value, '__qualname__', name)}"
+    return _bound_text(value, memo)
+
+
+def _bindings(fn, memo):
     """Texts of what `fn` closes over, of its default arguments and of the module-level
     values and functions it reads (modules excepted)."""
     cells = []
@@ -394,38 +403,45 @@ def _bindings(fn, seen):
             value = cell.cell_contents
         except ValueError:  # an empty cell (a name assigned after the function was made)
             continue
-        if value is not fn:
-            cells.append(_bound_text(value, seen))
-    cells += [_bound_text(v, seen) for v in fn.__defaults__ or ()]
+        cells.append(_bound_text(value, memo))
+    cells += [_bound_text(v, memo) for v in fn.__defaults__ or ()]
+    cells += [f"{k}={_bound_text(v, memo)}" for k, v in sorted((fn.__kwdefaults__ or {}).items())]
     module_globals = getattr(fn, "__globals__", {})
     for name in sorted(_global_names(fn.__code__)):
         value = module_globals.get(name)
-        if name in module_globals and not isinstance(value, types.ModuleType) and value is not fn:
-            cells.append(f"{name}={_bound_text(value, seen)}")
-    cells += [f"{k}={_bound_text(v, seen)}" for k, v in sorted((fn.__kwdefaults__ or {}).items())]
+        if name in module_globals and not isinstance(value, types.ModuleType):
+            cells.append(f"{name}={_read_global(fn, name, value, memo)}")
     return cells
 
 
-def _qualname(fn, seen=()):
+def _digest(*parts):
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:12]
+
+
+def _qualname(fn, memo=None):
     """`module.qualname@digest` of a hook; the digest covers its code, its default
     arguments, the values (functions included) it closes over or reads from its
     module, and the arguments of a `functools.partial`, so an edited hook gets
     another fingerprint."""
     if fn is None:
         return None
-    if id(fn) in seen:
-        return "<recursive>"
-    seen = (*seen, id(fn))
+    memo = {} if memo is None else memo
+    if id(fn) in memo:  # each function is described once (None: a recursive reference)
+        return memo[id(fn)] or "<recursive>"
+    memo[id(fn)] = None
     if isinstance(fn, functools.partial):
-        bound = [_bound_text(v, seen) for v in fn.args]
-        bound += [f"{k}={_bound_text(v, seen)}" for k, v in sorted(fn.keywords.items())]
-        return f"partial({_qualname(fn.func, seen)};{','.join(bound)})"
-    name = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', type(fn).__name__)}"
-    code = getattr(fn, "__code__", None)
-    if not isinstance(code, types.CodeType):
-        return name
-    cells = _bindings(fn, seen)
-    return f"{name}@{_code_digest(code)}" + (f"[{','.join(cells)}]" if cells else "")
+        bound = [_bound_text(v, memo) for v in fn.args]
+        bound += [f"{k}={_bound_text(v, memo)}" for k, v in sorted(fn.keywords.items())]
+        text = f"partial({_qualname(fn.func, memo)})@{_digest(*bound)}"
+    else:
+        name = (f"{getattr(fn, '__module__', '?')}."
+                f"{getattr(fn, '__qualname__', type(fn).__name__)}")
+        code = getattr(fn, "__code__", None)
+        text = name
+        if isinstance(code, types.CodeType):
+            text = f"{name}@{_digest(_code_digest(code), *_bindings(fn, memo))}"
+    memo[id(fn)] = text
+    return text
 
 
 def register(method):
