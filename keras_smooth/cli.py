@@ -437,17 +437,24 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
           flush=True)
 
 
-def _import_from_working_directory():
-    """Let `module:attribute` name a module in the working directory, as `python -m` does
-    (an installed `keras-smooth` script has only its own folder on `sys.path`)."""
+def main(argv=None):
+    """Run the command; return its exit code (2 for bad input, with one line saying why).
+
+    `module:attribute` may name a module in the working directory, as with
+    `python -m` (an installed `keras-smooth` script has only its own folder on
+    `sys.path`); the working directory is on the path while the command runs.
+    """
+    saved = list(sys.path)
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
+    try:
+        return _run(argv)
+    finally:
+        sys.path[:] = saved
 
 
-def main(argv=None):
-    """Run the command; return its exit code (2 for bad input, with one line saying why)."""
+def _run(argv):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    _import_from_working_directory()
     try:
         args = parse_args(argv)
     except SystemExit as exit_:  # argparse: usage and a one-line error (2), or --help (0)

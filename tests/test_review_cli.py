@@ -45,3 +45,12 @@ def test_an_installed_style_script_imports_module_attribute_from_the_working_dir
     assert result.returncode == 2
     assert "my_methods" not in result.stderr, result.stderr
     assert "argument --tuner" in result.stderr, result.stderr
+
+
+def test_the_working_directory_leaves_the_path_when_the_command_returns(tmp_path, monkeypatch):
+    from keras_smooth import cli
+
+    monkeypatch.chdir(tmp_path)
+    before = list(sys.path)
+    assert cli.main(["tune", "--method", "no_such_module:m"]) == 2
+    assert sys.path == before
