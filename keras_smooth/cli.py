@@ -438,7 +438,22 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 
 
 def main(argv=None):
-    """Run the command; return its exit code (2 for bad input, with one line saying why)."""
+    """Run the command; return its exit code (2 for bad input, with one line saying why).
+
+    `module:attribute` may name a module in the working directory, as with
+    `python -m` (an installed `keras-smooth` script has only its own folder on
+    `sys.path`); the working directory is on the path while the command runs.
+    """
+    saved = list(sys.path)
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        return _run(argv)
+    finally:
+        sys.path[:] = saved
+
+
+def _run(argv):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
         args = parse_args(argv)

@@ -10,6 +10,7 @@ object, passed directly or named as `module:attribute`.
 """
 
 import dataclasses
+import functools
 import hashlib
 import importlib
 import itertools
@@ -78,6 +79,11 @@ def _values(method, param, values):
     if len(set(out)) != len(out):
         raise ValueError(f"{where} repeats a value: {list(out)}.")
     return out
+
+
+def _names(value):
+    """A tuple of names from one name or an iterable of names."""
+    return (value,) if isinstance(value, str) else tuple(value)
 
 
 def _check_hook(method, name, hook):
@@ -158,10 +164,10 @@ class Method:
         self.temperature_of = temperature_of
         self.uses_teacher_model = bool(uses_teacher_model)
         self.description = str(description)
-        self.tags = tuple(tags)
-        self.domains = dict(domains or {})
+        self.tags = _names(tags)
+        self.domains = self._check_domains(domains)
         self.grids = self._check_grids(grids)
-        self.log_scale = tuple(log_scale)
+        self.log_scale = _names(log_scale)
         self.ranges = self._check_ranges(ranges)
         if temperature_of is None and loss is None and loss_from_data is None:
             raise ValueError(f"Method {name!r} needs a `loss(params, num_classes)` hook.")
@@ -184,6 +190,16 @@ class Method:
             out[grid] = {p: _values(self.name, p, v) for p, v in values.items()}
         return out
 
+    def _check_domains(self, domains):
+        domains = dict(domains or {})
+        extra = set(domains) - set(self.params)
+        if extra:
+            raise ValueError(f"Method {self.name!r}: `domains` names "
+                             f"{', '.join(sorted(extra))}, not in `params`.")
+        for param, check in domains.items():
+            _check_hook(self.name, f"domains[{param!r}]", check)
+        return domains
+
     def _check_ranges(self, ranges):
         ranges = dict(ranges or {})
         extra = (set(ranges) | set(self.log_scale)) - set(self.params)
@@ -193,7 +209,7 @@ class Method:
         out = {}
         for param in self.params:
             if param in ranges:
-                low, high = (_finite_number(f"ranges[{param!r}]", v) for v in ranges[param])
+                low, high = self._pair(param, ranges[param])
             else:
                 seen = [v for grid in (self.params, *self.grids.values())
                         for v in grid.get(param, ())]
@@ -207,6 +223,13 @@ class Method:
             out[param] = (self.check(param, low), self.check(param, high))
         return out
 
+    def _pair(self, param, pair):
+        """`ranges[param]` as two finite numbers (low, high)."""
+        if isinstance(pair, (str, bytes)) or not hasattr(pair, "__len__") or len(pair) != 2:
+            raise ValueError(f"Method {self.name!r}: ranges[{param!r}] must be a pair "
+                             f"(low, high), got {pair!r}.")
+        return tuple(_finite_number(f"ranges[{param!r}]", v) for v in pair)
+
     def check(self, param, value):
         """`value` of hyperparameter `param` as a float; `ValueError` if the method refuses it."""
         if param not in self.params:
@@ -218,6 +241,11 @@ class Method:
     def grid(self, grid="small"):
         """`{hyperparameter: values}` of a named grid or of a dict of value lists."""
         if isinstance(grid, dict):
+            extra = set(grid) - set(self.params)
+            if extra:
+                raise ValueError(f"grid names {', '.join(map(repr, sorted(extra)))}, not a "
+                                 f"hyperparameter of {self.name!r} "
+                                 f"({', '.join(self.params) or 'none'}).")
             return {p: _values(self.name, p, grid.get(p, self.params[p])) for p in self.params}
         if grid not in GRID_NAMES:
             raise ValueError(f"Unknown grid {grid!r}; choose from: {', '.join(GRID_NAMES)}.")
@@ -329,18 +357,91 @@ def _code_digest(code):
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:12]
 
 
-def _qualname(fn):
-    """`module.qualname@digest` of a hook; the digest covers its code and the simple
-    values it closes over, so an edited hook gets another fingerprint."""
+def _bound_text(value, memo):
+    """Text of a value a hook is bound to: a class's or a function's name and digest, the
+    items of a list, tuple or dict, the values of a NumPy array or scalar."""
+    if isinstance(value, type):
+        return f"{value.__module__}.{value.__qualname__}"
+    if callable(value):
+        return _qualname(value, memo)
+    if isinstance(value, (list, tuple)):
+        return type(value).__name__ + "(" + ",".join(_bound_text(v, memo) for v in value) + ")"
+    if isinstance(value, dict):
+        items = sorted((_bound_text(k, memo), _bound_text(v, memo)) for k, v in value.items())
+        return "dict(" + ",".join(f"{k}:{v}" for k, v in items) + ")"
+    if isinstance(value, (np.ndarray, np.generic)):
+        array = np.ascontiguousarray(value)
+        digest = hashlib.sha256(array.tobytes()).hexdigest()[:12] if array.dtype != object else "?"
+        return f"array({array.dtype.str},{array.shape},{digest})"
+    return _const_text(value)
+
+
+def _global_names(code):
+    """Names `code` (and the code nested in it) may read from its module."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _global_names(const)
+    return names
+
+
+def _read_global(fn, name, value, memo):
+    """Text of a module-level value `fn` reads: functions of `fn`'s own module are followed,
+    those of other modules (libraries) are named only."""
+    if callable(value) and not isinstance(value, type):
+        if getattr(value, "__module__", None) != fn.__module__:
+            return f"{getattr(value, '__module__', '?')}.{getattr(value, '__qualname__', name)}"
+    return _bound_text(value, memo)
+
+
+def _bindings(fn, memo):
+    """Texts of what `fn` closes over, of its default arguments and of the module-level
+    values and functions it reads (modules excepted)."""
+    cells = []
+    for cell in fn.__closure__ or ():
+        try:
+            value = cell.cell_contents
+        except ValueError:  # an empty cell (a name assigned after the function was made)
+            continue
+        cells.append(_bound_text(value, memo))
+    cells += [_bound_text(v, memo) for v in fn.__defaults__ or ()]
+    cells += [f"{k}={_bound_text(v, memo)}" for k, v in sorted((fn.__kwdefaults__ or {}).items())]
+    module_globals = getattr(fn, "__globals__", {})
+    for name in sorted(_global_names(fn.__code__)):
+        value = module_globals.get(name)
+        if name in module_globals and not isinstance(value, types.ModuleType):
+            cells.append(f"{name}={_read_global(fn, name, value, memo)}")
+    return cells
+
+
+def _digest(*parts):
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:12]
+
+
+def _qualname(fn, memo=None):
+    """`module.qualname@digest` of a hook; the digest covers its code, its default
+    arguments, the values (functions included) it closes over or reads from its
+    module, and the arguments of a `functools.partial`, so an edited hook gets
+    another fingerprint."""
     if fn is None:
         return None
-    name = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', type(fn).__name__)}"
-    code = getattr(fn, "__code__", None)
-    if not isinstance(code, types.CodeType):
-        return name
-    cells = [_const_text(c.cell_contents) for c in (fn.__closure__ or ())
-             if not isinstance(getattr(c, "cell_contents", None), types.FunctionType)]
-    return f"{name}@{_code_digest(code)}" + (f"[{','.join(cells)}]" if cells else "")
+    memo = {} if memo is None else memo
+    if id(fn) in memo:  # each function is described once (None: a recursive reference)
+        return memo[id(fn)] or "<recursive>"
+    memo[id(fn)] = None
+    if isinstance(fn, functools.partial):
+        bound = [_bound_text(v, memo) for v in fn.args]
+        bound += [f"{k}={_bound_text(v, memo)}" for k, v in sorted(fn.keywords.items())]
+        text = f"partial({_qualname(fn.func, memo)})@{_digest(*bound)}"
+    else:
+        name = (f"{getattr(fn, '__module__', '?')}."
+                f"{getattr(fn, '__qualname__', type(fn).__name__)}")
+        code = getattr(fn, "__code__", None)
+        text = name
+        if isinstance(code, types.CodeType):
+            text = f"{name}@{_digest(_code_digest(code), *_bindings(fn, memo))}"
+    memo[id(fn)] = text
+    return text
 
 
 def register(method):

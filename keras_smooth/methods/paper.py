@@ -55,6 +55,11 @@ DOMAINS = {
 }
 
 
+def domains_of(*params):
+    """The `domains` of a method with hyperparameters `params`, from `DOMAINS`."""
+    return {p: DOMAINS[p] for p in params}
+
+
 def grids_of(*params):
     """`Method` keywords (`params`, `grids`) of a method tuning `params`, from the columns above."""
     grids = {g: {p: COLUMNS[p][g] for p in params} for g in EPSILON}
@@ -84,7 +89,8 @@ def _ls_loss(params, num_classes):
 
 
 LS = register(Method(
-    "ls", "LS", **grids_of("epsilon"), loss=_ls_loss, log_scale=("epsilon",), domains=DOMAINS,
+    "ls", "LS", **grids_of("epsilon"), loss=_ls_loss, log_scale=("epsilon",),
+    domains=domains_of("epsilon"),
     tags=("default",), description="uniform label smoothing, target (1 - eps) y + eps / K"))
 LS_TEMPS = register(Method(
     "ls_temps", "LS + TempS", temperature_of="ls", tags=("default",),
@@ -112,7 +118,7 @@ def _ils(name, label, params, description, tags=("default",)):
     return register(Method(
         name, label, **grids_of(*params), loss=cross_entropy,
         log_scale=[p for p in params if p in ("epsilon", "temperature")],
-        domains=DOMAINS, needs_teacher=True, targets=_ils_targets(name), same_loss=True,
+        domains=domains_of(*params), needs_teacher=True, targets=_ils_targets(name), same_loss=True,
         tags=tags, description=description))
 
 
@@ -138,8 +144,8 @@ def _lspp_loss(params, num_classes):
 
 
 LLS = register(Method(
-    "lls", "LLS", loss=_lls_loss, domains=DOMAINS, tags=("default",),
+    "lls", "LLS", loss=_lls_loss, domains=domains_of("alpha"), tags=("default",),
     description="learnable K x K Q-matrix of targets, symmetric KL (LLS paper Eq. 4-5)", **ALPHA))
 LSPP = register(Method(
-    "lspp", "LS++", loss=_lspp_loss, domains=DOMAINS, tags=("default",),
+    "lspp", "LS++", loss=_lspp_loss, domains=domains_of("alpha"), tags=("default",),
     description="learnable zero-diagonal C-matrix, split gradients (LS++ paper Eq. 3)", **ALPHA))

@@ -136,6 +136,7 @@ class ReusableModel:
     def __init__(self, build_model, data, loss, seed, learning_rate):
         keras.utils.set_random_seed(seed)
         self.model = build_model(data.input_shape, data.num_classes)
+        self.loss = loss
         self.model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss)
         self.initial_weights = self.model.get_weights()
         self.model.optimizer.build(self.model.trainable_variables)

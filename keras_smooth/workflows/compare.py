@@ -224,6 +224,12 @@ def _resolve_methods(methods):
             raise ValueError(f"`methods` holds two different methods named {method.name!r}.")
     if not found:
         raise ValueError("`methods` is empty; name at least one method.")
+    labels = [m.label for m in found.values()]
+    shared = sorted({label for label in labels if labels.count(label) > 1})
+    if shared:  # labels name the rows of the table and the curves of the plots
+        raise ValueError(f"`methods` holds two methods labelled {shared[0]!r}: "
+                         f"{', '.join(m.name for m in found.values() if m.label == shared[0])}; "
+                         "give each its own label.")
     return tuple(found.values())
 
 
@@ -463,6 +469,9 @@ def run_comparison(*, dataset="gaussian", methods=None, replicates=3, seed=0, ep
     run = _Run(dataset, methods, bases, replicates, seed, epochs, batch_size, grid,
                dataset_options or {}, build_model, build_student,
                progress or (lambda event: None), ResultStore(output, settings))
+    labels = {m.name: m.label for m in methods}
+    for record in run.store.records:  # a label edited since the stored run shows as edited
+        record["label"] = labels.get(record["method"], record["label"])
     for replicate in range(replicates):
         _run_replicate(run, replicate)
     return run.store.records

@@ -77,8 +77,9 @@ def train_method(method, data, teacher, build_model, *, grid, epochs, batch_size
     context = _context(data, teacher, seed)
     best, shared = None, None
     for i, params in enumerate(settings):
-        recipe = method.build(params, context)
-        if method.same_loss and shared is None:  # one compiled model serves every setting
+        # same_loss: one compiled model (and its loss, which the callbacks act on) for all
+        recipe = method.build(params, context, loss=None if shared is None else shared.loss)
+        if method.same_loss and shared is None:
             shared = ReusableModel(build_model, data, recipe.loss, seed, 1e-3)
         report = None if progress is None else (
             lambda e, n, i=i: progress(i + 1, len(settings), e, n))
