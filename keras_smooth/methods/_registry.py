@@ -24,7 +24,7 @@ import numpy as np
 GRID_NAMES = ("paper", "synthetic", "synthetic-small", "small", "quick")
 """Grids a built-in method defines. "paper": ILS paper appendix C (real data);
 "synthetic": the ILS paper's grids for its synthetic task; "synthetic-small":
-that grid's centre with fewer points; "small": a few minutes per run;
+fewer points over the same span (P1 around 0.8); "small": a few minutes per run;
 "quick": one setting per method."""
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.+-]*$")

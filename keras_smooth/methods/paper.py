@@ -1,8 +1,8 @@
 """The methods of the three papers: No LS, LS, ILS1/ILS2/ILS, LLS, LS++ and "+ TempS" rows.
 
 Grids: "paper" is the ILS paper's appendix C (real data); "synthetic" is the
-grid its appendix gives for the synthetic task; "synthetic-small" keeps that
-grid's centre with fewer points; "small" keeps a default run to a few
+grid its appendix gives for the synthetic task; "synthetic-small" has fewer
+points over that grid's span (P1 around 0.8); "small" keeps a default run to a few
 minutes; "quick" is one setting. LLS and LS++ use alpha = 0.1 in every grid
 (LS++ paper §4; LLS paper appendix C), and the tuner searches alpha in
 [0.05, 0.5], the range the LLS paper's Figure 7 studies.
