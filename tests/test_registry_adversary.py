@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 import keras_smooth as ks
-from keras_smooth import methods
+from keras_smooth import datasets, methods, tuning
 from keras_smooth.methods import Context, Method
+from keras_smooth.workflows import train_method
 
 K, N = 3, 12
 EPS = {"epsilon": (0.05, 0.1, 0.2)}
@@ -137,3 +138,50 @@ def test_good_hook_results_pass_unchanged():
                      callbacks=lambda p, loss, c: None).build({"epsilon": 0.1}, _context())
     np.testing.assert_array_equal(recipe.targets, np.arange(N) % K)
     assert recipe.callbacks == []
+
+
+# --- training that fails ------------------------------------------------------------------------
+
+
+def tiny(input_shape, num_classes):
+    return keras.Sequential([keras.Input(input_shape), keras.layers.Dense(num_classes)])
+
+
+def _nan_loss(y_true, y_pred):
+    return keras.ops.mean(y_pred, axis=-1) * np.nan
+
+
+needs_tf = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="workflows use TF")
+
+
+@needs_tf
+@pytest.mark.parametrize("loss,message", [
+    (lambda p, k: _nan_loss, "(its training diverged: the model's predictions are not finite)"),
+    (lambda p, k: keras.losses.CategoricalCrossentropy(from_logits=True),
+     ": ValueError: Arguments `target` and `output` must have the same rank"),
+])
+def test_a_failed_training_names_the_method_and_setting(loss, message):
+    data = datasets.load("gaussian", seed=0, n_train=5, n_val=5, n_test=5)
+    with pytest.raises(ValueError, match=re.escape("method 'adv' failed to train at "
+                                                   "{'epsilon': 0.1}") + ".*" + re.escape(message)):
+        train_method(_method(loss=loss), data, None, tiny, grid="quick", epochs=1,
+                     batch_size=32, seed=0)
+
+
+@needs_tf
+def test_tune_reports_a_failed_method_in_one_line_and_a_new_search_is_not_a_reload(tmp_path):
+    data = datasets.load("gaussian", seed=0, n_train=5, n_val=5, n_test=5)
+    settings = dict(data=data, build_model=tiny, tuner="random", max_trials=1, epochs=1,
+                    batch_size=32, strategy="none", export=False)
+    with pytest.raises(RuntimeError) as raised:
+        tuning.run_search(_method(loss=lambda p, k: _nan_loss),
+                          directory=str(tmp_path / "nan"), **settings)
+    assert "Traceback" not in str(raised.value)
+    assert "method 'adv' failed to train at {'epsilon': " in str(raised.value)
+    assert "its training diverged" in str(raised.value)
+    # A range the user's loss cannot take: the loss's own error, not "cannot reload".
+    with pytest.raises(ValueError) as raised:
+        tuning.run_search(_method(), directory=str(tmp_path / "out"),
+                          ranges={"epsilon": [1.5]}, **settings)
+    assert "cannot reload" not in str(raised.value)
+    assert "its `loss` hook failed at {'epsilon': 1.5}" in str(raised.value)
