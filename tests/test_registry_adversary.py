@@ -185,3 +185,21 @@ def test_tune_reports_a_failed_method_in_one_line_and_a_new_search_is_not_a_relo
                           ranges={"epsilon": [1.5]}, **settings)
     assert "cannot reload" not in str(raised.value)
     assert "its `loss` hook failed at {'epsilon': 1.5}" in str(raised.value)
+
+
+@needs_tf
+def test_compare_refuses_two_labels_alike_and_shows_an_edited_label_on_resume(tmp_path):
+    from keras_smooth.workflows import run_comparison
+
+    settings = dict(dataset="gaussian", replicates=1, epochs=1, batch_size=32, grid="quick",
+                    output=str(tmp_path / "out"), build_model=tiny,
+                    dataset_options={"n_train": 5, "n_val": 5, "n_test": 5})
+    with pytest.raises(ValueError, match=re.escape("two methods labelled 'LS' ('ls' and "
+                                                   "'adv'); give them different labels")):
+        run_comparison(methods=["ls", _method(label="LS")], **settings)
+    assert not (tmp_path / "out").exists()
+    first = run_comparison(methods=[_method(label="Mine")], **settings)
+    again = run_comparison(methods=[_method(label="Mine, renamed")], **settings)
+    assert [r["label"] for r in first] == ["Mine"]
+    assert [r["label"] for r in again] == ["Mine, renamed"]
+    assert again[0]["nll"] == first[0]["nll"]  # resumed, not retrained
