@@ -203,3 +203,14 @@ def test_compare_refuses_two_labels_alike_and_shows_an_edited_label_on_resume(tm
     assert [r["label"] for r in first] == ["Mine"]
     assert [r["label"] for r in again] == ["Mine, renamed"]
     assert again[0]["nll"] == first[0]["nll"]  # resumed, not retrained
+
+
+@pytest.mark.parametrize("domain,error,message", [
+    (lambda name, value: None, ValueError,
+     "`adv: domains['epsilon'](0.05) returned` must be a finite number, got None"),
+    (lambda name, value: {}[name], ValueError,
+     "method 'adv': `domains['epsilon']` failed on 0.05 (KeyError: 'epsilon')"),
+])
+def test_a_domain_check_that_misbehaves_is_reported(domain, error, message):
+    with pytest.raises(error, match=re.escape(message)):
+        _method(domains={"epsilon": domain})

@@ -272,7 +272,16 @@ class Method:
             raise ValueError(f"method {self.name!r} has no hyperparameter {param!r}; it has: "
                              f"{', '.join(self.params) or 'none'}.")
         check = self.domains.get(param)
-        return check(param, value) if check else _finite_number(param, value)
+        if check is None:
+            return _finite_number(param, value)
+        try:
+            checked = check(param, value)
+        except (TypeError, ValueError):
+            raise  # the domain's own refusal, which names the value
+        except Exception as error:  # a user's domain check that fails otherwise
+            raise ValueError(f"method {self.name!r}: `domains[{param!r}]` failed on {value!r} "
+                             f"({type(error).__name__}: {error})") from error
+        return _finite_number(f"{self.name}: domains[{param!r}]({value!r}) returned", checked)
 
     def grid(self, grid="small"):
         """`{hyperparameter: values}` of a named grid or of a dict of value lists."""
