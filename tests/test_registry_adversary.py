@@ -214,3 +214,18 @@ def test_compare_refuses_two_labels_alike_and_shows_an_edited_label_on_resume(tm
 def test_a_domain_check_that_misbehaves_is_reported(domain, error, message):
     with pytest.raises(error, match=re.escape(message)):
         _method(domains={"epsilon": domain})
+
+
+def test_a_unicode_label_is_written_to_the_csv_under_an_ascii_locale(tmp_path):
+    import subprocess
+
+    root = __file__.rsplit("/tests/", 1)[0]
+    code = ("from keras_smooth.workflows import report\n"
+            "report.write_csv([{'method': 'uni', 'label': '\\u0414\\u0432 LS \\u03b5', "
+            "'hyperparameters': {}}], 'out.csv')\n")  # escapes: the command line is ASCII
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": root, "LC_ALL": "C", "PYTHONUTF8": "0",
+           "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "uni,Дв LS ε" in (tmp_path / "out.csv").read_text(encoding="utf-8")
