@@ -229,3 +229,14 @@ def test_a_unicode_label_is_written_to_the_csv_under_an_ascii_locale(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "uni,Дв LS ε" in (tmp_path / "out.csv").read_text(encoding="utf-8")
+
+
+@needs_tf
+def test_a_same_loss_method_whose_loss_changes_with_the_setting_is_refused():
+    # One compiled model is retrained for every setting of a `same_loss` method: a loss that
+    # differs per setting would silently be replaced by the first setting's.
+    data = datasets.load("gaussian", seed=0, n_train=5, n_val=5, n_test=5)
+    method = _method(same_loss=True, grids={"quick": {"epsilon": (0.05, 0.2)}})
+    with pytest.raises(ValueError, match=re.escape("method 'adv' says `same_loss=True`, but its "
+                                                   "loss at {'epsilon': 0.2} differs")):
+        train_method(method, data, None, tiny, grid="quick", epochs=1, batch_size=32, seed=0)

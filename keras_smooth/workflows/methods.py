@@ -40,6 +40,25 @@ def _selected(trained, params, loss, data, extra_inputs, shared):
     }
 
 
+def _loss_config(loss):
+    """The loss's Keras config (None when it has none: a plain function is not compared)."""
+    get_config = getattr(loss, "get_config", None)
+    try:
+        return get_config() if callable(get_config) else None
+    except (NotImplementedError, TypeError):
+        return None
+
+
+def _check_same_loss(method, first, params, config):
+    """Refuse a `same_loss` method whose loss changes with the setting (it would be ignored)."""
+    first_params, first_config = first
+    if first_config is not None and config is not None and config != first_config:
+        raise ValueError(f"method {method.name!r} says `same_loss=True`, but its loss at "
+                         f"{params} differs from the one at {first_params} ({config} vs "
+                         f"{first_config}); every setting would train with the first loss. "
+                         "Set same_loss=False.")
+
+
 def _fit(method, params, build_model, data, recipe, **settings):
     """`fit_classifier` of one setting; a failure names the method and the setting."""
     try:
@@ -89,6 +108,9 @@ def train_method(method, data, teacher, build_model, *, grid, epochs, batch_size
         recipe = method.build(params, context)
         if method.same_loss and shared is None:  # one compiled model serves every setting
             shared = ReusableModel(build_model, data, recipe.loss, seed, 1e-3)
+            first = (params, _loss_config(recipe.loss))
+        elif method.same_loss:
+            _check_same_loss(method, first, params, _loss_config(recipe.loss))
         report = None if progress is None else (
             lambda e, n, i=i: progress(i + 1, len(settings), e, n))
         trained = _fit(method, params, build_model, data, recipe, epochs=epochs,
