@@ -134,7 +134,8 @@ class Method:
         label: what tables and plots show (default: `name`).
         params: `{hyperparameter: values}`; `compare` tries every
             combination of the values, and the tuner searches between their
-            minimum and maximum (the grid tuner: those values).
+            minimum and maximum (the grid tuner: those values). Names are
+            identifiers (letters, digits, `_`); values an ordered list.
         loss: `loss(params, num_classes)` -> a Keras loss that receives the
             training targets (class ids unless `targets` says otherwise) as
             `y_true` and logits as `y_pred`.
@@ -163,7 +164,8 @@ class Method:
         uses_teacher_model: the method's model is the teacher itself (No LS):
             workflows reuse the trained teacher instead of training it again.
         description: one line for `--help`.
-        tags: group names this method belongs to (e.g. "default", "baselines").
+        tags: group names this method belongs to (e.g. "default", "baselines");
+            `register` refuses a name equal to a group and a tag equal to a name.
 
     Examples:
     >>> import keras_smooth as ks
