@@ -20,8 +20,13 @@ UNREADABLE = (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZip
 
 @contextlib.contextmanager
 def atomic_open(path, mode="w", suffix=".tmp", **kwargs):
-    """Open `<path><suffix>` for writing; rename it to `path` when the block ends without error."""
+    """Open `<path><suffix>` for writing; rename it to `path` when the block ends without error.
+
+    Text files are UTF-8 whatever the locale (a user's label may be any text).
+    """
     tmp = f"{path}{suffix}"
+    if "b" not in mode:
+        kwargs.setdefault("encoding", "utf-8")
     try:
         with open(tmp, mode, **kwargs) as handle:
             yield handle

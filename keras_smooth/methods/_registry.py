@@ -19,6 +19,7 @@ import numbers
 import re
 import types
 
+import keras
 import numpy as np
 
 GRID_NAMES = ("paper", "synthetic", "synthetic-small", "small", "quick")
@@ -28,6 +29,7 @@ fewer points over the same span (P1 around 0.8); "small": a few minutes per run;
 "quick": one setting per method."""
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.+-]*$")
+_PARAM = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _REGISTRY = {}
 
 
@@ -71,8 +73,11 @@ def _finite_number(name, value):
 def _values(method, param, values):
     """A non-empty tuple of distinct finite numbers."""
     where = f"{method}: params[{param!r}]"
-    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+    if isinstance(values, (str, bytes, dict)) or not hasattr(values, "__iter__"):
         raise TypeError(f"{where} must be a list of values, got {values!r}.")
+    if isinstance(values, (set, frozenset)):
+        raise TypeError(f"{where} must be an ordered list of values (the middle one is the "
+                        f"'quick' grid), got the set {values!r}.")
     out = tuple(_finite_number(where, v) for v in values)
     if not out:
         raise ValueError(f"{where} is empty.")
@@ -81,15 +86,44 @@ def _values(method, param, values):
     return out
 
 
-def _names(value):
-    """A tuple of names from one name or an iterable of names."""
-    return (value,) if isinstance(value, str) else tuple(value)
-
-
 def _check_hook(method, name, hook):
     if hook is not None and not callable(hook):
         raise TypeError(f"Method {method!r}: `{name}` must be callable or None, got {hook!r}.")
     return hook
+
+
+def _names(method, argument, value):
+    """A tuple of names from one name or an iterable of names."""
+    if isinstance(value, str):
+        return (value,)
+    try:
+        out = tuple(value)
+    except TypeError:
+        raise TypeError(f"Method {method!r}: `{argument}` must be a name or a list of names, "
+                        f"got {value!r}.") from None
+    bad = [v for v in out if not isinstance(v, str)]
+    if bad:
+        raise TypeError(f"Method {method!r}: `{argument}` must hold names (str), got {bad[0]!r}.")
+    return out
+
+
+def _param_name(method, param):
+    if not isinstance(param, str) or not _PARAM.match(param):
+        raise ValueError(f"Method {method!r}: hyperparameter names in `params` must start with "
+                         "a letter or _ and hold only letters, digits and _ (KerasTuner and the "
+                         f"command line read them); got {param!r}.")
+    return param
+
+
+def _pair(method, param, pair):
+    """`ranges[param]` as (low, high)."""
+    where = f"Method {method!r}: `ranges[{param!r}]`"
+    if isinstance(pair, (str, bytes, dict)) or not hasattr(pair, "__iter__"):
+        raise TypeError(f"{where} must be a (low, high) pair, got {pair!r}.")
+    pair = tuple(pair)
+    if len(pair) != 2:
+        raise ValueError(f"{where} must be a (low, high) pair, got {pair!r}.")
+    return tuple(_finite_number(f"ranges[{param!r}]", v) for v in pair)
 
 
 class Method:
@@ -101,7 +135,8 @@ class Method:
         label: what tables and plots show (default: `name`).
         params: `{hyperparameter: values}`; `compare` tries every
             combination of the values, and the tuner searches between their
-            minimum and maximum (the grid tuner: those values).
+            minimum and maximum (the grid tuner: those values). Names are
+            identifiers (letters, digits, `_`); values an ordered list.
         loss: `loss(params, num_classes)` -> a Keras loss that receives the
             training targets (class ids unless `targets` says otherwise) as
             `y_true` and logits as `y_pred`.
@@ -130,7 +165,8 @@ class Method:
         uses_teacher_model: the method's model is the teacher itself (No LS):
             workflows reuse the trained teacher instead of training it again.
         description: one line for `--help`.
-        tags: group names this method belongs to (e.g. "default", "baselines").
+        tags: group names this method belongs to (e.g. "default", "baselines");
+            `register` refuses a name equal to a group and a tag equal to a name.
 
     Examples:
     >>> import keras_smooth as ks
@@ -154,20 +190,27 @@ class Method:
                              f"digits, _, ., + and -; got {name!r}.")
         self.name = name
         self.label = name if label is None else str(label)
-        self.params = {str(p): _values(name, p, v) for p, v in dict(params or {}).items()}
+        if not self.label.strip():
+            raise ValueError(f"Method {name!r}: `label` must be non-empty text, got {label!r}.")
+        self.params = {_param_name(name, p): _values(name, p, v)
+                       for p, v in dict(params or {}).items()}
         self.loss = _check_hook(name, "loss", loss)
         self.loss_from_data = _check_hook(name, "loss_from_data", loss_from_data)
         self.targets = _check_hook(name, "targets", targets)
         self.callbacks = _check_hook(name, "callbacks", callbacks)
         self.needs_teacher = bool(needs_teacher)
         self.same_loss = bool(same_loss)
+        if temperature_of is not None and (not isinstance(temperature_of, str)
+                                           or temperature_of == name):
+            raise ValueError(f"Method {name!r}: `temperature_of` must name another method, got "
+                             f"{temperature_of!r}.")
         self.temperature_of = temperature_of
         self.uses_teacher_model = bool(uses_teacher_model)
         self.description = str(description)
-        self.tags = _names(tags)
+        self.tags = _names(name, "tags", tags)
         self.domains = self._check_domains(domains)
         self.grids = self._check_grids(grids)
-        self.log_scale = _names(log_scale)
+        self.log_scale = _names(name, "log_scale", log_scale)
         self.ranges = self._check_ranges(ranges)
         if temperature_of is None and loss is None and loss_from_data is None:
             raise ValueError(f"Method {name!r} needs a `loss(params, num_classes)` hook.")
@@ -183,6 +226,9 @@ class Method:
             if grid not in GRID_NAMES:
                 raise ValueError(f"Method {self.name!r}: unknown grid {grid!r}; grids are "
                                  f"{', '.join(GRID_NAMES)}.")
+            if not isinstance(values, dict):
+                raise TypeError(f"Method {self.name!r}: `grids[{grid!r}]` must be a dict "
+                                f"{{hyperparameter: values}}, got {values!r}.")
             extra = set(values) - set(self.params)
             if extra:
                 raise ValueError(f"Method {self.name!r}: grid {grid!r} names "
@@ -209,7 +255,7 @@ class Method:
         out = {}
         for param in self.params:
             if param in ranges:
-                low, high = self._pair(param, ranges[param])
+                low, high = _pair(self.name, param, ranges[param])
             else:
                 seen = [v for grid in (self.params, *self.grids.values())
                         for v in grid.get(param, ())]
@@ -223,29 +269,30 @@ class Method:
             out[param] = (self.check(param, low), self.check(param, high))
         return out
 
-    def _pair(self, param, pair):
-        """`ranges[param]` as two finite numbers (low, high)."""
-        if isinstance(pair, (str, bytes)) or not hasattr(pair, "__len__") or len(pair) != 2:
-            raise ValueError(f"Method {self.name!r}: ranges[{param!r}] must be a pair "
-                             f"(low, high), got {pair!r}.")
-        return tuple(_finite_number(f"ranges[{param!r}]", v) for v in pair)
-
     def check(self, param, value):
         """`value` of hyperparameter `param` as a float; `ValueError` if the method refuses it."""
         if param not in self.params:
             raise ValueError(f"method {self.name!r} has no hyperparameter {param!r}; it has: "
                              f"{', '.join(self.params) or 'none'}.")
         check = self.domains.get(param)
-        return check(param, value) if check else _finite_number(param, value)
+        if check is None:
+            return _finite_number(param, value)
+        try:
+            checked = check(param, value)
+        except (TypeError, ValueError):
+            raise  # the domain's own refusal, which names the value
+        except Exception as error:  # a user's domain check that fails otherwise
+            raise ValueError(f"method {self.name!r}: `domains[{param!r}]` failed on {value!r} "
+                             f"({type(error).__name__}: {error})") from error
+        return _finite_number(f"{self.name}: domains[{param!r}]({value!r}) returned", checked)
 
     def grid(self, grid="small"):
         """`{hyperparameter: values}` of a named grid or of a dict of value lists."""
         if isinstance(grid, dict):
-            extra = set(grid) - set(self.params)
+            extra = sorted(set(grid) - set(self.params), key=str)
             if extra:
-                raise ValueError(f"grid names {', '.join(map(repr, sorted(extra)))}, not a "
-                                 f"hyperparameter of {self.name!r} "
-                                 f"({', '.join(self.params) or 'none'}).")
+                raise ValueError(f"grid of method {self.name!r} names {extra[0]!r}; its "
+                                 f"hyperparameters are: {', '.join(self.params) or 'none'}.")
             return {p: _values(self.name, p, grid.get(p, self.params[p])) for p in self.params}
         if grid not in GRID_NAMES:
             raise ValueError(f"Unknown grid {grid!r}; choose from: {', '.join(GRID_NAMES)}.")
@@ -296,22 +343,60 @@ class Method:
             raise ValueError(f"{self.name!r} trains nothing: it rescales {self.temperature_of!r}.")
         return self.check_settings(params)
 
+    def _call(self, hook, params, *args):
+        """Call hook `hook` of this method; its failure is reported as this method's."""
+        try:
+            return getattr(self, hook)(params, *args)
+        except Exception as error:  # a user's hook: report which method, hook and setting
+            raise ValueError(f"method {self.name!r}: its `{hook}` hook failed at {params} "
+                             f"({type(error).__name__}: {error})") from error
+
     def build_loss(self, params, context):
         """The Keras loss of one setting (from `loss_from_data` or `loss`)."""
         params = self._trained(params)
-        if self.loss_from_data is not None:
-            return self.loss_from_data(params, context)
-        return self.loss(params, context.num_classes)
+        hook = "loss_from_data" if self.loss_from_data is not None else "loss"
+        args = (context,) if hook == "loss_from_data" else (context.num_classes,)
+        loss = self._call(hook, params, *args)
+        if not callable(loss) and not isinstance(loss, str):
+            raise TypeError(f"method {self.name!r}: its `{hook}` hook must return a Keras loss "
+                            f"(a callable), got {loss!r} at {params}.")
+        return loss
 
     def build_targets(self, params, context):
-        """The training targets of one setting: `y_train`, or what the `targets` hook builds."""
+        """The training targets of one setting: `y_train`, or what the `targets` hook builds.
+
+        The hook's targets are checked: numbers, one row per training example,
+        class ids in [0, K) when 1-D (or `(N, 1)`), finite otherwise (soft rows
+        `(N, K)`, or a loss's own layout such as DIS's `(N, 2K)`).
+        """
         params = self._trained(params)
         if self.needs_teacher and context.teacher_logits is None:
             raise ValueError(f"method {self.name!r} needs the teacher's logits "
                              "(Context.teacher_logits).")
         if self.targets is None:
             return np.asarray(context.y_train)
-        return self.targets(params, context)
+        return self._check_targets(self._call("targets", params, context), params, context)
+
+    def _check_targets(self, targets, params, context):
+        where = f"method {self.name!r}: its `targets` hook at {params} returned"
+        try:
+            found = np.asarray(targets)
+        except (TypeError, ValueError) as error:
+            raise TypeError(f"{where} no array ({error}).") from None
+        rows, k = len(context.y_train), context.num_classes
+        if found.dtype.kind not in "iuf":
+            raise TypeError(f"{where} an array of dtype {found.dtype}, not numbers.")
+        if found.ndim == 0 or len(found) != rows:
+            raise ValueError(f"{where} shape {found.shape}; it needs one row per training "
+                             f"example ({rows}).")
+        if found.ndim == 1 or found.shape[1:] == (1,):
+            ids = found.reshape(-1)
+            if ids.size and not (np.isfinite(ids).all() and np.all(ids == np.round(ids))
+                                 and ids.min() >= 0 and ids.max() < k):
+                raise ValueError(f"{where} class ids outside 0..{k - 1} (or not integers).")
+        elif not np.isfinite(found).all():
+            raise ValueError(f"{where} targets with NaN or infinite values.")
+        return found
 
     def build(self, params, context, *, loss=None):
         """The `Recipe` (targets, loss, callbacks) of one setting on one training set.
@@ -324,8 +409,15 @@ class Method:
         targets = self.build_targets(params, context)
         if loss is None:
             loss = self.build_loss(params, context)
-        callbacks = list(self.callbacks(params, loss, context)) if self.callbacks else []
-        return Recipe(targets=targets, loss=loss, callbacks=callbacks)
+        callbacks = []
+        if self.callbacks is not None:
+            callbacks = self._call("callbacks", params, loss, context)
+            callbacks = [] if callbacks is None else callbacks
+            if not isinstance(callbacks, (list, tuple)) or not all(
+                    isinstance(c, keras.callbacks.Callback) for c in callbacks):
+                raise TypeError(f"method {self.name!r}: its `callbacks` hook must return a list "
+                                f"of keras.callbacks.Callback, got {callbacks!r} at {params}.")
+        return Recipe(targets=targets, loss=loss, callbacks=list(callbacks))
 
     def fingerprint(self, grid="small"):
         """What identifies this method's results: name, grid values and hooks."""
@@ -451,6 +543,14 @@ def register(method):
     if method.name in _REGISTRY:
         raise ValueError(f"a method named {method.name!r} is already registered; "
                          "choose another name.")
+    groups = {"all"} | {t for m in _REGISTRY.values() for t in m.tags}
+    if method.name in groups:
+        raise ValueError(f"method name {method.name!r} is the name of a group of methods "
+                         f"({', '.join(sorted(groups))}); choose another name.")
+    clash = [t for t in method.tags if t in _REGISTRY or t == "all"]
+    if clash:
+        raise ValueError(f"method {method.name!r}: tag {clash[0]!r} is a method name or "
+                         "'all'; choose another tag.")
     _REGISTRY[method.name] = method
     return method
 
@@ -474,11 +574,13 @@ def _import_method(spec):
         raise ValueError(f"{spec!r} is not module:attribute.")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise ValueError(f"cannot import {module_name!r} for method {spec!r}: {error}") from None
+    except (Exception, SystemExit) as error:  # the user's module: any failure is reported
+        reason = f"{type(error).__name__}: {error}"
+        raise ValueError(f"cannot import {module_name!r} for method {spec!r} ({reason}).") \
+            from error
     target = module
     for part in attribute.split("."):
-        if not hasattr(target, part):
+        if not part or not hasattr(target, part):
             raise ValueError(f"module {module_name!r} has no attribute {attribute!r} "
                              f"(method {spec!r}).")
         target = getattr(target, part)

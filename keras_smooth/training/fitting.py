@@ -13,6 +13,22 @@ import numpy as np
 from keras_smooth import calibration
 
 
+def training_failure(method, params, error):
+    """A `ValueError` saying which method failed to train at which setting, and why.
+
+    Keras reports a failed fit from deep inside (a graph node, a shape check);
+    this names the method and its hyperparameters, keeps the first line of
+    Keras' message, and says when the model's predictions stopped being
+    finite (the loss diverged or returned NaN).
+    """
+    text = str(error).strip()
+    first = text.splitlines()[0] if text else ""
+    hint = (" (its training diverged: the model's predictions are not finite)"
+            if "must be finite" in text else "")
+    return ValueError(f"method {method.name!r} failed to train at {params}{hint}: "
+                      f"{type(error).__name__}: {first}")
+
+
 class BestValidationNLL(keras.callbacks.Callback):
     """Track validation NLL (hard labels) each epoch; restore the best weights at the end.
 

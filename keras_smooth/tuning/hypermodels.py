@@ -28,7 +28,7 @@ import keras_tuner
 import numpy as np
 
 from keras_smooth import _checks, methods
-from keras_smooth.training.fitting import BestValidationNLL, EpochShuffle
+from keras_smooth.training.fitting import BestValidationNLL, EpochShuffle, training_failure
 
 OBJECTIVES = ("val_nll", "val_ece")
 
@@ -308,15 +308,22 @@ class MethodHyperModel(keras_tuner.HyperModel):
             raise ValueError("`validation_data=(x_val, y_val)` is required: trials are scored "
                              "on it.")
         x_val, y_val = validation_data
-        recipe = self.recipe(self.values(hp), x, y, loss=getattr(model, "loss", None))
+        values = self.values(hp)
+        recipe = self.recipe(values, x, y, loss=getattr(model, "loss", None))
         tracker = BestValidationNLL(x_val, np.asarray(y_val),
                                     log_names={"nll": "val_nll", "ece": "val_ece"})
         seed = self.seed if shuffle_seed is None else shuffle_seed
         shuffle = EpochShuffle(x, recipe.targets, batch_size, seed)
         # The tracker goes before the tuner's callbacks: they read the logs it writes.
-        model.fit(shuffle.dataset, epochs=int(epochs), initial_epoch=int(initial_epoch),
-                  verbose=verbose, shuffle=False,
-                  callbacks=[shuffle, tracker, *recipe.callbacks, *(callbacks or [])], **kwargs)
+        try:
+            model.fit(shuffle.dataset, epochs=int(epochs), initial_epoch=int(initial_epoch),
+                      verbose=verbose, shuffle=False,
+                      callbacks=[shuffle, tracker, *recipe.callbacks, *(callbacks or [])],
+                      **kwargs)
+        except (keras_tuner.errors.FailedTrialError, keras_tuner.errors.FatalError):
+            raise  # KerasTuner's own signals
+        except Exception as error:  # Keras reports deep inside; name the method and setting
+            raise training_failure(self.method, values, error) from error
         return {"val_nll": float(tracker.best_nll), "val_ece": float(tracker.best_ece)}
 
 

@@ -383,6 +383,8 @@ def _hypermodel(plan, teacher):
 def _open_tuner(plan, hypermodel):
     """The tuner over the folder; one clear error if KerasTuner cannot reload its state."""
     settings = plan.settings
+    project = os.path.join(plan.directory, PROJECT)
+    reloading = os.path.isdir(project) and bool(os.listdir(project))  # before KerasTuner writes
     try:
         return make_tuner(plan.tuner, hypermodel, objective=settings["objective"],
                           max_trials=plan.max_trials, epochs=settings["epochs"],
@@ -391,8 +393,7 @@ def _open_tuner(plan, hypermodel):
                           executions_per_trial=settings["executions_per_trial"],
                           progress=plan.report)
     except (KeyError, RuntimeError, TypeError, ValueError) as error:  # state it cannot reload
-        project = os.path.join(plan.directory, PROJECT)
-        if not os.path.isdir(project):
+        if not reloading:  # a new search: the error is the method's or the settings', not state
             raise
         raise ValueError(f"KerasTuner cannot reload the search in {project} "
                          f"({describe_error(error)}); {plan.recover}") from None
@@ -527,7 +528,10 @@ def _best_trial(search, objective, directory):
                  if t.status == "COMPLETED" and _metric(t, objective) is not None]
     if not completed:
         failed = [t for t in search.oracle.trials.values() if t.message]
-        detail = f" The first failure:\n{failed[0].message}" if failed else ""
+        detail = ""
+        if failed:  # the last line of KerasTuner's traceback is the error itself
+            reason = failed[0].message.strip().splitlines()[-1]
+            detail = f" The first failure ({failed[0].hyperparameters.values}): {reason}"
         raise RuntimeError(f"no trial of the search in {directory} completed.{detail}")
     return completed[0]
 

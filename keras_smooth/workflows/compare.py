@@ -224,12 +224,12 @@ def _resolve_methods(methods):
             raise ValueError(f"`methods` holds two different methods named {method.name!r}.")
     if not found:
         raise ValueError("`methods` is empty; name at least one method.")
-    labels = [m.label for m in found.values()]
-    shared = sorted({label for label in labels if labels.count(label) > 1})
-    if shared:  # labels name the rows of the table and the curves of the plots
-        raise ValueError(f"`methods` holds two methods labelled {shared[0]!r}: "
-                         f"{', '.join(m.name for m in found.values() if m.label == shared[0])}; "
-                         "give each its own label.")
+    labels = {}
+    for method in found.values():  # tables and plots are keyed by label
+        other = labels.setdefault(method.label, method.name)
+        if other != method.name:
+            raise ValueError(f"`methods` holds two methods labelled {method.label!r} ({other!r} "
+                             f"and {method.name!r}); give them different labels.")
     return tuple(found.values())
 
 
@@ -315,6 +315,8 @@ def _todo(run, replicate):
     store, loaded = run.store, {}
     for method in run.methods:
         found = store.record(method.name, replicate)
+        if found is not None:  # a label edited since the record was written: show the new one
+            found["label"] = method.label
         if found is not None and _record_base(found) != run.bases[method.name].name:
             store.records.remove(found)
     finished = {run.bases[m.name].name: run.bases[m.name] for m in run.methods

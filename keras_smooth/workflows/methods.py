@@ -11,7 +11,7 @@ that rescale another method's model ("+ TempS") or that are the teacher itself
 import numpy as np
 
 from keras_smooth import methods as registry
-from keras_smooth.training.fitting import ReusableModel, fit_classifier
+from keras_smooth.training.fitting import ReusableModel, fit_classifier, training_failure
 
 
 def _context(data, teacher, seed):
@@ -38,6 +38,34 @@ def _selected(trained, params, loss, data, extra_inputs, shared):
         "matrix": None if matrix is None else np.asarray(matrix).tolist(),
         "model": model if shared is None else None,  # a shared model is retrained next
     }
+
+
+def _loss_config(loss):
+    """The loss's Keras config (None when it has none: a plain function is not compared)."""
+    get_config = getattr(loss, "get_config", None)
+    try:
+        return get_config() if callable(get_config) else None
+    except (NotImplementedError, TypeError):
+        return None
+
+
+def _check_same_loss(method, first, params, config):
+    """Refuse a `same_loss` method whose loss changes with the setting (it would be ignored)."""
+    first_params, first_config = first
+    if first_config is not None and config is not None and config != first_config:
+        raise ValueError(f"method {method.name!r} says `same_loss=True`, but its loss at "
+                         f"{params} differs from the one at {first_params} ({config} vs "
+                         f"{first_config}); every setting would train with the first loss. "
+                         "Set same_loss=False.")
+
+
+def _fit(method, params, build_model, data, recipe, **settings):
+    """`fit_classifier` of one setting; a failure names the method and the setting."""
+    try:
+        return fit_classifier(build_model, data, recipe.targets, recipe.loss,
+                              callbacks=recipe.callbacks, **settings)
+    except Exception as error:  # Keras reports deep inside; say which method and setting
+        raise training_failure(method, params, error) from error
 
 
 def train_method(method, data, teacher, build_model, *, grid, epochs, batch_size, seed,
@@ -81,11 +109,13 @@ def train_method(method, data, teacher, build_model, *, grid, epochs, batch_size
         recipe = method.build(params, context, loss=None if shared is None else shared.loss)
         if method.same_loss and shared is None:
             shared = ReusableModel(build_model, data, recipe.loss, seed, 1e-3)
+            first = (params, _loss_config(recipe.loss))
+        elif method.same_loss:
+            _check_same_loss(method, first, params, _loss_config(recipe.loss))
         report = None if progress is None else (
             lambda e, n, i=i: progress(i + 1, len(settings), e, n))
-        trained = fit_classifier(build_model, data, recipe.targets, recipe.loss, epochs=epochs,
-                                 batch_size=batch_size, seed=seed, progress=report,
-                                 reusable=shared, callbacks=recipe.callbacks)
+        trained = _fit(method, params, build_model, data, recipe, epochs=epochs,
+                       batch_size=batch_size, seed=seed, progress=report, reusable=shared)
         if best is None or trained.best_val_nll < best["val_nll"]:
             best = _selected(trained, params, recipe.loss, data, extra_inputs, shared)
     best["students"] = len(settings)
