@@ -66,7 +66,7 @@ def _compare(output, chosen):
 def test_two_methods_with_one_label_are_refused_before_touching_the_disk(tmp_path):
     # Plots key their curves by label: one of the two would silently replace the other.
     mine = Method("my_ls", label="LS", params={"epsilon": (0.05,)}, loss=_ls)
-    with pytest.raises(ValueError, match=r"two methods labelled 'LS': ls, my_ls"):
+    with pytest.raises(ValueError, match=r"two methods labelled 'LS' \('ls' and 'my_ls'\)"):
         _compare(tmp_path / "out", ["ls", mine])
     assert not (tmp_path / "out").exists()
 

@@ -94,7 +94,8 @@ def test_one_tag_or_log_scaled_name_given_as_a_string_is_one_name():
 
 @pytest.mark.parametrize("pair", [0.1, (0.1, 0.2, 0.3), "ab"])
 def test_a_range_that_is_not_a_pair_is_refused_naming_it(pair):
-    with pytest.raises(ValueError, match=r"ranges\['epsilon'\] must be a pair \(low, high\)"):
+    with pytest.raises((TypeError, ValueError),
+                       match=r"ranges\['epsilon'\]` must be a \(low, high\) pair"):
         Method("bad_range", params={"epsilon": (0.01, 0.1)}, loss=_ls, ranges={"epsilon": pair})
 
 

@@ -59,6 +59,15 @@ def _check_same_loss(method, first, params, config):
                          "Set same_loss=False.")
 
 
+def _recipe(method, params, context, shared, first):
+    """The setting's recipe; with `same_loss`, on the shared model's loss, which the callbacks
+    then act on (the loss this setting would build is checked to be the same)."""
+    if shared is None:
+        return method.build(params, context)
+    _check_same_loss(method, first, params, _loss_config(method.build_loss(params, context)))
+    return method.build(params, context, loss=shared.loss)
+
+
 def _fit(method, params, build_model, data, recipe, **settings):
     """`fit_classifier` of one setting; a failure names the method and the setting."""
     try:
@@ -103,15 +112,12 @@ def train_method(method, data, teacher, build_model, *, grid, epochs, batch_size
                          f"{method.temperature_of!r}.")
     settings = method.settings(grid)
     context = _context(data, teacher, seed)
-    best, shared = None, None
+    best, shared, first = None, None, None
     for i, params in enumerate(settings):
-        # same_loss: one compiled model (and its loss, which the callbacks act on) for all
-        recipe = method.build(params, context, loss=None if shared is None else shared.loss)
-        if method.same_loss and shared is None:
+        recipe = _recipe(method, params, context, shared, first)
+        if method.same_loss and shared is None:  # one compiled model serves every setting
             shared = ReusableModel(build_model, data, recipe.loss, seed, 1e-3)
             first = (params, _loss_config(recipe.loss))
-        elif method.same_loss:
-            _check_same_loss(method, first, params, _loss_config(recipe.loss))
         report = None if progress is None else (
             lambda e, n, i=i: progress(i + 1, len(settings), e, n))
         trained = _fit(method, params, build_model, data, recipe, epochs=epochs,
