@@ -96,14 +96,21 @@ def bench_fit_temperature(n=10000, k=100, repeats=15):
     }
 
 
-def machine():
+def cpu_name():
+    """The CPU's model name (from /proc/cpuinfo where there is one)."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
+    return cpu
+
+
+def machine():
     import scipy
+
+    cpu = cpu_name()
 
     return (f"{cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
             f"NumPy {np.__version__}, SciPy {scipy.__version__}")

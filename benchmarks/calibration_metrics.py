@@ -249,12 +249,10 @@ def machine():
     import keras
     import scipy
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from bench_temperature import cpu_name
+
+    cpu = cpu_name()
     backend = keras.backend.backend()
     engine = __import__("tensorflow" if backend == "tensorflow" else backend)
     return (f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, "

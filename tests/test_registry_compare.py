@@ -18,6 +18,7 @@ import keras_smooth as ks
 from keras_smooth import cli, datasets, methods
 from keras_smooth.methods import Method
 from keras_smooth.workflows import report, run_comparison, train_method, train_teacher
+from user_methods import MY_METHODS
 
 pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="workflows use TF")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -132,17 +133,6 @@ def test_bad_methods_are_refused_before_touching_the_disk(tmp_path, chosen, erro
     assert not (tmp_path / "out").exists()
 
 
-MY_METHODS = '''
-import keras_smooth as ks
-from keras_smooth.methods import Method
-
-def _loss(params, num_classes):
-    return ks.LabelSmoothingLoss(epsilon=params["epsilon"], num_classes=num_classes)
-
-double_ls = Method(name="double_ls", label="Double LS", params={"epsilon": (0.02, 0.3)},
-                   loss=_loss)
-not_a_method = 42
-'''
 
 
 def test_cli_runs_a_module_attribute_method(tmp_path):

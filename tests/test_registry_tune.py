@@ -19,6 +19,7 @@ import keras_smooth as ks
 from keras_smooth import cli, datasets, methods, tuning
 from keras_smooth.methods import Method
 from keras_smooth.training.teacher import train_teacher
+from user_methods import MY_METHODS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -27,19 +28,6 @@ TUNABLE_BUILTINS = ("ls", "ils1", "ils2", "ils", "lls", "lspp", "dis", "bs_soft"
                     "ols", "tfkd", "zipf", "mbls", "flsd")
 UNTUNABLE_BUILTINS = ("no_ls", "no_ls_temps", "ls_temps", "ils_temps")
 
-MY_METHODS = '''
-import keras_smooth as ks
-from keras_smooth.methods import Method
-
-
-def _loss(params, num_classes):
-    return ks.LabelSmoothingLoss(epsilon=params["epsilon"], num_classes=num_classes)
-
-
-double_ls = Method(name="double_ls", label="Double LS", params={"epsilon": (0.02, 0.3)},
-                   loss=_loss)
-not_a_method = 3
-'''
 
 
 def _loss(params, num_classes):
