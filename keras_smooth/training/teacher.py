@@ -74,6 +74,7 @@ def teacher_cache_key(build_model, data, *, epochs, batch_size, seed, learning_r
         "seed": int(seed),
         "learning_rate": float(learning_rate),
         "version": __version__,
+        "backend": keras.backend.backend(),  # logits trained on one backend stay with it
         "extra_inputs": None if extra_inputs is None
         else hashlib.sha256(np.ascontiguousarray(extra_inputs).tobytes()).hexdigest()[:16],
     }

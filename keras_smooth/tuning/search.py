@@ -294,7 +294,7 @@ def _settings(method, grid, space, data, dataset, build_model, **fixed):
         "method": method.name, "fingerprint": method.fingerprint(grid or "small"),
         "dataset": dataset, "data": data.fingerprint(),
         "ranges": {k: list(v) if isinstance(v, tuple) else v for k, v in space.items()},
-        **fixed, "model": _function_name(build_model),
+        **fixed, "model": _function_name(build_model), "backend": keras.backend.backend(),
     }
 
 

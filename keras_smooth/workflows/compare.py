@@ -19,6 +19,7 @@ import os
 import time
 import warnings
 
+import keras
 import numpy as np
 
 from keras_smooth import _io, calibration
@@ -467,7 +468,8 @@ def run_comparison(*, dataset="gaussian", methods=None, replicates=3, seed=0, ep
         build_model, build_student, progress)
     settings = {"dataset": dataset, "seed": seed, "epochs": epochs, "batch_size": batch_size,
                 "grid": grid, "dataset_options": dataset_options or {},
-                "model": _name(build_model), "student_model": _name(build_student)}
+                "model": _name(build_model), "student_model": _name(build_student),
+                "backend": keras.backend.backend()}
     run = _Run(dataset, methods, bases, replicates, seed, epochs, batch_size, grid,
                dataset_options or {}, build_model, build_student,
                progress or (lambda event: None), ResultStore(output, settings))
