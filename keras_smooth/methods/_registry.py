@@ -444,9 +444,8 @@ def _const_text(value):
 
 def _code_digest(code):
     """A digest of what a code object computes: bytecode, names and constants."""
-    parts = [code.co_code.hex(), repr(code.co_names)]
-    parts += [_const_text(c) for c in code.co_consts]
-    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:12]
+    return _digest(code.co_code.hex(), repr(code.co_names),
+                   *(_const_text(c) for c in code.co_consts))
 
 
 def _bound_text(value, memo):
