@@ -1334,7 +1334,7 @@ def _temperature_result(s, search, bounds, max_iterations):
 # --- the one-pass fit: moments at a start, a certified Taylor model -----------------
 
 _ONE_PASS_LIMIT = 300.0  # |z| and beta |z| below this: exp(x) x^6 fits float64 unshifted
-_VALUE_RTOL = 1e-10  # the NLLs of the one-pass fit are trusted to this relative error
+_VALUE_RTOL = 5e-11  # the NLLs of the one-pass fit are trusted to this relative error
 
 
 def _one_pass_search(z, ids, bounds, tol, max_iterations):
@@ -1347,8 +1347,9 @@ def _one_pass_search(z, ids, bounds, tol, max_iterations):
     the result is kept only if the model's derivative, with its error bound, is
     certainly negative at d* - h and positive at d* + h, h = tol (1 + d*) / 2:
     the minimiser is then within tol / 2 of beta* (the derivative is increasing),
-    and the reported NLLs are within `_VALUE_RTOL`. Otherwise None: the caller
-    runs the full search.
+    and the reported NLLs are within `_VALUE_RTOL`. If not (a start far off), a
+    second pass at the model's minimiser gets one more chance. Otherwise None:
+    the caller runs the full search. `iterations` counts the passes.
     """
     n = z.shape[0]
     if z.ndim != 2 or n < _WARM_START_ROWS or z.dtype not in (np.float32, np.float64):
@@ -1362,17 +1363,24 @@ def _one_pass_search(z, ids, bounds, tol, max_iterations):
     if beta0 is None or beta0 * bound > _ONE_PASS_LIMIT:
         return None
     mean_true = float(np.mean(z[np.arange(n), ids], dtype="float64"))
-    sums = _temperature_model.raw_moments(z, beta0)
-    model = _temperature_model.TaylorModel(sums, beta0, mean_true, high - low, bound,
-                                           z.shape[1])
-    d = _model_minimiser(model, bounds_beta, tol)
-    after = None if d is None else _certified_value(model, d, bounds_beta, tol)
+    sums = _temperature_model.raw_moments(z, beta0, _temperature_model.FIRST_ORDER)
     before = _one_pass_nll_before(sums[-1], mean_true, z.shape[1])
-    if after is None or before is None:
-        return None
-    beta = beta0 * (1.0 + d)
-    return {"beta": beta, "value": after, "reason": "converged", "iterations": 1,
-            "start_value": None, "nll_before": before}
+    for passes in (1, 2):  # a second pass from the first model's minimiser, if needed
+        model = _temperature_model.TaylorModel(sums, beta0, mean_true, high - low, bound,
+                                               z.shape[1])
+        d = _model_minimiser(model, bounds_beta, tol)
+        after = None if d is None else _certified_value(model, d, bounds_beta, tol)
+        if before is None or d is None:
+            return None
+        beta0 *= 1.0 + d
+        if after is not None:
+            return {"beta": beta0, "value": after, "reason": "converged",
+                    "iterations": passes, "start_value": None, "nll_before": before}
+        if not bounds_beta[0] < beta0 < bounds_beta[1]:  # a minimum at a bound: full search
+            return None
+        sums = _temperature_model.raw_moments(z, beta0, _temperature_model.SECOND_ORDER,
+                                              at_one=False)
+    return None
 
 
 def _sample_start(z, ids, bounds_beta, max_iterations):
