@@ -17,8 +17,8 @@ Lagrange remainder that is bounded from mu_P (P is even, so mu_P >= 0):
     |sum_j e (x - c)^m exp(d (x - c)) / M_0 - sum_{k <= P - m} d^k / k! mu_{m+k}|
         <= |d|^(P + 1 - m) / (P + 1 - m)! * W mu_P * exp(|d| W),
 
-W >= |x_ij - c_i| (beta0 times the spread of all of z). Rounding of the moments is bounded too, so the derivative
-of the model at any d comes with a rigorous error bound: if it is certainly negative
+W >= |x_ij - c_i| (beta0 times the spread of all of z). Rounding of the moments is
+bounded too, so the derivative of the model at any d comes with a rigorous error bound: if it is certainly negative
 at d* - h and certainly positive at d* + h, the minimiser lies in between (the
 derivative is increasing). Nothing here decides what to do when a bound fails; the
 caller then searches with full evaluations.
