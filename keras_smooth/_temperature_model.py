@@ -18,10 +18,10 @@ Lagrange remainder that is bounded from mu_P (P is even, so mu_P >= 0):
         <= |d|^(P + 1 - m) / (P + 1 - m)! * W mu_P * exp(|d| W),
 
 W >= |x_ij - c_i| (beta0 times the spread of all of z). Rounding of the moments is
-bounded too, so the derivative of the model at any d comes with a rigorous error bound: if it is certainly negative
-at d* - h and certainly positive at d* + h, the minimiser lies in between (the
-derivative is increasing). Nothing here decides what to do when a bound fails; the
-caller then searches with full evaluations.
+bounded too, so the derivative of the model at any d comes with a rigorous error
+bound: if it is certainly negative at d* - h and certainly positive at d* + h, the
+minimiser lies in between (the derivative is increasing). Nothing here decides what
+to do when a bound fails; the caller then searches with full evaluations.
 
 The logits are not shifted by their row maxima (that reduction and the per-row
 subtraction cost as much as three moments): the caller uses this only when
