@@ -1401,15 +1401,18 @@ def _model_minimiser(model, bounds_beta, tol):
     or None if its curvature is not positive or the steps do not settle."""
     low = max(bounds_beta[0] / model.beta0 - 1.0, -0.5)
     high = min(bounds_beta[1] / model.beta0 - 1.0, 0.5)
-    d = 0.0
+    d, previous = 0.0, None
     for _ in range(30):
         grad, hess = model.derivatives(d)
         if not hess > 0:
             return None
         new = min(max(d - grad / hess, low), high)
-        if abs(new - d) <= 1e-3 * tol * (1.0 + d):
+        step, small = abs(new - d), 1e-3 * tol * (1.0 + new)
+        # quadratic convergence: the next step is about step^2 / previous (the certificate
+        # that follows checks the result either way)
+        if step <= small or (previous and step * step * step <= small * previous * previous):
             return new
-        d = new
+        d, previous = new, step
     return None
 
 
