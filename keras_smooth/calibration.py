@@ -653,7 +653,9 @@ class TemperatureFit:
         temperature: the fitted T, always within the `bounds` of the fit.
         nll_before: mean NLL of softmax(logits), i.e. at T = 1.
         nll_after: mean NLL of softmax(logits / temperature), never above
-            `nll_before` when T = 1 lies within the bounds.
+            `nll_before` when T = 1 lies within the bounds. Both are float64
+            values, within 5e-11 relative (a proven bound) when the one-pass
+            fit certified the result, else to float64 rounding.
         converged: True only when `nll_after` is the minimum over the bounds
             (to float64 rounding). False, with a `UserWarning` carrying
             `message`, when the minimum lies at or beyond a bound or the
