@@ -155,17 +155,17 @@ class SparseQMatrix(keras.layers.Layer):
         """Rows `ids` of the matrix as dense `(B, K)` float32 rows, in O(B K).
 
         Gathers the `(B, N + 2)` logits and neighbour ids of the labels,
-        normalises them (Formula above) and scatters the own and neighbour
-        probabilities over the tail value. Gradients reach only those rows.
+        normalises them (Formula above) and writes the own and neighbour
+        probabilities into rows filled with the tail value. Gradients reach only those rows.
         `table` stands in for the logits (a tensor read from them).
         """
         ids = ops.cast(ids, "int32")
         table = self.logits if table is None else table
         logits = take_rows(ops.cast(table, "float32"), ids)
         own_p, near_p, tail_p = self._row_parts(logits)
-        values = ops.reshape(ops.concatenate([own_p, near_p], axis=-1) - tail_p, (-1,))
-        spread = ops.scatter(self._support(ids), values, (ops.shape(ids)[0], self.num_classes))
-        return spread + tail_p
+        values = ops.reshape(ops.concatenate([own_p, near_p], axis=-1), (-1,))
+        tail = ops.broadcast_to(tail_p, (ops.shape(ids)[0], self.num_classes))
+        return ops.scatter_update(tail, self._support(ids), values)
 
     def _support(self, ids):
         """`(B (N + 1), 2)` indices of each sample's own class and neighbours in a (B, K) array."""

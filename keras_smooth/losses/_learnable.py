@@ -118,6 +118,12 @@ class LearnableTargetLoss(_common.Loss):
                 trainable=trainable,
                 name=f"{self.name}_matrix",
             )
+        if matrix_logits is not None:
+            self.matrix_layer.logits.assign(
+                _checks.check_class_matrix(
+                    "matrix_logits", matrix_logits, self.num_classes, rows_sum_to_one=False
+                ).astype("float32")
+            )
         if matrix_optimizer is None:
             matrix_optimizer = keras.optimizers.Adam(DEFAULT_MATRIX_LEARNING_RATE)
         self.matrix_optimizer = keras.optimizers.get(matrix_optimizer)
