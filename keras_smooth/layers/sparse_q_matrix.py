@@ -151,21 +151,34 @@ class SparseQMatrix(keras.layers.Layer):
         tail_p = ops.exp(tail - log_z) if self.tail_size else ops.zeros_like(tail)
         return own_p, ops.exp(near - log_z), tail_p
 
-    def rows(self, ids, table=None):
-        """Rows `ids` of the matrix as dense `(B, K)` float32 rows, in O(B K).
+    def support(self, ids, table=None):
+        """Each sample's row on its support, without building `(B, K)` rows.
 
-        Gathers the `(B, N + 2)` logits and neighbour ids of the labels,
-        normalises them (Formula above) and writes the own and neighbour
-        probabilities into rows filled with the tail value. Gradients reach only those rows.
-        `table` stands in for the logits (a tensor read from them).
+        Returns `(columns, probs, tail)`: `(B, N + 1)` class ids (the own class
+        first, then the neighbours), their probabilities in row `ids`
+        (Formula above; 0 for the own class with `zero_diagonal`), and the
+        `(B, 1)` probability of each other class. Costs O(B N); gradients
+        reach only the batch's rows of the logits. `table` stands in for the
+        logits (a tensor read from them).
         """
         ids = ops.cast(ids, "int32")
         table = self.logits if table is None else table
-        logits = take_rows(ops.cast(table, "float32"), ids)
-        own_p, near_p, tail_p = self._row_parts(logits)
-        values = ops.reshape(ops.concatenate([own_p, near_p], axis=-1), (-1,))
-        tail = ops.broadcast_to(tail_p, (ops.shape(ids)[0], self.num_classes))
-        return ops.scatter_update(tail, self._support(ids), values)
+        own_p, near_p, tail_p = self._row_parts(take_rows(ops.cast(table, "float32"), ids))
+        columns = ops.concatenate(
+            [ops.expand_dims(ids, -1), ops.cast(ops.take(self.neighbor_ids, ids, axis=0), "int32")],
+            axis=-1,
+        )
+        return columns, ops.concatenate([own_p, near_p], axis=-1), tail_p
+
+    def rows(self, ids, table=None):
+        """Rows `ids` of the matrix as dense `(B, K)` float32 rows, in O(B K).
+
+        The tail value everywhere, then the own and neighbour probabilities
+        written at their columns (see `support`).
+        """
+        _, values, tail_p = self.support(ids, table)
+        tail = ops.broadcast_to(tail_p, (ops.shape(values)[0], self.num_classes))
+        return ops.scatter_update(tail, self._support(ids), ops.reshape(values, (-1,)))
 
     def _support(self, ids):
         """`(B (N + 1), 2)` indices of each sample's own class and neighbours in a (B, K) array."""
@@ -218,9 +231,9 @@ class SparseQMatrix(keras.layers.Layer):
         near_ids = ops.take(self.neighbor_ids, ids, axis=0)
         logits = ops.take(self.logits, ids, axis=0)
         near, tail = logits[:, 1 : n + 1], logits[:, n + 1]
-        ones = ops.ones((ops.shape(ids)[0] * (n + 1),), "float32")
-        support = ops.scatter(self._support(ids), ones, (ops.shape(probs)[0], self.num_classes))
-        newcomer = ops.cast(ops.argmax(ops.where(support > 0, -1.0, probs), axis=-1), "int32")
+        marks = -ops.ones((ops.shape(ids)[0] * (n + 1),), "float32")
+        outside = ops.scatter_update(ops.cast(probs, "float32"), self._support(ids), marks)
+        newcomer = ops.cast(ops.argmax(outside, axis=-1), "int32")
         slot = ops.cast(ops.argmin(near, axis=-1), "int32")
         weakest = ops.take_along_axis(near, ops.expand_dims(slot, -1), axis=-1)[:, 0]
         old_id = ops.take_along_axis(near_ids, ops.expand_dims(slot, -1), axis=-1)[:, 0]

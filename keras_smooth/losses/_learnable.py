@@ -162,6 +162,20 @@ class LearnableTargetLoss(_common.Loss):
         """Per-sample loss with the gradient routing of the method."""
         raise NotImplementedError
 
+    def support_objective(self, log_probs, probs, columns, support, tail):
+        """`objective` for a sparse matrix from the support alone (see subclasses)."""
+        raise NotImplementedError
+
+    def values(self, onehot, ids, log_probs, probs, table=None):
+        """Per-sample values; `table` stands in for the matrix logits."""
+        layer = self.matrix_layer
+        if self.neighbors is None:
+            return self.objective(onehot, log_probs, probs, layer.rows(ids, table))
+        columns, support, tail = layer.support(ids, table)
+        own = ops.one_hot(ops.zeros_like(ids), self.neighbors + 1)  # column 0: the label
+        support = targets.mix(own, support, self.alpha)
+        return self.support_objective(log_probs, probs, columns, support, self.alpha * tail)
+
     def matrix_objective(self, onehot, log_probs, probs, rows):
         """The part of `objective` that trains the matrix (predictions fixed)."""
         return self.objective(onehot, log_probs, probs, rows)
@@ -179,8 +193,7 @@ class LearnableTargetLoss(_common.Loss):
 
                 values = _tf_matrix_hook.loss_with_matrix_step(self, onehot, ids, log_probs)
                 return ops.cast(values, self.dtype)
-        probs = ops.exp(log_probs)
-        values = self.objective(onehot, log_probs, probs, layer.rows(ids))
+        values = self.values(onehot, ids, log_probs, ops.exp(log_probs))
         if layer.trainable and not self.attached and _in_differentiable_trace(log_probs):
             raise ValueError(
                 f"{type(self).__name__}'s class matrix cannot be trained by a plain "

@@ -61,7 +61,7 @@ def loss_with_matrix_step(loss, onehot, ids, log_probs):
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch([log_probs, table])
             probs = tf.exp(log_probs)
-            values = loss.objective(onehot, log_probs, probs, layer.rows(ids, table))
+            values = loss.values(onehot, ids, log_probs, probs, table)
 
         def backward(upstream):
             d_log_probs, d_matrix = tape.gradient(

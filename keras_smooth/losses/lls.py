@@ -104,3 +104,15 @@ class LLSLoss(LearnableTargetLoss):
 
     def objective(self, onehot, log_probs, probs, rows):
         return _symmetric_kl(targets.mix(onehot, rows, self.alpha), log_probs, probs)
+
+    def support_objective(self, log_probs, probs, columns, support, tail):
+        # sum_k (t_k - p_k)(log t_k - log p_k) with t_k = `tail` off the support:
+        # the sum over all k in closed form (sum_k p_k = 1), corrected on the support.
+        lp_s = ops.take_along_axis(log_probs, columns, axis=-1)
+        p_s = ops.take_along_axis(probs, columns, axis=-1)
+        log_tail, log_support = _common.safe_log(tail), _common.safe_log(support)
+        s1 = ops.sum(log_probs, axis=-1, keepdims=True)
+        s2 = ops.sum(probs * log_probs, axis=-1, keepdims=True)
+        everywhere = self.num_classes * tail * log_tail - tail * s1 - log_tail + s2
+        on_support = (support - p_s) * (log_support - lp_s) - (tail - p_s) * (log_tail - lp_s)
+        return 0.5 * (everywhere[:, 0] + ops.sum(on_support, axis=-1))

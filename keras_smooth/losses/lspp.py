@@ -102,3 +102,18 @@ class LSPlusPlusLoss(LearnableTargetLoss):
 
     def objective(self, onehot, log_probs, probs, rows):
         return _split_symmetric_ce(targets.mix(onehot, rows, self.alpha), log_probs, probs)
+
+    def support_objective(self, log_probs, probs, columns, support, tail):
+        # H(t, p) and H(p, t) with t_k = `tail` off the support, from the sums
+        # over all k (sum_k p_k = 1) and the support's entries.
+        lp_s = ops.take_along_axis(log_probs, columns, axis=-1)
+        p_s = ops.stop_gradient(ops.take_along_axis(probs, columns, axis=-1))
+        fixed_support, fixed_tail = ops.stop_gradient(support), ops.stop_gradient(tail)
+        network = -fixed_tail[:, 0] * ops.sum(log_probs, axis=-1) - ops.sum(
+            (fixed_support - fixed_tail) * lp_s, axis=-1
+        )
+        log_tail = _common.safe_log(tail)[:, 0]
+        matrix = -log_tail * (1.0 - ops.sum(p_s, axis=-1)) - ops.sum(
+            p_s * _common.safe_log(support), axis=-1
+        )
+        return 0.5 * (network + matrix)
