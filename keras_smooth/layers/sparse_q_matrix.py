@@ -233,7 +233,7 @@ class SparseQMatrix(keras.layers.Layer):
         near, tail = logits[:, 1 : n + 1], logits[:, n + 1]
         marks = -ops.ones((ops.shape(ids)[0] * (n + 1),), "float32")
         outside = ops.scatter_update(ops.cast(probs, "float32"), self._support(ids), marks)
-        newcomer = ops.cast(ops.argmax(outside, axis=-1), "int32")
+        newcomer = ops.cast(ops.top_k(outside, k=1)[1][:, 0], "int32")  # cheaper than argmax
         slot = ops.cast(ops.argmin(near, axis=-1), "int32")
         weakest = ops.take_along_axis(near, ops.expand_dims(slot, -1), axis=-1)[:, 0]
         old_id = ops.take_along_axis(near_ids, ops.expand_dims(slot, -1), axis=-1)[:, 0]

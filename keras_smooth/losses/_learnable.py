@@ -174,17 +174,25 @@ class LearnableTargetLoss(_common.Loss):
         columns, support, tail = layer.support(ids, table)
         own = ops.one_hot(ops.zeros_like(ids), self.neighbors + 1)  # column 0: the label
         support = targets.mix(own, support, self.alpha)
-        return self.support_objective(log_probs, probs, columns, support, self.alpha * tail)
+        values = self.support_objective(log_probs, probs, columns, support, self.alpha * tail)
+        return values + 0.0 * onehot[:, 0]  # keeps a traced bad label's NaN (see _checks)
+
 
     def matrix_objective(self, onehot, log_probs, probs, rows):
         """The part of `objective` that trains the matrix (predictions fixed)."""
         return self.objective(onehot, log_probs, probs, rows)
 
     def call(self, y_true, y_pred):
-        onehot, log_probs = _common.prepare(
-            y_true, y_pred, self.num_classes, self.from_logits
-        )
-        ids = class_ids(onehot)
+        if self.neighbors is not None and _are_ids(y_true):
+            # Sparse: no (B, K) one-hot rows; a bad traced label still gives NaN.
+            ids, onehot, log_probs = _common.prepare_ids(
+                y_true, y_pred, self.num_classes, self.from_logits
+            )
+        else:
+            onehot, log_probs = _common.prepare(
+                y_true, y_pred, self.num_classes, self.from_logits
+            )
+            ids = class_ids(onehot, y_true)
         layer = self.matrix_layer
         if layer.trainable and keras.backend.backend() == "tensorflow":
             rechoose = self.neighbors is not None and self.rechoose_neighbors
@@ -225,6 +233,19 @@ class LearnableTargetLoss(_common.Loss):
         return config
 
 
-def class_ids(onehot):
-    """Class ids of validated one-hot rows (a NaN-poisoned row keeps its NaN in `onehot`)."""
+def class_ids(onehot, y_true=None):
+    """Class ids of validated labels (a NaN-poisoned row keeps its NaN in `onehot`).
+
+    Ids given as `(B,)`/`(B, 1)` are used as they are (after validation),
+    sparing an argmax over `(B, K)`.
+    """
+    if y_true is not None and len(ops.shape(y_true)) in (1, 2):
+        if len(ops.shape(y_true)) == 1 or ops.shape(y_true)[-1] == 1:
+            ids = ops.cast(ops.reshape(y_true, (-1,)), "int32")
+            return ops.clip(ids, 0, ops.shape(onehot)[-1] - 1)
     return ops.cast(ops.argmax(onehot, axis=-1), "int32")
+
+
+def _are_ids(y_true):
+    shape = ops.shape(y_true)
+    return len(shape) == 1 or (len(shape) == 2 and shape[-1] == 1)

@@ -108,8 +108,8 @@ class LLSLoss(LearnableTargetLoss):
     def support_objective(self, log_probs, probs, columns, support, tail):
         # sum_k (t_k - p_k)(log t_k - log p_k) with t_k = `tail` off the support:
         # the sum over all k in closed form (sum_k p_k = 1), corrected on the support.
-        lp_s = ops.take_along_axis(log_probs, columns, axis=-1)
-        p_s = ops.take_along_axis(probs, columns, axis=-1)
+        lp_s = _common.take_columns(log_probs, columns)
+        p_s = ops.exp(lp_s)
         log_tail, log_support = _common.safe_log(tail), _common.safe_log(support)
         s1 = ops.sum(log_probs, axis=-1, keepdims=True)
         s2 = ops.sum(probs * log_probs, axis=-1, keepdims=True)

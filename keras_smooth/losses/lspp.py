@@ -106,8 +106,8 @@ class LSPlusPlusLoss(LearnableTargetLoss):
     def support_objective(self, log_probs, probs, columns, support, tail):
         # H(t, p) and H(p, t) with t_k = `tail` off the support, from the sums
         # over all k (sum_k p_k = 1) and the support's entries.
-        lp_s = ops.take_along_axis(log_probs, columns, axis=-1)
-        p_s = ops.stop_gradient(ops.take_along_axis(probs, columns, axis=-1))
+        lp_s = _common.take_columns(log_probs, columns)
+        p_s = ops.stop_gradient(ops.exp(lp_s))
         fixed_support, fixed_tail = ops.stop_gradient(support), ops.stop_gradient(tail)
         network = -fixed_tail[:, 0] * ops.sum(log_probs, axis=-1) - ops.sum(
             (fixed_support - fixed_tail) * lp_s, axis=-1
