@@ -57,6 +57,38 @@ class LearnableTargetLoss(_common.Loss):
     is the remaining O(K^2) per step; `neighbors=N` keeps N learnable
     entries per row instead (`SparseQMatrix`, O(K N)).
 
+    Many classes (`neighbors=N`): the matrix keeps, per row, N learnable
+    logits at its neighbour classes (plus the diagonal for LLS) and one tail
+    logit shared by every other class (`SparseQMatrix`): memory O(K N), a
+    step O(B K) for the loss over predictions and O(B N) for the matrix.
+    With all logits zero every row is uniform, so training starts as uniform
+    LS, exactly like the dense matrix, whichever neighbours are listed; with
+    N = K - 1 it is the dense matrix. Neighbours:
+
+        * start: `neighbor_ids` if given (a `(K, N)` array, e.g. each class's
+          most confused classes in a teacher's confusion matrix), else the
+          placeholders `(y + 1, ..., y + N) mod K`. The placeholders cost
+          nothing: they only decide which entries may later move away from
+          the tail, and the rule below replaces those that do not earn it.
+        * re-choose (every TensorFlow training step unless
+          `rechoose_neighbors=False`): for each sample, if the weakest
+          neighbour of its class has a logit *below the tail logit*, i.e.
+          training found that class less related than an average unlisted
+          class, it is replaced by the sample's most probable class outside
+          the row's support. The newcomer starts at the tail logit, so the
+          row's probabilities do not jump; kept neighbours keep their learned
+          logits. Evidence comes from the network's own confusions (the
+          classes it predicts instead of the label), which is what the
+          matrix would learn to put mass on; a learned neighbour survives as
+          long as the matrix rates it above the tail. It costs one `(B, K)`
+          top-1 per step and needs no K x K statistics. (The Adam slots of a
+          replaced entry are not reset: its momentum fades in a few steps.)
+        * JAX and torch run the training step inside a traced function that
+          cannot change the ids; there the ids stay as given unless you call
+          `loss.update_neighbors(y, model.predict(x))` between epochs (same
+          rule, eager). Re-choosing is refused under a multi-replica
+          `tf.distribute` strategy (pass ids and `rechoose_neighbors=False`).
+
     Saving: as for a Keras layer, `get_config()` holds the construction
     arguments, including whether the matrix is trainable (`matrix_trainable`),
     but not its learned logits, so its size does not grow with K^2. The

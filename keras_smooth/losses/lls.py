@@ -78,6 +78,14 @@ class LLSLoss(LearnableTargetLoss):
         matrix_logits: `(K, K)` starting logits of Q, overriding
             `matrix_initializer`. `get_config()` does not hold the learned
             logits (a `.keras` file does); pass them here to copy a matrix.
+        neighbors: `N` in [1, K - 1] for a sparse Q of N learnable entries
+            per row (memory O(K N)), for very many classes; None (default)
+            keeps the dense K x K matrix. How neighbours are chosen and
+            re-chosen: see `LearnableTargetLoss`.
+        neighbor_ids: optional `(K, N)` int starting neighbours (distinct,
+            never the row's own class), e.g. a teacher's most confused classes.
+        rechoose_neighbors: whether training re-chooses the neighbours
+            (TensorFlow; default True); kept by saving.
 
     Examples:
     >>> import keras
@@ -87,6 +95,9 @@ class LLSLoss(LearnableTargetLoss):
     >>> model.compile(optimizer="adam", loss=loss)
     >>> loss.q_matrix.shape
     (3, 3)
+    >>> sparse = LLSLoss(num_classes=1000, neighbors=16)  # O(K N) for many classes
+    >>> tuple(sparse.matrix_layer.logits.shape)
+    (1000, 18)
 
     References:
         Chhabra et al., "Learnable Label Smoothing", Eq. 4-5 and Appendix A.

@@ -76,6 +76,14 @@ class LSPlusPlusLoss(LearnableTargetLoss):
         matrix_logits: `(K, K)` starting logits of C, overriding
             `matrix_initializer`. `get_config()` does not hold the learned
             logits (a `.keras` file does); pass them here to copy a matrix.
+        neighbors: `N` in [1, K - 1] for a sparse C of N learnable entries
+            per row (memory O(K N)), for very many classes; None (default)
+            keeps the dense K x K matrix. How neighbours are chosen and
+            re-chosen: see `LearnableTargetLoss`.
+        neighbor_ids: optional `(K, N)` int starting neighbours (distinct,
+            never the row's own class), e.g. a teacher's most confused classes.
+        rechoose_neighbors: whether training re-chooses the neighbours
+            (TensorFlow; default True); kept by saving.
 
     Examples:
     >>> import keras
