@@ -137,7 +137,7 @@ def scaling_loss(kind, k, neighbors):
         return keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1)
     cls = losses.LLSLoss if kind.endswith("lls") else losses.LSPlusPlusLoss
     if kind.startswith("sparse"):
-        return cls(k, alpha=0.1, neighbors=neighbors)
+        return cls(k, alpha=0.1, neighbors=min(neighbors, k - 1))
     return cls(k, alpha=0.1)
 
 
@@ -181,10 +181,12 @@ def scaling(args):
     print(f"keras {keras.__version__}, tensorflow {tf.__version__}, {platform.machine()}, "
           f"{os.cpu_count()} CPUs; linear head over {FEATURES}-d features, batch "
           f"{SCALING_BATCH}, Adam, {args.scaling_steps} timed steps x {args.repeats} repeats, "
-          f"sparse N = {args.neighbors}; one process per configuration")
+          f"sparse N = min({args.neighbors}, K - 1); one process per configuration")
     print(f"{'K':>6s} {'loss':12s} {'ms/step':>9s} {'ratio':>6s} {'range':>11s} "
           f"{'peak MB':>8s} {'base MB':>8s} {'RSS ratio':>9s}")
-    for (k, kind), pairs in sorted(rows.items(), key=lambda item: (item[0][0], kinds.index(item[0][1]))):
+    order = sorted(rows, key=lambda key: (key[0], kinds.index(key[1])))
+    for k, kind in order:
+        pairs = rows[(k, kind)]
         ratios = [r["seconds"] / b["seconds"] for r, b in pairs]
         peak = statistics.median(r["peak_mb"] for r, _ in pairs)
         base = statistics.median(b["peak_mb"] for _, b in pairs)

@@ -51,13 +51,17 @@ def _np_loss(kind, labels, z, matrix, alpha):
 CLASSES = {"lls": losses.LLSLoss, "lspp": losses.LSPlusPlusLoss}
 
 
+# JAX compiles every primitive per shape: few distinct shapes keep its rerun fast.
+PROBLEMS = 70 if BACKEND == "tensorflow" else 16
+
+
 def _random_problem(rng):
-    k = int(rng.integers(2, 8))
+    k = int(rng.choice([2, 3, 6]))
     n = int(rng.integers(1, k))
     ids = np.stack([rng.permutation(np.delete(np.arange(k), y))[:n] for y in range(k)])
     scale = rng.choice([0.0, 1.0, 5.0, 40.0])  # 0: ties everywhere; 40: saturated rows
     logits = (rng.normal(size=(k, n + 2)) * scale).astype("float32")
-    b = int(rng.integers(1, 9))
+    b = int(rng.choice([1, 8]))
     labels = rng.integers(0, k, size=b)
     if rng.random() < 0.3:
         labels[:] = labels[0]  # one class only, repeated
@@ -74,7 +78,7 @@ def _frozen_sparse(kind, k, n, ids, logits, alpha):
 @pytest.mark.parametrize("kind", ["lls", "lspp"])
 def test_sparse_targets_and_values_match_the_papers_equation_on_the_support(kind):
     rng = np.random.default_rng(0 if kind == "lls" else 1)
-    for _ in range(70):
+    for _ in range(PROBLEMS):
         k, n, ids, logits, labels, z = _random_problem(rng)
         alpha = float(rng.choice([0.0, 0.1, 0.4, 0.9]))
         loss = _frozen_sparse(kind, k, n, ids, logits, alpha)
@@ -114,7 +118,7 @@ def _matrix_grad(loss, labels, z):
 @pytest.mark.parametrize("kind", ["lls", "lspp"])
 def test_sparse_matrix_gradient_matches_finite_differences_of_the_reference(kind):
     rng = np.random.default_rng(2)
-    for _ in range(12):
+    for _ in range(12 if BACKEND == "tensorflow" else 4):
         k, n, ids, logits, labels, z = _random_problem(rng)
         logits = logits.clip(-3, 3)
         loss = _frozen_sparse(kind, k, n, ids, logits, 0.3)
@@ -147,8 +151,8 @@ def test_sparse_matrix_gradient_matches_finite_differences_of_the_reference(kind
 @pytest.mark.parametrize("kind", ["lls", "lspp"])
 def test_sparse_with_all_other_classes_as_neighbours_is_the_dense_loss(kind):
     rng = np.random.default_rng(3)
-    for _ in range(15):
-        k = int(rng.integers(2, 7))
+    for _ in range(15 if BACKEND == "tensorflow" else 4):
+        k = int(rng.choice([2, 5]))
         ids = np.stack([rng.permutation(np.delete(np.arange(k), y)) for y in range(k)])
         logits = rng.normal(size=(k, k + 1)).astype("float32") * 3
         sparse = _frozen_sparse(kind, k, k - 1, ids, logits, 0.2)
@@ -187,11 +191,11 @@ def test_gathered_dense_loss_equals_the_full_matrix_computation(kind):
     # The function twins compute targets as onehot @ M with the whole matrix.
     twin = {"lls": losses.lls_loss, "lspp": losses.lspp_loss}[kind]
     rng = np.random.default_rng(5)
-    for _ in range(60):
-        k = int(rng.integers(2, 9))
+    for _ in range(60 if BACKEND == "tensorflow" else 10):
+        k = int(rng.choice([2, 4, 7]))
         q = (rng.normal(size=(k, k)) * rng.choice([0.0, 2.0, 30.0])).astype("float32")
         loss = CLASSES[kind](k, alpha=0.3, matrix_logits=q, matrix_trainable=False)
-        b = int(rng.integers(1, 12))
+        b = int(rng.choice([1, 11]))
         labels = rng.integers(0, k, size=b)
         z = (rng.normal(size=(b, k)) * 4).astype("float32")
         full = np.asarray(twin(labels, z, loss.matrix, alpha=0.3))
