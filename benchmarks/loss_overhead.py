@@ -178,6 +178,7 @@ def scaling(args):
                        for kind in todo}
             for kind, result in results.items():
                 rows.setdefault((k, kind), []).append((result, results["baseline"]))
+            print(f"# repeat {repeat} K {k}: {json.dumps(results)}", flush=True)
     print(f"keras {keras.__version__}, tensorflow {tf.__version__}, {platform.machine()}, "
           f"{os.cpu_count()} CPUs; linear head over {FEATURES}-d features, batch "
           f"{SCALING_BATCH}, Adam, {args.scaling_steps} timed steps x {args.repeats} repeats, "
