@@ -53,7 +53,7 @@ CLASSES = {"lls": losses.LLSLoss, "lspp": losses.LSPlusPlusLoss}
 
 # JAX compiles every primitive per shape: one shape family keeps its rerun fast.
 TF = BACKEND == "tensorflow"
-PROBLEMS = 70 if TF else 12
+PROBLEMS = 50 if TF else 8
 
 
 def _random_problem(rng):
