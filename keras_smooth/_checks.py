@@ -329,7 +329,7 @@ def _poison(onehot, ok):
     return onehot + ops.where(ops.expand_dims(ok, -1), 0.0, float("nan"))
 
 
-def _check_exact_ids(labels, num_classes, name):
+def check_exact_ids(labels, num_classes, name):
     dtype = keras.backend.standardize_dtype(labels.dtype)
     limit = {"float16": 2048, "bfloat16": 256}.get(dtype)
     if limit is not None and num_classes > limit + 1:
@@ -364,7 +364,7 @@ def one_hot_labels(labels, num_classes, name="labels", dtype="float32", soft=Fal
             f"predictions' width); got shape {tuple(ops.shape(labels))}."
         )
     if not keras.backend.is_int_dtype(labels.dtype):
-        _check_exact_ids(labels, num_classes, name)
+        check_exact_ids(labels, num_classes, name)
     ok = check_labels(labels, num_classes, name, "ids")
     ids = ops.cast(labels, "int32")
     if ok is not None:

@@ -6,6 +6,42 @@ from keras import ops
 from keras_smooth import _checks
 
 
+def take_rows(table, ids):
+    """`table[ids]` whose gradient names each row once.
+
+    On TensorFlow a gather's gradient is `IndexedSlices` with one slice per
+    id, repeats included, and Keras optimizers with slots (Adam) then
+    mis-scale the rows that occur twice. Gathering the unique ids and
+    expanding afterwards gives the same values and one slice per row, so a
+    step equals the step on the dense gradient. With more than one replica
+    the strategy would concatenate the replicas' slices (repeats again), so
+    there the gradient is a dense sum. Other backends differentiate a gather
+    into a dense scatter-add, which sums repeats correctly.
+    """
+    ids = ops.cast(ids, "int32")
+    if keras.backend.backend() != "tensorflow":
+        return ops.take(table, ids, axis=0)
+    import tensorflow as tf
+
+    if tf.distribute.get_strategy().num_replicas_in_sync > 1:
+        return _take_with_dense_gradient(table, tf.reshape(ids, [-1]))
+    unique, position = tf.unique(tf.reshape(ids, [-1]))
+    return tf.gather(tf.gather(table, unique), position)
+
+
+def _take_with_dense_gradient(table, ids):
+    import tensorflow as tf
+
+    @tf.custom_gradient
+    def take(table):
+        def backward(upstream):
+            return tf.math.unsorted_segment_sum(upstream, ids, tf.shape(table)[0])
+
+        return tf.gather(table, ids), backward
+
+    return take(table)
+
+
 @keras.saving.register_keras_serializable(package="keras_smooth")
 class QMatrix(keras.layers.Layer):
     """Row-stochastic K x K matrix held as trainable logits.
@@ -17,8 +53,10 @@ class QMatrix(keras.layers.Layer):
 
     Calling the layer on `(N, K)` one-hot (or soft) labels returns
     `labels @ matrix`, i.e. row `y` for each sample, as a matrix product so the
-    gradient stays dense. The matrix and the output are float32 under every
-    dtype policy (`compute_output_spec` agrees).
+    gradient stays dense. The losses call `rows(ids)` instead, which gathers
+    the batch's rows of the logits and normalises only those (cost O(N K),
+    not O(K^2)). The matrix and the output are float32 under every dtype
+    policy (`compute_output_spec` agrees).
 
     Args:
         num_classes: `K`, at least 2.
@@ -75,6 +113,22 @@ class QMatrix(keras.layers.Layer):
         eye = ops.eye(self.num_classes, dtype="bool")
         probs = ops.softmax(ops.where(eye, -1e30, logits), axis=-1)
         return ops.where(eye, 0.0, probs)
+
+    def rows(self, ids, table=None):
+        """Rows `ids` of the matrix, `(N, K)`, from the gathered logits only.
+
+        Row `y` is `softmax(logits[y])` (LLS Eq. 4; over the off-diagonal
+        entries for LS++, §3.2), computed for the batch's rows alone: no K x K
+        temporary. The gradient reaches only those rows of the logits (on
+        TensorFlow as `IndexedSlices` with each row once, see `take_rows`).
+        """
+        table = self.logits if table is None else table
+        logits = take_rows(ops.cast(table, "float32"), ids)
+        if not self.zero_diagonal:
+            return ops.softmax(logits, axis=-1)
+        own = ops.one_hot(ids, self.num_classes, dtype="bool")
+        probs = ops.softmax(ops.where(own, -1e30, logits), axis=-1)
+        return ops.where(own, 0.0, probs)
 
     def matrix(self):
         """The current K x K matrix as a NumPy array."""

@@ -6,6 +6,7 @@ from keras import ops
 from keras_smooth import _checks
 from keras_smooth import targets
 from keras_smooth.layers.q_matrix import QMatrix
+from keras_smooth.layers.sparse_q_matrix import SparseQMatrix
 from keras_smooth.losses import _common
 
 DEFAULT_MATRIX_LEARNING_RATE = 1e-2
@@ -50,6 +51,44 @@ class LearnableTargetLoss(_common.Loss):
         * A plain model on JAX or torch would leave the matrix untrained; the
           loss raises a `ValueError` instead.
 
+    Cost: a step gathers the batch's rows of the matrix logits and normalises
+    only those (O(B K) for a batch of B), and the matrix's gradient names only
+    those rows. The optimizer's update of a dense K x K matrix (and its slots)
+    is the remaining O(K^2) per step; `neighbors=N` keeps N learnable
+    entries per row instead (`SparseQMatrix`, O(K N)).
+
+    Many classes (`neighbors=N`): the matrix keeps, per row, N learnable
+    logits at its neighbour classes (plus the diagonal for LLS) and one tail
+    logit shared by every other class (`SparseQMatrix`): memory O(K N), a
+    step O(B K) for the loss over predictions and O(B N) for the matrix.
+    With all logits zero every row is uniform, so training starts as uniform
+    LS, exactly like the dense matrix, whichever neighbours are listed; with
+    N = K - 1 it is the dense matrix. Neighbours:
+
+        * start: `neighbor_ids` if given (a `(K, N)` array, e.g. each class's
+          most confused classes in a teacher's confusion matrix), else the
+          placeholders `(y + 1, ..., y + N) mod K`. The placeholders cost
+          nothing: they only decide which entries may later move away from
+          the tail, and the rule below replaces those that do not earn it.
+        * re-choose (every TensorFlow training step unless
+          `rechoose_neighbors=False`): for each sample, if the weakest
+          neighbour of its class has a logit *below the tail logit*, i.e.
+          training found that class less related than an average unlisted
+          class, it is replaced by the sample's most probable class outside
+          the row's support. The newcomer starts at the tail logit, so the
+          row's probabilities do not jump; kept neighbours keep their learned
+          logits. Evidence comes from the network's own confusions (the
+          classes it predicts instead of the label), which is what the
+          matrix would learn to put mass on; a learned neighbour survives as
+          long as the matrix rates it above the tail. It costs one `(B, K)`
+          top-1 per step and needs no K x K statistics. (The Adam slots of a
+          replaced entry are not reset: its momentum fades in a few steps.)
+        * JAX and torch run the training step inside a traced function that
+          cannot change the ids; there the ids stay as given unless you call
+          `loss.update_neighbors(y, model.predict(x))` between epochs (same
+          rule, eager). Re-choosing is refused under a multi-replica
+          `tf.distribute` strategy (pass ids and `rechoose_neighbors=False`).
+
     Saving: as for a Keras layer, `get_config()` holds the construction
     arguments, including whether the matrix is trainable (`matrix_trainable`),
     but not its learned logits, so its size does not grow with K^2. The
@@ -74,19 +113,43 @@ class LearnableTargetLoss(_common.Loss):
         dtype=None,
         matrix_trainable=True,
         matrix_logits=None,
+        neighbors=None,
+        neighbor_ids=None,
+        rechoose_neighbors=True,
     ):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.num_classes = _checks.check_num_classes(num_classes)
         self.alpha = _checks.check_fraction("alpha", alpha)
         self.from_logits = _checks.check_bool("from_logits", from_logits)
-        self.matrix_layer = QMatrix(
-            self.num_classes,
-            zero_diagonal=self.zero_diagonal,
-            initializer=matrix_initializer,
-            regularizer=matrix_regularizer,
-            trainable=_checks.check_bool("matrix_trainable", matrix_trainable),
-            name=f"{self.name}_matrix",
-        )
+        trainable = _checks.check_bool("matrix_trainable", matrix_trainable)
+        self.rechoose_neighbors = _checks.check_bool("rechoose_neighbors", rechoose_neighbors)
+        if neighbors is None:
+            if neighbor_ids is not None:
+                raise ValueError("`neighbor_ids` needs `neighbors` (the N of its shape (K, N)).")
+            self.matrix_layer = QMatrix(
+                self.num_classes,
+                zero_diagonal=self.zero_diagonal,
+                initializer=matrix_initializer,
+                regularizer=matrix_regularizer,
+                trainable=trainable,
+                name=f"{self.name}_matrix",
+            )
+        else:
+            if matrix_logits is not None:
+                raise ValueError(
+                    "`matrix_logits` sets a dense K x K matrix; with `neighbors` set the "
+                    "matrix is sparse. Copy one with `matrix_layer.set_weights` instead."
+                )
+            self.matrix_layer = SparseQMatrix(
+                self.num_classes,
+                neighbors,
+                neighbor_ids=neighbor_ids,
+                zero_diagonal=self.zero_diagonal,
+                initializer=matrix_initializer,
+                regularizer=matrix_regularizer,
+                trainable=trainable,
+                name=f"{self.name}_matrix",
+            )
         if matrix_logits is not None:
             self.matrix_layer.logits.assign(
                 _checks.check_class_matrix(
@@ -101,41 +164,77 @@ class LearnableTargetLoss(_common.Loss):
         self.attached = False
 
     @property
+    def neighbors(self):
+        """N learnable entries per row of a sparse matrix, or None (dense)."""
+        return getattr(self.matrix_layer, "neighbors", None)
+
+    @property
     def matrix(self):
         """The current K x K class matrix as a NumPy array."""
         return self.matrix_layer.matrix()
 
     def targets(self, labels):
         """The current training targets for `labels`, as a backend tensor."""
-        return targets.matrix_smoothing(labels, self.matrix_layer.probabilities(), self.alpha)
+        onehot = _checks.one_hot_labels(labels, self.num_classes)
+        return targets.mix(onehot, self.matrix_layer.rows(class_ids(onehot)), self.alpha)
+
+    def update_neighbors(self, y_true, y_pred):
+        """Re-choose a sparse matrix's neighbours from labels and predictions.
+
+        The rule of `SparseQMatrix.rechoose`, applied eagerly: the TensorFlow
+        training step applies it by itself; on JAX and torch call this (for
+        example from a callback) to let neighbours change during training.
+        """
+        if self.neighbors is None:
+            raise ValueError("`update_neighbors` needs a sparse matrix (`neighbors=N`).")
+        onehot, log_probs = _common.prepare(y_true, y_pred, self.num_classes, self.from_logits)
+        self.matrix_layer.rechoose(class_ids(onehot), ops.exp(log_probs))
 
     def objective(self, onehot, log_probs, probs, rows):
         """Per-sample loss with the gradient routing of the method."""
         raise NotImplementedError
+
+    def support_objective(self, log_probs, probs, columns, support, tail):
+        """`objective` for a sparse matrix from the support alone (see subclasses)."""
+        raise NotImplementedError
+
+    def values(self, onehot, ids, log_probs, probs, table=None):
+        """Per-sample values; `table` stands in for the matrix logits."""
+        layer = self.matrix_layer
+        if self.neighbors is None:
+            return self.objective(onehot, log_probs, probs, layer.rows(ids, table))
+        columns, support, tail = layer.support(ids, table)
+        own = ops.one_hot(ops.zeros_like(ids), self.neighbors + 1)  # column 0: the label
+        support = targets.mix(own, support, self.alpha)
+        values = self.support_objective(log_probs, probs, columns, support, self.alpha * tail)
+        return values + 0.0 * onehot[:, 0]  # keeps a traced bad label's NaN (see _checks)
+
 
     def matrix_objective(self, onehot, log_probs, probs, rows):
         """The part of `objective` that trains the matrix (predictions fixed)."""
         return self.objective(onehot, log_probs, probs, rows)
 
     def call(self, y_true, y_pred):
-        onehot, log_probs = _common.prepare(
-            y_true, y_pred, self.num_classes, self.from_logits
-        )
-        probs = ops.exp(log_probs)
-        rows = ops.matmul(onehot, self.matrix_layer.probabilities())
-        values = self.objective(onehot, log_probs, probs, rows)
-        if not self.attached and self.matrix_layer.trainable:
-            values = self._train_matrix(values, onehot, log_probs, probs)
-        return ops.cast(values, self.dtype)
-
-    def _train_matrix(self, values, onehot, log_probs, probs):
-        if keras.backend.backend() == "tensorflow":
-            from keras_smooth.losses import _tf_matrix_hook
-
-            return _tf_matrix_hook.update_matrix_on_backward(
-                self, values, onehot, log_probs, probs
+        if self.neighbors is not None and _are_ids(y_true):
+            # Sparse: no (B, K) one-hot rows; a bad traced label still gives NaN.
+            ids, onehot, log_probs = _common.prepare_ids(
+                y_true, y_pred, self.num_classes, self.from_logits
             )
-        if _in_differentiable_trace(log_probs):
+        else:
+            onehot, log_probs = _common.prepare(
+                y_true, y_pred, self.num_classes, self.from_logits
+            )
+            ids = class_ids(onehot, y_true)
+        layer = self.matrix_layer
+        if layer.trainable and keras.backend.backend() == "tensorflow":
+            rechoose = self.neighbors is not None and self.rechoose_neighbors
+            if rechoose or not self.attached:
+                from keras_smooth.losses import _tf_matrix_hook
+
+                values = _tf_matrix_hook.loss_with_matrix_step(self, onehot, ids, log_probs)
+                return ops.cast(values, self.dtype)
+        values = self.values(onehot, ids, log_probs, ops.exp(log_probs))
+        if layer.trainable and not self.attached and _in_differentiable_trace(log_probs):
             raise ValueError(
                 f"{type(self).__name__}'s class matrix cannot be trained by a plain "
                 f"model on the {keras.backend.backend()} backend: Keras only trains "
@@ -144,7 +243,7 @@ class LearnableTargetLoss(_common.Loss):
                 "`compile`, or freeze the matrix with "
                 "`loss.matrix_layer.trainable = False`."
             )
-        return values
+        return ops.cast(values, self.dtype)
 
     def get_config(self):
         config = super().get_config()
@@ -161,4 +260,24 @@ class LearnableTargetLoss(_common.Loss):
             ),
             matrix_trainable=bool(self.matrix_layer.trainable),
         )
+        if self.neighbors is not None:
+            config.update(neighbors=self.neighbors, rechoose_neighbors=self.rechoose_neighbors)
         return config
+
+
+def class_ids(onehot, y_true=None):
+    """Class ids of validated labels (a NaN-poisoned row keeps its NaN in `onehot`).
+
+    Ids given as `(B,)`/`(B, 1)` are used as they are (after validation),
+    sparing an argmax over `(B, K)`.
+    """
+    if y_true is not None and len(ops.shape(y_true)) in (1, 2):
+        if len(ops.shape(y_true)) == 1 or ops.shape(y_true)[-1] == 1:
+            ids = ops.cast(ops.reshape(y_true, (-1,)), "int32")
+            return ops.clip(ids, 0, ops.shape(onehot)[-1] - 1)
+    return ops.cast(ops.argmax(onehot, axis=-1), "int32")
+
+
+def _are_ids(y_true):
+    shape = ops.shape(y_true)
+    return len(shape) == 1 or (len(shape) == 2 and shape[-1] == 1)

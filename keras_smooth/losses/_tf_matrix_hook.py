@@ -2,8 +2,10 @@
 
 Keras 3 builds the gradient step from `model.trainable_weights` only, so a
 variable owned by a loss never receives a gradient from a plain `fit`. On the
-TensorFlow backend the loss therefore passes its per-sample values through an
-identity op whose *backward* function takes one optimizer step on the matrix:
+TensorFlow backend the loss computes its per-sample values inside a custom
+gradient whose *backward* function takes one optimizer step on the matrix,
+from the same backward pass that gives the network its gradient (the forward
+is computed once):
 
 * it runs only when a gradient flows through the loss, i.e. in training steps
   (and custom loops that call `tape.gradient`), never in `evaluate`/`predict`;
@@ -12,7 +14,12 @@ identity op whose *backward* function takes one optimizer step on the matrix:
   gradient, independent of the reduction, `loss_weights` and loss scaling;
 * under `tf.distribute` each replica divides by the replica count and the
   Keras optimizer sums across replicas, as it does for model weights;
-* a non-finite gradient (a skipped mixed-precision step) becomes zero.
+* a non-finite gradient (a skipped mixed-precision step) becomes zero;
+* the matrix is gathered at the batch's rows only, so the gradient is
+  `IndexedSlices` naming each of those rows once (`QMatrix.rows`);
+* a sparse matrix (`neighbors=N`) then re-chooses the neighbours of the
+  batch's classes (`SparseQMatrix.rechoose`); this also runs when
+  `TrainableTargetsModel` has the model's optimizer train the matrix.
 """
 
 import tensorflow as tf
@@ -30,32 +37,66 @@ def _check_strategy(variable):
         )
 
 
-def update_matrix_on_backward(loss, values, onehot, log_probs, probs):
+def loss_with_matrix_step(loss, onehot, ids, log_probs):
+    """Per-sample values of `loss.objective`; their backward also trains the matrix.
+
+    The partial derivative of the objective in the matrix rows is that of
+    `matrix_objective` (the two differ only in which predictions they stop).
+    With `TrainableTargetsModel` (`loss.attached`) the matrix gradient is
+    returned to the model's tape instead of being applied here.
+    """
     layer = loss.matrix_layer
-    variable = layer.logits.value
-    _check_strategy(variable)
-    onehot, log_probs, probs = (tf.stop_gradient(t) for t in (onehot, log_probs, probs))
+    _check_strategy(layer.logits.value)
+    onehot = tf.stop_gradient(onehot)
+    rechoose = loss.neighbors is not None and loss.rechoose_neighbors
+    if rechoose and tf.distribute.get_strategy().num_replicas_in_sync > 1:
+        raise ValueError(
+            "Re-choosing a sparse matrix's neighbours is not supported with more than "
+            "one replica; pass `rechoose_neighbors=False` (and `neighbor_ids`)."
+        )
+    table = tf.convert_to_tensor(layer.logits.value)  # read once, outside the custom op
 
     @tf.custom_gradient
-    def identity(per_sample):
+    def values_of(log_probs, table):
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch([log_probs, table])
+            probs = tf.exp(log_probs)
+            values = loss.values(onehot, ids, log_probs, probs, table)
+
         def backward(upstream):
-            total = tf.reduce_sum(upstream)
-            weights = tf.math.divide_no_nan(upstream, total)
-            with tf.GradientTape() as tape:
-                tape.watch(variable)
-                rows = tf.matmul(onehot, layer.probabilities())
-                objective = tf.reduce_sum(
-                    weights * loss.matrix_objective(onehot, log_probs, probs, rows)
-                )
-                if layer.regularizer is not None:
-                    objective += tf.cast(layer.regularizer(variable), objective.dtype)
-            grad = tape.gradient(objective, variable)
-            replicas = tf.distribute.get_strategy().num_replicas_in_sync
-            grad = grad / tf.cast(replicas, grad.dtype)
-            grad = tf.where(tf.math.is_finite(grad), grad, tf.zeros_like(grad))
-            loss.matrix_optimizer.apply_gradients([(grad, layer.logits)])
-            return upstream
+            d_log_probs, d_matrix = tape.gradient(
+                values, [log_probs, table], output_gradients=upstream
+            )
+            updates = []
+            if not loss.attached:
+                updates.append(_matrix_step(loss, d_matrix, tf.reduce_sum(upstream)))
+            if rechoose:
+                with tf.control_dependencies(updates):
+                    layer.rechoose(ids, tf.stop_gradient(probs))
+            return d_log_probs, (d_matrix if loss.attached else None)
 
-        return tf.identity(per_sample), backward
+        return values, backward
 
-    return identity(values)
+    return values_of(log_probs, table)
+
+
+def _matrix_step(loss, d_matrix, total):
+    """One `matrix_optimizer` step on the upstream-weighted mean gradient."""
+    layer = loss.matrix_layer
+    variable = layer.logits.value
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    scale = tf.math.divide_no_nan(1.0, total * tf.cast(replicas, total.dtype))
+    if isinstance(d_matrix, tf.IndexedSlices):
+        values = d_matrix.values * scale
+        finite = tf.where(tf.math.is_finite(values), values, 0.0)
+        grad = tf.IndexedSlices(finite, d_matrix.indices, d_matrix.dense_shape)
+    else:
+        grad = tf.where(tf.math.is_finite(d_matrix), d_matrix * scale, 0.0)
+    if layer.regularizer is not None:
+        with tf.GradientTape() as tape:
+            tape.watch(variable)
+            penalty = tf.cast(layer.regularizer(variable), variable.dtype)
+        extra = tape.gradient(penalty, variable) / tf.cast(replicas, variable.dtype)
+        grad = tf.convert_to_tensor(grad) + tf.where(tf.math.is_finite(extra), extra, 0.0)
+    loss.matrix_optimizer.apply_gradients([(grad, layer.logits)])
+    return loss.matrix_optimizer.iterations

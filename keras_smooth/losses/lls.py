@@ -9,10 +9,9 @@ from keras_smooth.losses._learnable import LearnableTargetLoss, matrix_loss_inpu
 
 
 def _symmetric_kl(soft, log_probs, probs):
+    # KL(t || p) + KL(p || t) = sum_k (t_k - p_k) (log t_k - log p_k): one pass.
     log_targets = _common.safe_log(soft)
-    forward = ops.sum(soft * (log_targets - log_probs), axis=-1)
-    reverse = ops.sum(probs * (log_probs - log_targets), axis=-1)
-    return 0.5 * (forward + reverse)
+    return 0.5 * ops.sum((soft - probs) * (log_targets - log_probs), axis=-1)
 
 
 def lls_loss(y_true, y_pred, matrix, alpha=0.1, from_logits=True):
@@ -79,6 +78,14 @@ class LLSLoss(LearnableTargetLoss):
         matrix_logits: `(K, K)` starting logits of Q, overriding
             `matrix_initializer`. `get_config()` does not hold the learned
             logits (a `.keras` file does); pass them here to copy a matrix.
+        neighbors: `N` in [1, K - 1] for a sparse Q of N learnable entries
+            per row (memory O(K N)), for very many classes; None (default)
+            keeps the dense K x K matrix. How neighbours are chosen and
+            re-chosen: see `LearnableTargetLoss`.
+        neighbor_ids: optional `(K, N)` int starting neighbours (distinct,
+            never the row's own class), e.g. a teacher's most confused classes.
+        rechoose_neighbors: whether training re-chooses the neighbours
+            (TensorFlow; default True); kept by saving.
 
     Examples:
     >>> import keras
@@ -88,6 +95,9 @@ class LLSLoss(LearnableTargetLoss):
     >>> model.compile(optimizer="adam", loss=loss)
     >>> loss.q_matrix.shape
     (3, 3)
+    >>> sparse = LLSLoss(num_classes=1000, neighbors=16)  # O(K N) for many classes
+    >>> tuple(sparse.matrix_layer.logits.shape)
+    (1000, 18)
 
     References:
         Chhabra et al., "Learnable Label Smoothing", Eq. 4-5 and Appendix A.
@@ -105,3 +115,15 @@ class LLSLoss(LearnableTargetLoss):
 
     def objective(self, onehot, log_probs, probs, rows):
         return _symmetric_kl(targets.mix(onehot, rows, self.alpha), log_probs, probs)
+
+    def support_objective(self, log_probs, probs, columns, support, tail):
+        # sum_k (t_k - p_k)(log t_k - log p_k) with t_k = `tail` off the support:
+        # the sum over all k in closed form (sum_k p_k = 1), corrected on the support.
+        lp_s = _common.take_columns(log_probs, columns)
+        p_s = ops.exp(lp_s)
+        log_tail, log_support = _common.safe_log(tail), _common.safe_log(support)
+        s1 = ops.sum(log_probs, axis=-1, keepdims=True)
+        s2 = ops.sum(probs * log_probs, axis=-1, keepdims=True)
+        everywhere = self.num_classes * tail * log_tail - tail * s1 - log_tail + s2
+        on_support = (support - p_s) * (log_support - lp_s) - (tail - p_s) * (log_tail - lp_s)
+        return 0.5 * (everywhere[:, 0] + ops.sum(on_support, axis=-1))

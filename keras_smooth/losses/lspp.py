@@ -76,6 +76,14 @@ class LSPlusPlusLoss(LearnableTargetLoss):
         matrix_logits: `(K, K)` starting logits of C, overriding
             `matrix_initializer`. `get_config()` does not hold the learned
             logits (a `.keras` file does); pass them here to copy a matrix.
+        neighbors: `N` in [1, K - 1] for a sparse C of N learnable entries
+            per row (memory O(K N)), for very many classes; None (default)
+            keeps the dense K x K matrix. How neighbours are chosen and
+            re-chosen: see `LearnableTargetLoss`.
+        neighbor_ids: optional `(K, N)` int starting neighbours (distinct,
+            never the row's own class), e.g. a teacher's most confused classes.
+        rechoose_neighbors: whether training re-chooses the neighbours
+            (TensorFlow; default True); kept by saving.
 
     Examples:
     >>> import keras
@@ -102,3 +110,18 @@ class LSPlusPlusLoss(LearnableTargetLoss):
 
     def objective(self, onehot, log_probs, probs, rows):
         return _split_symmetric_ce(targets.mix(onehot, rows, self.alpha), log_probs, probs)
+
+    def support_objective(self, log_probs, probs, columns, support, tail):
+        # H(t, p) and H(p, t) with t_k = `tail` off the support, from the sums
+        # over all k (sum_k p_k = 1) and the support's entries.
+        lp_s = _common.take_columns(log_probs, columns)
+        p_s = ops.stop_gradient(ops.exp(lp_s))
+        fixed_support, fixed_tail = ops.stop_gradient(support), ops.stop_gradient(tail)
+        network = -fixed_tail[:, 0] * ops.sum(log_probs, axis=-1) - ops.sum(
+            (fixed_support - fixed_tail) * lp_s, axis=-1
+        )
+        log_tail = _common.safe_log(tail)[:, 0]
+        matrix = -log_tail * (1.0 - ops.sum(p_s, axis=-1)) - ops.sum(
+            p_s * _common.safe_log(support), axis=-1
+        )
+        return 0.5 * (network + matrix)
