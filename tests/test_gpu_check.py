@@ -95,3 +95,20 @@ def test_the_network_is_resnet_20_sized(gpu_check):
     assert sum(layer.kernel_size == (3, 3) for layer in convolutions) == 19  # + 1 dense = 20
     assert 0.26e6 < model.count_params() < 0.29e6
     assert model.output_shape == (None, 10) and model.layers[-1].dtype_policy.name == "float32"
+
+
+def test_the_package_depends_on_gpu_capable_tensorflow_and_offers_the_gpu_extra():
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    from packaging.requirements import Requirement
+
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        project = tomllib.load(f)["project"]
+    linux = {"sys_platform": "linux", "platform_system": "Linux"}
+    needed = [Requirement(r) for r in project["dependencies"]]
+    on_linux = [r for r in needed if r.marker is None or r.marker.evaluate(linux)]
+    assert "tensorflow" in {r.name for r in on_linux}  # the wheel that can use a GPU
+    assert "tensorflow-cpu" not in {r.name for r in needed}  # never uses a GPU
+    gpu = [Requirement(r) for r in project["optional-dependencies"]["gpu"]]
+    assert [(r.name, r.extras) for r in gpu] == [("tensorflow", {"and-cuda"})]
+    assert gpu[0].marker.evaluate(linux)
+    assert not gpu[0].marker.evaluate({"sys_platform": "darwin"})  # no CUDA build there
