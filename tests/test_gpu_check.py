@@ -47,8 +47,9 @@ def test_cpu_smoke_prints_one_table_with_every_configuration_and_the_search(gpu_
     small, large = gpu_check.SMOKE["classes"], gpu_check.SMOKE["large"]
     expected = {(small, p, m, "-" if m in ("CE+LS", "ILS") else f"dense {small}x{small}")
                 for p in gpu_check.PRECISIONS for m in gpu_check.METHODS}
-    expected |= {(large, "float32", "CE+LS", "-"), (large, "float32", "LLS", f"dense {large}x{large}"),
-                 (large, "float32", "LS++", f"dense {large}x{large}")}
+    dense = f"dense {large}x{large}"
+    expected |= {(large, "float32", "CE+LS", "-"), (large, "float32", "LLS", dense),
+                 (large, "float32", "LS++", dense)}
     sparse = gpu_check.sparse_supported()
     if sparse:  # with the sparse matrix of LLSLoss/LSPlusPlusLoss(neighbors=16)
         expected |= {(large, "float32", m, "sparse, N=16") for m in ("LLS", "LS++")}
@@ -78,10 +79,12 @@ def test_without_a_gpu_it_says_so_measures_nothing_and_exits_0(gpu_check, capsys
 
 def test_a_row_that_is_not_finite_or_failed_is_shown_and_counts_as_failure(gpu_check):
     sizes = dict(gpu_check.SMOKE, large=64)
-    results = [((10, "mixed_float16", "CE+LS", None), {"seconds": 0.01, "bad": [], "note": ""}),
+    results = [((10, "mixed_float16", "CE+LS", None),
+                {"seconds": 0.01, "bad": [], "note": ""}),
                ((10, "mixed_float16", "LLS", None),
                 {"seconds": 0.02, "bad": ["loss", "ece"], "note": ""}),
-               ((64, "float32", "LLS", None), {"seconds": None, "bad": [], "note": "out of memory"})]
+               ((64, "float32", "LLS", None),
+                {"seconds": None, "bad": [], "note": "out of memory"})]
     searched = {"completed": 1, "seconds": 1.0, "replicas": 1, "devices": "cpu"}
     text = gpu_check.table(results, sizes, True, searched)
     rows = _rows(text)
