@@ -8,7 +8,7 @@ under 8 minutes on one modern GPU) it prints one table:
   weights) on CIFAR-shaped synthetic data (32 x 32 x 3, K = 10): the median
   step time of CE+LS (`CategoricalCrossentropy(label_smoothing=0.1)`), LLS,
   LS++ and ILS (soft targets computed once from teacher logits, the
-  recommended use), each in float32, `mixed_float16` and `mixed_bfloat16`,
+  recommended use; synthetic teacher logits), each in float32, `mixed_float16` and `mixed_bfloat16`,
   and its ratio to CE+LS at the same K and precision. Under the 16-bit
   policies every logged loss and metric (accuracy, ECE) and the learned
   matrix must be finite (column `finite`).
