@@ -76,7 +76,18 @@ def _check_lls_example(stdout, folder):
     assert q.min() >= 0
 
 
+def _check_multihost_example(stdout, folder):
+    assert "process 0 of 1: 1 device(s) in the job" in stdout, stdout
+    assert all(f"{m}: trained" in stdout for m in ("lls", "lspp", "ils")), stdout
+    rows = np.array([[float(v) for v in line.split()[2:]] for line in stdout.splitlines()
+                     if re.match(r"\s+class \d  ", line)])
+    assert rows.shape == (6, 3)  # Q of LLS, then C of LS++
+    np.testing.assert_allclose(rows.sum(1), 1.0, atol=2e-3)
+    assert rows.min() >= 0 and np.all(np.diag(rows[3:]) == 0)  # C has a zero diagonal
+
+
 CHECKS = {"temperature_scaling_and_export.py": _check_temperature_example,
+          "multihost_data_parallel.py": _check_multihost_example,
           "ils_teacher_student.py": _check_ils_example,
           "lls_quickstart.py": _check_lls_example}
 

@@ -688,7 +688,9 @@ def test_every_imported_distribution_is_declared():
     third_party = imported - set(sys.stdlib_module_names) - {"keras_smooth", "jax"}
     for module in sorted(third_party):
         dists = {d.lower().replace("_", "-") for d in distributions.get(module, [module])}
-        dists = {"tensorflow-cpu" if d == "tensorflow" else d for d in dists}
+        # the module `tensorflow` comes from the declared `tensorflow` wheel, or from a
+        # `tensorflow-cpu` wheel installed before (same files, CPU only)
+        dists = {"tensorflow" if d == "tensorflow-cpu" else d for d in dists}
         assert dists & names, f"{module} ({dists}) is imported but not declared in pyproject.toml"
     # tensorflow-datasets imports importlib_resources to build data, declaring it only for
     # Python < 3.9.
