@@ -47,6 +47,11 @@ def arg_positive_int(text):
     return _integer(text, 1)
 
 
+def arg_batch_size(text):
+    """A batch size: an integer >= 1, or "full" (the whole training split per step)."""
+    return "full" if text == "full" else _integer(text, 1)
+
+
 def arg_train_limit(text):
     return _integer(text, 20)  # two images per class on average
 
@@ -139,7 +144,8 @@ def _common_arguments(parser, *, epochs_help):
          "gaussian (default, the ILS paper's synthetic task), digits, fashion_mnist, "
          "or tfds:NAME (prepared TFDS data: see --tfds-data-dir)")
     _add(parser, "--epochs", arg_positive_int, None, epochs_help)
-    _add(parser, "--batch-size", arg_positive_int, 32, "batch size (default 32)")
+    _add(parser, "--batch-size", arg_batch_size, None,
+         "batch size, or 'full' (default: the data set's training protocol; 32)")
     _add(parser, "--fashion-mnist-dir", arg_existing_folder, None,
          "folder with the Fashion-MNIST IDX files (--dataset fashion_mnist)")
     _add(parser, "--train-limit", arg_train_limit, None,
@@ -159,7 +165,9 @@ def _compare_parser(sub):
     _add(compare, "--methods", arg_methods, "default", methods_help)
     _add(compare, "--replicates", arg_positive_int, None, "replicates (default 3; --quick 1)")
     _add(compare, "--seed", arg_seed, 0, "base seed; replicate r uses seed + r")
-    _common_arguments(compare, epochs_help="epochs per model (default 60; --quick 15)")
+    _common_arguments(compare, epochs_help=(
+        "most epochs per model (default: the data set's training protocol: gaussian 500 with "
+        "early stopping after 10 epochs, as the ILS paper; else 60; --quick 15)"))
     compare.add_argument("--grid", choices=GRID_NAMES, default=None,
                          help="hyperparameter grids (default small; paper = ILS paper appendix C; "
                               "synthetic = its synthetic-task grids)")
@@ -318,22 +326,32 @@ def _dataset_options(args):
     return options
 
 
+def _describe(protocol):
+    """One line of a `TrainingProtocol`."""
+    stop = ("" if protocol.patience is None
+            else f", early stopping after {protocol.patience} epochs without improvement")
+    return (f"Adam lr {protocol.learning_rate:g}, batch {protocol.batch_size}, at most "
+            f"{protocol.max_epochs} epochs{stop}, best-validation weights")
+
+
 def compare(args):
+    from keras_smooth.training.protocol import protocol_for
     from keras_smooth.workflows import compare as compare_module, report
 
     methods = args.methods  # validated by the parser (Methods), as every option
     names = [m.name for m in methods]
     replicates = _replicates(args)
-    epochs = args.epochs if args.epochs is not None else (QUICK["epochs"] if args.quick else 60)
+    epochs = args.epochs if args.epochs is not None else (QUICK["epochs"] if args.quick else None)
     grid = args.grid if args.grid is not None else (QUICK["grid"] if args.quick else "small")
     options = _dataset_options(args)
+    protocol = protocol_for(args.dataset).replace(max_epochs=epochs, batch_size=args.batch_size)
     print(f"keras-smooth compare: {args.dataset}, methods {', '.join(names)}, "
-          f"{replicates} replicate(s), {epochs} epochs, grid '{grid}', output {args.output}",
-          flush=True)
+          f"{replicates} replicate(s), grid '{grid}', output {args.output}\n"
+          f"  training: {_describe(protocol)}", flush=True)
     started = time.perf_counter()
     records = compare_module.run_comparison(
         dataset=args.dataset, methods=methods, replicates=replicates, seed=args.seed,
-        epochs=epochs, batch_size=args.batch_size, grid=grid, output=args.output,
+        protocol=protocol, grid=grid, output=args.output,
         dataset_options=options, progress=Progress(),
     )
     records = [r for r in records if r["method"] in names and r["replicate"] < replicates]
