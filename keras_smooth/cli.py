@@ -227,7 +227,9 @@ def _tune_parser(sub):
     tune.add_argument("--grid", default=None, choices=GRID_NAMES,
                       help="search this grid's values instead of the method's ranges (the grid "
                            "tuner's default: synthetic for gaussian, else paper)")
-    _common_arguments(tune, epochs_help="epochs per trial (default 60; --quick 10)")
+    _common_arguments(tune, epochs_help=(
+        "most epochs per trial (default: the data set's training protocol: gaussian 500 with "
+        "early stopping after 10 epochs, as the ILS paper; else 60; --quick 10)"))
     _add(tune, "--seed", arg_seed, 0, "seed of the data split, models and tuner")
     _add(tune, "--chief-timeout", arg_seconds, 300.0,
          "seconds a worker waits for the chief oracle (default 300)")
@@ -421,19 +423,22 @@ def tune(args):
     from keras_smooth.tuning import run_search
 
     directory, method = args.directory, args.method  # validated by the parser
-    epochs = args.epochs if args.epochs is not None else (10 if args.quick else 60)
+    epochs = args.epochs if args.epochs is not None else (10 if args.quick else None)
     max_trials = args.max_trials
     if max_trials is None and args.tuner in ("random", "bayesian"):
         max_trials = 3 if args.quick else 10
     budget = ("hyperband budget" if args.tuner == "hyperband"
               else f"{max_trials or 'all'} trial(s)")
+    from keras_smooth.training.protocol import protocol_for
+
+    protocol = protocol_for(args.dataset).replace(max_epochs=epochs, batch_size=args.batch_size)
     print(f"keras-smooth tune: {method.label} ({method.name}) on {args.dataset}, {args.tuner} "
-          f"tuner, {budget}, {epochs} epochs, strategy {args.strategy}, folder {directory}",
-          flush=True)
+          f"tuner, {budget}, strategy {args.strategy}, folder {directory}\n"
+          f"  training: {_describe(protocol)}", flush=True)
     started = time.perf_counter()
     result = run_search(method, dataset=args.dataset, tuner=args.tuner, max_trials=max_trials,
                         strategy=args.strategy, directory=directory, objective=args.objective,
-                        grid=args.grid, epochs=epochs, batch_size=args.batch_size, seed=args.seed,
+                        grid=args.grid, protocol=protocol, seed=args.seed,
                         dataset_options=_dataset_options(args), chief_timeout=args.chief_timeout,
                         progress=TuneProgress())
     if result.best is None:
