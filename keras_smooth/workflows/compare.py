@@ -4,7 +4,8 @@
 on disk) and every requested method of the registry (`keras_smooth.methods`,
 or a user's own `Method`), evaluates each selected model on the test split,
 and appends one record per (method, replicate) to `output/results.json`
-(rewritten atomically after each record). Predictions needed for plots go to
+(rewritten atomically after each record). Predictions (logits of the selected model on the
+training, validation and test splits) go to
 `output/predictions/<method>-<replicate>.npz`, with the method's fingerprint
 (`Method.fingerprint`). A re-run with the same output folder and settings
 skips finished (method, replicate) pairs; different settings in the same
@@ -94,6 +95,18 @@ def _check_stored(stored):
     return meta
 
 
+def _changed(stored, settings, prefix=""):
+    """The keys whose values differ, nested ones as `training.max_epochs`."""
+    changed = []
+    for key in sorted(set(stored) | set(settings)):
+        old, new = stored.get(key), settings.get(key)
+        if isinstance(old, dict) and isinstance(new, dict) and key == "training":
+            changed += _changed(old, new, f"{prefix}{key}.")
+        elif old != new:
+            changed.append(f"{prefix}{key}")
+    return changed
+
+
 class ResultStore:
     """results.json + predictions/ in one output folder.
 
@@ -126,8 +139,7 @@ class ResultStore:
             raise ValueError(f"{self.path} is not a keras-smooth results file (no settings and "
                              f"records); {recover}")
         if stored["settings"] != self.settings:
-            changed = sorted(k for k in self.settings
-                             if stored["settings"].get(k) != self.settings[k])
+            changed = _changed(stored["settings"], self.settings)
             raise ValueError(
                 f"{self.path} holds a run with other settings ({', '.join(changed)}); "
                 "use another --output or remove it"

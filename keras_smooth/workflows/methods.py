@@ -100,7 +100,8 @@ def train_method(method, data, teacher, build_model, *, grid, epochs, batch_size
         progress: optional `progress(setting, settings, epoch, epochs)`.
 
     Returns:
-        dict with `val_logits`, `test_logits`, `params`, `val_nll`,
+        dict with `train_logits` (the selected model's logits on `x_train`,
+        e.g. to distil from it), `val_logits`, `test_logits`, `params`, `val_nll`,
         `best_epoch`, `students` (number trained), `matrix` (the loss's
         `matrix` as nested lists when it has one, e.g. LLS, LS++, OLS, cLS;
         else None), `extra_logits` (logits on `extra_inputs` or None) and
