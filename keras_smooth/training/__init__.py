@@ -3,9 +3,9 @@
 `fit_classifier` trains a model with best-validation-NLL selection
 (`BestValidationNLL`); `train_teacher` trains the No LS teacher once, fits
 its temperature T* and caches its logits on disk; `protocol_for` gives a data
-set's `TrainingProtocol` (optimiser, learning rate, batch, epochs, early stopping). `keras_smooth.workflows`
-(the comparison) and `keras_smooth.tuning` (the KerasTuner search) both build
-on these, and neither imports the other.
+set's `TrainingProtocol` (optimiser, learning rate, batch, epochs, early
+stopping). `keras_smooth.workflows` (the comparison) and `keras_smooth.tuning`
+(the KerasTuner search) both build on these, and neither imports the other.
 """
 
 from keras_smooth.training.fitting import (

@@ -383,7 +383,8 @@ def _shared_teacher(plan):
     teacher = train_teacher(plan.build_model, plan.data, epochs=settings["epochs"],
                             batch_size=settings["batch_size"], seed=settings["seed"],
                             learning_rate=settings["learning_rate"],
-                            patience=settings["patience"], cache_dir=os.path.join(plan.directory, "cache"))
+                            patience=settings["patience"],
+                            cache_dir=os.path.join(plan.directory, "cache"))
     plan.report({"event": "teacher", "from_cache": teacher.from_cache,
                  "temperature": teacher.temperature, "val_nll": teacher.val_nll,
                  "seconds": time.perf_counter() - started})

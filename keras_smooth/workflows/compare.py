@@ -365,7 +365,8 @@ def _train_base(run, base, replicate, data, teacher, grid_inputs):
     started = time.perf_counter()
     result = methods_module.train_method(
         base, data, teacher, run.build_student or run.build_model, grid=run.grid,
-        seed=run.seed + replicate, **run.protocol.fit_arguments(), extra_inputs=grid_inputs, progress=run.phase(replicate, base.name, started))
+        seed=run.seed + replicate, **run.protocol.fit_arguments(), extra_inputs=grid_inputs,
+        progress=run.phase(replicate, base.name, started))
     result["seconds"] = time.perf_counter() - started
     return result
 
