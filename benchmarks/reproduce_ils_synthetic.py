@@ -220,7 +220,8 @@ def table_v_values(args, records, chosen, replicates):
                        and r["replicate"] in replicates), key=lambda r: r["replicate"])
         row = {k: [r[k] for r in mine] for k in ("accuracy", "accuracy_dense",
                                                  "accuracy_sparse", "nll", "ece",
-                                                 "classwise_ece", "temperature")}
+                                                 "classwise_ece", "temperature",
+                                                 "best_epoch")}
         row["authors"] = []
         for r in mine:
             data = datasets.load("gaussian", seed=r["seed"])
@@ -231,7 +232,7 @@ def table_v_values(args, records, chosen, replicates):
     for r in replicates:
         data = datasets.load("gaussian", seed=args.seed + r)
         rec = next(x for x in records if x["replicate"] == r)["bayes"]
-        rec = dict(rec, temperature=1.0, authors=calibration.true_class_subset_ece(
+        rec = dict(rec, temperature=1.0, best_epoch=float("nan"), authors=calibration.true_class_subset_ece(
             data.y_test, data.extras["bayes_test"]))
         for k, v in rec.items():
             bayes.setdefault(k, []).append(v)
@@ -280,6 +281,19 @@ def print_pairs(title, values, paper, pairs, keys, paper_keys):
     print()
 
 
+def print_hyperparameters(records, chosen, replicates):
+    """The mean of each chosen hyperparameter per method (the paper's right-hand columns)."""
+    print("Chosen hyperparameters, mean over replicates")
+    for method in chosen:
+        mine = [r["hyperparameters"] for r in records
+                if r["method"] == method.name and r["replicate"] in replicates]
+        names = sorted({k for h in mine for k in h})
+        if names:
+            print(f"  {method.label:16s} " + ", ".join(
+                f"{k} {np.mean([h[k] for h in mine]):.3f}" for k in names))
+    print()
+
+
 def report(args, chosen):
     """Print both tables and the paired tests for the finished replicates."""
     stored = _load_json(os.path.join(args.output, "results.json"), {"records": []})
@@ -296,7 +310,9 @@ def report(args, chosen):
     labels = ["Bayes-optimal"] + [m.label for m in chosen]
     keys5 = ("accuracy", "accuracy_dense", "accuracy_sparse", "nll", "ece", "authors")
     print_table("Table V", table5, TABLE_V, keys5, labels)
-    print_table("Table V, more", table5, {}, ("classwise_ece", "temperature"), labels)
+    print_table("Table V, more", table5, {}, ("classwise_ece", "temperature", "best_epoch"),
+                labels)
+    print_hyperparameters(stored["records"], chosen, replicates)
     table6 = {t: {k: [store[f"{t}|{r}"][k] for r in replicates]
                   for k in ("accuracy", "nll", "ece", "authors", "classwise_ece", "best_epoch")}
               for t in TEACHERS}
