@@ -74,6 +74,19 @@ def test_results_json_records_the_whole_protocol_and_the_teacher_key_depends_on_
                        output=str(tmp_path / "bad"))
 
 
+def test_the_tuner_trains_the_synthetic_task_with_the_appendix_protocol(tmp_path):
+    from keras_smooth import tuning
+
+    data = datasets.load("gaussian", seed=0, **SMALL)
+    tuning.run_search("ls", data=data, build_model=tiny, tuner="random", max_trials=1,
+                      epochs=2, strategy="none", directory=str(tmp_path / "s"), export=False)
+    with open(tmp_path / "s" / "search.json") as f:
+        stored = json.load(f)
+    assert (stored["learning_rate"], stored["patience"], stored["epochs"]) == (0.01, 10, 2)
+    assert stored["training"]["optimizer"] == "adam"
+    assert stored["training"]["batch_size"] == 32
+
+
 class _Recorder(keras.callbacks.Callback):
     """Validation NLL (NumPy, from logits) and validation logits after every epoch."""
 
@@ -82,7 +95,7 @@ class _Recorder(keras.callbacks.Callback):
         self.x_val, self.y_val, self.nll, self.logits = x_val, y_val, [], []
 
     def on_epoch_end(self, epoch, logs=None):
-        logits = np.asarray(self.model.predict(self.x_val, verbose=0), "float64")
+        logits = np.asarray(self.model.predict_on_batch(self.x_val), "float64")
         shifted = logits - logits.max(axis=1, keepdims=True)
         log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
         self.nll.append(-log_p[np.arange(len(self.y_val)), self.y_val].mean())
