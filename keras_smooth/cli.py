@@ -47,6 +47,11 @@ def arg_positive_int(text):
     return _integer(text, 1)
 
 
+def arg_batch_size(text):
+    """A batch size: an integer >= 1, or "full" (the whole training split per step)."""
+    return "full" if text == "full" else _integer(text, 1)
+
+
 def arg_train_limit(text):
     return _integer(text, 20)  # two images per class on average
 
@@ -139,7 +144,8 @@ def _common_arguments(parser, *, epochs_help):
          "gaussian (default, the ILS paper's synthetic task), digits, fashion_mnist, "
          "or tfds:NAME (prepared TFDS data: see --tfds-data-dir)")
     _add(parser, "--epochs", arg_positive_int, None, epochs_help)
-    _add(parser, "--batch-size", arg_positive_int, 32, "batch size (default 32)")
+    _add(parser, "--batch-size", arg_batch_size, None,
+         "batch size, or 'full' (default: the data set's training protocol; 32)")
     _add(parser, "--fashion-mnist-dir", arg_existing_folder, None,
          "folder with the Fashion-MNIST IDX files (--dataset fashion_mnist)")
     _add(parser, "--train-limit", arg_train_limit, None,
@@ -159,7 +165,9 @@ def _compare_parser(sub):
     _add(compare, "--methods", arg_methods, "default", methods_help)
     _add(compare, "--replicates", arg_positive_int, None, "replicates (default 3; --quick 1)")
     _add(compare, "--seed", arg_seed, 0, "base seed; replicate r uses seed + r")
-    _common_arguments(compare, epochs_help="epochs per model (default 60; --quick 15)")
+    _common_arguments(compare, epochs_help=(
+        "most epochs per model (default: the data set's training protocol: gaussian 500 with "
+        "early stopping after 10 epochs, as the ILS paper; else 60; --quick 15)"))
     compare.add_argument("--grid", choices=GRID_NAMES, default=None,
                          help="hyperparameter grids (default small; paper = ILS paper appendix C; "
                               "synthetic = its synthetic-task grids)")
@@ -219,7 +227,9 @@ def _tune_parser(sub):
     tune.add_argument("--grid", default=None, choices=GRID_NAMES,
                       help="search this grid's values instead of the method's ranges (the grid "
                            "tuner's default: synthetic for gaussian, else paper)")
-    _common_arguments(tune, epochs_help="epochs per trial (default 60; --quick 10)")
+    _common_arguments(tune, epochs_help=(
+        "most epochs per trial (default: the data set's training protocol: gaussian 500 with "
+        "early stopping after 10 epochs, as the ILS paper; else 60; --quick 10)"))
     _add(tune, "--seed", arg_seed, 0, "seed of the data split, models and tuner")
     _add(tune, "--chief-timeout", arg_seconds, 300.0,
          "seconds a worker waits for the chief oracle (default 300)")
@@ -318,22 +328,32 @@ def _dataset_options(args):
     return options
 
 
+def _describe(protocol):
+    """One line of a `TrainingProtocol`."""
+    stop = ("" if protocol.patience is None
+            else f", early stopping after {protocol.patience} epochs without improvement")
+    return (f"Adam lr {protocol.learning_rate:g}, batch {protocol.batch_size}, at most "
+            f"{protocol.max_epochs} epochs{stop}, best-validation weights")
+
+
 def compare(args):
+    from keras_smooth.training.protocol import protocol_for
     from keras_smooth.workflows import compare as compare_module, report
 
     methods = args.methods  # validated by the parser (Methods), as every option
     names = [m.name for m in methods]
     replicates = _replicates(args)
-    epochs = args.epochs if args.epochs is not None else (QUICK["epochs"] if args.quick else 60)
+    epochs = args.epochs if args.epochs is not None else (QUICK["epochs"] if args.quick else None)
     grid = args.grid if args.grid is not None else (QUICK["grid"] if args.quick else "small")
     options = _dataset_options(args)
+    protocol = protocol_for(args.dataset).replace(max_epochs=epochs, batch_size=args.batch_size)
     print(f"keras-smooth compare: {args.dataset}, methods {', '.join(names)}, "
-          f"{replicates} replicate(s), {epochs} epochs, grid '{grid}', output {args.output}",
-          flush=True)
+          f"{replicates} replicate(s), grid '{grid}', output {args.output}\n"
+          f"  training: {_describe(protocol)}", flush=True)
     started = time.perf_counter()
     records = compare_module.run_comparison(
         dataset=args.dataset, methods=methods, replicates=replicates, seed=args.seed,
-        epochs=epochs, batch_size=args.batch_size, grid=grid, output=args.output,
+        protocol=protocol, grid=grid, output=args.output,
         dataset_options=options, progress=Progress(),
     )
     records = [r for r in records if r["method"] in names and r["replicate"] < replicates]
@@ -403,19 +423,22 @@ def tune(args):
     from keras_smooth.tuning import run_search
 
     directory, method = args.directory, args.method  # validated by the parser
-    epochs = args.epochs if args.epochs is not None else (10 if args.quick else 60)
+    epochs = args.epochs if args.epochs is not None else (10 if args.quick else None)
     max_trials = args.max_trials
     if max_trials is None and args.tuner in ("random", "bayesian"):
         max_trials = 3 if args.quick else 10
     budget = ("hyperband budget" if args.tuner == "hyperband"
               else f"{max_trials or 'all'} trial(s)")
+    from keras_smooth.training.protocol import protocol_for
+
+    protocol = protocol_for(args.dataset).replace(max_epochs=epochs, batch_size=args.batch_size)
     print(f"keras-smooth tune: {method.label} ({method.name}) on {args.dataset}, {args.tuner} "
-          f"tuner, {budget}, {epochs} epochs, strategy {args.strategy}, folder {directory}",
-          flush=True)
+          f"tuner, {budget}, strategy {args.strategy}, folder {directory}\n"
+          f"  training: {_describe(protocol)}", flush=True)
     started = time.perf_counter()
     result = run_search(method, dataset=args.dataset, tuner=args.tuner, max_trials=max_trials,
                         strategy=args.strategy, directory=directory, objective=args.objective,
-                        grid=args.grid, epochs=epochs, batch_size=args.batch_size, seed=args.seed,
+                        grid=args.grid, protocol=protocol, seed=args.seed,
                         dataset_options=_dataset_options(args), chief_timeout=args.chief_timeout,
                         progress=TuneProgress())
     if result.best is None:

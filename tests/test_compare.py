@@ -98,7 +98,7 @@ def test_resume_keeps_finished_results_and_refuses_other_settings(tmp_path):
     assert ls_file.stat().st_mtime_ns == stamp  # not recomputed
     other = _compare(tmp_path, "--epochs", "3")
     assert other.returncode == 2
-    assert "holds a run with other settings (epochs)" in other.stderr
+    assert "holds a run with other settings (training.max_epochs)" in other.stderr
 
 
 def test_interrupted_run_resumes_without_corruption(tmp_path):

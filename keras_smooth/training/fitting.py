@@ -39,10 +39,16 @@ class BestValidationNLL(keras.callbacks.Callback):
         log_names: the `logs` keys written each epoch: `"nll"` (always) and
             optionally `"ece"` (15-bin ECE; then `best_ece` is the ECE of the
             best-NLL epoch). Later callbacks (checkpoints, tuners) read them.
+        patience: stop training once this many epochs in a row have not
+            lowered the validation NLL (early stopping); None never stops.
+            Either way the best epoch's weights are restored at the end.
     """
 
-    def __init__(self, x_val, y_val, batch_size=2048, from_logits=True, log_names=None):
+    def __init__(self, x_val, y_val, batch_size=2048, from_logits=True, log_names=None,
+                 patience=None):
         super().__init__()
+        self.patience = None if patience is None else int(patience)
+        self.stopped_epoch = None
         self.x_val, self.y_val = x_val, y_val
         self.batch_size = batch_size
         self.from_logits = from_logits
@@ -74,6 +80,9 @@ class BestValidationNLL(keras.callbacks.Callback):
             self.best_nll, self.best_epoch = value, epoch
             self.best_ece = np.nan if ece is None else ece
             self._best_weights = self.model.get_weights()
+        elif self.patience is not None and epoch - self.best_epoch >= self.patience:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
 
     def on_train_end(self, logs=None):
         if self._best_weights is not None:
@@ -138,6 +147,7 @@ class TrainedModel:
     model: keras.Model
     best_epoch: int
     best_val_nll: float
+    epochs_trained: int = 0
 
 
 class ReusableModel:
@@ -169,7 +179,7 @@ class ReusableModel:
 
 
 def fit_classifier(build_model, data, targets, loss, *, epochs, batch_size, seed,
-                   learning_rate=1e-3,
+                   learning_rate=1e-3, patience=None,
                    progress=None, reusable=None, callbacks=()):
     """Build `build_model(input_shape, num_classes)` (logits out), train on `targets`.
 
@@ -178,7 +188,12 @@ def fit_classifier(build_model, data, targets, loss, *, epochs, batch_size, seed
         data: `ClassificationData`.
         targets: training targets (class ids or `(N, K)` soft rows).
         loss: a Keras loss (from logits).
-        epochs, batch_size, seed, learning_rate: training settings (Adam).
+        epochs, batch_size, seed, learning_rate: training settings (Adam);
+            `epochs` is the most trained, `batch_size` may be `"full"` (the
+            whole training split per step). `TrainingProtocol.fit_arguments`
+            gives them with `patience`.
+        patience: early stopping after this many epochs without a lower
+            validation NLL (None: train every epoch).
         progress: optional `report(epoch, epochs)` callable.
         reusable: optional `ReusableModel` compiled with an equivalent loss;
             it is reset and trained instead of building a new model.
@@ -192,7 +207,9 @@ def fit_classifier(build_model, data, targets, loss, *, epochs, batch_size, seed
     if reusable is None:
         reusable = ReusableModel(build_model, data, loss, seed, learning_rate)
     model = reusable.reset()
-    best = BestValidationNLL(data.x_val, data.y_val)
+    best = BestValidationNLL(data.x_val, data.y_val, patience=patience)
+    if batch_size == "full":
+        batch_size = len(data.x_train)
     callbacks = [*callbacks, best] + ([EpochProgress(progress)] if progress else [])
     # A cached, reshuffled tf.data pipeline: NumPy inputs would rebuild the
     # input pipeline every epoch, which dominates on small data sets.
@@ -204,5 +221,6 @@ def fit_classifier(build_model, data, targets, loss, *, epochs, batch_size, seed
         .prefetch(tf.data.AUTOTUNE)
     )
     # shuffle=False: the pipeline shuffles
-    model.fit(train, epochs=epochs, verbose=0, shuffle=False, callbacks=callbacks)
-    return TrainedModel(model, best.best_epoch + 1, float(best.best_nll))
+    history = model.fit(train, epochs=epochs, verbose=0, shuffle=False, callbacks=callbacks)
+    return TrainedModel(model, best.best_epoch + 1, float(best.best_nll),
+                        len(history.epoch))

@@ -61,7 +61,8 @@ def architecture_fingerprint(build_model, input_shape, num_classes, seed):
 
 
 def teacher_cache_key(build_model, data, *, epochs, batch_size, seed, learning_rate,
-                      extra_inputs=None):
+                      extra_inputs=None, patience=None):
+    """The cache key: architecture, data, seed and the whole training protocol."""
     from keras_smooth import __version__
 
     payload = {
@@ -70,9 +71,12 @@ def teacher_cache_key(build_model, data, *, epochs, batch_size, seed, learning_r
         "data": data.fingerprint(),
         "dataset": data.name,
         "epochs": int(epochs),
-        "batch_size": int(batch_size),
+        "batch_size": batch_size if batch_size == "full" else int(batch_size),
         "seed": int(seed),
         "learning_rate": float(learning_rate),
+        "optimizer": "adam",
+        "patience": None if patience is None else int(patience),
+        "restored": "best validation NLL",
         "version": __version__,
         "backend": keras.backend.backend(),  # logits trained on one backend stay with it
         "extra_inputs": None if extra_inputs is None
@@ -138,10 +142,12 @@ def teacher_trainings(cache_dir):
 
 
 def train_teacher(build_model, data, *, epochs, batch_size, seed, learning_rate=1e-3,
-                  cache_dir=None, extra_inputs=None, progress=None):
+                  patience=None, cache_dir=None, extra_inputs=None, progress=None):
     """Train (or load from the cache) the teacher and fit its temperature T*.
 
     Args:
+        epochs, batch_size, seed, learning_rate, patience: the training
+            protocol, as `fit_classifier` takes it (`TrainingProtocol.fit_arguments`).
         extra_inputs: optional inputs whose logits are computed and cached too
             (under `logits["extra"]`), e.g. a grid for decision-region plots.
 
@@ -149,9 +155,10 @@ def train_teacher(build_model, data, *, epochs, batch_size, seed, learning_rate=
         `Teacher` with `logits[split]` for train/val/test and `temperature`.
     """
     key = teacher_cache_key(build_model, data, epochs=epochs, batch_size=batch_size,
-                            seed=seed, learning_rate=learning_rate, extra_inputs=extra_inputs)
+                            seed=seed, learning_rate=learning_rate, extra_inputs=extra_inputs,
+                            patience=patience)
     settings = dict(epochs=epochs, batch_size=batch_size, seed=seed, learning_rate=learning_rate,
-                    extra_inputs=extra_inputs, progress=progress)
+                    patience=patience, extra_inputs=extra_inputs, progress=progress)
     if cache_dir is None:
         return _train(build_model, data, key, **settings)
     os.makedirs(cache_dir, exist_ok=True)
@@ -175,14 +182,14 @@ def train_teacher(build_model, data, *, epochs, batch_size, seed, learning_rate=
     return teacher
 
 
-def _train(build_model, data, key, *, epochs, batch_size, seed, learning_rate, extra_inputs,
-           progress):
+def _train(build_model, data, key, *, epochs, batch_size, seed, learning_rate, patience,
+           extra_inputs, progress):
     started = time.perf_counter()
     trained = fit_classifier(
         build_model, data, data.y_train,
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         epochs=epochs, batch_size=batch_size, seed=seed, learning_rate=learning_rate,
-        progress=progress,
+        patience=patience, progress=progress,
     )
     x = {"train": data.x_train, "val": data.x_val, "test": data.x_test}
     if extra_inputs is not None:

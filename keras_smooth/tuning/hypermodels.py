@@ -207,6 +207,9 @@ class MethodHyperModel(keras_tuner.HyperModel):
         x_train, y_train: the training inputs and labels, for methods whose
             loss is built from the data (`loss_from_data`, e.g. cLS).
         learning_rate: Adam learning rate.
+        patience: early stopping of every trial after this many epochs
+            without a lower validation NLL (None: train every epoch); the
+            tuner keeps the checkpoint of the best epoch either way.
         seed: seeds the weights of every trial's model, so trials differ only
             in their hyperparameters.
         name: the hypermodel's name (default: the method's name).
@@ -222,7 +225,7 @@ class MethodHyperModel(keras_tuner.HyperModel):
 
     def __init__(self, method, build_model, input_shape, num_classes, *, ranges=None, grid=None,
                  teacher_logits=None, calibration_temperature=1.0, x_train=None, y_train=None,
-                 learning_rate=1e-3, seed=0, name=None):
+                 learning_rate=1e-3, seed=0, name=None, patience=None):
         self.method = methods.resolve(method)
         if not self.method.tunable:
             raise ValueError(f"method {self.method.name!r} has no hyperparameters to tune.")
@@ -234,6 +237,7 @@ class MethodHyperModel(keras_tuner.HyperModel):
         self.input_shape = tuple(int(d) for d in input_shape)
         self.num_classes = _checks.check_num_classes(num_classes)
         self.learning_rate = _checks.check_positive("learning_rate", learning_rate)
+        self.patience = None if patience is None else _checks.check_count("patience", patience, 1)
         self.seed = int(seed)
         self.ranges = resolve_ranges(self.method, ranges, grid)
         self.teacher_logits = _check_teacher_logits(self.method, teacher_logits, self.num_classes)
@@ -311,7 +315,8 @@ class MethodHyperModel(keras_tuner.HyperModel):
         values = self.values(hp)
         recipe = self.recipe(values, x, y, loss=getattr(model, "loss", None))
         tracker = BestValidationNLL(x_val, np.asarray(y_val),
-                                    log_names={"nll": "val_nll", "ece": "val_ece"})
+                                    log_names={"nll": "val_nll", "ece": "val_ece"},
+                                    patience=self.patience)
         seed = self.seed if shuffle_seed is None else shuffle_seed
         shuffle = EpochShuffle(x, recipe.targets, batch_size, seed)
         # The tracker goes before the tuner's callbacks: they read the logs it writes.

@@ -43,6 +43,7 @@ from keras_smooth.tuning.hypermodels import MethodHyperModel, resolve_ranges
 from keras_smooth.tuning.hypermodels import objective as make_objective
 from keras_smooth import _arguments as check
 from keras_smooth._io import describe_error
+from keras_smooth.training.protocol import TrainingProtocol, protocol_for
 from keras_smooth.training.teacher import teacher_trainings, train_teacher
 
 TUNERS = {
@@ -226,7 +227,7 @@ def _function_name(fn):
     return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
 
 
-def _check_arguments(dataset, data, directory, seed, learning_rate, chief_timeout, build_model,
+def _check_arguments(dataset, data, directory, seed, chief_timeout, build_model,
                      progress, dataset_options):
     """The checks of `run_search`'s other arguments; nothing touches the disk."""
     if dataset_options is not None and not isinstance(dataset_options, dict):
@@ -238,7 +239,6 @@ def _check_arguments(dataset, data, directory, seed, learning_rate, chief_timeou
                         f"got {data!r}.")
     check.output_folder("directory", directory)
     check.seed("seed", seed)
-    _check_learning_rate(learning_rate)
     check.positive_seconds("chief_timeout", chief_timeout)
     if not callable(build_model):
         raise TypeError(f"`build_model` must be callable, got {build_model!r}.")
@@ -246,9 +246,27 @@ def _check_arguments(dataset, data, directory, seed, learning_rate, chief_timeou
 
 
 def _check_learning_rate(learning_rate):
+    if learning_rate is None:
+        return None
     if (isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real)
             or not np.isfinite(learning_rate) or learning_rate <= 0):
         raise ValueError(f"`learning_rate` must be a finite number > 0, got {learning_rate!r}.")
+    return float(learning_rate)
+
+
+def _protocol(dataset, protocol, epochs, batch_size, learning_rate):
+    """The search's `TrainingProtocol`: `protocol` (default: the data set's) with the
+    given `epochs`, `batch_size` and `learning_rate` in place of its own."""
+    if protocol is None:
+        protocol = protocol_for(dataset)
+    if not isinstance(protocol, TrainingProtocol):
+        raise TypeError(f"`protocol` must be a keras_smooth.training.TrainingProtocol or None, "
+                        f"got {protocol!r}.")
+    epochs = check.positive_int("epochs", epochs, allow_none=True)
+    if batch_size is not None and batch_size != "full":
+        batch_size = check.positive_int("batch_size", batch_size)
+    return protocol.replace(max_epochs=epochs, batch_size=batch_size,
+                            learning_rate=_check_learning_rate(learning_rate))
 
 
 def _default_grid(dataset):
@@ -300,28 +318,30 @@ def _settings(method, grid, space, data, dataset, build_model, **fixed):
 
 def _plan(method, *, dataset, data, build_model, tuner, max_trials, strategy, directory,
           objective, grid, ranges, epochs, batch_size, seed, learning_rate,
-          executions_per_trial, dataset_options, chief_timeout, export, progress):
+          executions_per_trial, dataset_options, chief_timeout, export, progress, protocol):
     """Check every argument of `run_search` and the folder, and load the data; write nothing."""
     method = resolve_tunable(method)
     if tuner not in TUNERS:
         raise ValueError(f"Unknown tuner {tuner!r}; choose from: {', '.join(TUNERS)}.")
     make_objective(objective)
     max_trials = check.positive_int("max_trials", max_trials, allow_none=True)
-    counts = {name: check.positive_int(name, value) for name, value in (
-        ("epochs", epochs), ("batch_size", batch_size),
-        ("executions_per_trial", executions_per_trial))}
+    executions_per_trial = check.positive_int("executions_per_trial", executions_per_trial)
     _check_budget(tuner, max_trials)
-    _check_arguments(dataset, data, directory, seed, learning_rate, chief_timeout, build_model,
+    _check_arguments(dataset, data, directory, seed, chief_timeout, build_model,
                      progress, dataset_options)
     dataset = dataset if data is None else data.name
+    protocol = _protocol(dataset, protocol, epochs, batch_size, learning_rate)
     grid, space = _search_space(method, tuner, grid, ranges, dataset)
     role = distribute.tuner_role()
     resolved_strategy = distribute.resolve_strategy(strategy)
     if data is None:
         data = datasets_module.load(dataset, seed=seed, **(dataset_options or {}))
     settings = _settings(method, grid, space, data, dataset, build_model, tuner=tuner,
-                         objective=objective, **counts, seed=int(seed),
-                         learning_rate=float(learning_rate))
+                         objective=objective, epochs=protocol.max_epochs,
+                         batch_size=protocol.batch_rows(len(data.x_train)),
+                         executions_per_trial=executions_per_trial, seed=int(seed),
+                         learning_rate=protocol.learning_rate, patience=protocol.patience,
+                         training=protocol.as_dict())
     resuming = _check_settings(directory, settings)
     # The chief (or a lone process) reloads the search state; a worker asks the chief's oracle
     # and must not read files the chief may be writing.
@@ -363,6 +383,7 @@ def _shared_teacher(plan):
     teacher = train_teacher(plan.build_model, plan.data, epochs=settings["epochs"],
                             batch_size=settings["batch_size"], seed=settings["seed"],
                             learning_rate=settings["learning_rate"],
+                            patience=settings["patience"],
                             cache_dir=os.path.join(plan.directory, "cache"))
     plan.report({"event": "teacher", "from_cache": teacher.from_cache,
                  "temperature": teacher.temperature, "val_nll": teacher.val_nll,
@@ -377,7 +398,8 @@ def _hypermodel(plan, teacher):
         teacher_logits=None if teacher is None else teacher.logits["train"],
         calibration_temperature=1.0 if teacher is None else teacher.temperature,
         x_train=data.x_train, y_train=data.y_train,
-        learning_rate=plan.settings["learning_rate"], seed=plan.settings["seed"])
+        learning_rate=plan.settings["learning_rate"], seed=plan.settings["seed"],
+        patience=plan.settings["patience"])
 
 
 def _open_tuner(plan, hypermodel):
@@ -419,9 +441,9 @@ def _run(plan):
 def run_search(method="ils", *, dataset="gaussian", data=None, build_model=default_model,
                tuner="random", max_trials=10, strategy="auto",
                directory=os.path.join("runs", "tune"), objective="val_nll", grid=None,
-               ranges=None, epochs=60, batch_size=32, seed=0, learning_rate=1e-3,
+               ranges=None, epochs=None, batch_size=None, seed=0, learning_rate=None,
                executions_per_trial=1, dataset_options=None, chief_timeout=300.0, export=True,
-               progress=None):
+               progress=None, protocol=None):
     """Search one method's hyperparameters with KerasTuner; export the calibrated best model.
 
     Args:
@@ -445,8 +467,15 @@ def run_search(method="ils", *, dataset="gaussian", data=None, build_model=defau
             to "synthetic" on the gaussian task and "paper" otherwise.
         ranges: search-space overrides per hyperparameter (see
             `keras_smooth.tuning.hypermodels`).
-        epochs, batch_size, learning_rate, seed: training settings; `seed`
-            also seeds the data split and the tuner.
+        epochs, batch_size, learning_rate: when given, replace the training
+            protocol's maximum epochs (Hyperband's `max_epochs`), batch size
+            (an integer or "full") and Adam learning rate.
+        seed: seeds the data split, the models and the tuner.
+        protocol: the `keras_smooth.training.TrainingProtocol` of the teacher
+            and every trial (default None: the data set's,
+            `keras_smooth.training.protocol_for`; on "gaussian" the ILS
+            paper's appendix A protocol with early stopping). search.json
+            records it under `training`.
         chief_timeout: seconds a worker waits for its chief.
         export: write the calibrated best model as a SavedModel.
         progress: optional `progress(event: dict)` callable.
@@ -459,7 +488,7 @@ def run_search(method="ils", *, dataset="gaussian", data=None, build_model=defau
                  objective=objective, grid=grid, ranges=ranges, epochs=epochs,
                  batch_size=batch_size, seed=seed, learning_rate=learning_rate,
                  executions_per_trial=executions_per_trial, dataset_options=dataset_options,
-                 chief_timeout=chief_timeout, export=export, progress=progress)
+                 chief_timeout=chief_timeout, export=export, progress=progress, protocol=protocol)
     return _run(plan)
 
 

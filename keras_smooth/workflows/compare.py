@@ -4,7 +4,8 @@
 on disk) and every requested method of the registry (`keras_smooth.methods`,
 or a user's own `Method`), evaluates each selected model on the test split,
 and appends one record per (method, replicate) to `output/results.json`
-(rewritten atomically after each record). Predictions needed for plots go to
+(rewritten atomically after each record). Predictions (logits of the selected model on the
+training, validation and test splits) go to
 `output/predictions/<method>-<replicate>.npz`, with the method's fingerprint
 (`Method.fingerprint`). A re-run with the same output folder and settings
 skips finished (method, replicate) pairs; different settings in the same
@@ -29,6 +30,7 @@ from keras_smooth.workflows import methods as methods_module
 from keras_smooth import _arguments as check
 from keras_smooth._io import UNREADABLE, describe_error, read_npz, set_aside
 from keras_smooth.models import default_model
+from keras_smooth.training.protocol import TrainingProtocol, protocol_for
 from keras_smooth.training.teacher import train_teacher
 
 
@@ -93,6 +95,18 @@ def _check_stored(stored):
     return meta
 
 
+def _changed(stored, settings, prefix=""):
+    """The keys whose values differ, nested ones as `training.max_epochs`."""
+    changed = []
+    for key in sorted(set(stored) | set(settings)):
+        old, new = stored.get(key), settings.get(key)
+        if isinstance(old, dict) and isinstance(new, dict) and key == "training":
+            changed += _changed(old, new, f"{prefix}{key}.")
+        elif old != new:
+            changed.append(f"{prefix}{key}")
+    return changed
+
+
 class ResultStore:
     """results.json + predictions/ in one output folder.
 
@@ -125,8 +139,7 @@ class ResultStore:
             raise ValueError(f"{self.path} is not a keras-smooth results file (no settings and "
                              f"records); {recover}")
         if stored["settings"] != self.settings:
-            changed = sorted(k for k in self.settings
-                             if stored["settings"].get(k) != self.settings[k])
+            changed = _changed(stored["settings"], self.settings)
             raise ValueError(
                 f"{self.path} holds a run with other settings ({', '.join(changed)}); "
                 "use another --output or remove it"
@@ -253,7 +266,21 @@ def _bases(methods):
     return bases
 
 
-def _check_arguments(dataset, methods, replicates, seed, epochs, batch_size, grid, output,
+def _protocol(dataset, protocol, epochs, batch_size):
+    """The run's `TrainingProtocol`: `protocol` (default: the data set's), `epochs` and
+    `batch_size` replacing its maximum epochs and batch size when given."""
+    if protocol is None:
+        protocol = protocol_for(dataset)
+    if not isinstance(protocol, TrainingProtocol):
+        raise TypeError(f"`protocol` must be a keras_smooth.training.TrainingProtocol or None, "
+                        f"got {protocol!r}.")
+    epochs = check.positive_int("epochs", epochs, allow_none=True)
+    if batch_size is not None and batch_size != "full":
+        batch_size = check.positive_int("batch_size", batch_size)
+    return protocol.replace(max_epochs=epochs, batch_size=batch_size)
+
+
+def _check_arguments(dataset, methods, replicates, seed, grid, output,
                      dataset_options, build_model, build_student, progress):
     """Validate `run_comparison`'s arguments, touching no file; return the normalised ones."""
     methods = _resolve_methods(methods)
@@ -262,8 +289,6 @@ def _check_arguments(dataset, methods, replicates, seed, epochs, batch_size, gri
         raise ValueError(f"Unknown grid {grid!r}; choose from: {', '.join(registry.GRID_NAMES)}.")
     replicates = check.positive_int("replicates", replicates)
     seed = check.seed("seed", seed, replicates)
-    epochs = check.positive_int("epochs", epochs)
-    batch_size = check.positive_int("batch_size", batch_size)
     datasets_module.check_name(dataset)
     if dataset_options is not None and not isinstance(dataset_options, dict):
         raise TypeError(f"`dataset_options` must be a dict or None, got {dataset_options!r}.")
@@ -272,7 +297,7 @@ def _check_arguments(dataset, methods, replicates, seed, epochs, batch_size, gri
         raise TypeError(f"`build_model` must be callable, got {build_model!r}.")
     check.callable_or_none("build_student", build_student)
     check.callable_or_none("progress", progress)
-    return methods, bases, replicates, seed, epochs, batch_size
+    return methods, bases, replicates, seed
 
 
 @dataclasses.dataclass
@@ -284,8 +309,7 @@ class _Run:
     bases: dict
     replicates: int
     seed: int
-    epochs: int
-    batch_size: int
+    protocol: TrainingProtocol
     grid: str
     dataset_options: dict
     build_model: object
@@ -333,15 +357,16 @@ def _todo(run, replicate):
 def _train_base(run, base, replicate, data, teacher, grid_inputs):
     """The result of training `base` (or taking the teacher, for No LS)."""
     if base.uses_teacher_model:
-        return {"val_logits": teacher.logits["val"], "test_logits": teacher.logits["test"],
+        return {"train_logits": teacher.logits["train"],
+                "val_logits": teacher.logits["val"], "test_logits": teacher.logits["test"],
                 "params": {}, "val_nll": teacher.val_nll, "best_epoch": teacher.best_epoch,
                 "students": 1, "matrix": None, "extra_logits": teacher.logits.get("extra"),
                 "seconds": teacher.seconds}
     started = time.perf_counter()
     result = methods_module.train_method(
         base, data, teacher, run.build_student or run.build_model, grid=run.grid,
-        epochs=run.epochs, batch_size=run.batch_size, seed=run.seed + replicate,
-        extra_inputs=grid_inputs, progress=run.phase(replicate, base.name, started))
+        seed=run.seed + replicate, **run.protocol.fit_arguments(), extra_inputs=grid_inputs,
+        progress=run.phase(replicate, base.name, started))
     result["seconds"] = time.perf_counter() - started
     return result
 
@@ -353,7 +378,8 @@ def _save_trained(run, base, replicate, data, teacher, grid_inputs):
     meta["fingerprint"] = _as_json(base.fingerprint(run.grid))
     matrix = result.get("matrix")
     return run.store.save_predictions(
-        base.name, replicate, val_logits=result["val_logits"], test_logits=result["test_logits"],
+        base.name, replicate, train_logits=result.get("train_logits"),
+        val_logits=result["val_logits"], test_logits=result["test_logits"],
         extra_logits=result.get("extra_logits"),
         matrix=None if matrix is None else np.asarray(matrix), meta=np.asarray(json.dumps(meta)))
 
@@ -412,7 +438,7 @@ def _run_replicate(run, replicate):
     grid_inputs = decision_grid(data)
     started = time.perf_counter()
     teacher_phase = run.phase(replicate, "teacher", started)
-    teacher = train_teacher(run.build_model, data, epochs=run.epochs, batch_size=run.batch_size,
+    teacher = train_teacher(run.build_model, data, **run.protocol.fit_arguments(),
                             seed=run_seed, cache_dir=run.cache_dir, extra_inputs=grid_inputs,
                             progress=lambda e, n: teacher_phase(1, 1, e, n))
     _predictions(run, todo, loaded, replicate, data, teacher, grid_inputs)
@@ -430,9 +456,9 @@ def _name(fn):
     return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
 
 
-def run_comparison(*, dataset="gaussian", methods=None, replicates=3, seed=0, epochs=100,
-                   batch_size=32, grid="small", output="runs/compare", dataset_options=None,
-                   build_model=default_model, build_student=None, progress=None):
+def run_comparison(*, dataset="gaussian", methods=None, replicates=3, seed=0, epochs=None,
+                   batch_size=None, grid="small", output="runs/compare", dataset_options=None,
+                   build_model=default_model, build_student=None, progress=None, protocol=None):
     """Run the comparison; return the list of records (finished and resumed).
 
     A record holds the method's `method` name, `label`, test metrics, chosen
@@ -446,7 +472,14 @@ def run_comparison(*, dataset="gaussian", methods=None, replicates=3, seed=0, ep
             label; a method whose name clashes with a registered one is refused.
         replicates: number of replicates (replicate r uses seed + r for data
             sampling or splitting and for model initialisation).
-        seed, epochs, batch_size: training settings (Adam, learning rate 1e-3).
+        seed: base seed.
+        epochs, batch_size: when given, replace the protocol's maximum
+            epochs and batch size (an integer or `"full"`).
+        protocol: the `keras_smooth.training.TrainingProtocol` of the teacher
+            and every student (default None: the data set's,
+            `keras_smooth.training.protocol_for(dataset)`; on "gaussian" the
+            ILS paper's appendix A protocol, with early stopping). The whole
+            protocol is recorded in results.json under `settings["training"]`.
         grid: a grid name of `keras_smooth.methods.GRID_NAMES`.
         output: folder for results, predictions and the teacher cache.
         dataset_options: extra keyword arguments for the loader.
@@ -463,14 +496,15 @@ def run_comparison(*, dataset="gaussian", methods=None, replicates=3, seed=0, ep
     whose definition changed; a damaged results.json is refused with a
     `ValueError` saying how to recover.
     """
-    methods, bases, replicates, seed, epochs, batch_size = _check_arguments(
-        dataset, methods, replicates, seed, epochs, batch_size, grid, output, dataset_options,
+    methods, bases, replicates, seed = _check_arguments(
+        dataset, methods, replicates, seed, grid, output, dataset_options,
         build_model, build_student, progress)
-    settings = {"dataset": dataset, "seed": seed, "epochs": epochs, "batch_size": batch_size,
+    protocol = _protocol(dataset, protocol, epochs, batch_size)
+    settings = {"dataset": dataset, "seed": seed, "training": protocol.as_dict(),
                 "grid": grid, "dataset_options": dataset_options or {},
                 "model": _name(build_model), "student_model": _name(build_student),
                 "backend": keras.backend.backend()}
-    run = _Run(dataset, methods, bases, replicates, seed, epochs, batch_size, grid,
+    run = _Run(dataset, methods, bases, replicates, seed, protocol, grid,
                dataset_options or {}, build_model, build_student,
                progress or (lambda event: None), ResultStore(output, settings))
     labels = {m.name: m.label for m in methods}

@@ -32,6 +32,7 @@ def _selected(trained, params, loss, data, extra_inputs, shared):
         "params": dict(params),
         "val_nll": trained.best_val_nll,
         "best_epoch": trained.best_epoch,
+        "train_logits": predict(data.x_train, 1024),
         "val_logits": predict(data.x_val, 1024),
         "test_logits": predict(data.x_test, 1024),
         "extra_logits": None if extra_inputs is None else predict(extra_inputs, 4096),
@@ -78,7 +79,7 @@ def _fit(method, params, build_model, data, recipe, **settings):
 
 
 def train_method(method, data, teacher, build_model, *, grid, epochs, batch_size, seed,
-                 extra_inputs=None, progress=None):
+                 learning_rate=1e-3, patience=None, extra_inputs=None, progress=None):
     """Train every setting of `method`'s grid; keep the best by validation NLL.
 
     Args:
@@ -92,12 +93,15 @@ def train_method(method, data, teacher, build_model, *, grid, epochs, batch_size
             model with logit outputs.
         grid: a grid name of `keras_smooth.methods.GRID_NAMES` or a dict
             `{hyperparameter: values}` (see `Method.grid`).
-        epochs, batch_size, seed: training settings (Adam, learning rate 1e-3).
+        epochs, batch_size, seed, learning_rate, patience: the training
+            protocol of every setting, as `fit_classifier` takes it
+            (`TrainingProtocol.fit_arguments`).
         extra_inputs: optional inputs whose logits are returned too (a plot grid).
         progress: optional `progress(setting, settings, epoch, epochs)`.
 
     Returns:
-        dict with `val_logits`, `test_logits`, `params`, `val_nll`,
+        dict with `train_logits` (the selected model's logits on `x_train`,
+        e.g. to distil from it), `val_logits`, `test_logits`, `params`, `val_nll`,
         `best_epoch`, `students` (number trained), `matrix` (the loss's
         `matrix` as nested lists when it has one, e.g. LLS, LS++, OLS, cLS;
         else None), `extra_logits` (logits on `extra_inputs` or None) and
@@ -116,12 +120,13 @@ def train_method(method, data, teacher, build_model, *, grid, epochs, batch_size
     for i, params in enumerate(settings):
         recipe = _recipe(method, params, context, shared, first)
         if method.same_loss and shared is None:  # one compiled model serves every setting
-            shared = ReusableModel(build_model, data, recipe.loss, seed, 1e-3)
+            shared = ReusableModel(build_model, data, recipe.loss, seed, learning_rate)
             first = (params, _loss_config(recipe.loss))
         report = None if progress is None else (
             lambda e, n, i=i: progress(i + 1, len(settings), e, n))
         trained = _fit(method, params, build_model, data, recipe, epochs=epochs,
-                       batch_size=batch_size, seed=seed, progress=report, reusable=shared)
+                       batch_size=batch_size, seed=seed, learning_rate=learning_rate,
+                       patience=patience, progress=report, reusable=shared)
         if best is None or trained.best_val_nll < best["val_nll"]:
             best = _selected(trained, params, recipe.loss, data, extra_inputs, shared)
     best["students"] = len(settings)
