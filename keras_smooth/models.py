@@ -109,6 +109,51 @@ def _learnable_losses(losses):
     return [loss for loss in keras.tree.flatten(losses) if isinstance(loss, LearnableTargetLoss)]
 
 
+def for_loss(model, loss):
+    """The model to compile with `loss` so that everything the loss learns is trained.
+
+    A learnable-target loss (`LLSLoss`, `LSPlusPlusLoss`) with a trainable
+    matrix trains its matrix itself under a plain model on TensorFlow only;
+    on JAX and torch `model` comes back wrapped in `TrainableTargetsModel`,
+    whose optimizer trains the matrix with the model's gradient step (the
+    same gradient: the mean of the matrix objective over the batch). Any
+    other loss, or the TensorFlow backend, gets `model` itself, so the
+    workflows train the same models as before on TensorFlow.
+
+    Args:
+        model: an uncompiled Keras model.
+        loss: the loss (or structure of losses) it will be compiled with.
+
+    Examples:
+    >>> import keras
+    >>> import keras_smooth
+    >>> net = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    >>> wrapped = for_loss(net, keras_smooth.LLSLoss(num_classes=3))
+    >>> isinstance(wrapped, TrainableTargetsModel) == (keras.backend.backend() != "tensorflow")
+    True
+    >>> for_loss(net, "categorical_crossentropy") is net
+    True
+    """
+    if keras.backend.backend() == "tensorflow" or isinstance(model, TrainableTargetsModel):
+        return model
+    if not any(loss.matrix_layer.trainable for loss in _learnable_losses(loss)):
+        return model
+    wrapped = TrainableTargetsModel(model)
+    if getattr(model, "built", False) and getattr(model, "inputs", None):
+        # Built now like the model it wraps, so saved weights load into it at once.
+        wrapped(keras.tree.map_structure(lambda t: keras.KerasTensor(t.shape, t.dtype),
+                                         _input_structure(model)))
+    return wrapped
+
+
+def _input_structure(model):
+    """The inputs of a built model as it is called: a tensor, a list or a dict."""
+    try:
+        return model.input  # a functional model's own structure
+    except AttributeError:  # a Sequential that was never called: its one input
+        return model.inputs[0] if len(model.inputs) == 1 else model.inputs
+
+
 def default_model(input_shape, num_classes):
     """MLP 5 x 64 ReLU for feature vectors (ILS paper §III); a small CNN for images.
 

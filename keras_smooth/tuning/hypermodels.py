@@ -28,6 +28,7 @@ import keras_tuner
 import numpy as np
 
 from keras_smooth import _checks, methods
+from keras_smooth.models import for_loss
 from keras_smooth.training.fitting import BestValidationNLL, EpochShuffle, training_failure
 
 OBJECTIVES = ("val_nll", "val_ece")
@@ -274,8 +275,9 @@ class MethodHyperModel(keras_tuner.HyperModel):
         model = self.build_model(self.input_shape, self.num_classes)
         if not isinstance(model, keras.Model):
             raise TypeError(f"`build_model` must return a keras.Model, got {type(model).__name__}.")
-        model.compile(optimizer=keras.optimizers.Adam(self.learning_rate),
-                      loss=self.make_loss(values))
+        loss = self.make_loss(values)
+        model = for_loss(model, loss)  # JAX, torch: a learned Q/C matrix trains with the model
+        model.compile(optimizer=keras.optimizers.Adam(self.learning_rate), loss=loss)
         return model
 
     # --- training -------------------------------------------------------------------

@@ -9,7 +9,7 @@
    re-run and every tuner process using the folder);
 3. run the KerasTuner search (`directory/search/`): each trial builds the
    user's model, trains it with the trial's hyperparameters under the chosen
-   `tf.distribute` strategy and is scored by validation NLL (or ECE);
+   strategy (`tf.distribute` on TensorFlow, `keras.distribution` on JAX) and is scored by validation NLL (or ECE);
 4. on the chief (or a lone process): reload the best trial's weights (or
    refit them), fit a temperature on the validation split, evaluate on the
    test split, export a SavedModel for TF Serving and write `best.json` and
@@ -22,6 +22,7 @@ own method, another data set, tuner, ...) is refused.
 """
 
 import collections
+import contextlib
 import csv
 import dataclasses
 import glob
@@ -389,7 +390,7 @@ def _open_tuner(plan, hypermodel):
         return make_tuner(plan.tuner, hypermodel, objective=settings["objective"],
                           max_trials=plan.max_trials, epochs=settings["epochs"],
                           seed=settings["seed"], directory=plan.directory,
-                          distribution_strategy=plan.strategy,
+                          distribution_strategy=_tf_strategy(plan.strategy),
                           executions_per_trial=settings["executions_per_trial"],
                           progress=plan.report)
     except (KeyError, RuntimeError, TypeError, ValueError) as error:  # state it cannot reload
@@ -399,20 +400,39 @@ def _open_tuner(plan, hypermodel):
                          f"({describe_error(error)}); {plan.recover}") from None
 
 
+def _tf_strategy(strategy):
+    """The strategy KerasTuner applies itself: a `tf.distribute` one (TensorFlow only)."""
+    jax_kinds = (keras.distribution.DataParallel, keras.distribution.ModelParallel)
+    return None if isinstance(strategy, jax_kinds) else strategy
+
+
+def _distribution_scope(strategy):
+    """JAX: the `keras.distribution` scope every trial is built and trained in."""
+    if strategy is None or _tf_strategy(strategy) is not None:
+        return contextlib.nullcontext()
+    return strategy.scope()
+
+
 def _run(plan):
     _open_folder(plan)
     teacher = _shared_teacher(plan)
     hypermodel = _hypermodel(plan, teacher)
     search = _open_tuner(plan, hypermodel)
     data, settings = plan.data, plan.settings
-    search.search(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val),
-                  epochs=settings["epochs"], batch_size=settings["batch_size"], verbose=0)
+    with _distribution_scope(plan.strategy):
+        search.search(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val),
+                      epochs=settings["epochs"], batch_size=settings["batch_size"], verbose=0)
+    return _results(plan, search, hypermodel, teacher)
+
+
+def _results(plan, search, hypermodel, teacher):
     result = SearchResult(plan.role, plan.directory, [], list(search.trials_run),
                           teacher=teacher, tuner=search)
     if plan.role != "worker":
         result.trials = trial_rows(search)
         _write_trials_csv(os.path.join(plan.directory, "trials.csv"), result.trials)
-        result.best = _finish(plan, search, hypermodel, result.trials, teacher)
+        with _distribution_scope(plan.strategy):
+            result.best = _finish(plan, search, hypermodel, result.trials, teacher)
     return result
 
 
@@ -436,8 +456,10 @@ def run_search(method="ils", *, dataset="gaussian", data=None, build_model=defau
         max_trials: trials for random/grid/Bayesian (grid: None = whole grid);
             must be None for hyperband.
         strategy: "auto", "mirrored", "none" (see
-            `keras_smooth.tuning.distribute.resolve_strategy`) or a
-            `tf.distribute.Strategy`.
+            `keras_smooth.tuning.distribute.resolve_strategy`: `tf.distribute`
+            on TensorFlow, `keras.distribution.DataParallel` on JAX, refused
+            on torch), a `tf.distribute.Strategy` (TensorFlow) or a
+            `keras.distribution.DataParallel` (JAX).
         directory: the search folder; a re-run with the same folder resumes.
         objective: "val_nll" (default) or "val_ece", both minimised.
         grid: None to search the method's tuning ranges (`Method.search_space`),
