@@ -154,6 +154,50 @@ def _input_structure(model):
         return model.inputs[0] if len(model.inputs) == 1 else model.inputs
 
 
+class _MatrixRateAdam(keras.optimizers.Adam):
+    """Adam whose steps on some variables use their own learning rate.
+
+    Adam is applied per variable, so the matrix's moments are the same as
+    under a separate optimizer; only the step size differs.
+    """
+
+    def __init__(self, learning_rate, rates, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        # Keyed by id: an optimizer attribute holding the variables themselves would
+        # make them optimizer state too (JAX then donates one buffer twice).
+        self._rates = {id(variable): float(rate) for variable, rate in rates}
+
+    def update_step(self, gradient, variable, learning_rate):
+        learning_rate = self._rates.get(id(variable), learning_rate)
+        super().update_step(gradient, variable, learning_rate)
+
+
+def adam_for_loss(learning_rate, loss):
+    """The Adam optimizer the workflows compile `for_loss(model, loss)` with.
+
+    On TensorFlow, or for a loss without a trainable matrix, a plain
+    `keras.optimizers.Adam(learning_rate)`. When `for_loss` wraps the model
+    (JAX, torch), the model's optimizer also steps each learnable-target
+    loss's matrix; this Adam takes those steps at the learning rate of the
+    loss's `matrix_optimizer` (Adam 1e-2 by default), the rate the matrix
+    trains at under a plain model on TensorFlow. The gradient is the same
+    (the batch mean of the matrix objective) and Adam's moments are kept per
+    variable, so an Adam `matrix_optimizer` (with Keras's default betas and
+    epsilon) trains the matrix identically on every backend; of any other
+    optimizer only the learning rate carries over.
+
+    Args:
+        learning_rate: the model's Adam learning rate.
+        loss: the loss (or structure of losses) the model is compiled with.
+    """
+    learnable = [loss for loss in _learnable_losses(loss) if loss.matrix_layer.trainable]
+    if keras.backend.backend() == "tensorflow" or not learnable:
+        return keras.optimizers.Adam(learning_rate)
+    rates = [(loss.matrix_layer.logits, float(loss.matrix_optimizer.learning_rate))
+             for loss in learnable]
+    return _MatrixRateAdam(learning_rate, rates)
+
+
 def default_model(input_shape, num_classes):
     """MLP 5 x 64 ReLU for feature vectors (ILS paper §III); a small CNN for images.
 

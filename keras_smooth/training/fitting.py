@@ -11,7 +11,7 @@ import keras
 import numpy as np
 
 from keras_smooth import calibration
-from keras_smooth.models import for_loss
+from keras_smooth.models import adam_for_loss, for_loss
 
 
 def training_failure(method, params, error):
@@ -167,7 +167,7 @@ class ReusableModel:
         keras.utils.set_random_seed(seed)
         self.model = for_loss(build_model(data.input_shape, data.num_classes), loss)
         self.loss = loss
-        self.model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss)
+        self.model.compile(optimizer=adam_for_loss(learning_rate, loss), loss=loss)
         self.initial_weights = self.model.get_weights()
         self.model.optimizer.build(self.model.trainable_variables)
         self.initial_optimizer = [np.array(v.numpy()) for v in self.model.optimizer.variables]

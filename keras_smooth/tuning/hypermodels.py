@@ -28,7 +28,7 @@ import keras_tuner
 import numpy as np
 
 from keras_smooth import _checks, methods
-from keras_smooth.models import for_loss
+from keras_smooth.models import adam_for_loss, for_loss
 from keras_smooth.training.fitting import BestValidationNLL, EpochShuffle, training_failure
 
 OBJECTIVES = ("val_nll", "val_ece")
@@ -277,7 +277,7 @@ class MethodHyperModel(keras_tuner.HyperModel):
             raise TypeError(f"`build_model` must return a keras.Model, got {type(model).__name__}.")
         loss = self.make_loss(values)
         model = for_loss(model, loss)  # JAX, torch: a learned Q/C matrix trains with the model
-        model.compile(optimizer=keras.optimizers.Adam(self.learning_rate), loss=loss)
+        model.compile(optimizer=adam_for_loss(self.learning_rate, loss), loss=loss)
         return model
 
     # --- training -------------------------------------------------------------------
