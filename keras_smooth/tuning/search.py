@@ -22,7 +22,6 @@ own method, another data set, tuner, ...) is refused.
 """
 
 import collections
-import contextlib
 import csv
 import dataclasses
 import glob
@@ -378,7 +377,8 @@ def _hypermodel(plan, teacher):
         teacher_logits=None if teacher is None else teacher.logits["train"],
         calibration_temperature=1.0 if teacher is None else teacher.temperature,
         x_train=data.x_train, y_train=data.y_train,
-        learning_rate=plan.settings["learning_rate"], seed=plan.settings["seed"])
+        learning_rate=plan.settings["learning_rate"], seed=plan.settings["seed"],
+        distribution=None if _tf_strategy(plan.strategy) is not None else plan.strategy)
 
 
 def _open_tuner(plan, hypermodel):
@@ -406,22 +406,14 @@ def _tf_strategy(strategy):
     return None if isinstance(strategy, jax_kinds) else strategy
 
 
-def _distribution_scope(strategy):
-    """JAX: the `keras.distribution` scope every trial is built and trained in."""
-    if strategy is None or _tf_strategy(strategy) is not None:
-        return contextlib.nullcontext()
-    return strategy.scope()
-
-
 def _run(plan):
     _open_folder(plan)
     teacher = _shared_teacher(plan)
     hypermodel = _hypermodel(plan, teacher)
     search = _open_tuner(plan, hypermodel)
     data, settings = plan.data, plan.settings
-    with _distribution_scope(plan.strategy):
-        search.search(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val),
-                      epochs=settings["epochs"], batch_size=settings["batch_size"], verbose=0)
+    search.search(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val),
+                  epochs=settings["epochs"], batch_size=settings["batch_size"], verbose=0)
     return _results(plan, search, hypermodel, teacher)
 
 
@@ -431,8 +423,7 @@ def _results(plan, search, hypermodel, teacher):
     if plan.role != "worker":
         result.trials = trial_rows(search)
         _write_trials_csv(os.path.join(plan.directory, "trials.csv"), result.trials)
-        with _distribution_scope(plan.strategy):
-            result.best = _finish(plan, search, hypermodel, result.trials, teacher)
+        result.best = _finish(plan, search, hypermodel, result.trials, teacher)
     return result
 
 
