@@ -211,8 +211,9 @@ def _tune_parser(sub):
          "trials (default 10; --quick 3; grid: whole grid; not for hyperband)")
     tune.add_argument("--strategy", default="auto",
                       choices=("auto", "mirrored", "multiworker", "none"),
-                      help="tf.distribute strategy per trial: auto = MirroredStrategy over the "
-                           "GPUs if any")
+                      help="data parallelism per trial: auto = MirroredStrategy over the GPUs "
+                           "if any (TensorFlow), DataParallel over several GPUs (JAX); mirrored "
+                           "= over every local device (TensorFlow, JAX; refused on torch)")
     _add(tune, "--directory", arg_output_folder, None,
          "search folder; re-running resumes (default runs/tune/METHOD)")
     tune.add_argument("--objective", default="val_nll", choices=("val_nll", "val_ece"))
