@@ -116,9 +116,11 @@ def for_loss(model, loss):
     matrix trains its matrix itself under a plain model on TensorFlow only;
     on JAX and torch `model` comes back wrapped in `TrainableTargetsModel`,
     whose optimizer trains the matrix with the model's gradient step (the
-    same gradient: the mean of the matrix objective over the batch). Any
-    other loss, or the TensorFlow backend, gets `model` itself, so the
-    workflows train the same models as before on TensorFlow.
+    same gradient: the mean of the matrix objective over the batch; compile
+    with `adam_for_loss` for the same step size too). Any other loss, or the
+    TensorFlow backend, gets `model` itself, so the workflows train the same
+    models as before on TensorFlow. A built `model` gives a built wrapper, so
+    saved weights (a KerasTuner checkpoint) load into it at once.
 
     Args:
         model: an uncompiled Keras model.

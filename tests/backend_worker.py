@@ -173,6 +173,12 @@ def search_in_code(folder):
             continue
         out[strategy] = {"val_nll": result.best["val_nll"],
                          "test_nll": result.best["test"]["nll"], "devices_seen": seen}
+    try:  # a batch of 33 rows cannot be split evenly between two devices
+        run_search("ls", max_trials=1, epochs=1, batch_size=33, strategy="mirrored",
+                   directory=os.path.join(folder, "uneven"), export=False)
+        out["uneven"] = None
+    except ValueError as error:
+        out["uneven"] = str(error)
     return out
 
 

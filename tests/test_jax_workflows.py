@@ -157,3 +157,5 @@ def test_tuning_in_code_and_data_parallel_over_two_devices(jax_run):
     assert two["devices_seen"] and set(two["devices_seen"]) == {2}  # built in DataParallel
     assert two["val_nll"] == pytest.approx(one["val_nll"], abs=1e-5)
     assert two["test_nll"] == pytest.approx(one["test_nll"], abs=1e-5)
+    # Keras's DataParallel fails deep inside fit on a batch it cannot split: refused up front.
+    assert "batch_size 33" in search["uneven"] and "multiples of 2" in search["uneven"]

@@ -298,6 +298,27 @@ def _settings(method, grid, space, data, dataset, build_model, **fixed):
     }
 
 
+def _check_divisible(strategy, data, batch_size):
+    """JAX data parallelism splits every batch evenly between the devices: refuse sizes it cannot.
+
+    Keras's `DataParallel` fails deep inside `fit`/`predict` on a batch whose rows do not
+    divide among the devices; a batch size and split sizes that are multiples of the device
+    count leave no such batch.
+    """
+    if strategy is None or _tf_strategy(strategy) is not None:
+        return
+    devices = len(strategy.device_mesh.devices.flatten())
+    sizes = {"batch_size": batch_size, "training rows": len(data.x_train),
+             "validation rows": len(data.x_val), "test rows": len(data.x_test)}
+    bad = {name: size for name, size in sizes.items() if size % devices}
+    if bad:
+        raise ValueError(f"data parallelism over {devices} devices (keras.distribution."
+                         f"{type(strategy).__name__}, JAX) splits every batch evenly between "
+                         "them, so the batch size and the split sizes must be multiples of "
+                         f"{devices}; got " + ", ".join(f"{k} {v}" for k, v in bad.items())
+                         + ". Change --batch-size or the data, or use strategy 'none'.")
+
+
 def _plan(method, *, dataset, data, build_model, tuner, max_trials, strategy, directory,
           objective, grid, ranges, epochs, batch_size, seed, learning_rate,
           executions_per_trial, dataset_options, chief_timeout, export, progress):
@@ -322,6 +343,7 @@ def _plan(method, *, dataset, data, build_model, tuner, max_trials, strategy, di
     settings = _settings(method, grid, space, data, dataset, build_model, tuner=tuner,
                          objective=objective, **counts, seed=int(seed),
                          learning_rate=float(learning_rate))
+    _check_divisible(resolved_strategy, data, counts["batch_size"])
     resuming = _check_settings(directory, settings)
     # The chief (or a lone process) reloads the search state; a worker asks the chief's oracle
     # and must not read files the chief may be writing.
