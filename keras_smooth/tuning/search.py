@@ -9,7 +9,8 @@
    re-run and every tuner process using the folder);
 3. run the KerasTuner search (`directory/search/`): each trial builds the
    user's model, trains it with the trial's hyperparameters under the chosen
-   strategy (`tf.distribute` on TensorFlow, `keras.distribution` on JAX) and is scored by validation NLL (or ECE);
+   strategy (`tf.distribute` on TensorFlow, `keras.distribution` on JAX) and is
+   scored by validation NLL (or ECE);
 4. on the chief (or a lone process): reload the best trial's weights (or
    refit them), fit a temperature on the validation split, evaluate on the
    test split, export a SavedModel for TF Serving and write `best.json` and
