@@ -49,3 +49,21 @@ def test_tuning_in_code_without_data_parallelism(torch_run):
     assert search["none"]["val_nll"] > 0 and set(search["none"]["devices_seen"]) == {None}
     error = search["mirrored"]["error"]
     assert "strategy='mirrored'" in error and "torch backend" in error, error
+
+
+def test_distillation_packed_targets_under_torch(tmp_path):
+    """Dis packs labels and teacher logits in `y_true`; Keras's shape inference on torch's
+    "meta" device (tensors without values) must not trip the loss's value checks."""
+    import os
+    import subprocess
+    import sys
+
+    from test_jax_workflows import ROOT
+
+    env = {**os.environ, "KERAS_BACKEND": "torch", "PYTHONPATH": ROOT,
+           "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run([sys.executable, "-m", "keras_smooth", "compare", "--quick",
+                             "--methods", "dis", "--epochs", "1", "--output", str(tmp_path)],
+                            capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert any(line.startswith("Dis ") for line in result.stdout.splitlines()), result.stdout
