@@ -114,7 +114,7 @@ def cli_runs(folder):
     from keras_smooth import cli
 
     runs = {
-        "compare": ["compare", "--quick", "--methods", "lspp,ols", "--epochs", "1",
+        "compare": ["compare", "--quick", "--methods", "lspp", "--epochs", "1",
                     "--output", os.path.join(folder, "compare")],
         "bad_method": ["compare", "--quick", "--methods", "user_failing:BROKEN", "--epochs",
                        "1", "--output", os.path.join(folder, "broken")],

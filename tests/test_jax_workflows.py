@@ -103,7 +103,7 @@ def check_command_lines(runs, backend):
     """compare --quick and tune succeed; a failure is one `error:` line."""
     compare = runs["compare"]
     assert compare["code"] == 0, compare["stderr"]
-    for label in ("LS++", "OLS"):
+    for label in ("LS++", "Bayes-optimal"):
         row = [line for line in compare["stdout"].splitlines() if line.startswith(label + " ")]
         assert row and len(re.findall(r"\d\.\d{4}", row[-1])) >= 5, compare["stdout"]
     for tuner in ("random", "hyperband"):  # bayesian: in the worker's `search_in_code`
