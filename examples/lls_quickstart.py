@@ -1,8 +1,10 @@
-"""Learnable label smoothing on a plain Keras model, end to end.
+"""Learnable label smoothing on a Keras model, end to end, on any Keras backend.
 
 Trains a small MLP on the 3-class synthetic task of the ILS paper (embedded,
 no download) with `LLSLoss`, then prints accuracy, the learned Q-matrix and
-what it says about the classes. By construction most of class 0 lies near
+what it says about the classes. On TensorFlow the model is a plain
+`keras.Sequential`; on JAX and torch it is wrapped in `TrainableTargetsModel`,
+which trains Q with the model's optimizer. By construction most of class 0 lies near
 class 1 and far from class 2, so row 0 of Q should favour class 1.
 
     python examples/lls_quickstart.py          # about half a minute on 2 CPU cores
@@ -43,6 +45,10 @@ def main(argv=None):
         ]
     )
     loss = keras_smooth.LLSLoss(num_classes=3, alpha=args.alpha)
+    if keras.backend.backend() != "tensorflow":
+        # On TensorFlow the loss trains Q itself under a plain model; on JAX and torch
+        # the wrapper adds Q to the model's weights (Adam at 1e-2 either way).
+        model = keras_smooth.TrainableTargetsModel(model)
     model.compile(
         optimizer=keras.optimizers.Adam(1e-2),
         loss=loss,

@@ -94,7 +94,8 @@ def is_concrete(x):
         import jax
 
         return not isinstance(x, jax.core.Tracer)
-    return True
+    # torch: Keras infers output shapes on the "meta" device, whose tensors hold no values.
+    return not getattr(x, "is_meta", False)
 
 
 def check_finite(name, x):

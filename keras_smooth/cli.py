@@ -219,8 +219,9 @@ def _tune_parser(sub):
          "trials (default 10; --quick 3; grid: whole grid; not for hyperband)")
     tune.add_argument("--strategy", default="auto",
                       choices=("auto", "mirrored", "multiworker", "none"),
-                      help="tf.distribute strategy per trial: auto = MirroredStrategy over the "
-                           "GPUs if any")
+                      help="data parallelism per trial: auto = MirroredStrategy over the GPUs "
+                           "if any (TensorFlow), DataParallel over several GPUs (JAX); mirrored "
+                           "= over every local device (TensorFlow, JAX; refused on torch)")
     _add(tune, "--directory", arg_output_folder, None,
          "search folder; re-running resumes (default runs/tune/METHOD)")
     tune.add_argument("--objective", default="val_nll", choices=("val_nll", "val_ece"))
@@ -460,6 +461,23 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
           flush=True)
 
 
+def _backend_name():
+    import keras
+
+    return keras.backend.backend()
+
+
+def _one_line(error):
+    """`Type: first line` of an error, and of the error it was raised from when that says more."""
+    from keras_smooth._io import describe_error
+
+    text = describe_error(error)
+    cause = error.__cause__
+    if cause is not None and str(cause).strip() and str(cause).strip() not in text:
+        text += f" (from {describe_error(cause)})"
+    return text
+
+
 def main(argv=None):
     """Run the command; return its exit code (2 for bad input, with one line saying why).
 
@@ -497,6 +515,10 @@ def _run(argv):
         except OSError as error:  # e.g. the disk filled up or a folder became read-only mid-run
             where = f" ({error.filename})" if error.filename else ""
             print(f"keras-smooth: error: {error.strerror or error}{where}", file=sys.stderr)
+            return 1
+        except Exception as error:  # noqa: BLE001 - a failure from deep inside Keras or a backend
+            print(f"keras-smooth: error: {args.command} failed on the "
+                  f"{_backend_name()} backend: {_one_line(error)}", file=sys.stderr)
             return 1
         except KeyboardInterrupt:
             print("\nkeras-smooth: interrupted; finished results are kept, re-run the same command "

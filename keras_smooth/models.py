@@ -109,6 +109,97 @@ def _learnable_losses(losses):
     return [loss for loss in keras.tree.flatten(losses) if isinstance(loss, LearnableTargetLoss)]
 
 
+def for_loss(model, loss):
+    """The model to compile with `loss` so that everything the loss learns is trained.
+
+    A learnable-target loss (`LLSLoss`, `LSPlusPlusLoss`) with a trainable
+    matrix trains its matrix itself under a plain model on TensorFlow only;
+    on JAX and torch `model` comes back wrapped in `TrainableTargetsModel`,
+    whose optimizer trains the matrix with the model's gradient step (the
+    same gradient: the mean of the matrix objective over the batch; compile
+    with `adam_for_loss` for the same step size too). Any other loss, or the
+    TensorFlow backend, gets `model` itself, so the workflows train the same
+    models as before on TensorFlow. A built `model` gives a built wrapper, so
+    saved weights (a KerasTuner checkpoint) load into it at once.
+
+    Args:
+        model: an uncompiled Keras model.
+        loss: the loss (or structure of losses) it will be compiled with.
+
+    Examples:
+    >>> import keras
+    >>> import keras_smooth
+    >>> net = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    >>> wrapped = for_loss(net, keras_smooth.LLSLoss(num_classes=3))
+    >>> isinstance(wrapped, TrainableTargetsModel) == (keras.backend.backend() != "tensorflow")
+    True
+    >>> for_loss(net, "categorical_crossentropy") is net
+    True
+    """
+    if keras.backend.backend() == "tensorflow" or isinstance(model, TrainableTargetsModel):
+        return model
+    if not any(loss.matrix_layer.trainable for loss in _learnable_losses(loss)):
+        return model
+    wrapped = TrainableTargetsModel(model)
+    if getattr(model, "built", False) and getattr(model, "inputs", None):
+        # Built now like the model it wraps, so saved weights load into it at once.
+        wrapped(keras.tree.map_structure(lambda t: keras.KerasTensor(t.shape, t.dtype),
+                                         _input_structure(model)))
+    return wrapped
+
+
+def _input_structure(model):
+    """The inputs of a built model as it is called: a tensor, a list or a dict."""
+    try:
+        return model.input  # a functional model's own structure
+    except AttributeError:  # a Sequential that was never called: its one input
+        return model.inputs[0] if len(model.inputs) == 1 else model.inputs
+
+
+class _MatrixRateAdam(keras.optimizers.Adam):
+    """Adam whose steps on some variables use their own learning rate.
+
+    Adam is applied per variable, so the matrix's moments are the same as
+    under a separate optimizer; only the step size differs.
+    """
+
+    def __init__(self, learning_rate, rates, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        # Keyed by id: an optimizer attribute holding the variables themselves would
+        # make them optimizer state too (JAX then donates one buffer twice).
+        self._rates = {id(variable): float(rate) for variable, rate in rates}
+
+    def update_step(self, gradient, variable, learning_rate):
+        learning_rate = self._rates.get(id(variable), learning_rate)
+        super().update_step(gradient, variable, learning_rate)
+
+
+def adam_for_loss(learning_rate, loss):
+    """The Adam optimizer the workflows compile `for_loss(model, loss)` with.
+
+    On TensorFlow, or for a loss without a trainable matrix, a plain
+    `keras.optimizers.Adam(learning_rate)`. When `for_loss` wraps the model
+    (JAX, torch), the model's optimizer also steps each learnable-target
+    loss's matrix; this Adam takes those steps at the learning rate of the
+    loss's `matrix_optimizer` (Adam 1e-2 by default), the rate the matrix
+    trains at under a plain model on TensorFlow. The gradient is the same
+    (the batch mean of the matrix objective) and Adam's moments are kept per
+    variable, so an Adam `matrix_optimizer` (with Keras's default betas and
+    epsilon) trains the matrix identically on every backend; of any other
+    optimizer only the learning rate carries over.
+
+    Args:
+        learning_rate: the model's Adam learning rate.
+        loss: the loss (or structure of losses) the model is compiled with.
+    """
+    learnable = [loss for loss in _learnable_losses(loss) if loss.matrix_layer.trainable]
+    if keras.backend.backend() == "tensorflow" or not learnable:
+        return keras.optimizers.Adam(learning_rate)
+    rates = [(loss.matrix_layer.logits, float(loss.matrix_optimizer.learning_rate))
+             for loss in learnable]
+    return _MatrixRateAdam(learning_rate, rates)
+
+
 def default_model(input_shape, num_classes):
     """MLP 5 x 64 ReLU for feature vectors (ILS paper §III); a small CNN for images.
 

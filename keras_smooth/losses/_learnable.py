@@ -25,14 +25,46 @@ def matrix_loss_inputs(y_true, y_pred, matrix, alpha, from_logits):
     return targets.mix(onehot, rows, alpha), log_probs, ops.exp(log_probs)
 
 
-def _in_differentiable_trace(x):
-    """True inside a traced (JAX) or grad-recording (torch) step."""
+def _refuse_gradient(values, message):
+    """`values` unchanged, but taking a gradient through them raises `ValueError(message)`.
+
+    The check of a plain model on JAX and torch. Only a training step takes a
+    gradient of the loss: `evaluate`, `predict` and calling the loss never
+    do, so they work, and `fit` / `train_on_batch` fail at their first step,
+    before any weight changes (JAX: while the train step is traced; torch:
+    in the first backward pass). The loss itself cannot tell a traced train
+    step from a traced evaluation step; the gradient can.
+    """
     backend = keras.backend.backend()
     if backend == "jax":
-        return not _checks.is_concrete(x)
+        import jax
+
+        @jax.custom_vjp
+        def guard(v):
+            return v
+
+        def backward(_, upstream):
+            raise ValueError(message)
+
+        guard.defvjp(lambda v: (v, None), backward)
+        return guard(values)
     if backend == "torch":
-        return bool(getattr(x, "requires_grad", False))
-    return False
+        import torch
+
+        if not (torch.is_grad_enabled() and values.requires_grad):
+            return values
+
+        class Guard(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, v):
+                return v.view_as(v)
+
+            @staticmethod
+            def backward(ctx, upstream):
+                raise ValueError(message)
+
+        return Guard.apply(values)
+    return values
 
 
 class LearnableTargetLoss(_common.Loss):
@@ -48,8 +80,11 @@ class LearnableTargetLoss(_common.Loss):
         * Any backend: wrap the model in
           `keras_smooth.TrainableTargetsModel`; the matrix then joins the
           model's trainable weights and the model's optimizer trains it.
-        * A plain model on JAX or torch would leave the matrix untrained; the
-          loss raises a `ValueError` instead.
+        * A plain model on JAX or torch would leave the matrix untrained:
+          its first training step (`fit`, `train_on_batch`, any gradient
+          taken through the loss) raises a `ValueError` instead, before any
+          weight changes. `evaluate` and `predict` take no gradient, so they
+          work on every backend (see `_refuse_gradient`).
 
     Cost: a step gathers the batch's rows of the matrix logits and normalises
     only those (O(B K) for a batch of B), and the matrix's gradient names only
@@ -234,14 +269,16 @@ class LearnableTargetLoss(_common.Loss):
                 values = _tf_matrix_hook.loss_with_matrix_step(self, onehot, ids, log_probs)
                 return ops.cast(values, self.dtype)
         values = self.values(onehot, ids, log_probs, ops.exp(log_probs))
-        if layer.trainable and not self.attached and _in_differentiable_trace(log_probs):
-            raise ValueError(
+        if layer.trainable and not self.attached:
+            values = _refuse_gradient(
+                values,
                 f"{type(self).__name__}'s class matrix cannot be trained by a plain "
                 f"model on the {keras.backend.backend()} backend: Keras only trains "
                 "`model.trainable_weights`. Wrap the model: "
                 "`model = keras_smooth.TrainableTargetsModel(model)` before "
                 "`compile`, or freeze the matrix with "
-                "`loss.matrix_layer.trainable = False`."
+                "`loss.matrix_layer.trainable = False`. (`evaluate` and `predict` "
+                "of a plain model work: they take no gradient.)",
             )
         return ops.cast(values, self.dtype)
 

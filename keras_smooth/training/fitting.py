@@ -11,6 +11,7 @@ import keras
 import numpy as np
 
 from keras_smooth import calibration
+from keras_smooth.models import adam_for_loss, for_loss
 
 
 def training_failure(method, params, error):
@@ -27,6 +28,20 @@ def training_failure(method, params, error):
             if "must be finite" in text else "")
     return ValueError(f"method {method.name!r} failed to train at {params}{hint}: "
                       f"{type(error).__name__}: {first}")
+
+
+def replicas(model):
+    """How many copies of `model` each training step runs: its devices.
+
+    TensorFlow: the replicas of the model's `tf.distribute` strategy. JAX and
+    torch models have no strategy; under a `keras.distribution` distribution
+    (JAX) the devices it spreads each batch over, else 1.
+    """
+    strategy = getattr(model, "distribute_strategy", None)
+    if strategy is not None:
+        return int(strategy.num_replicas_in_sync)
+    distribution = keras.distribution.distribution() if keras.backend.backend() == "jax" else None
+    return 1 if distribution is None else len(distribution.device_mesh.devices.flatten())
 
 
 class BestValidationNLL(keras.callbacks.Callback):
@@ -61,8 +76,7 @@ class BestValidationNLL(keras.callbacks.Callback):
     def _predict(self):
         # One compiled call has no predict() set-up cost, but under a strategy
         # with several replicas predict_on_batch returns each replica's copy.
-        replicas = self.model.distribute_strategy.num_replicas_in_sync
-        if len(self.x_val) <= self.batch_size and replicas == 1:
+        if len(self.x_val) <= self.batch_size and replicas(self.model) == 1:
             return np.asarray(self.model.predict_on_batch(self.x_val))
         return self.model.predict(self.x_val, batch_size=self.batch_size, verbose=0)
 
@@ -161,9 +175,9 @@ class ReusableModel:
 
     def __init__(self, build_model, data, loss, seed, learning_rate):
         keras.utils.set_random_seed(seed)
-        self.model = build_model(data.input_shape, data.num_classes)
+        self.model = for_loss(build_model(data.input_shape, data.num_classes), loss)
         self.loss = loss
-        self.model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss)
+        self.model.compile(optimizer=adam_for_loss(learning_rate, loss), loss=loss)
         self.initial_weights = self.model.get_weights()
         self.model.optimizer.build(self.model.trainable_variables)
         self.initial_optimizer = [np.array(v.numpy()) for v in self.model.optimizer.variables]

@@ -1,9 +1,10 @@
-"""Which `tf.distribute` strategy trains each trial, and which tuner role this process has.
+"""What trains each trial on several devices, and which tuner role this process has.
 
 Two kinds of parallelism combine:
 
-- *within a trial* (`strategy=`): `MirroredStrategy` copies the model onto
-  every local device and splits each batch between them;
+- *within a trial* (`strategy=`): `MirroredStrategy` (TensorFlow) or
+  `keras.distribution.DataParallel` (JAX) copies the model onto every local
+  device and splits each batch between them (`resolve_strategy`);
 - *across trials* (KerasTuner's chief/worker mode): one chief process runs
   the oracle, every worker process asks it for the next trial. The role comes
   from the environment: `KERASTUNER_TUNER_ID` ("chief" for the chief, any
@@ -31,22 +32,84 @@ MULTIWORKER_UNSUPPORTED = (
 
 
 def resolve_strategy(strategy="auto"):
-    """A `tf.distribute.Strategy` (or None for the default one) from a name.
+    """What trains each trial in parallel on this Keras backend, from a name.
 
-    Args:
-        strategy: "auto" (`MirroredStrategy` over the visible GPUs if there
-            are any, else None), "mirrored" (`MirroredStrategy` over the GPUs,
-            or over the logical CPU devices when there is no GPU), "none", or
-            a `tf.distribute.Strategy` instance (returned as is).
-            "multiworker" is recognised but refused with an explanation: see
-            `MULTIWORKER_UNSUPPORTED`.
+    The names mean the same on every backend; what they resolve to does not:
+
+    - TensorFlow: a `tf.distribute.Strategy` (or None for the default one),
+      handed to KerasTuner. "auto" is `MirroredStrategy` over the visible
+      GPUs if there are any, else None; "mirrored" is `MirroredStrategy`
+      over the GPUs, or over the logical CPU devices when there is no GPU.
+    - JAX: `tf.distribute` does not apply (it drives TensorFlow's own
+      training step, which JAX does not run); data parallelism goes through
+      `keras.distribution` instead. "mirrored" is
+      `keras.distribution.DataParallel` over every local device (the GPUs,
+      else the CPU devices, e.g. from
+      `XLA_FLAGS=--xla_force_host_platform_device_count=2`); "auto" is the
+      same when there are several GPUs, else None. Each trial is built and
+      trained in the distribution's scope.
+    - torch: no data parallelism is offered: "auto" is None (one device),
+      "mirrored" is refused.
+
+    "none" is None everywhere. "multiworker" is recognised but refused with
+    an explanation (see `MULTIWORKER_UNSUPPORTED`). A strategy object is
+    returned as is when it fits the backend (`tf.distribute.Strategy` on
+    TensorFlow, `keras.distribution.DataParallel` or `ModelParallel` on JAX) and refused
+    otherwise, naming the backend: a TensorFlow strategy on JAX would
+    silently train on one device.
 
     Returns:
-        a strategy for KerasTuner's `distribution_strategy=`, or None.
+        a `tf.distribute.Strategy`, a `keras.distribution.Distribution`, or None.
     """
+    import keras
+
+    backend = keras.backend.backend()
+    if isinstance(strategy, (keras.distribution.DataParallel, keras.distribution.ModelParallel)):
+        if backend != "jax":
+            raise ValueError(f"a keras.distribution {type(strategy).__name__} trains with the JAX "
+                             f"backend only; this is the {backend} backend.")
+        return strategy
+    if not isinstance(strategy, str) or backend == "tensorflow":
+        return _tensorflow_strategy(strategy, backend)
+    if strategy not in STRATEGIES:
+        raise ValueError(f"`strategy` must be one of {STRATEGIES}, got {strategy!r}.")
+    if strategy == "multiworker":
+        raise ValueError(f"strategy='multiworker' is a tf.distribute strategy: it applies on the "
+                         f"TensorFlow backend only, and this is the {backend} backend. Spread a "
+                         "search over machines with chief/worker tuning instead "
+                         "(KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP, KERASTUNER_ORACLE_PORT).")
+    if strategy == "none" or (backend == "torch" and strategy == "auto"):
+        return None
+    if backend != "jax":
+        raise ValueError(f"strategy={strategy!r} needs the TensorFlow backend (tf.distribute) or "
+                         f"the JAX backend (keras.distribution); this is the {backend} backend: "
+                         "use 'none'.")
+    return _jax_distribution(strategy)
+
+
+def _jax_distribution(strategy):
+    """`DataParallel` over the local devices ("mirrored"), or over several GPUs ("auto")."""
+    import jax
+    import keras
+
+    devices = jax.local_devices()
+    accelerators = [d for d in devices if d.platform != "cpu"]
+    if strategy == "auto" and len(accelerators) < 2:
+        return None
+    chosen = accelerators or devices
+    return keras.distribution.DataParallel(
+        devices=[f"{d.platform}:{d.id}" for d in chosen])
+
+
+def _tensorflow_strategy(strategy, backend):
     import tensorflow as tf
 
     if isinstance(strategy, tf.distribute.Strategy):
+        if backend != "tensorflow":
+            raise ValueError(f"a tf.distribute strategy ({type(strategy).__name__}) applies on "
+                             f"the TensorFlow backend only; this is the {backend} backend"
+                             + (": pass strategy='mirrored' or a keras.distribution.DataParallel."
+                                if backend == "jax" else "."))
         return strategy
     if strategy not in STRATEGIES:
         raise ValueError(f"`strategy` must be one of {STRATEGIES} or a tf.distribute.Strategy, "

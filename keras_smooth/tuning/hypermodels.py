@@ -23,11 +23,14 @@ scale where the method says so; `hp.Fixed` if the range is one value); with
 - a single number: `hp.Fixed`.
 """
 
+import contextlib
+
 import keras
 import keras_tuner
 import numpy as np
 
 from keras_smooth import _checks, methods
+from keras_smooth.models import adam_for_loss, for_loss
 from keras_smooth.training.fitting import BestValidationNLL, EpochShuffle, training_failure
 
 OBJECTIVES = ("val_nll", "val_ece")
@@ -213,6 +216,10 @@ class MethodHyperModel(keras_tuner.HyperModel):
         seed: seeds the weights of every trial's model, so trials differ only
             in their hyperparameters.
         name: the hypermodel's name (default: the method's name).
+        distribution: JAX only: a `keras.distribution` distribution (e.g.
+            `DataParallel`) each trial's model is built and trained in. It is
+            entered in `build` and `fit` themselves, because KerasTuner
+            clears Keras's global state (`clear_session`) before every build.
 
     Examples:
     >>> from keras_smooth import tuning
@@ -225,7 +232,7 @@ class MethodHyperModel(keras_tuner.HyperModel):
 
     def __init__(self, method, build_model, input_shape, num_classes, *, ranges=None, grid=None,
                  teacher_logits=None, calibration_temperature=1.0, x_train=None, y_train=None,
-                 learning_rate=1e-3, seed=0, name=None, patience=None):
+                 learning_rate=1e-3, seed=0, name=None, patience=None, distribution=None):
         self.method = methods.resolve(method)
         if not self.method.tunable:
             raise ValueError(f"method {self.method.name!r} has no hyperparameters to tune.")
@@ -246,6 +253,10 @@ class MethodHyperModel(keras_tuner.HyperModel):
         _check_training_data(self.method, x_train, y_train)
         self.x_train = x_train
         self.y_train = None if y_train is None else np.asarray(y_train)
+        self.distribution = distribution
+
+    def _scope(self):
+        return contextlib.nullcontext() if self.distribution is None else self.distribution.scope()
 
     @property
     def params(self):
@@ -273,13 +284,18 @@ class MethodHyperModel(keras_tuner.HyperModel):
         return self.method.build_loss(values, self.context(self.x_train, self.y_train))
 
     def build(self, hp):
+        with self._scope():
+            return self._build_trial(hp)
+
+    def _build_trial(self, hp):
         values = self.values(hp)
         keras.utils.set_random_seed(self.seed)
         model = self.build_model(self.input_shape, self.num_classes)
         if not isinstance(model, keras.Model):
             raise TypeError(f"`build_model` must return a keras.Model, got {type(model).__name__}.")
-        model.compile(optimizer=keras.optimizers.Adam(self.learning_rate),
-                      loss=self.make_loss(values))
+        loss = self.make_loss(values)
+        model = for_loss(model, loss)  # JAX, torch: a learned Q/C matrix trains with the model
+        model.compile(optimizer=adam_for_loss(self.learning_rate, loss), loss=loss)
         return model
 
     # --- training -------------------------------------------------------------------
@@ -321,10 +337,11 @@ class MethodHyperModel(keras_tuner.HyperModel):
         shuffle = EpochShuffle(x, recipe.targets, batch_size, seed)
         # The tracker goes before the tuner's callbacks: they read the logs it writes.
         try:
-            model.fit(shuffle.dataset, epochs=int(epochs), initial_epoch=int(initial_epoch),
-                      verbose=verbose, shuffle=False,
-                      callbacks=[shuffle, tracker, *recipe.callbacks, *(callbacks or [])],
-                      **kwargs)
+            with self._scope():
+                model.fit(shuffle.dataset, epochs=int(epochs), initial_epoch=int(initial_epoch),
+                          verbose=verbose, shuffle=False,
+                          callbacks=[shuffle, tracker, *recipe.callbacks, *(callbacks or [])],
+                          **kwargs)
         except (keras_tuner.errors.FailedTrialError, keras_tuner.errors.FatalError):
             raise  # KerasTuner's own signals
         except Exception as error:  # Keras reports deep inside; name the method and setting

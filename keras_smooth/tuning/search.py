@@ -9,7 +9,8 @@
    re-run and every tuner process using the folder);
 3. run the KerasTuner search (`directory/search/`): each trial builds the
    user's model, trains it with the trial's hyperparameters under the chosen
-   `tf.distribute` strategy and is scored by validation NLL (or ECE);
+   strategy (`tf.distribute` on TensorFlow, `keras.distribution` on JAX) and is
+   scored by validation NLL (or ECE);
 4. on the chief (or a lone process): reload the best trial's weights (or
    refit them), fit a temperature on the validation split, evaluate on the
    test split, export a SavedModel for TF Serving and write `best.json` and
@@ -316,6 +317,27 @@ def _settings(method, grid, space, data, dataset, build_model, **fixed):
     }
 
 
+def _check_divisible(strategy, data, batch_size):
+    """JAX data parallelism splits every batch evenly between the devices: refuse sizes it cannot.
+
+    Keras's `DataParallel` fails deep inside `fit`/`predict` on a batch whose rows do not
+    divide among the devices; a batch size and split sizes that are multiples of the device
+    count leave no such batch.
+    """
+    if strategy is None or _tf_strategy(strategy) is not None:
+        return
+    devices = len(strategy.device_mesh.devices.flatten())
+    sizes = {"batch_size": batch_size, "training rows": len(data.x_train),
+             "validation rows": len(data.x_val), "test rows": len(data.x_test)}
+    bad = {name: size for name, size in sizes.items() if size % devices}
+    if bad:
+        raise ValueError(f"data parallelism over {devices} devices (keras.distribution."
+                         f"{type(strategy).__name__}, JAX) splits every batch evenly between "
+                         "them, so the batch size and the split sizes must be multiples of "
+                         f"{devices}; got " + ", ".join(f"{k} {v}" for k, v in bad.items())
+                         + ". Change --batch-size or the data, or use strategy 'none'.")
+
+
 def _plan(method, *, dataset, data, build_model, tuner, max_trials, strategy, directory,
           objective, grid, ranges, epochs, batch_size, seed, learning_rate,
           executions_per_trial, dataset_options, chief_timeout, export, progress, protocol):
@@ -342,6 +364,7 @@ def _plan(method, *, dataset, data, build_model, tuner, max_trials, strategy, di
                          executions_per_trial=executions_per_trial, seed=int(seed),
                          learning_rate=protocol.learning_rate, patience=protocol.patience,
                          training=protocol.as_dict())
+    _check_divisible(resolved_strategy, data, settings["batch_size"])
     resuming = _check_settings(directory, settings)
     # The chief (or a lone process) reloads the search state; a worker asks the chief's oracle
     # and must not read files the chief may be writing.
@@ -399,7 +422,8 @@ def _hypermodel(plan, teacher):
         calibration_temperature=1.0 if teacher is None else teacher.temperature,
         x_train=data.x_train, y_train=data.y_train,
         learning_rate=plan.settings["learning_rate"], seed=plan.settings["seed"],
-        patience=plan.settings["patience"])
+        patience=plan.settings["patience"],
+        distribution=None if _tf_strategy(plan.strategy) is not None else plan.strategy)
 
 
 def _open_tuner(plan, hypermodel):
@@ -411,7 +435,7 @@ def _open_tuner(plan, hypermodel):
         return make_tuner(plan.tuner, hypermodel, objective=settings["objective"],
                           max_trials=plan.max_trials, epochs=settings["epochs"],
                           seed=settings["seed"], directory=plan.directory,
-                          distribution_strategy=plan.strategy,
+                          distribution_strategy=_tf_strategy(plan.strategy),
                           executions_per_trial=settings["executions_per_trial"],
                           progress=plan.report)
     except (KeyError, RuntimeError, TypeError, ValueError) as error:  # state it cannot reload
@@ -419,6 +443,12 @@ def _open_tuner(plan, hypermodel):
             raise
         raise ValueError(f"KerasTuner cannot reload the search in {project} "
                          f"({describe_error(error)}); {plan.recover}") from None
+
+
+def _tf_strategy(strategy):
+    """The strategy KerasTuner applies itself: a `tf.distribute` one (TensorFlow only)."""
+    jax_kinds = (keras.distribution.DataParallel, keras.distribution.ModelParallel)
+    return None if isinstance(strategy, jax_kinds) else strategy
 
 
 def _run(plan):
@@ -429,6 +459,10 @@ def _run(plan):
     data, settings = plan.data, plan.settings
     search.search(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val),
                   epochs=settings["epochs"], batch_size=settings["batch_size"], verbose=0)
+    return _results(plan, search, hypermodel, teacher)
+
+
+def _results(plan, search, hypermodel, teacher):
     result = SearchResult(plan.role, plan.directory, [], list(search.trials_run),
                           teacher=teacher, tuner=search)
     if plan.role != "worker":
@@ -458,8 +492,10 @@ def run_search(method="ils", *, dataset="gaussian", data=None, build_model=defau
         max_trials: trials for random/grid/Bayesian (grid: None = whole grid);
             must be None for hyperband.
         strategy: "auto", "mirrored", "none" (see
-            `keras_smooth.tuning.distribute.resolve_strategy`) or a
-            `tf.distribute.Strategy`.
+            `keras_smooth.tuning.distribute.resolve_strategy`: `tf.distribute`
+            on TensorFlow, `keras.distribution.DataParallel` on JAX, refused
+            on torch), a `tf.distribute.Strategy` (TensorFlow) or a
+            `keras.distribution.DataParallel` (JAX).
         directory: the search folder; a re-run with the same folder resumes.
         objective: "val_nll" (default) or "val_ece", both minimised.
         grid: None to search the method's tuning ranges (`Method.search_space`),
