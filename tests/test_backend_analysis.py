@@ -2,7 +2,8 @@
 
 The README's portable form wraps the network in `TrainableTargetsModel`, whose own
 last layers are the loss's matrices; the analysis must read the wrapped network's last
-`Dense` layer. Backend-agnostic (rerun under JAX by `test_backends.py`).
+`Dense` layer. The code path is the same on every backend, so it runs in the TensorFlow
+suite only (and in the torch rerun); it passes under JAX too (not rerun, to save time).
 """
 
 import keras

@@ -74,10 +74,9 @@ def test_models_trained_on_this_backend_serve_calibrated_probabilities(tmp_path,
     model, callback = _trained(x, y)
     temperature = callback.results["temperature"]
     assert temperature > 0 and temperature != 1.0
-    paths = {name: str(tmp_path / name / "1") for name in ("calibrated", "given", "probs")}
+    paths = {name: str(tmp_path / name / "1") for name in ("calibrated", "probs")}
     used = export_for_serving(callback.calibrated_model(), paths["calibrated"])
     assert used == pytest.approx(temperature, rel=1e-6)
-    assert export_for_serving(model, paths["given"], temperature=2.5) == 2.5
     probs_model, probs_callback = _trained(x, y, softmax_output=True)
     probs_t = probs_callback.results["temperature"]
     assert export_for_serving(probs_callback.calibrated_model(), paths["probs"]) == (
@@ -87,19 +86,19 @@ def test_models_trained_on_this_backend_serve_calibrated_probabilities(tmp_path,
                      for path in paths.values()})
     for name, batch in batches.items():
         logits = np.asarray(keras.ops.convert_to_numpy(model(batch)), "float64")
-        for key, t in (("calibrated", temperature), ("given", 2.5)):
-            got = served[paths[key]][name]
-            assert got["dtypes"] == {"logits": "float32", "probabilities": "float32",
-                                     "temperature": "float32"}
-            np.testing.assert_allclose(got["logits"], logits, rtol=1e-5, atol=1e-5)
-            np.testing.assert_allclose(got["probabilities"], _softmax(logits / t), atol=2e-6)
-            np.testing.assert_allclose(got["temperature"], [t] * len(batch), rtol=1e-6)
+        got = served[paths["calibrated"]][name]
+        assert got["dtypes"] == {"logits": "float32", "probabilities": "float32",
+                                 "temperature": "float32"}
+        np.testing.assert_allclose(got["logits"], logits, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(got["probabilities"], _softmax(logits / temperature),
+                                   atol=2e-6)
+        np.testing.assert_allclose(got["temperature"], [temperature] * len(batch), rtol=1e-6)
         # a probability model is served through log(max(p, 1e-12)) (the function's docstring)
         probs = np.asarray(keras.ops.convert_to_numpy(probs_model(batch)), "float64")
         want = _softmax(np.log(np.maximum(probs, 1e-12)) / probs_t)
         got = served[paths["probs"]][name]["probabilities"]
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
-    assert served[paths["given"]]["signature"]["inputs"] == {
+    assert served[paths["calibrated"]]["signature"]["inputs"] == {
         "features": {"shape": [None, 4], "dtype": "float32"}}
 
 

@@ -34,7 +34,6 @@ AGNOSTIC = [
     "tests/test_review_registry.py",
     "tests/test_backend_targets.py",
     "tests/test_backend_export.py",
-    "tests/test_backend_analysis.py",
     "keras_smooth/targets.py",
     "keras_smooth/calibration.py",
     "keras_smooth/metrics",
