@@ -10,7 +10,9 @@ import numbers
 
 import keras
 import numpy as np
-from keras import ops
+
+from keras_smooth import _ops
+from keras_smooth._ops import ops
 
 
 def check_num_classes(num_classes):
@@ -83,7 +85,7 @@ def is_concrete(x):
     """True when `x` holds values we can inspect now (not a graph/trace symbol)."""
     if isinstance(x, (np.ndarray, numbers.Number, list, tuple)):
         return True
-    if isinstance(x, keras.KerasTensor):
+    if isinstance(x, keras.KerasTensor) or _ops.is_symbolic_tf(x):  # tf.data on any backend
         return False
     backend = keras.backend.backend()
     if backend == "tensorflow":
@@ -280,7 +282,7 @@ def label_rows_ok(labels, num_classes, kind):
 def _traced_label_check(labels, num_classes, name, kind):
     """Raise at run time where the backend can; return per-row validity."""
     ok = label_rows_ok(labels, num_classes, kind)
-    backend = keras.backend.backend()
+    backend = "tensorflow" if _ops.tf_graph_active() else keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
 

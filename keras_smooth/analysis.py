@@ -19,6 +19,7 @@ import keras
 import numpy as np
 
 from keras_smooth import _checks
+from keras_smooth.models import TrainableTargetsModel
 
 
 def _class_ids(labels, num_classes, num_rows=None, name="labels"):
@@ -52,8 +53,16 @@ def _finite_matrix(name, value, square=False, min_rows=2):
     return m
 
 
+def _network(model):
+    """The classifier itself: a `TrainableTargetsModel` is looked through to the model it wraps
+    (its own last layers are the loss's matrices, not the network's)."""
+    while isinstance(model, TrainableTargetsModel):
+        model = model.model
+    return model
+
+
 def _last_dense(model):
-    layers = getattr(model, "layers", None)
+    layers = getattr(_network(model), "layers", None)
     if not layers or not isinstance(layers[-1], keras.layers.Dense):
         last = type(layers[-1]).__name__ if layers else type(model).__name__
         raise TypeError(
@@ -66,7 +75,7 @@ def _last_dense(model):
 def penultimate_model(model):
     """A model from `model`'s inputs to the input of its last `Dense` layer."""
     dense = _last_dense(model)
-    return keras.Model(model.inputs, dense.input)
+    return keras.Model(_network(model).inputs, dense.input)
 
 
 def penultimate_features(model, x, batch_size=1024):

@@ -16,6 +16,11 @@ anything else (e.g. `assets.extra/`, which replacing would delete); a symbolic
 link; the working directory or one of its parents; a file; an earlier export
 with `overwrite=False`. Remote paths (`gs://...`) are written directly by
 TensorFlow, without these checks.
+
+Backends: TensorFlow, and JAX with TensorFlow installed (Keras converts the
+JAX model with jax2tf; the SavedModel is the same kind and is served the same
+way). torch is refused with a clear `ValueError`: Keras writes SavedModels
+from torch only through `torch_xla`.
 """
 
 import errno
@@ -25,6 +30,7 @@ import shutil
 import tempfile
 
 import keras
+from keras import ops
 
 from keras_smooth import _checks
 from keras_smooth.layers.temperature_scaling import (
@@ -139,16 +145,20 @@ def _check_outputs(outputs):
         raise ValueError(
             f"`model` must have one output (logits or probabilities), got {len(outputs)}."
         )
-    if len(outputs.shape) < 2 or (outputs.shape[-1] is not None and outputs.shape[-1] < 2):
+    shape = tuple(d if isinstance(d, int) else None for d in outputs.shape)  # JAX: symbols
+    if len(shape) < 2 or (shape[-1] is not None and shape[-1] < 2):
         raise ValueError(
             "`model` must output one value per class, shape (batch, classes >= 2), got "
-            f"{tuple(outputs.shape)}; a softmax over one class is always 1."
+            f"{shape}; a softmax over one class is always 1."
         )
 
 
 def _serving_function(base, structure, temperature, from_logits):
-    """The `serve` function: float32 logits, probabilities and temperature."""
-    import tensorflow as tf
+    """The `serve` function: float32 logits, probabilities and temperature.
+
+    Written in `keras.ops`: on JAX, `ExportArchive` converts it to TensorFlow
+    (jax2tf), so it must not call TensorFlow itself.
+    """
 
     def serve(*args):
         if structure is None:
@@ -157,14 +167,14 @@ def _serving_function(base, structure, temperature, from_logits):
             inputs = keras.tree.pack_sequence_as(structure, list(args))
         outputs = base(inputs, training=False)
         _check_outputs(outputs)
-        held = outputs.dtype.name
-        outputs = tf.cast(outputs, tf.float32)  # float16 under mixed precision
+        held = keras.backend.standardize_dtype(outputs.dtype)
+        outputs = ops.cast(outputs, "float32")  # float16 under mixed precision
         logits = outputs if from_logits else log_probabilities(outputs, held)
-        t = tf.cast(temperature, tf.float32)
+        t = ops.cast(temperature, "float32")
         return {
             "logits": logits,
-            "probabilities": tf.nn.softmax(logits / t, axis=-1),
-            "temperature": tf.fill(tf.shape(logits)[:1], t),
+            "probabilities": ops.softmax(logits / t, axis=-1),
+            "temperature": ops.ones_like(logits[:, 0]) * t,
         }
 
     return serve
@@ -276,16 +286,31 @@ def _archive(base, specs, structure, temperature, from_logits):
     scaler = TemperatureScaling(temperature, name="serving_temperature")
     archive.track(scaler)  # T is a variable of the SavedModel
     serve = _serving_function(base, structure, scaler.temperature, from_logits)
-    archive.add_endpoint("serving_default", serve, input_signature=specs)
+    archive.add_endpoint("serving_default", serve, input_signature=specs,
+                         **_endpoint_options())
     return archive
 
 
+_EXPORT_BACKENDS = ("tensorflow", "jax")
+
+
 def _check_backend():
-    if keras.backend.backend() != "tensorflow":
+    """SavedModels are written from TensorFlow, or from JAX through jax2tf (TF installed)."""
+    backend = keras.backend.backend()
+    if backend not in _EXPORT_BACKENDS:
         raise ValueError(
-            "export_for_serving needs the TensorFlow backend (KERAS_BACKEND=tensorflow), "
-            f"got {keras.backend.backend()!r}."
+            "export_for_serving needs the TensorFlow or the JAX backend (KERAS_BACKEND="
+            f"tensorflow or jax), got {backend!r}: Keras writes a SavedModel from {backend} "
+            "only through torch_xla. Save the model (`model.save('m.keras')`), load it "
+            "under KERAS_BACKEND=jax or tensorflow and export there."
         )
+
+
+def _endpoint_options():
+    """JAX: the endpoint is converted with jax2tf; serving needs no gradient of it."""
+    if keras.backend.backend() == "jax":
+        return {"jax2tf_kwargs": {"with_gradient": False}}
+    return {}
 
 
 def _destination(path, overwrite):
@@ -343,7 +368,8 @@ def export_for_serving(model, path, temperature=None, from_logits=True, input_si
 
     Raises:
         ValueError: bad arguments; a model not built, without known inputs,
-            with several outputs or one column; a protected `path`.
+            with several outputs or one column; a protected `path`; a backend
+            other than TensorFlow or JAX.
         PermissionError: `path` cannot be written.
 
     Examples:

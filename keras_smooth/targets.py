@@ -24,9 +24,9 @@ teacher's probability of it, `K` the number of classes.
 import numbers
 
 import numpy as np
-from keras import ops
 
 from keras_smooth import _checks
+from keras_smooth._ops import ops, tf_data_aware
 
 
 def _check_rows(name, probs, num_rows):
@@ -58,6 +58,7 @@ def _labels(labels, num_classes):
     return onehot, ops.shape(onehot)[0]
 
 
+@tf_data_aware
 def mix(onehot, distribution, epsilon):
     """The one smoothing formula: move a share `epsilon` of the label onto a distribution.
 
@@ -121,6 +122,7 @@ def _check_mix(onehot, distribution, epsilon):
             )
 
 
+@tf_data_aware
 def uniform(labels, num_classes, epsilon):
     """Uniform label smoothing (Szegedy et al., 2016; ILS paper §II).
 
@@ -156,6 +158,7 @@ def _uniform_like(onehot, num_classes):
     return ops.ones_like(onehot) / num_classes
 
 
+@tf_data_aware
 def ils1_epsilon(true_class_probs, p1, p2, cap=0.2):
     """Per-instance smoothing factor of ILS1 (ILS paper, Eq. 3).
 
@@ -190,6 +193,7 @@ def ils1_epsilon(true_class_probs, p1, p2, cap=0.2):
     return ops.minimum(cap, p2 * ops.square(p_t - p1))
 
 
+@tf_data_aware
 def ils1(labels, teacher_probs, p1, p2, cap=0.2):
     """ILS1: uniform smoothing with a per-instance factor (ILS paper, Eq. 3).
 
@@ -220,6 +224,7 @@ def ils1(labels, teacher_probs, p1, p2, cap=0.2):
     return mix(onehot, _uniform_like(onehot, num_classes), eps)
 
 
+@tf_data_aware
 def wrong_class_distribution(labels, teacher_probs):
     """The teacher's distribution over the wrong classes, p_j / (1 - p_t), j != t.
 
@@ -271,6 +276,7 @@ def _wrong_share(onehot, probs, xp):
     return xp.where(total > 0, wrong / xp.where(total > 0, total, 1.0), fallback)
 
 
+@tf_data_aware
 def wrong_class_distribution_from_logits(labels, teacher_logits, temperature=1.0):
     """Like `wrong_class_distribution`, from logits at a temperature.
 
@@ -311,6 +317,7 @@ def _wrong_share_from_logits(onehot, logits, temperature):
     return ops.softmax(masked, axis=-1) * (1.0 - onehot)
 
 
+@tf_data_aware
 def ils2(labels, teacher_probs, epsilon):
     """ILS2: the teacher shapes the wrong-class mass (ILS paper, Eq. 4).
 
@@ -344,6 +351,7 @@ def ils2(labels, teacher_probs, epsilon):
     return mix(onehot, wrong_class_distribution(onehot, teacher_probs), epsilon)
 
 
+@tf_data_aware
 def ils(labels, epsilon_probs, distribution_probs, p1, p2, cap=0.2):
     """ILS: ILS2 with its epsilon replaced by ILS1's epsilon_x (ILS paper §IV-C).
 
@@ -382,6 +390,7 @@ def ils(labels, epsilon_probs, distribution_probs, p1, p2, cap=0.2):
     return mix(onehot, wrong_class_distribution(onehot, distribution_probs), eps)
 
 
+@tf_data_aware
 def matrix_rows(labels, matrix):
     """Row `y` of a K x K class matrix for each label, as `onehot @ matrix`.
 
@@ -396,6 +405,7 @@ def matrix_rows(labels, matrix):
 ILS_METHODS = ("ils1", "ils2", "ils")
 
 
+@tf_data_aware
 def ils_from_logits(labels, teacher_logits, method="ils", epsilon=0.1, p1=0.9, p2=1.0,
                     cap=0.2, temperature=1.0, calibration_temperature=1.0):
     """ILS1, ILS2 or ILS targets from the teacher's logits (what `ILSTargets` computes).
@@ -446,6 +456,7 @@ def ils_from_logits(labels, teacher_logits, method="ils", epsilon=0.1, p1=0.9, p
     return mix(onehot, _wrong_share_from_logits(onehot, logits, temperature), eps)
 
 
+@tf_data_aware
 def matrix_smoothing(labels, matrix, alpha):
     """Targets from a K x K class matrix: LLS (Eq. 4), LS++ (Eq. 3), cLS, substitute teacher.
 
@@ -474,6 +485,7 @@ def matrix_smoothing(labels, matrix, alpha):
     return mix(onehot, ops.matmul(onehot, matrix), alpha)
 
 
+@tf_data_aware
 def virtual_teacher(labels, num_classes, correct_probability=0.9):
     """TF-KD's hand-made teacher (Yuan et al. 2020, §4): `a` on the label, the rest uniform.
 
@@ -501,6 +513,7 @@ def virtual_teacher(labels, num_classes, correct_probability=0.9):
     return mix(onehot, (1.0 - onehot) / (num_classes - 1), 1.0 - a)
 
 
+@tf_data_aware
 def zipf(labels, logits, power=1.0):
     """Zipf soft labels (Liang et al. 2022, "Efficient one pass self-distillation with
     Zipf's label smoothing", §3.2).

@@ -3,6 +3,7 @@
 import keras
 
 from keras_smooth import _checks
+from keras_smooth import _ops
 from keras_smooth import targets
 
 METHODS = targets.ILS_METHODS
@@ -22,7 +23,9 @@ class ILSTargets(keras.layers.Layer):
 
     The wrong-class shape is a softmax over the K - 1 wrong-class logits, so a
     teacher whose true-class probability rounds to 1 still gives finite
-    targets. The layer has no weights; it works in `tf.data` maps and models.
+    targets. The layer has no weights; it works in models and in `tf.data`
+    maps on every backend (there, on JAX and torch, it computes in TensorFlow,
+    which a `tf.data` graph always holds, and returns `tf.Tensor`s).
     Its dtype defaults to float32 whatever the global policy, so teacher
     logits are not rounded to 16 bits first; its output is float32 under every
     dtype policy (targets such as
@@ -77,6 +80,15 @@ class ILSTargets(keras.layers.Layer):
             "calibration_temperature", calibration_temperature
         )
         self.built = True
+
+    def __call__(self, labels, teacher_logits, **kwargs):
+        if keras.backend.backend() != "tensorflow" and (
+                _ops.is_symbolic_tf(labels) or _ops.is_symbolic_tf(teacher_logits)):
+            # A tf.data map on JAX or torch: `Layer.__call__` would convert the graph
+            # tensors to the backend's arrays, which cannot be done. The layer has no
+            # weights, so `call` alone is the whole layer; it runs in TensorFlow.
+            return self.call(labels, teacher_logits)
+        return super().__call__(labels, teacher_logits, **kwargs)
 
     def call(self, labels, teacher_logits):
         return targets.ils_from_logits(
