@@ -8,9 +8,12 @@ answered in one place, `is_concrete`, so the rest of the package stays in
 
 import numbers
 
-import keras
 import numpy as np
-from keras import ops
+
+from keras_smooth._lazy import lazy_module
+
+keras = lazy_module("keras")  # imported when a check needs it: the CLI's --help stays quick
+ops = lazy_module("keras.ops")
 
 
 def check_num_classes(num_classes):

@@ -138,12 +138,14 @@ def teacher_trainings(cache_dir):
 
 
 def train_teacher(build_model, data, *, epochs, batch_size, seed, learning_rate=1e-3,
-                  cache_dir=None, extra_inputs=None, progress=None):
+                  cache_dir=None, extra_inputs=None, progress=None, callbacks=()):
     """Train (or load from the cache) the teacher and fit its temperature T*.
 
     Args:
         extra_inputs: optional inputs whose logits are computed and cached too
             (under `logits["extra"]`), e.g. a grid for decision-region plots.
+        callbacks: extra Keras callbacks of the training (e.g. TensorBoard);
+            unused when the teacher comes from the cache.
 
     Returns:
         `Teacher` with `logits[split]` for train/val/test and `temperature`.
@@ -151,7 +153,8 @@ def train_teacher(build_model, data, *, epochs, batch_size, seed, learning_rate=
     key = teacher_cache_key(build_model, data, epochs=epochs, batch_size=batch_size,
                             seed=seed, learning_rate=learning_rate, extra_inputs=extra_inputs)
     settings = dict(epochs=epochs, batch_size=batch_size, seed=seed, learning_rate=learning_rate,
-                    extra_inputs=extra_inputs, progress=progress)
+                    extra_inputs=extra_inputs, progress=progress,
+                    callbacks=callbacks)
     if cache_dir is None:
         return _train(build_model, data, key, **settings)
     os.makedirs(cache_dir, exist_ok=True)
@@ -176,13 +179,13 @@ def train_teacher(build_model, data, *, epochs, batch_size, seed, learning_rate=
 
 
 def _train(build_model, data, key, *, epochs, batch_size, seed, learning_rate, extra_inputs,
-           progress):
+           progress, callbacks):
     started = time.perf_counter()
     trained = fit_classifier(
         build_model, data, data.y_train,
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         epochs=epochs, batch_size=batch_size, seed=seed, learning_rate=learning_rate,
-        progress=progress,
+        progress=progress, callbacks=callbacks,
     )
     x = {"train": data.x_train, "val": data.x_val, "test": data.x_test}
     if extra_inputs is not None:
