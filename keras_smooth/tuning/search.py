@@ -531,8 +531,8 @@ def format_trials(rows, objective="val_nll", width=None):
     """The trial table as text; `*` marks the best trial by `objective`.
 
     With `width` (a number of columns), hyperparameter columns are as wide as
-    their names and values need, and names longer than 12 characters are cut
-    with a "~", so that the table fits `width` whenever it can.
+    their names and values need, and names longer than 10 characters are cut
+    with a "~" (e.g. "temperatu~"), so that the table fits `width` whenever it can.
     """
     names = sorted({k for r in rows for k in r["values"]})
     if width is not None:
@@ -554,7 +554,7 @@ def format_trials(rows, objective="val_nll", width=None):
 def _narrow_trials(rows, objective, names, width):
     scored = [r for r in rows if r[objective] is not None]
     best = min(scored, key=lambda r: r[objective])["trial_id"] if scored else None
-    titles = {n: n if len(n) <= 12 else n[:11] + "~" for n in names}
+    titles = {n: n if len(n) <= 10 else n[:9] + "~" for n in names}
     sizes = {n: max(len(titles[n]), 9) + 1 for n in names}
     status = max([len("status")] + [len(r["status"]) for r in rows]) + 1
     header = (f"{'trial':>6s}{'status':>{status}s}"
