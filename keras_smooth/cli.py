@@ -319,7 +319,7 @@ def _tune_parser(sub):
          "seconds a worker waits for the chief oracle (default 300)")
     tune.add_argument("--quick", action="store_true",
                       help="3 trials of 10 epochs (explicit options win)")
-    _output_arguments(tune, "one run per trial: DIR/TRIAL_ID")
+    _output_arguments(tune, "one run per trial: DIR/TRIAL_ID/execution0")
     return tune
 
 

@@ -75,6 +75,9 @@ class CalibrationLogger(keras.callbacks.Callback):
             go into its `validation` subfolder.
         prefix: prefix of the log keys (default `"val_"`).
         fit_temperature: also log the fitted temperature T* (Guo et al. 2017).
+        image_every: draw the reliability diagram (PNG and TensorBoard image)
+            every `image_every` logged epochs and at the last epoch; drawing
+            costs far more than measuring. Default 1 (every epoch).
 
     Examples:
     >>> import keras, numpy as np
@@ -91,7 +94,7 @@ class CalibrationLogger(keras.callbacks.Callback):
 
     def __init__(self, validation_data=None, num_bins=15, from_logits=None, every=1,
                  reliability_dir=None, tensorboard_dir=None, prefix="val_",
-                 fit_temperature=False):
+                 fit_temperature=False, image_every=1):
         super().__init__()
         self.validation_data = validation_data
         self.num_bins = calibration.check_num_bins(num_bins)
@@ -109,6 +112,10 @@ class CalibrationLogger(keras.callbacks.Callback):
             raise TypeError(f"`prefix` must be a string, got {prefix!r}.")
         self.prefix = prefix
         self.fit_temperature = _checks.check_bool("fit_temperature", fit_temperature)
+        if (isinstance(image_every, bool) or not isinstance(image_every, numbers.Integral)
+                or image_every < 1):
+            raise ValueError(f"`image_every` must be an integer >= 1, got {image_every!r}.")
+        self.image_every = int(image_every)
         self._warned = False
         self._kept = set()
         self._writer = None
@@ -144,14 +151,16 @@ class CalibrationLogger(keras.callbacks.Callback):
         if logs is not None:
             put_new(logs, values, "CalibrationLogger", self._kept)
         figure = None
-        if self.reliability_dir or self.tensorboard_dir:
+        last = epoch + 1 == (self.params or {}).get("epochs")
+        draw = last or (epoch + 1) % (self.every * self.image_every) == 0
+        if draw and (self.reliability_dir or self.tensorboard_dir):
             from keras_smooth import plots
 
             figure = plots.reliability_diagram(
                 labels, preds, num_bins=self.num_bins, from_logits=from_logits,
                 title=f"epoch {epoch + 1}",
             )
-        if self.reliability_dir:
+        if self.reliability_dir and figure is not None:
             os.makedirs(self.reliability_dir, exist_ok=True)
             name = f"epoch_{epoch + 1:03d}.png"
             plots.save_figure(figure, os.path.join(self.reliability_dir, name))
@@ -170,8 +179,9 @@ class CalibrationLogger(keras.callbacks.Callback):
             for key, value in values.items():
                 tag = key[len(self.prefix):] if key.startswith(self.prefix) else key
                 tf.summary.scalar(f"epoch_{tag}", value)
-            image = plots.figure_to_array(figure)
-            tf.summary.image("reliability_diagram", image[None], max_outputs=1)
+            if figure is not None:
+                image = plots.figure_to_array(figure)
+                tf.summary.image("reliability_diagram", image[None], max_outputs=1)
         self._writer.flush()
 
     def on_train_end(self, logs=None):
@@ -180,7 +190,7 @@ class CalibrationLogger(keras.callbacks.Callback):
             self._writer = None
 
 
-def tensorboard_run(log_dir, validation_data, num_bins=15):
+def tensorboard_run(log_dir, validation_data, num_bins=15, image_every=10):
     """Callbacks that write one TensorBoard run: Keras's scalars and the calibration measures.
 
     `keras.callbacks.TensorBoard(log_dir)` writes the training (`log_dir/train`)
@@ -194,10 +204,12 @@ def tensorboard_run(log_dir, validation_data, num_bins=15):
         log_dir: the run's folder.
         validation_data: `(x, y)` the calibration measures are computed on.
         num_bins: bins of the ECEs and the diagram.
+        image_every: the diagram is drawn every `image_every` epochs and at
+            the last one (drawing takes longer than a small model's epoch).
 
     Returns:
         `[keras.callbacks.TensorBoard, CalibrationLogger]`.
     """
     return [keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False, profile_batch=0),
             CalibrationLogger(validation_data, num_bins=num_bins, tensorboard_dir=log_dir,
-                              fit_temperature=True)]
+                              fit_temperature=True, image_every=image_every)]

@@ -119,7 +119,8 @@ class _TrialLog:
         else:
             for callback in callbacks:
                 if isinstance(callback, keras.callbacks.TensorBoard):
-                    callback.log_dir = os.path.join(callback.log_dir, str(trial.trial_id))
+                    callback.log_dir = os.path.join(callback.log_dir, str(trial.trial_id),
+                                                    f"execution{execution}")
         runs = [c.log_dir for c in callbacks if isinstance(c, keras.callbacks.TensorBoard)]
         for callback in callbacks:
             if isinstance(callback, CalibrationLogger) and callback.tensorboard_dir and runs:
@@ -501,8 +502,8 @@ def run_search(method="ils", *, dataset="gaussian", data=None, build_model=defau
             trial events it receives `{"event": "epoch", "trial_id", "epoch",
             "epochs"}` after every epoch.
         tensorboard: optional folder for TensorBoard: one run per trial,
-            `tensorboard/TRIAL_ID` (KerasTuner's layout, with its HParams
-            on the TensorFlow backend), holding the training loss, the
+            `tensorboard/TRIAL_ID/execution0` (KerasTuner's layout, with its
+            HParams on the TensorFlow backend), holding the training loss, the
             validation NLL and ECE, classwise ECE, Brier, accuracy, fitted
             temperature and the reliability diagram.
 
