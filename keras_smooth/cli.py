@@ -311,8 +311,9 @@ def _tune_parser(sub):
                       help="validation measure the search minimises: val_nll (default, "
                            "cross-entropy against the hard labels) or val_ece (15-bin ECE)")
     tune.add_argument("--grid", default=None, choices=GRID_NAMES, metavar="GRID",
-                      help=f"one of {', '.join(GRID_NAMES)}: search this grid's values instead of the method's ranges (the grid "
-                           "tuner's default: synthetic for gaussian, else paper)")
+                      help=f"one of {', '.join(GRID_NAMES)}: search this grid's values instead "
+                           "of the method's ranges (the grid tuner's default: synthetic for "
+                           "gaussian, else paper)")
     _common_arguments(tune, epochs_help="epochs per trial (default 60; --quick 10)")
     _add(tune, "--seed", arg_seed, 0, "seed of the data split, models and tuner")
     _add(tune, "--chief-timeout", arg_seconds, 300.0,
@@ -350,7 +351,8 @@ def _check_combinations(args, subparser):
         subparser.error(f"argument --seed: {args.seed} + {_replicates(args)} replicates exceeds "
                         f"the largest seed {MAX_SEED}")
     if args.command == "tune" and args.tuner == "hyperband" and args.max_trials is not None:
-        subparser.error("argument --max-trials: not for --tuner hyperband (it picks its own trials)")
+        subparser.error("argument --max-trials: not for --tuner hyperband "
+                        "(it picks its own trials)")
 
 
 def parse_args(argv=None):
