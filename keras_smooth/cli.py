@@ -40,12 +40,18 @@ _QUIET = {"on": False}
 
 
 def _quiet_logs():
-    """Quiet TensorFlow's logs unless the user set TF_CPP_MIN_LOG_LEVEL: return whether to."""
-    if "TF_CPP_MIN_LOG_LEVEL" in os.environ and not _QUIET["on"]:
-        return False
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    _QUIET["on"] = True
-    return True
+    """TF_CPP_MIN_LOG_LEVEL=3 unless the user set a level; return whether INFO lines are hidden.
+
+    The banners are INFO lines: they are filtered unless the user's level asks
+    for INFO (TF_CPP_MIN_LOG_LEVEL=0).
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        level = int(os.environ["TF_CPP_MIN_LOG_LEVEL"])
+    except ValueError:
+        level = 3
+    _QUIET["on"] = level >= 1
+    return _QUIET["on"]
 
 
 def import_framework():
@@ -54,8 +60,9 @@ def import_framework():
     The process's stderr (file descriptor 2, where the C++ runtime writes) goes
     to a temporary file during the import; afterwards every line of it except
     the known banners is written back, so a real error still shows. With
-    TF_CPP_MIN_LOG_LEVEL set by the user, nothing is filtered. Python's absl
-    logging is set to errors only (TensorFlow's `WARNING:absl:` notes).
+    TF_CPP_MIN_LOG_LEVEL=0 set by the user, nothing is filtered. Python's absl
+    logging is then left alone too; else it is set to errors only
+    (TensorFlow's `WARNING:absl:` notes).
     """
     if "keras" in sys.modules or not _QUIET["on"]:
         import keras  # noqa: F401
@@ -351,8 +358,8 @@ def _check_combinations(args, subparser):
         subparser.error(f"argument --seed: {args.seed} + {_replicates(args)} replicates exceeds "
                         f"the largest seed {MAX_SEED}")
     if args.command == "tune" and args.tuner == "hyperband" and args.max_trials is not None:
-        subparser.error("argument --max-trials: not for --tuner hyperband "
-                        "(it picks its own trials)")
+        subparser.error("argument --max-trials: not allowed with --tuner hyperband "
+                        "(it picks trials)")
 
 
 def parse_args(argv=None):

@@ -73,7 +73,7 @@ def test_tensorflow_banners_never_reach_stderr_and_classes_register_after_the_fa
         "print(keras_smooth.losses.OnlineLabelSmoothing is\n"
         "      keras_smooth.callbacks.OnlineLabelSmoothing)\n"
         "sys.exit(code)\n",
-        env={"KERAS_BACKEND": "tensorflow"})
+        env={"KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert not [line for line in lines if any(b in line for b in BANNERS)], done.stderr
@@ -88,12 +88,14 @@ def test_a_log_level_the_user_set_is_kept(monkeypatch, capsys):
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "1")
     monkeypatch.setitem(cli._QUIET, "on", False)
     assert cli.main(["--help"]) == 0
-    capsys.readouterr()
-    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "1"
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "1" and cli._QUIET["on"]  # INFO still hidden
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "0")  # the user asks for every line
+    assert cli.main(["--help"]) == 0
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0" and not cli._QUIET["on"]
     monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL")
     assert cli.main(["--help"]) == 0
     capsys.readouterr()
-    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "3"
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "3" and cli._QUIET["on"]
 
 
 def _subparsers():
