@@ -171,7 +171,8 @@ def test_plots_write_well_formed_pngs(task, tmp_path, rng):
     _assert_png(plots.save_figure(figure, tmp_path / "r.png"))
     squared = probs ** 2 / (probs ** 2).sum(1, keepdims=True)
     both = plots.reliability_diagrams({"a": probs, "b": squared}, yv)
-    assert [ax.get_title() for ax in both.axes if ax.get_title()][:2] == ["a", "b"]
+    # Issue 16: each panel's title is its name, then its ECE (one legend for the figure).
+    assert [ax.get_title().split("\n")[0] for ax in both.axes if ax.get_title()][:2] == ["a", "b"]
     _assert_png(plots.save_figure(both, tmp_path / "rr.png"))
     classwise = plots.classwise_reliability(yv, probs, class_names=["x", "y", "z"], num_bins=10)
     for j, ax in enumerate(classwise.axes[:3]):
