@@ -85,7 +85,9 @@ def _tensorboard(folder, params, settings, data):
     from keras_smooth.callbacks import tensorboard_run
 
     if settings > 1:
-        folder = os.path.join(folder, ",".join(f"{k}={v:g}" for k, v in params.items()))
+        folder = os.path.join(folder, ",".join(
+            f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}"
+            for k, v in params.items()))
     return tensorboard_run(folder, (data.x_val, data.y_val))
 
 
