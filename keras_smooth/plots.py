@@ -35,7 +35,8 @@ def _figure_legend(fig, axes, columns=None):
                    ncols=columns or min(len(labels), 4), frameon=False, markerscale=2)
 
 
-def _draw_reliability(ax, hist_ax, stats, label, bar_color=_BAR_COLOR, legend=True):
+def _draw_reliability(ax, hist_ax, stats, label, bar_color=_BAR_COLOR, legend=True,
+                      with_ece=True):
     edges = stats["edges"]
     width = np.diff(edges)
     centres = edges[:-1] + width / 2
@@ -44,7 +45,7 @@ def _draw_reliability(ax, hist_ax, stats, label, bar_color=_BAR_COLOR, legend=Tr
     conf = np.where(filled, stats["confidence"], 0.0)
     ax.bar(edges[:-1][filled], acc[filled], width=width[filled], align="edge",
            color=bar_color, edgecolor="white", linewidth=0.8,
-           label=f"{label} (ECE {100 * stats['ece']:.2f}%)")
+           label=f"{label} (ECE {100 * stats['ece']:.2f}%)" if with_ece else label)
     # Gap between accuracy and mean confidence in each non-empty bin.
     bottom = np.minimum(acc, conf)[filled]
     ax.bar(edges[:-1][filled], np.abs(conf - acc)[filled], bottom=bottom, width=width[filled],
@@ -120,7 +121,8 @@ def reliability_diagrams(results, labels, num_bins=15, from_logits=False, title=
             hist_ax.set_visible(False)
             continue
         stats = calibration.bin_statistics(labels, results[names[i]], num_bins, from_logits)
-        _draw_reliability(ax, hist_ax, stats, "accuracy of the bin", legend=False)
+        _draw_reliability(ax, hist_ax, stats, "accuracy of the bin", legend=False,
+                          with_ece=False)  # each panel's ECE is in its title
         ax.set_title(f"{names[i]}\nECE {100 * stats['ece']:.2f}%", fontsize="medium")
         if col:
             ax.set_ylabel("")

@@ -104,6 +104,8 @@ def test_reliability_panels_share_one_legend_and_show_their_ece():
     results = {f"m{i}": _probs(rng, 300, 4) for i in range(7)}
     fig = plots.reliability_diagrams(results, labels, columns=4)
     assert _legends(fig) == 1  # before: seven, one per panel
+    # The shared legend names no panel's ECE (that is in each title).
+    assert not any("ECE" in t.get_text() for t in fig.legends[0].get_texts())
     titles = [ax.get_title() for ax in fig.axes if ax.get_visible() and ax.get_title()]
     assert len(titles) == 7 and all("ECE" in t for t in titles)
     from keras_smooth import calibration
