@@ -8,11 +8,13 @@ answered in one place, `is_concrete`, so the rest of the package stays in
 
 import numbers
 
-import keras
 import numpy as np
 
 from keras_smooth import _ops
+from keras_smooth._lazy import lazy_module
 from keras_smooth._ops import ops
+
+keras = lazy_module("keras")  # imported when a check needs it: the CLI's --help stays quick
 
 
 def check_num_classes(num_classes):

@@ -21,8 +21,11 @@ import numbers
 import sys
 import threading
 
-import keras
 import numpy as np
+
+from keras_smooth._lazy import lazy_module
+
+keras = lazy_module("keras")  # imported on first use: `import keras_smooth` stays quick
 
 _STATE = threading.local()
 

@@ -5,11 +5,18 @@
     keras-smooth compare --dataset digits --methods no_ls,ls,lls,lspp
     keras-smooth tune --method ils --quick    # a KerasTuner search, exported for TF Serving
     python -m keras_smooth compare ...        # the same
+
+Only what a command needs is imported when it runs: `--help` and a bad option
+answer without importing TensorFlow. Printed lines fit the terminal
+(`COLUMNS`; 100 when unknown): tables are split and wrapped; `--wide` prints
+each table row on one line.
 """
 
 import argparse
 import os
+import shutil
 import sys
+import tempfile
 import textwrap
 import time
 import warnings
@@ -20,6 +27,68 @@ QUICK = {"replicates": 1, "epochs": 15, "grid": "quick"}
 
 
 GRID_NAMES = ("small", "paper", "synthetic", "synthetic-small", "quick")
+
+
+# Lines TensorFlow's C++ runtime writes to stderr while it is imported, whatever
+# TF_CPP_MIN_LOG_LEVEL says (TF 2.21 logs them through absl before its log
+# level is read): absl's notice, oneDNN's banner and the CPU-feature notice.
+_BANNERS = ("All log messages before absl::InitializeLog() is called",
+            "oneDNN custom operations are on",
+            "cpu_feature_guard.cc",
+            "To enable the following instructions:")
+_QUIET = {"on": False}
+
+
+def _quiet_logs():
+    """TF_CPP_MIN_LOG_LEVEL=3 unless the user set a level; return whether INFO lines are hidden.
+
+    The banners are INFO lines: they are filtered unless the user's level asks
+    for INFO (TF_CPP_MIN_LOG_LEVEL=0).
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        level = int(os.environ["TF_CPP_MIN_LOG_LEVEL"])
+    except ValueError:
+        level = 3
+    _QUIET["on"] = level >= 1
+    return _QUIET["on"]
+
+
+def import_framework():
+    """Import Keras (and its backend) with TensorFlow's start-up banners kept off stderr.
+
+    The process's stderr (file descriptor 2, where the C++ runtime writes) goes
+    to a temporary file during the import; afterwards every line of it except
+    the known banners is written back, so a real error still shows. With
+    TF_CPP_MIN_LOG_LEVEL=0 set by the user, nothing is filtered. Python's absl
+    logging is then left alone too; else it is set to errors only
+    (TensorFlow's `WARNING:absl:` notes).
+    """
+    if "keras" in sys.modules or not _QUIET["on"]:
+        import keras  # noqa: F401
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import keras  # noqa: F401
+
+            if keras.backend.backend() == "tensorflow":
+                import tensorflow  # noqa: F401
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [line for line in captured.read().decode(errors="replace").splitlines()
+                    if line.strip() and not any(banner in line for banner in _BANNERS)]
+    if kept:
+        print("\n".join(kept), file=sys.stderr, flush=True)
+    try:
+        from absl import logging as absl_logging
+    except ImportError:  # absl comes with TensorFlow; JAX-only installs may lack it
+        return
+    absl_logging.set_verbosity(absl_logging.ERROR)
 
 
 def _checked(check):
@@ -79,6 +148,8 @@ def arg_methods(text):
     """Comma-separated names, groups and module:attribute -> a tuple of Methods."""
     from keras_smooth import methods
 
+    if ":" in text:  # a user's module may import Keras
+        import_framework()
     names = [n.strip() for n in text.split(",")]
     if not any(names):
         raise ValueError(f"names no method, got {text!r}")
@@ -107,7 +178,7 @@ def _methods_help():
     for name in methods.names():
         method = methods.get(name)
         text = f"{method.label}: {method.description}" if method.description else method.label
-        lines += textwrap.wrap(text, 96, initial_indent=f"  {name:12s} ",
+        lines += textwrap.wrap(text, _text_width(), initial_indent=f"  {name:12s} ",
                                subsequent_indent=" " * 15)
     lines.append("  module:attribute  your own Method, imported from the Python path")
     return help_text.replace("%", "%%"), "\n".join(lines)
@@ -135,8 +206,18 @@ def arg_output_folder(text):
     return text
 
 
-def _add(parser, flag, check, default=None, help=None):
-    parser.add_argument(flag, type=_checked(check), default=default, help=help)
+def terminal_width():
+    """Columns to fit: `COLUMNS`, else the terminal's width, else 100 (at least 40)."""
+    return max(40, shutil.get_terminal_size((100, 24)).columns)
+
+
+def _text_width():
+    """Width of free text in `--help` (argparse's own: the terminal's minus 2, at most 98)."""
+    return min(terminal_width() - 2, 98)
+
+
+def _add(parser, flag, check, default=None, help=None, metavar=None):
+    parser.add_argument(flag, type=_checked(check), default=default, help=help, metavar=metavar)
 
 
 def _common_arguments(parser, *, epochs_help):
@@ -160,7 +241,8 @@ def _compare_parser(sub):
         "compare", help="train and compare methods; print tables, write results and plots",
         description=textwrap.fill(
             "Train every method per replicate, select hyperparameters by validation "
-            "cross-entropy, and report test accuracy, NLL, ECE and classwise ECE.", 96),
+            "cross-entropy, and report test accuracy, NLL, ECE and classwise ECE.",
+            _text_width()),
         epilog=methods_list, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add(compare, "--methods", arg_methods, "default", methods_help)
     _add(compare, "--replicates", arg_positive_int, None, "replicates (default 3; --quick 1)")
@@ -168,20 +250,34 @@ def _compare_parser(sub):
     _common_arguments(compare, epochs_help=(
         "most epochs per model (default: the data set's training protocol: gaussian 500 with "
         "early stopping after 10 epochs, as the ILS paper; else 60; --quick 15)"))
-    compare.add_argument("--grid", choices=GRID_NAMES, default=None,
-                         help="hyperparameter grids (default small; paper = ILS paper appendix C; "
-                              "synthetic = its synthetic-task grids)")
+    compare.add_argument("--grid", choices=GRID_NAMES, default=None, metavar="GRID",
+                         help=f"hyperparameter grids: {', '.join(GRID_NAMES)} (default small; "
+                              "paper = ILS paper appendix C; synthetic = its synthetic-task "
+                              "grids)")
     _add(compare, "--output", arg_output_folder, os.path.join("runs", "compare"),
          "folder for results.json, results.csv, plots; re-running resumes (default runs/compare)")
     compare.add_argument("--quick", action="store_true",
                          help="1 replicate, 15 epochs, one grid point per method (explicit options "
                               "win)")
+    _output_arguments(compare, "one run per method and replicate: DIR/METHOD/replicate_R")
     return compare
+
+
+def _output_arguments(parser, runs):
+    _add(parser, "--tensorboard", arg_output_folder, None,
+         f"write TensorBoard logs to DIR ({runs}): training loss, validation NLL, ECE, "
+         "classwise ECE, Brier, accuracy, fitted temperature and the reliability diagram; "
+         "view with: tensorboard --logdir DIR", metavar="DIR")
+    parser.add_argument("--wide", action="store_true",
+                        help="print each table row on one line, however wide (default: fit "
+                             "the terminal, COLUMNS or 100)")
 
 
 def arg_tune_method(text):
     """A registered method with something to tune, or `module:attribute` naming a Method."""
     from keras_smooth import methods
+
+    import_framework()  # KerasTuner imports Keras
     from keras_smooth.tuning.search import resolve_tunable, tunable_methods
 
     if ":" not in text and text not in methods.names():
@@ -214,7 +310,10 @@ def _tune_parser(sub):
     tune.add_argument("--method", type=_checked(arg_tune_method), default="ils", metavar="METHOD",
                       help=_tune_methods_help())
     tune.add_argument("--tuner", default="random",
-                      choices=("random", "grid", "bayesian", "hyperband"))
+                      choices=("random", "grid", "bayesian", "hyperband"),
+                      help="KerasTuner search: random (default), grid (every grid value), "
+                           "bayesian (Gaussian-process) or hyperband (successive halving of "
+                           "--epochs)")
     _add(tune, "--max-trials", arg_positive_int, None,
          "trials (default 10; --quick 3; grid: whole grid; not for hyperband)")
     tune.add_argument("--strategy", default="auto",
@@ -224,10 +323,13 @@ def _tune_parser(sub):
                            "= over every local device (TensorFlow, JAX; refused on torch)")
     _add(tune, "--directory", arg_output_folder, None,
          "search folder; re-running resumes (default runs/tune/METHOD)")
-    tune.add_argument("--objective", default="val_nll", choices=("val_nll", "val_ece"))
-    tune.add_argument("--grid", default=None, choices=GRID_NAMES,
-                      help="search this grid's values instead of the method's ranges (the grid "
-                           "tuner's default: synthetic for gaussian, else paper)")
+    tune.add_argument("--objective", default="val_nll", choices=("val_nll", "val_ece"),
+                      help="validation measure the search minimises: val_nll (default, "
+                           "cross-entropy against the hard labels) or val_ece (15-bin ECE)")
+    tune.add_argument("--grid", default=None, choices=GRID_NAMES, metavar="GRID",
+                      help=f"one of {', '.join(GRID_NAMES)}: search this grid's values instead "
+                           "of the method's ranges (the grid tuner's default: synthetic for "
+                           "gaussian, else paper)")
     _common_arguments(tune, epochs_help=(
         "most epochs per trial (default: the data set's training protocol: gaussian 500 with "
         "early stopping after 10 epochs, as the ILS paper; else 60; --quick 10)"))
@@ -236,6 +338,7 @@ def _tune_parser(sub):
          "seconds a worker waits for the chief oracle (default 300)")
     tune.add_argument("--quick", action="store_true",
                       help="3 trials of 10 epochs (explicit options win)")
+    _output_arguments(tune, "one run per trial: DIR/TRIAL_ID/execution0")
     return tune
 
 
@@ -266,8 +369,8 @@ def _check_combinations(args, subparser):
         subparser.error(f"argument --seed: {args.seed} + {_replicates(args)} replicates exceeds "
                         f"the largest seed {MAX_SEED}")
     if args.command == "tune" and args.tuner == "hyperband" and args.max_trials is not None:
-        subparser.error("argument --max-trials: not allowed with --tuner hyperband, which sets its "
-                        "own trials from --epochs (its max_epochs) and factor 3")
+        subparser.error("argument --max-trials: not allowed with --tuner hyperband "
+                        "(it picks trials)")
 
 
 def parse_args(argv=None):
@@ -284,35 +387,58 @@ def parse_args(argv=None):
     return args
 
 
-class Progress:
-    """One line per finished method; a live status line on a terminal."""
+def fit_line(text, width):
+    """`text` wrapped to `width` columns (continuation lines indented); as it is if None."""
+    if width is None or len(text) <= width:
+        return text
+    return "\n".join(textwrap.wrap(text, width, subsequent_indent="    ",
+                                    break_on_hyphens=False))
 
-    def __init__(self, stream=None):
+
+class _LiveLine:
+    """A status line rewritten in place on a terminal (never wider than the terminal)."""
+
+    def __init__(self, stream, width):
         self.stream = stream or sys.stdout
         self.tty = self.stream.isatty()
+        self.width = width
         self.last = 0.0
+
+    def status(self, text):
+        if self.tty and time.perf_counter() - self.last > 0.2:
+            self.last = time.perf_counter()
+            limit = (self.width or terminal_width()) - 1
+            self.stream.write("\r" + text[:limit].ljust(limit))
+            self.stream.flush()
+
+    def line(self, text):
+        if self.tty and self.last:
+            self.stream.write("\r" + " " * ((self.width or terminal_width()) - 1) + "\r")
+            self.last = 0.0
+        self.stream.write(fit_line(text, self.width) + "\n")
+        self.stream.flush()
+
+
+class Progress(_LiveLine):
+    """One line per finished method; a live status line on a terminal."""
+
+    def __init__(self, stream=None, width=None):
+        super().__init__(stream, width)
 
     def __call__(self, event):
         kind = event["event"]
-        if kind == "epoch" and self.tty and time.perf_counter() - self.last > 0.2:
-            self.last = time.perf_counter()
-            self.stream.write(
-                f"\r  replicate {event['replicate'] + 1}/{event['replicates']} · "
-                f"{event['method']} · model {event['student']}/{event['students']} · "
-                f"epoch {event['epoch']}/{event['epochs']}   ")
-            self.stream.flush()
+        if kind == "epoch":
+            self.status(f"  replicate {event['replicate'] + 1}/{event['replicates']} · "
+                        f"{event['method']} · model {event['student']}/{event['students']} · "
+                        f"epoch {event['epoch']}/{event['epochs']}")
         elif kind == "done":
             r = event["record"]
-            if self.tty:
-                self.stream.write("\r" + " " * 78 + "\r")
-            self.stream.write(
-                f"  replicate {event['replicate'] + 1}/{event['replicates']}  {r['label']:14s} "
-                f"acc {r['accuracy']:.4f}  NLL {r['nll']:.4f}  ECE {r['ece']:.4f}  "
-                f"({r['students_trained']} model(s), {r['seconds']:.0f} s)\n")
-            self.stream.flush()
+            self.line(f"  {event['replicate'] + 1}/{event['replicates']} {r['label']:14s} "
+                      f"acc {r['accuracy']:.4f}  NLL {r['nll']:.4f}  ECE {r['ece']:.4f}  "
+                      f"{r['students_trained']} model(s), {r['seconds']:.0f} s")
         elif kind == "skip":
-            self.stream.write(f"  replicate {event['replicate'] + 1}/{event['replicates']}: "
-                              "already done, kept\n")
+            self.line(f"  replicate {event['replicate'] + 1}/{event['replicates']}: "
+                      "already done, kept")
 
 
 def _dataset_options(args):
@@ -348,31 +474,35 @@ def compare(args):
     grid = args.grid if args.grid is not None else (QUICK["grid"] if args.quick else "small")
     options = _dataset_options(args)
     protocol = protocol_for(args.dataset).replace(max_epochs=epochs, batch_size=args.batch_size)
-    print(f"keras-smooth compare: {args.dataset}, methods {', '.join(names)}, "
-          f"{replicates} replicate(s), grid '{grid}', output {args.output}\n"
-          f"  training: {_describe(protocol)}", flush=True)
+    width = None if args.wide else terminal_width()
+    print(fit_line(f"keras-smooth compare: {args.dataset}, methods {', '.join(names)}, "
+                   f"{replicates} replicate(s), grid '{grid}', output {args.output}", width)
+          + "\n" + fit_line(f"  training: {_describe(protocol)}", width), flush=True)
     started = time.perf_counter()
     records = compare_module.run_comparison(
         dataset=args.dataset, methods=methods, replicates=replicates, seed=args.seed,
         protocol=protocol, grid=grid, output=args.output,
-        dataset_options=options, progress=Progress(),
+        dataset_options=options, progress=Progress(width=width), tensorboard=args.tensorboard,
     )
     records = [r for r in records if r["method"] in names and r["replicate"] < replicates]
     print()
-    print(report.format_table(report.summarise(records, methods), records, args.dataset))
+    print(report.format_table(report.summarise(records, methods), records, args.dataset,
+                              width=width))
     report.write_csv(records, os.path.join(args.output, "results.csv"))
     written = report.write_plots(args.output, records, methods, args.dataset, args.seed, options)
-    print(f"\nwrote {os.path.join(args.output, 'results.json')}, results.csv"
-          + "".join(f", {os.path.basename(p)}" for p in written)
-          + f" in {time.perf_counter() - started:.0f} s")
+    print("\n" + fit_line(f"wrote {os.path.join(args.output, 'results.json')}, results.csv"
+                          + "".join(f", {os.path.basename(p)}" for p in written)
+                          + f" in {time.perf_counter() - started:.0f} s", width))
+    if args.tensorboard:
+        print(fit_line(f"TensorBoard: tensorboard --logdir {args.tensorboard}", width))
     return 0
 
 
-class TuneProgress:
-    """One line per event of `run_search`."""
+class TuneProgress(_LiveLine):
+    """One line per event of `run_search`; a live epoch line on a terminal, as `compare`'s."""
 
-    def __init__(self, stream=None):
-        self.stream = stream or sys.stdout
+    def __init__(self, stream=None, width=None):
+        super().__init__(stream, width)
 
     @staticmethod
     def _trial_line(event):
@@ -387,7 +517,9 @@ class TuneProgress:
     def __call__(self, event):
         kind = event["event"]
         line = None
-        if kind == "start":
+        if kind == "epoch":
+            self.status(f"  trial {event['trial_id']} · epoch {event['epoch']}/{event['epochs']}")
+        elif kind == "start":
             how = "resuming the search" if event["resuming"] else "new search"
             line = f"  {event['role']} process, {how}"
         elif kind == "waiting_for_chief":
@@ -400,18 +532,18 @@ class TuneProgress:
         elif kind == "trial_end":
             line = self._trial_line(event)
         if line:
-            self.stream.write(line + "\n")
-            self.stream.flush()
+            for part in line.split("\n"):
+                self.line(part)
 
 
-def _print_best(best, rows, objective):
+def _print_best(best, rows, objective, width):
     from keras_smooth.tuning import format_trials
 
     print()
-    print(format_trials(rows, objective))
+    print(format_trials(rows, objective, width=width))
     values = ", ".join(f"{k}={v:g}" for k, v in best["hyperparameters"].items())
-    print(f"\nbest: trial {best['trial_id']} ({values}), val NLL {best['val_nll']:.4f}; "
-          f"model {best['model']}")
+    print("\n" + fit_line(f"best: trial {best['trial_id']} ({values}), val NLL "
+                          f"{best['val_nll']:.4f}; model {best['model']}", width))
     scaled = f"test, T = {best['temperature']:.3f}:"
     for title, scores in (("test:", best["test"]), (scaled, best["test_temperature_scaled"])):
         print(f"{title:21s}acc {scores['accuracy']:.4f}  NLL {scores['nll']:.4f}  "
@@ -433,24 +565,29 @@ def tune(args):
     from keras_smooth.training.protocol import protocol_for
 
     protocol = protocol_for(args.dataset).replace(max_epochs=epochs, batch_size=args.batch_size)
-    print(f"keras-smooth tune: {method.label} ({method.name}) on {args.dataset}, {args.tuner} "
-          f"tuner, {budget}, strategy {args.strategy}, folder {directory}\n"
-          f"  training: {_describe(protocol)}", flush=True)
+    width = None if args.wide else terminal_width()
+    print(fit_line(f"keras-smooth tune: {method.label} ({method.name}) on {args.dataset}, "
+                   f"{args.tuner} tuner, {budget}, strategy {args.strategy}, folder {directory}",
+                   width) + "\n" + fit_line(f"  training: {_describe(protocol)}", width),
+          flush=True)
     started = time.perf_counter()
     result = run_search(method, dataset=args.dataset, tuner=args.tuner, max_trials=max_trials,
                         strategy=args.strategy, directory=directory, objective=args.objective,
                         grid=args.grid, protocol=protocol, seed=args.seed,
                         dataset_options=_dataset_options(args), chief_timeout=args.chief_timeout,
-                        progress=TuneProgress())
+                        progress=TuneProgress(width=width), tensorboard=args.tensorboard)
     if result.best is None:
         ran = ", ".join(result.trials_run) or "none"
-        print(f"worker {os.environ.get('KERASTUNER_TUNER_ID')}: ran trial(s) {ran}; "
-              "the chief writes best.json")
+        print(fit_line(f"worker {os.environ.get('KERASTUNER_TUNER_ID')}: ran trial(s) {ran}; "
+                       "the chief writes best.json", width))
         return 0
-    _print_best(result.best, result.trials, args.objective)
-    print(f"\nwrote {os.path.join(directory, 'best.json')}, trials.csv"
-          + (f", SavedModel {result.best['export']}" if result.best["export"] else "")
-          + f" in {time.perf_counter() - started:.0f} s")
+    _print_best(result.best, result.trials, args.objective, width)
+    print("\n" + fit_line(f"wrote {os.path.join(directory, 'best.json')}, trials.csv"
+                          + (f", SavedModel {result.best['export']}" if result.best["export"]
+                             else "")
+                          + f" in {time.perf_counter() - started:.0f} s", width))
+    if args.tensorboard:
+        print(fit_line(f"TensorBoard: tensorboard --logdir {args.tensorboard}", width))
     return 0
 
 
@@ -495,11 +632,12 @@ def main(argv=None):
 
 
 def _run(argv):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    _quiet_logs()
     try:
         args = parse_args(argv)
     except SystemExit as exit_:  # argparse: usage and a one-line error (2), or --help (0)
         return exit_.code
+    import_framework()
     from keras_smooth.datasets import DatasetUnavailable
 
     with warnings.catch_warnings():

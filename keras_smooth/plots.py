@@ -18,7 +18,25 @@ _CLASS_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b
                  "#7f7f7f", "#bcbd22", "#17becf"]
 
 
-def _draw_reliability(ax, hist_ax, stats, label, bar_color=_BAR_COLOR):
+def _suptitle(fig, title, fontsize=12):
+    """A figure title wrapped to the figure's width, so it is never cut at the edges."""
+    import textwrap
+
+    width_points = fig.get_figwidth() * 72
+    chars = max(20, int(width_points / (0.6 * fontsize)))  # a wide average glyph
+    fig.suptitle("\n".join(textwrap.wrap(title, chars)), fontsize=fontsize)
+
+
+def _figure_legend(fig, axes, columns=None):
+    """One legend for the whole figure, below the panels, from the first panel's entries."""
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", fontsize="small",
+                   ncols=columns or min(len(labels), 4), frameon=False, markerscale=2)
+
+
+def _draw_reliability(ax, hist_ax, stats, label, bar_color=_BAR_COLOR, legend=True,
+                      with_ece=True):
     edges = stats["edges"]
     width = np.diff(edges)
     centres = edges[:-1] + width / 2
@@ -27,7 +45,7 @@ def _draw_reliability(ax, hist_ax, stats, label, bar_color=_BAR_COLOR):
     conf = np.where(filled, stats["confidence"], 0.0)
     ax.bar(edges[:-1][filled], acc[filled], width=width[filled], align="edge",
            color=bar_color, edgecolor="white", linewidth=0.8,
-           label=f"{label} (ECE {100 * stats['ece']:.2f}%)")
+           label=f"{label} (ECE {100 * stats['ece']:.2f}%)" if with_ece else label)
     # Gap between accuracy and mean confidence in each non-empty bin.
     bottom = np.minimum(acc, conf)[filled]
     ax.bar(edges[:-1][filled], np.abs(conf - acc)[filled], bottom=bottom, width=width[filled],
@@ -37,7 +55,8 @@ def _draw_reliability(ax, hist_ax, stats, label, bar_color=_BAR_COLOR):
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_ylabel("accuracy")
-    ax.legend(loc="upper left", fontsize="small", framealpha=0.85, edgecolor="none")
+    if legend:
+        ax.legend(loc="upper left", fontsize="small", framealpha=0.85, edgecolor="none")
     ax.grid(alpha=0.25)
     if hist_ax is not None:
         total = max(stats["counts"].sum(), 1)
@@ -70,9 +89,10 @@ def reliability_diagram(labels, probs, num_bins=15, from_logits=False, title=Non
     2
     """
     stats = calibration.bin_statistics(labels, probs, num_bins, from_logits)
-    fig = Figure(figsize=(4.8, 5.6), layout="constrained")
+    fig = Figure(figsize=(4.8, 6.0), layout="constrained")
     ax, hist_ax = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
-    _draw_reliability(ax, hist_ax, stats, label)
+    _draw_reliability(ax, hist_ax, stats, label, legend=False)
+    _figure_legend(fig, [ax], columns=2)  # below the panels: never over the bars
     ax.set_title(title or "Reliability diagram")
     return fig
 
@@ -101,13 +121,15 @@ def reliability_diagrams(results, labels, num_bins=15, from_logits=False, title=
             hist_ax.set_visible(False)
             continue
         stats = calibration.bin_statistics(labels, results[names[i]], num_bins, from_logits)
-        _draw_reliability(ax, hist_ax, stats, "accuracy")
-        ax.set_title(names[i])
+        _draw_reliability(ax, hist_ax, stats, "accuracy of the bin", legend=False,
+                          with_ece=False)  # each panel's ECE is in its title
+        ax.set_title(f"{names[i]}\nECE {100 * stats['ece']:.2f}%", fontsize="medium")
         if col:
             ax.set_ylabel("")
             hist_ax.set_ylabel("")
+    _figure_legend(fig, [axes[0, 0]], columns=3)
     if title:
-        fig.suptitle(title)
+        _suptitle(fig, title)
     return fig
 
 
@@ -144,22 +166,23 @@ def classwise_reliability(labels, probs, classes=None, class_names=None, num_bin
         gap = np.abs(freq - mean_p).sum() / len(ids)
         ax.bar(edges[:-1][filled], (freq / np.maximum(counts, 1))[filled],
                width=np.diff(edges)[filled], align="edge", color=_BAR_COLOR, edgecolor="white",
-               label=f"cal. error {100 * gap:.2f}%")
+               label="frequency of the class in the bin")
         ax.plot((mean_p / np.maximum(counts, 1))[filled], (freq / np.maximum(counts, 1))[filled],
                 "o", color=_GAP_COLOR, markersize=3, label="(mean p, frequency) per bin")
-        ax.plot([0, 1], [0, 1], "--", color="0.3", linewidth=1.0)
+        ax.plot([0, 1], [0, 1], "--", color="0.3", linewidth=1.0, label="perfect calibration")
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
         name = class_names[c] if class_names is not None else f"class {c}"
-        ax.set_title(name, fontsize="medium")
+        ax.set_title(f"{name}: cal. error {100 * gap:.2f}%", fontsize="medium")
         ax.set_xlabel(f"p({name})")
-        ax.set_ylabel("frequency")
-        ax.legend(loc="upper left", fontsize="x-small", frameon=False)
+        if axes.tolist().index(ax) % cols == 0:
+            ax.set_ylabel("frequency")
         ax.grid(alpha=0.25)
     for ax in axes[len(classes):]:
         ax.set_visible(False)
+    _figure_legend(fig, axes, columns=3)
     if title:
-        fig.suptitle(title)
+        _suptitle(fig, title)
     return fig
 
 
@@ -228,7 +251,7 @@ def matrix_heatmaps(matrices, class_names=None, title=None, **labels):
     for ax, name in zip(axes, names):
         matrix_heatmap(matrices[name], class_names, title=name, ax=ax, **labels)
     if title:
-        fig.suptitle(title)
+        _suptitle(fig, title)
     return fig
 
 
@@ -245,9 +268,12 @@ def smoothing_curves(curves, cap=0.2, title=None):
     p = np.linspace(0.0, 1.0, 201)
     fig = Figure(figsize=(5.2, 3.8), layout="constrained")
     ax = fig.subplots()
+    settings = {}  # one curve per setting: equal settings would hide each other
     for label, (p1, p2) in curves.items():
+        settings.setdefault((float(p1), float(p2)), []).append(label)
+    for (p1, p2), labels in settings.items():
         eps = np.asarray(ops.convert_to_numpy(targets.ils1_epsilon(p, p1, p2, cap)))
-        ax.plot(p, eps, label=f"{label}: P1={p1:g}, P2={p2:g}")
+        ax.plot(p, eps, label=f"{', '.join(labels)}: P1={p1:g}, P2={p2:g}")
     ax.set_xlabel("teacher's probability of the true class (after temperature scaling)")
     ax.set_ylabel("smoothing factor")
     ax.set_xlim(0, 1)
@@ -293,8 +319,9 @@ def decision_regions(x, y, grid, grid_predictions, class_names=None, title=None)
     k = np.asarray(grid_predictions[names[0]]).shape[1]
     cols = min(len(names), 4)
     rows = int(np.ceil(len(names) / cols))
-    fig = Figure(figsize=(3.6 * cols, 3.2 * rows), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    fig = Figure(figsize=(max(3.6 * cols, 4.8), 3.4 * rows + 0.6), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False, sharex=True,
+                                      sharey=True)).ravel()
     colors = _CLASS_COLORS
     from matplotlib.colors import ListedColormap
 
@@ -309,12 +336,16 @@ def decision_regions(x, y, grid, grid_predictions, class_names=None, title=None)
             label = class_names[c] if class_names is not None else f"class {c}"
             ax.scatter(*x[y == c].T, s=6, color=colors[c], label=label)
         ax.set_title(name, fontsize="medium")
-        ax.set_xticks([])
-        ax.set_yticks([])
-    axes[0].legend(fontsize="x-small", loc="lower left", frameon=True, framealpha=0.8)
+        index = axes.tolist().index(ax)
+        if index % cols == 0:
+            ax.set_ylabel("feature 2")
+        if index + cols >= len(names):  # the lowest panel of its column
+            ax.set_xlabel("feature 1")
+            ax.xaxis.set_tick_params(labelbottom=True)
     for ax in axes[len(names):]:
         ax.set_visible(False)
-    fig.suptitle(title or "Predicted class regions (contours: confidence 0.5 / 0.7 / 0.9)")
+    _figure_legend(fig, axes)
+    _suptitle(fig, title or "Predicted class regions (contours: confidence 0.5 / 0.7 / 0.9)")
     return fig
 
 
@@ -350,7 +381,7 @@ def penultimate_projections(projections, class_names=None, title=None):
     if not names:
         raise ValueError("`projections` is empty.")
     colors = ["#d62728", "#2ca02c", "#1f77b4"]  # as in Müller et al.: red, green, blue
-    fig = Figure(figsize=(3.6 * len(names), 3.5), layout="constrained")
+    fig = Figure(figsize=(max(3.6 * len(names), 4.8), 4.2), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(names)))
     for ax, name in zip(axes, names):
         result = projections[name]
@@ -358,10 +389,11 @@ def penultimate_projections(projections, class_names=None, title=None):
             points = result["coords"][result["labels"] == c]
             label = class_names[c] if class_names is not None else f"class {c}"
             ax.scatter(points[:, 0], points[:, 1], s=4, alpha=0.5, color=color, label=label)
-        ax.scatter(*result["templates"].T, marker="x", s=60, color="black", label="templates")
+        ax.scatter(*result["templates"].T, marker="x", s=40, color="black",
+                   label="class templates")
         ax.set_title(name, fontsize="medium")
-        ax.set_xlabel("u")
-        ax.set_ylabel("v")
-    axes[0].legend(fontsize="x-small", markerscale=2)
-    fig.suptitle(title or "Penultimate-layer activations in the plane of three class templates")
+        ax.set_xlabel("u (template plane)")
+        ax.set_ylabel("v (template plane)" if ax is axes[0] else "")
+    _figure_legend(fig, axes)
+    _suptitle(fig, title or "Penultimate-layer activations in the plane of three class templates")
     return fig

@@ -72,13 +72,15 @@ def test_temperature_callback_every_epoch_reaches_history_and_csv(task, tmp_path
     csv_path = tmp_path / "log.csv"
     history = model.fit(x, y, epochs=3, verbose=0,
                         callbacks=[ts, keras.callbacks.CSVLogger(str(csv_path))])
-    for key in ("temperature", "val_nll_before", "val_nll_after", "val_ece_before",
+    # Issue 16: the temperature is measured on validation data; its log key is `val_temperature`.
+    for key in ("val_temperature", "val_nll_before", "val_nll_after", "val_ece_before",
                 "val_ece_after"):
         assert len(history.history[key]) == 3, key
     with open(csv_path) as f:
         rows = list(csv.DictReader(f))
     # Before: 3 rows with a temperature column. Now the logged values are the history's.
-    assert [float(r["temperature"]) for r in rows] == pytest.approx(history.history["temperature"])
+    assert [float(r["val_temperature"]) for r in rows] == pytest.approx(
+        history.history["val_temperature"])
     assert [float(r["val_nll_after"]) for r in rows] == pytest.approx(
         history.history["val_nll_after"])
     logits = model.predict(xv, verbose=0)
@@ -105,11 +107,13 @@ def test_calibration_logger_logs_pngs_and_tensorboard(task, tmp_path):
     history = model.fit(x, y, epochs=2, verbose=0, callbacks=[logger])
     preds = model.predict(xv, verbose=0)
     expected = calibration.summary(yv, preds, from_logits=True)
-    assert history.history["val_ece"][-1] == pytest.approx(expected["ece"], abs=1e-6)
-    assert history.history["val_classwise_ece"][-1] == pytest.approx(expected["classwise_ece"],
-                                                                     abs=1e-6)
-    assert history.history["val_nll"][-1] == pytest.approx(expected["nll"], rel=1e-6)
-    assert history.history["val_brier"][-1] == pytest.approx(expected["brier"], rel=1e-6)
+    # Issue 16: the logger's keys are `val_calibration/...` (never a compiled metric's name).
+    assert history.history["val_calibration/ece"][-1] == pytest.approx(expected["ece"], abs=1e-6)
+    assert history.history["val_calibration/classwise_ece"][-1] == pytest.approx(
+        expected["classwise_ece"], abs=1e-6)
+    assert history.history["val_calibration/nll"][-1] == pytest.approx(expected["nll"], rel=1e-6)
+    assert history.history["val_calibration/brier"][-1] == pytest.approx(expected["brier"],
+                                                                         rel=1e-6)
     for epoch in (1, 2):
         _assert_png(tmp_path / "rel" / f"epoch_{epoch:03d}.png")
     # Before: the event file exists and has > 1000 bytes. Now: read back, it holds each epoch's
@@ -117,16 +121,18 @@ def test_calibration_logger_logs_pngs_and_tensorboard(task, tmp_path):
     import tensorflow as tf
 
     scalars, images = {}, []
-    for name in sorted(os.listdir(tmp_path / "tb")):
-        for event in tf.compat.v1.train.summary_iterator(str(tmp_path / "tb" / name)):
+    run = tmp_path / "tb" / "validation"  # issue 16: the validation run of the folder
+    for name in sorted(os.listdir(run)):
+        for event in tf.compat.v1.train.summary_iterator(str(run / name)):
             for value in event.summary.value:
                 if value.tag == "reliability_diagram":
                     images.append(event.step)
                 else:
                     number = float(tf.make_ndarray(value.tensor))
                     scalars.setdefault(value.tag, {})[event.step] = number
-    for key in ("val_ece", "val_classwise_ece", "val_nll", "val_brier"):
-        assert scalars[key] == pytest.approx(dict(enumerate(history.history[key])), rel=1e-6), key
+    for key in ("ece", "classwise_ece", "nll", "brier"):
+        assert scalars[f"epoch_calibration/{key}"] == pytest.approx(
+            dict(enumerate(history.history[f"val_calibration/{key}"])), rel=1e-6), key
     assert sorted(images) == [0, 1]
 
 
@@ -165,7 +171,8 @@ def test_plots_write_well_formed_pngs(task, tmp_path, rng):
     _assert_png(plots.save_figure(figure, tmp_path / "r.png"))
     squared = probs ** 2 / (probs ** 2).sum(1, keepdims=True)
     both = plots.reliability_diagrams({"a": probs, "b": squared}, yv)
-    assert [ax.get_title() for ax in both.axes if ax.get_title()][:2] == ["a", "b"]
+    # Issue 16: each panel's title is its name, then its ECE (one legend for the figure).
+    assert [ax.get_title().split("\n")[0] for ax in both.axes if ax.get_title()][:2] == ["a", "b"]
     _assert_png(plots.save_figure(both, tmp_path / "rr.png"))
     classwise = plots.classwise_reliability(yv, probs, class_names=["x", "y", "z"], num_bins=10)
     for j, ax in enumerate(classwise.axes[:3]):

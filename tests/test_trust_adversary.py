@@ -379,7 +379,7 @@ def test_calibration_logger_reads_a_bfloat16_softmax_output_as_probabilities():
         history = model.fit(x, labels, epochs=1, verbose=0, callbacks=[logger])
     held = np.asarray(model.predict(x, verbose=0)).astype("float64")
     assert np.abs(held.sum(axis=1) - 1).max() > 1e-3
-    assert history.history["val_ece"][-1] == pytest.approx(np_ece(labels, held), abs=1e-9)
+    assert history.history["val_calibration/ece"][-1] == pytest.approx(np_ece(labels, held), abs=1e-9)
 
 
 def test_online_label_smoothing_with_a_bfloat16_softmax_model_keeps_probability_rows():

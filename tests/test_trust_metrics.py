@@ -167,10 +167,10 @@ def test_calibration_logger_default_reads_probability_and_logit_models(rng):
             history = model.fit(x, labels, epochs=1, verbose=0, callbacks=[logger])
         out = model.predict(x, verbose=0)
         probs = out if activation else np_softmax(out)
-        np.testing.assert_allclose(history.history["val_ece"][-1], ref_ece(labels, probs),
+        np.testing.assert_allclose(history.history["val_calibration/ece"][-1], ref_ece(labels, probs),
                                    atol=1e-6)
         np.testing.assert_allclose(
-            history.history["val_classwise_ece"][-1], ref_classwise(labels, probs), atol=1e-6
+            history.history["val_calibration/classwise_ece"][-1], ref_classwise(labels, probs), atol=1e-6
         )
 
 

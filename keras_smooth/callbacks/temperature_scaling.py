@@ -5,6 +5,7 @@ import warnings
 import keras
 
 from keras_smooth import _checks, calibration
+from keras_smooth.callbacks.calibration_logger import put_new
 from keras_smooth.callbacks._validation_data import check_validation_tuple, predict_with_labels
 from keras_smooth.export import model_inputs
 from keras_smooth.layers.temperature_scaling import TemperatureScaling
@@ -16,10 +17,14 @@ class TemperatureScalingCallback(keras.callbacks.Callback):
     At the end of training (and after every epoch with `every_epoch=True`) the
     callback predicts the validation set, fits T with
     `keras_smooth.calibration.fit_temperature`, and writes into `logs`:
-    `temperature`, `val_nll_before`, `val_nll_after`, `val_ece_before`,
-    `val_ece_after`. Per-epoch values reach `History`, `CSVLogger` and
-    `TensorBoard` when this callback comes before them in the list. The last
-    values are kept in `callback.results`, and `callback.calibrated_model()`
+    `val_temperature`, `val_temperature_converged`, `val_nll_before`,
+    `val_nll_after`, `val_ece_before`, `val_ece_after` (all `val_`: they are
+    measured on validation data, so TensorBoard shows them in the validation
+    run). A key already in the logs is never replaced (one warning). Per-epoch
+    values reach `History`, `CSVLogger` and `TensorBoard` when this callback
+    comes before them in the list. The last values are kept in
+    `callback.results` (keys `temperature`, `temperature_converged`,
+    `val_nll_before`, ...), and `callback.calibrated_model()`
     returns the trained model followed by a `TemperatureScaling` layer --
     calibrated without retraining. Nothing else is stored on the callback.
 
@@ -65,6 +70,7 @@ class TemperatureScalingCallback(keras.callbacks.Callback):
         calibration._check_temperature_bounds(bounds)  # refuse bad bounds before training
         self.bounds = tuple(bounds)
         self.results = {}
+        self._kept = set()
 
     def _fit(self):
         labels, preds = predict_with_labels(self.model, self.validation_data)
@@ -90,17 +96,19 @@ class TemperatureScalingCallback(keras.callbacks.Callback):
         }
         return self.results
 
+    def _log(self, logs, results):
+        if logs is None:
+            return
+        renamed = {("val_" + k if k.startswith("temperature") else k): v
+                   for k, v in results.items()}
+        put_new(logs, renamed, "TemperatureScalingCallback", self._kept)
+
     def on_epoch_end(self, epoch, logs=None):
         if self.every_epoch:
-            if logs is not None:
-                logs.update(self._fit())
-            else:
-                self._fit()
+            self._log(logs, self._fit())
 
     def on_train_end(self, logs=None):
-        results = self._fit()
-        if logs is not None:
-            logs.update(results)
+        self._log(logs, self._fit())
 
     def calibrated_model(self, softmax=None):
         """The trained model followed by `TemperatureScaling(T)`; shares weights.

@@ -61,8 +61,16 @@ from keras_smooth.losses.teacher_free import (
 from keras_smooth.targets import beta_smoothing as beta_smoothing_targets
 
 # `OnlineLabelSmoothing`, the callback of OLS, lives in `keras_smooth.callbacks`
-# (callbacks sit above losses). `keras_smooth/__init__.py` also hands it to this
-# module, so `keras_smooth.losses.OnlineLabelSmoothing` keeps working.
+# (callbacks sit above losses). `keras_smooth/__init__.py` hands it to this module
+# once Keras is imported; `__getattr__` answers the old address before that.
+
+
+def __getattr__(name):
+    if name == "OnlineLabelSmoothing":  # the old address of the callback, kept working
+        import importlib
+
+        return importlib.import_module("keras_smooth.callbacks").OnlineLabelSmoothing
+    raise AttributeError(f"module 'keras_smooth.losses' has no attribute {name!r}")
 
 __all__ = [
     "AdaptiveFocalLoss",

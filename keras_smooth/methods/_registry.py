@@ -19,8 +19,11 @@ import numbers
 import re
 import types
 
-import keras
 import numpy as np
+
+from keras_smooth._lazy import lazy_module
+
+keras = lazy_module("keras")  # used by hooks only: reading the registry imports no framework
 
 GRID_NAMES = ("paper", "synthetic", "synthetic-small", "small", "quick")
 """Grids a built-in method defines. "paper": ILS paper appendix C (real data);

@@ -5,9 +5,13 @@ except Beta and cLS, which take LS's epsilon grid. Every hyperparameter has a
 tuning range around that setting, so `keras-smooth tune --method NAME` searches it.
 """
 
-from keras_smooth import _checks, calibration, losses
+from keras_smooth import _checks
+from keras_smooth._lazy import lazy_module
 from keras_smooth.methods._registry import Method, register
 from keras_smooth.methods.paper import cross_entropy, grids_of
+
+calibration = lazy_module("keras_smooth.calibration")  # used by the hooks only
+losses = lazy_module("keras_smooth.losses")
 
 import numpy as np
 

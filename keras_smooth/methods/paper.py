@@ -8,12 +8,16 @@ minutes; "quick" is one setting. LLS and LS++ use alpha = 0.1 in every grid
 [0.05, 0.5], the range the LLS paper's Figure 7 studies.
 """
 
-import keras
 import numpy as np
 
-from keras_smooth import _checks, losses
-from keras_smooth.layers import ILSTargets
+from keras_smooth import _checks
+from keras_smooth._lazy import lazy_module
 from keras_smooth.methods._registry import Method, register
+
+# Keras objects are built by the hooks only: reading the registry (`--help`) imports no framework.
+keras = lazy_module("keras")
+losses = lazy_module("keras_smooth.losses")
+layers = lazy_module("keras_smooth.layers")
 
 EPSILON = {
     "paper": (0.01, 0.05, 0.1, 0.15, 0.2),
@@ -99,7 +103,7 @@ LS_TEMPS = register(Method(
 
 def _ils_targets(variant):
     def targets(params, context):
-        layer = ILSTargets(
+        layer = layers.ILSTargets(
             variant,
             epsilon=params.get("epsilon", 0.1),
             p1=params.get("p1", 0.9),

@@ -142,7 +142,7 @@ def teacher_trainings(cache_dir):
 
 
 def train_teacher(build_model, data, *, epochs, batch_size, seed, learning_rate=1e-3,
-                  patience=None, cache_dir=None, extra_inputs=None, progress=None):
+                  patience=None, cache_dir=None, extra_inputs=None, progress=None, callbacks=()):
     """Train (or load from the cache) the teacher and fit its temperature T*.
 
     Args:
@@ -150,6 +150,8 @@ def train_teacher(build_model, data, *, epochs, batch_size, seed, learning_rate=
             protocol, as `fit_classifier` takes it (`TrainingProtocol.fit_arguments`).
         extra_inputs: optional inputs whose logits are computed and cached too
             (under `logits["extra"]`), e.g. a grid for decision-region plots.
+        callbacks: extra Keras callbacks of the training (e.g. TensorBoard);
+            unused when the teacher comes from the cache.
 
     Returns:
         `Teacher` with `logits[split]` for train/val/test and `temperature`.
@@ -158,7 +160,8 @@ def train_teacher(build_model, data, *, epochs, batch_size, seed, learning_rate=
                             seed=seed, learning_rate=learning_rate, extra_inputs=extra_inputs,
                             patience=patience)
     settings = dict(epochs=epochs, batch_size=batch_size, seed=seed, learning_rate=learning_rate,
-                    patience=patience, extra_inputs=extra_inputs, progress=progress)
+                    patience=patience, extra_inputs=extra_inputs, progress=progress,
+                    callbacks=callbacks)
     if cache_dir is None:
         return _train(build_model, data, key, **settings)
     os.makedirs(cache_dir, exist_ok=True)
@@ -183,13 +186,13 @@ def train_teacher(build_model, data, *, epochs, batch_size, seed, learning_rate=
 
 
 def _train(build_model, data, key, *, epochs, batch_size, seed, learning_rate, patience,
-           extra_inputs, progress):
+           extra_inputs, progress, callbacks):
     started = time.perf_counter()
     trained = fit_classifier(
         build_model, data, data.y_train,
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         epochs=epochs, batch_size=batch_size, seed=seed, learning_rate=learning_rate,
-        patience=patience, progress=progress,
+        patience=patience, progress=progress, callbacks=callbacks,
     )
     x = {"train": data.x_train, "val": data.x_val, "test": data.x_test}
     if extra_inputs is not None:

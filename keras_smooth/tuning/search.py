@@ -87,11 +87,50 @@ def resolve_tunable(method):
     return found
 
 
+class _EpochReport(keras.callbacks.Callback):
+    """Reports `{"event": "epoch", ...}` of the running trial to the tuner's `report`.
+
+    KerasTuner deep-copies the callbacks of every trial; this one holds no state
+    of its own and is shared instead (a copy would copy the report's stream).
+    """
+
+    def __init__(self, tuner):
+        super().__init__()
+        self.tuner = tuner
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.tuner.report({"event": "epoch", "trial_id": self.tuner.current_trial,
+                           "epoch": epoch + 1, "epochs": self.params.get("epochs", 0)})
+
+
 class _TrialLog:
     """Mixed into a KerasTuner tuner: remembers the trials this process ran and reports them."""
 
+    current_trial = None
+
+    def _configure_tensorboard_dir(self, callbacks, trial, execution=0):
+        """KerasTuner's per-trial TensorBoard folder (TF backend; here on every backend), and the
+        same folder for the CalibrationLogger that writes into that run."""
+        from keras_smooth.callbacks import CalibrationLogger
+
+        if keras.backend.backend() == "tensorflow":
+            super()._configure_tensorboard_dir(callbacks, trial, execution)
+        else:
+            for callback in callbacks:
+                if isinstance(callback, keras.callbacks.TensorBoard):
+                    callback.log_dir = os.path.join(callback.log_dir, str(trial.trial_id),
+                                                    f"execution{execution}")
+        runs = [c.log_dir for c in callbacks if isinstance(c, keras.callbacks.TensorBoard)]
+        for callback in callbacks:
+            if isinstance(callback, CalibrationLogger) and callback.tensorboard_dir and runs:
+                callback.tensorboard_dir = runs[0]
+
     def on_trial_begin(self, trial):
         super().on_trial_begin(trial)
+        self.current_trial = trial.trial_id
         self.report({"event": "trial_begin", "trial_id": trial.trial_id,
                      "values": _values(trial)})
 
@@ -305,6 +344,7 @@ class _Plan:
     chief_timeout: float
     export: bool
     report: object
+    tensorboard: str = None
 
 
 def _settings(method, grid, space, data, dataset, build_model, **fixed):
@@ -340,7 +380,8 @@ def _check_divisible(strategy, data, batch_size):
 
 def _plan(method, *, dataset, data, build_model, tuner, max_trials, strategy, directory,
           objective, grid, ranges, epochs, batch_size, seed, learning_rate,
-          executions_per_trial, dataset_options, chief_timeout, export, progress, protocol):
+          executions_per_trial, dataset_options, chief_timeout, export, progress, protocol,
+          tensorboard=None):
     """Check every argument of `run_search` and the folder, and load the data; write nothing."""
     method = resolve_tunable(method)
     if tuner not in TUNERS:
@@ -351,6 +392,8 @@ def _plan(method, *, dataset, data, build_model, tuner, max_trials, strategy, di
     _check_budget(tuner, max_trials)
     _check_arguments(dataset, data, directory, seed, chief_timeout, build_model,
                      progress, dataset_options)
+    if tensorboard is not None:
+        tensorboard = check.output_folder("tensorboard", tensorboard)
     dataset = dataset if data is None else data.name
     protocol = _protocol(dataset, protocol, epochs, batch_size, learning_rate)
     grid, space = _search_space(method, tuner, grid, ranges, dataset)
@@ -371,7 +414,7 @@ def _plan(method, *, dataset, data, build_model, tuner, max_trials, strategy, di
     recover = _check_tuner_state(directory) if role != "worker" else "use another --directory"
     return _Plan(method, data, build_model, tuner, max_trials, resolved_strategy, directory,
                  space, settings, role, recover, resuming, float(chief_timeout), bool(export),
-                 progress or (lambda event: None))
+                 progress or (lambda event: None), tensorboard)
 
 
 # --- the search ------------------------------------------------------------------------------
@@ -457,8 +500,14 @@ def _run(plan):
     hypermodel = _hypermodel(plan, teacher)
     search = _open_tuner(plan, hypermodel)
     data, settings = plan.data, plan.settings
+    callbacks = [_EpochReport(search)]
+    if plan.tensorboard is not None:  # one run per trial: see _TrialLog._configure_tensorboard_dir
+        from keras_smooth.callbacks import tensorboard_run
+
+        callbacks += tensorboard_run(plan.tensorboard, (data.x_val, data.y_val))
     search.search(data.x_train, data.y_train, validation_data=(data.x_val, data.y_val),
-                  epochs=settings["epochs"], batch_size=settings["batch_size"], verbose=0)
+                  epochs=settings["epochs"], batch_size=settings["batch_size"], verbose=0,
+                  callbacks=callbacks)
     return _results(plan, search, hypermodel, teacher)
 
 
@@ -477,7 +526,7 @@ def run_search(method="ils", *, dataset="gaussian", data=None, build_model=defau
                directory=os.path.join("runs", "tune"), objective="val_nll", grid=None,
                ranges=None, epochs=None, batch_size=None, seed=0, learning_rate=None,
                executions_per_trial=1, dataset_options=None, chief_timeout=300.0, export=True,
-               progress=None, protocol=None):
+               progress=None, protocol=None, tensorboard=None):
     """Search one method's hyperparameters with KerasTuner; export the calibrated best model.
 
     Args:
@@ -514,7 +563,14 @@ def run_search(method="ils", *, dataset="gaussian", data=None, build_model=defau
             records it under `training`.
         chief_timeout: seconds a worker waits for its chief.
         export: write the calibrated best model as a SavedModel.
-        progress: optional `progress(event: dict)` callable.
+        progress: optional `progress(event: dict)` callable; besides the
+            trial events it receives `{"event": "epoch", "trial_id", "epoch",
+            "epochs"}` after every epoch.
+        tensorboard: optional folder for TensorBoard: one run per trial,
+            `tensorboard/TRIAL_ID/execution0` (KerasTuner's layout, with its
+            HParams on the TensorFlow backend), holding the training loss, the
+            validation NLL and ECE, classwise ECE, Brier, accuracy, fitted
+            temperature and the reliability diagram.
 
     Returns:
         `SearchResult`. On a worker, `best` is None (the chief writes it).
@@ -524,7 +580,8 @@ def run_search(method="ils", *, dataset="gaussian", data=None, build_model=defau
                  objective=objective, grid=grid, ranges=ranges, epochs=epochs,
                  batch_size=batch_size, seed=seed, learning_rate=learning_rate,
                  executions_per_trial=executions_per_trial, dataset_options=dataset_options,
-                 chief_timeout=chief_timeout, export=export, progress=progress, protocol=protocol)
+                 chief_timeout=chief_timeout, export=export, progress=progress, protocol=protocol,
+                 tensorboard=tensorboard)
     return _run(plan)
 
 
@@ -536,9 +593,16 @@ def trial_rows(tuner):
     return [_row(t) for _, t in sorted(tuner.oracle.trials.items())]
 
 
-def format_trials(rows, objective="val_nll"):
-    """The trial table as text; `*` marks the best trial by `objective`."""
+def format_trials(rows, objective="val_nll", width=None):
+    """The trial table as text; `*` marks the best trial by `objective`.
+
+    With `width` (a number of columns), hyperparameter columns are as wide as
+    their names and values need, and names longer than 10 characters are cut
+    with a "~" (e.g. "temperatu~"), so that the table fits `width` whenever it can.
+    """
     names = sorted({k for r in rows for k in r["values"]})
+    if width is not None:
+        return _narrow_trials(rows, objective, names, width)
     scored = [r for r in rows if r[objective] is not None]
     best = min(scored, key=lambda r: r[objective])["trial_id"] if scored else None
     header = (f"{'trial':>6s} {'status':>10s}" + "".join(f"{n:>13s}" for n in names)
@@ -550,6 +614,26 @@ def format_trials(rows, objective="val_nll"):
         ece = "" if r["val_ece"] is None else f"{r['val_ece']:.4f}"
         mark = " *" if r["trial_id"] == best else ""
         lines.append(f"{r['trial_id']:>6s} {r['status']:>10s}{cells}{nll:>10s}{ece:>10s}{mark}")
+    return "\n".join(lines)
+
+
+def _narrow_trials(rows, objective, names, width):
+    scored = [r for r in rows if r[objective] is not None]
+    best = min(scored, key=lambda r: r[objective])["trial_id"] if scored else None
+    titles = {n: n if len(n) <= 10 else n[:9] + "~" for n in names}
+    sizes = {n: max(len(titles[n]), 9) + 1 for n in names}
+    status = max([len("status")] + [len(r["status"]) for r in rows]) + 1
+    header = (f"{'trial':>6s}{'status':>{status}s}"
+              + "".join(f"{titles[n]:>{sizes[n]}s}" for n in names) + f"{'val NLL':>9s}"
+              + f"{'val ECE':>9s}")
+    lines = [header, "-" * min(len(header), width)]
+    for r in rows:
+        cells = "".join(f"{r['values'].get(n, float('nan')):{sizes[n]}.4g}" for n in names)
+        nll = "" if r["val_nll"] is None else f"{r['val_nll']:.4f}"
+        ece = "" if r["val_ece"] is None else f"{r['val_ece']:.4f}"
+        mark = " *" if r["trial_id"] == best else ""
+        lines.append(f"{r['trial_id']:>6s}{r['status']:>{status}s}{cells}{nll:>9s}{ece:>9s}"
+                     f"{mark}")
     return "\n".join(lines)
 
 

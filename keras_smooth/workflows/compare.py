@@ -316,6 +316,13 @@ class _Run:
     build_student: object
     report: object
     store: ResultStore
+    tensorboard: str = None
+
+    def tensorboard_dir(self, method, replicate):
+        """The TensorBoard folder of `method` in `replicate` (None without --tensorboard)."""
+        if self.tensorboard is None:
+            return None
+        return os.path.join(self.tensorboard, method, f"replicate_{replicate}")
 
     @property
     def cache_dir(self):
@@ -366,7 +373,8 @@ def _train_base(run, base, replicate, data, teacher, grid_inputs):
     result = methods_module.train_method(
         base, data, teacher, run.build_student or run.build_model, grid=run.grid,
         seed=run.seed + replicate, **run.protocol.fit_arguments(), extra_inputs=grid_inputs,
-        progress=run.phase(replicate, base.name, started))
+        progress=run.phase(replicate, base.name, started),
+        tensorboard=run.tensorboard_dir(base.name, replicate))
     result["seconds"] = time.perf_counter() - started
     return result
 
@@ -426,6 +434,16 @@ def _record(run, method, replicate, data, teacher, stored):
     return record
 
 
+def _teacher_tensorboard(run, replicate, data):
+    """TensorBoard callbacks of the teacher's training, under the name of the method it is."""
+    if run.tensorboard is None:
+        return ()
+    from keras_smooth.callbacks import tensorboard_run
+
+    name = next((b.name for b in run.bases.values() if b.uses_teacher_model), "teacher")
+    return tensorboard_run(run.tensorboard_dir(name, replicate), (data.x_val, data.y_val))
+
+
 def _run_replicate(run, replicate):
     """Compute and record every unfinished method of one replicate."""
     todo, loaded = _todo(run, replicate)
@@ -440,7 +458,8 @@ def _run_replicate(run, replicate):
     teacher_phase = run.phase(replicate, "teacher", started)
     teacher = train_teacher(run.build_model, data, **run.protocol.fit_arguments(),
                             seed=run_seed, cache_dir=run.cache_dir, extra_inputs=grid_inputs,
-                            progress=lambda e, n: teacher_phase(1, 1, e, n))
+                            progress=lambda e, n: teacher_phase(1, 1, e, n),
+                            callbacks=_teacher_tensorboard(run, replicate, data))
     _predictions(run, todo, loaded, replicate, data, teacher, grid_inputs)
     for method in todo:
         record = _record(run, method, replicate, data, teacher,
@@ -458,7 +477,8 @@ def _name(fn):
 
 def run_comparison(*, dataset="gaussian", methods=None, replicates=3, seed=0, epochs=None,
                    batch_size=None, grid="small", output="runs/compare", dataset_options=None,
-                   build_model=default_model, build_student=None, progress=None, protocol=None):
+                   build_model=default_model, build_student=None, progress=None, protocol=None,
+                   tensorboard=None):
     """Run the comparison; return the list of records (finished and resumed).
 
     A record holds the method's `method` name, `label`, test metrics, chosen
@@ -488,6 +508,13 @@ def run_comparison(*, dataset="gaussian", methods=None, replicates=3, seed=0, ep
             every student.
         build_student: a different architecture for the students, if wanted.
         progress: optional callable `progress(event: dict)`.
+        tensorboard: optional folder for TensorBoard: one run per method and
+            replicate, `tensorboard/METHOD/replicate_R` (a subfolder per
+            setting when a method's grid has several; the teacher's run, No
+            LS, only when it is trained, not read from the cache), with the
+            training loss, the validation ECE, classwise ECE, NLL, Brier,
+            accuracy and fitted temperature, and the reliability diagram
+            (`keras_smooth.callbacks.tensorboard_run`).
 
     Every argument is checked before anything is read or written (a
     `ValueError`/`TypeError` naming it); the output folder is created only
@@ -500,13 +527,15 @@ def run_comparison(*, dataset="gaussian", methods=None, replicates=3, seed=0, ep
         dataset, methods, replicates, seed, grid, output, dataset_options,
         build_model, build_student, progress)
     protocol = _protocol(dataset, protocol, epochs, batch_size)
+    if tensorboard is not None:
+        check.output_folder("tensorboard", tensorboard)
     settings = {"dataset": dataset, "seed": seed, "training": protocol.as_dict(),
                 "grid": grid, "dataset_options": dataset_options or {},
                 "model": _name(build_model), "student_model": _name(build_student),
                 "backend": keras.backend.backend()}
     run = _Run(dataset, methods, bases, replicates, seed, protocol, grid,
                dataset_options or {}, build_model, build_student,
-               progress or (lambda event: None), ResultStore(output, settings))
+               progress or (lambda event: None), ResultStore(output, settings), tensorboard)
     labels = {m.name: m.label for m in methods}
     for record in run.store.records:  # a label edited since the stored run shows as edited
         record["label"] = labels.get(record["method"], record["label"])

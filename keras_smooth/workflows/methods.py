@@ -8,6 +8,9 @@ that rescale another method's model ("+ TempS") or that are the teacher itself
 (No LS) train nothing here.
 """
 
+import dataclasses
+import os
+
 import numpy as np
 
 from keras_smooth import methods as registry
@@ -78,8 +81,20 @@ def _fit(method, params, build_model, data, recipe, **settings):
         raise training_failure(method, params, error) from error
 
 
+def _tensorboard(folder, params, settings, data):
+    """The TensorBoard callbacks of one setting (a subfolder per setting when there are several)."""
+    from keras_smooth.callbacks import tensorboard_run
+
+    if settings > 1:
+        folder = os.path.join(folder, ",".join(
+            f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}"
+            for k, v in params.items()))
+    return tensorboard_run(folder, (data.x_val, data.y_val))
+
+
 def train_method(method, data, teacher, build_model, *, grid, epochs, batch_size, seed,
-                 learning_rate=1e-3, patience=None, extra_inputs=None, progress=None):
+                 learning_rate=1e-3, patience=None, extra_inputs=None, progress=None,
+                 tensorboard=None):
     """Train every setting of `method`'s grid; keep the best by validation NLL.
 
     Args:
@@ -98,6 +113,11 @@ def train_method(method, data, teacher, build_model, *, grid, epochs, batch_size
             (`TrainingProtocol.fit_arguments`).
         extra_inputs: optional inputs whose logits are returned too (a plot grid).
         progress: optional `progress(setting, settings, epoch, epochs)`.
+        tensorboard: optional folder: one TensorBoard run of each setting
+            (`tensorboard` itself for a single setting, else one subfolder
+            per setting, named by its values) with the training and
+            validation scalars and the reliability diagram
+            (`keras_smooth.callbacks.tensorboard_run`).
 
     Returns:
         dict with `train_logits` (the selected model's logits on `x_train`,
@@ -124,6 +144,9 @@ def train_method(method, data, teacher, build_model, *, grid, epochs, batch_size
             first = (params, _loss_config(recipe.loss))
         report = None if progress is None else (
             lambda e, n, i=i: progress(i + 1, len(settings), e, n))
+        if tensorboard is not None:
+            recipe = dataclasses.replace(recipe, callbacks=[
+                *recipe.callbacks, *_tensorboard(tensorboard, params, len(settings), data)])
         trained = _fit(method, params, build_model, data, recipe, epochs=epochs,
                        batch_size=batch_size, seed=seed, learning_rate=learning_rate,
                        patience=patience, progress=report, reusable=shared)

@@ -93,6 +93,54 @@ def summarise(records, methods):
     return rows
 
 
+def _cells(row, columns, best):
+    cells = []
+    for key, _, _ in columns:
+        mean, se = row[key]
+        mark = "*" if np.isclose(mean, best[key]) else " "
+        cells.append(f"{mean:.4f}±{se:.4f}{mark}" if np.isfinite(se) else f"{mean:.4f}{mark}")
+    return cells
+
+
+def _column_groups(columns, cell_width, first, width):
+    """`columns` split into runs that fit `width` next to a `first`-wide method column."""
+    per_table = max(1, (width - first) // cell_width)
+    return [columns[i:i + per_table] for i in range(0, len(columns), per_table)]
+
+
+def _fitted_table(rows, records, columns, best, title, width):
+    """`format_table` fitted to `width` columns: metric tables, then the hyperparameters."""
+    import textwrap
+
+    cells = {row["label"]: dict(zip([c[0] for c in columns], _cells(row, columns, best)))
+             for row in rows}
+    bayes = {r["replicate"]: r["bayes"] for r in records if "bayes" in r}
+    labels = [row["label"] for row in rows] + (["Bayes-optimal"] if bayes else [])
+    first = max(len(label) for label in labels) + 1
+    cell_width = max([len(c) for row in cells.values() for c in row.values()]
+                     + [len(t) for _, t, _ in columns]) + 2
+    lines = textwrap.wrap(title, width)
+    for group in _column_groups(columns, cell_width, first, width):
+        header = f"{'method':{first}s}" + "".join(f"{t:>{cell_width}s}" for _, t, _ in group)
+        lines += ["", header, "-" * len(header)]
+        for row in rows:
+            lines.append(f"{row['label']:{first}s}"
+                         + "".join(f"{cells[row['label']][k]:>{cell_width}s}" for k, _, _ in group))
+        if bayes:
+            means = [f"{np.mean([b[k] for b in bayes.values()]):.4f} " for k, _, _ in group]
+            lines.append(f"{'Bayes-optimal':{first}s}" + "".join(f"{m:>{cell_width}s}"
+                                                                 for m in means))
+    lines += ["", "hyperparameters (chosen; how often over the replicates):"]
+    for row in rows:
+        lines += textwrap.wrap(f"{row['label']}: {row['params']}", width, initial_indent="  ",
+                               subsequent_indent="    ")
+    if bayes:
+        paper = ILS_TABLE_V["Bayes-optimal"]
+        lines += textwrap.wrap(f"Bayes-optimal: the exact posterior; ILS paper Table V: acc "
+                               f"{paper[0]:.4f}, CE {paper[1]:.4f}", width)
+    return "\n".join(lines)
+
+
 def _bayes_row(records, columns):
     """The Bayes-optimal line of a table (one per replicate averaged), or None."""
     bayes = {r["replicate"]: r["bayes"] for r in records if "bayes" in r}
@@ -104,13 +152,27 @@ def _bayes_row(records, columns):
             + f"  (exact posterior; ILS paper Table V: acc {paper[0]:.4f}, CE {paper[1]:.4f})")
 
 
-def format_table(rows, records, dataset):
-    """The text table of `summarise`'s rows, with a Bayes-optimal line when known."""
+def format_table(rows, records, dataset, width=None):
+    """The text table of `summarise`'s rows, with a Bayes-optimal line when known.
+
+    Args:
+        rows: `summarise`'s rows.
+        records: the records (for the Bayes-optimal line of the synthetic task).
+        dataset: the data set's name, for the title.
+        width: None (default) for one line per method with every column and
+            the chosen hyperparameters (`keras-smooth compare --wide`); a
+            number of columns to fit instead: the metric columns are split
+            into as many tables as needed (each repeating the method column),
+            and the hyperparameters follow as a list wrapped to `width`.
+    """
     columns = COLUMNS + ([c for c in SYNTHETIC_COLUMNS if rows and c[0] in rows[0]])
     best = {key: pick(row[key][0] for row in rows if key in row) for key, _, pick in columns}
     n = max(row["n"] for row in rows)
-    lines = [f"{dataset}: test metrics, mean ± standard error over {n} replicate(s); "
-             "* marks the best in a column"]
+    title = (f"{dataset}: test metrics, mean ± standard error over {n} replicate(s); "
+             "* marks the best in a column")
+    if width is not None:
+        return _fitted_table(rows, records, columns, best, title, width)
+    lines = [title]
     header = (f"{'method':16s}" + "".join(f"{title:>17s}" for _, title, _ in columns)
               + "  hyperparameters (chosen)")
     lines += [header, "-" * len(header)]
