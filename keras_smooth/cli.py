@@ -23,6 +23,7 @@ import warnings
 
 import numpy as np
 
+HYPERBAND_EPOCHS = 81  # tune --tuner hyperband without --epochs: max_epochs (3^4)
 QUICK = {"replicates": 1, "epochs": 15, "grid": "quick"}
 
 
@@ -31,11 +32,13 @@ GRID_NAMES = ("small", "paper", "synthetic", "synthetic-small", "quick")
 
 # Lines TensorFlow's C++ runtime writes to stderr while it is imported, whatever
 # TF_CPP_MIN_LOG_LEVEL says (TF 2.21 logs them through absl before its log
-# level is read): absl's notice, oneDNN's banner and the CPU-feature notice.
+# level is read): absl's notice, oneDNN's banner, the CPU-feature notice and, from the
+# GPU-capable `tensorflow` wheel on a machine without CUDA, cudart's notice.
 _BANNERS = ("All log messages before absl::InitializeLog() is called",
             "oneDNN custom operations are on",
             "cpu_feature_guard.cc",
-            "To enable the following instructions:")
+            "To enable the following instructions:",
+            "Could not find cuda drivers on your machine")  # the GPU-capable wheel on a CPU
 _QUIET = {"on": False}
 
 
@@ -332,7 +335,8 @@ def _tune_parser(sub):
                            "gaussian, else paper)")
     _common_arguments(tune, epochs_help=(
         "most epochs per trial (default: the data set's training protocol: gaussian 500 with "
-        "early stopping after 10 epochs, as the ILS paper; else 60; --quick 10)"))
+        "early stopping after 10 epochs, as the ILS paper; else 60; --quick 10; hyperband at "
+        "most 81)"))
     _add(tune, "--seed", arg_seed, 0, "seed of the data split, models and tuner")
     _add(tune, "--chief-timeout", arg_seconds, 300.0,
          "seconds a worker waits for the chief oracle (default 300)")
@@ -565,6 +569,10 @@ def tune(args):
     from keras_smooth.training.protocol import protocol_for
 
     protocol = protocol_for(args.dataset).replace(max_epochs=epochs, batch_size=args.batch_size)
+    if epochs is None and args.tuner == "hyperband" and protocol.max_epochs > HYPERBAND_EPOCHS:
+        # Hyperband's max_epochs sets its brackets: the synthetic protocol's 500 would plan
+        # hundreds of models, so without --epochs it stays at 81 (3^4).
+        protocol = protocol.replace(max_epochs=HYPERBAND_EPOCHS)
     width = None if args.wide else terminal_width()
     print(fit_line(f"keras-smooth tune: {method.label} ({method.name}) on {args.dataset}, "
                    f"{args.tuner} tuner, {budget}, strategy {args.strategy}, folder {directory}",

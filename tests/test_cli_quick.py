@@ -17,7 +17,8 @@ import pytest
 from keras_smooth import cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BANNERS = ("absl::InitializeLog", "oneDNN", "cpu_feature_guard", "To enable the following")
+BANNERS = ("absl::InitializeLog", "oneDNN", "cpu_feature_guard", "To enable the following",
+           "cudart_stub", "Could not find cuda drivers")
 
 
 def _python(code, env=None, timeout=120):
@@ -147,3 +148,22 @@ def test_tune_shows_a_live_epoch_line_on_a_terminal_as_compare_does():
     cli.TuneProgress(stream=quiet)({"event": "epoch", "trial_id": "03", "epoch": 4,
                                     "epochs": 10})
     assert quiet.getvalue() == ""
+
+
+def test_hyperband_without_epochs_keeps_81_epochs_not_the_synthetic_protocols_500(tmp_path):
+    """The synthetic task's protocol allows 500 epochs; as Hyperband's max_epochs that would plan
+    hundreds of models, so `tune --tuner hyperband` without --epochs uses at most 81 (an
+    explicit --epochs is kept). A damaged search.json stops the run right after the header."""
+    folder = tmp_path / "search"
+    folder.mkdir()
+    (folder / "search.json").write_text("{")
+    outputs = []
+    for extra in ([], ["--epochs", "200"]):
+        done = _python("import sys\nfrom keras_smooth.cli import main\n"
+                       f"sys.exit(main(['tune', '--method', 'ls', '--tuner', 'hyperband', "
+                       f"'--directory', {str(folder)!r}, '--wide', *{extra!r}]))\n",
+                       env={"KERAS_BACKEND": "tensorflow"})
+        assert done.returncode != 0 and "search.json" in done.stderr, done.stderr
+        outputs.append(done.stdout)
+    assert "at most 81 epochs" in outputs[0] and "500" not in outputs[0], outputs[0]
+    assert "at most 200 epochs" in outputs[1], outputs[1]

@@ -684,8 +684,9 @@ def test_every_imported_distribution_is_declared():
                 imported |= {a.name.split(".")[0] for a in node.names}
             elif isinstance(node, ast.ImportFrom) and node.level == 0:
                 imported.add(node.module.split(".")[0])
-    # jax is imported only when Keras runs on the JAX backend, i.e. when the user installed it.
-    third_party = imported - set(sys.stdlib_module_names) - {"keras_smooth", "jax"}
+    # jax and torch are imported only when Keras runs on that backend, i.e. when the user
+    # installed it (the JAX and torch branches of the matrix losses and of the workflows).
+    third_party = imported - set(sys.stdlib_module_names) - {"keras_smooth", "jax", "torch"}
     for module in sorted(third_party):
         dists = {d.lower().replace("_", "-") for d in distributions.get(module, [module])}
         # the module `tensorflow` comes from the declared `tensorflow` wheel, or from a

@@ -324,7 +324,7 @@ def test_readme_names_the_three_served_outputs(served):
     assert set(served["features"]["served"]["0"]) - {"dtypes"} == SERVED_KEYS
     with open(os.path.join(HERE, os.pardir, "README.md")) as f:
         readme = f.read()
-    section = readme[readme.index("### Serving a calibrated model"):]
+    section = readme[readme.index("## Serving a calibrated model"):]
     sentence = re.split(r"\.\s", section[section.index("POST /v1/models"):])[0]
     assert "both outputs" not in section
     for key in SERVED_KEYS:

@@ -101,7 +101,8 @@ def test_calibration_logger_keeps_bfloat16_probabilities_as_probabilities(rng):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no "treated as logits" warning either
         logger.on_epoch_end(0, logs)
-    assert logs["val_ece"] == pytest.approx(ref_ece(y, probs / probs.sum(1, keepdims=True)), abs=2e-3)
+    assert logs["val_calibration/ece"] == pytest.approx(
+        ref_ece(y, probs / probs.sum(1, keepdims=True)), abs=2e-3)
 
 
 def test_temperature_callback_detects_a_softmax_model_and_a_binary_logit_model(rng):

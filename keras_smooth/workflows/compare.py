@@ -528,7 +528,7 @@ def run_comparison(*, dataset="gaussian", methods=None, replicates=3, seed=0, ep
         build_model, build_student, progress)
     protocol = _protocol(dataset, protocol, epochs, batch_size)
     if tensorboard is not None:
-        check.output_folder("tensorboard", tensorboard)
+        tensorboard = check.output_folder("tensorboard", tensorboard)
     settings = {"dataset": dataset, "seed": seed, "training": protocol.as_dict(),
                 "grid": grid, "dataset_options": dataset_options or {},
                 "model": _name(build_model), "student_model": _name(build_student),
