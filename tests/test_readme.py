@@ -2,7 +2,8 @@
 
 Run: "Add your own method" (both python blocks, and its `keras-smooth compare`
 line), "Using the losses", "ILS targets from a teacher", "Looking inside",
-"Measuring and fixing calibration" and "Serving a calibrated model". The
+"Measuring and fixing calibration" and "Serving a calibrated model" (and the
+`neighbors=16` lines of "Many classes", in-process). The
 latter five use the reader's own `model`, `x_train`, ...: a preamble supplies
 small random stand-ins, so they run in seconds. They run under TensorFlow and
 again under JAX (each section's block that wraps the model in
@@ -172,3 +173,20 @@ def test_readme_snippets_run_as_written_on_jax(tmp_path):
                for block in _blocks(_section("## Using the losses", own=True))), \
         "'Using the losses' must show the portable TrainableTargetsModel form"
     _run_snippets(tmp_path, "jax")
+
+
+def test_many_classes_snippet_builds_both_sparse_losses():
+    """ "### Many classes": the two `neighbors=16` lines at K = 21,843, with stand-in neighbour
+    ids (each class's next 16 classes), build losses that keep N = 16 neighbours per row."""
+    import numpy as np
+
+    import keras_smooth
+
+    blocks = _blocks(_section("### Many classes"))
+    assert len(blocks) == 1
+    teacher_top16 = (np.arange(21843)[:, None] + np.arange(1, 17)) % 21843
+    namespace = {"keras_smooth": keras_smooth, "teacher_top16": teacher_top16}
+    exec(blocks[0], namespace)
+    loss = namespace["loss"]
+    assert isinstance(loss, keras_smooth.LLSLoss) and loss.num_classes == 21843
+    assert loss.neighbors == 16
