@@ -117,3 +117,20 @@ PROTOCOLS = {"gaussian": ILS_SYNTHETIC}
 def protocol_for(dataset):
     """The default `TrainingProtocol` of a data set name (`DEFAULT` when it has none)."""
     return PROTOCOLS.get(dataset, DEFAULT)
+
+
+def resolve(dataset, protocol=None, *, epochs=None, batch_size=None, learning_rate=None):
+    """A run's `TrainingProtocol`: `protocol` (default: the data set's), with `epochs`,
+    `batch_size` (an integer or "full") and `learning_rate` replacing its own when given."""
+    if protocol is None:
+        protocol = protocol_for(dataset)
+    if not isinstance(protocol, TrainingProtocol):
+        raise TypeError(f"`protocol` must be a keras_smooth.training.TrainingProtocol or None, "
+                        f"got {protocol!r}.")
+    epochs = check.positive_int("epochs", epochs, allow_none=True)
+    if batch_size is not None and batch_size != FULL_BATCH:
+        batch_size = check.positive_int("batch_size", batch_size)
+    if learning_rate is not None:
+        learning_rate = _check_learning_rate(learning_rate)
+    return protocol.replace(max_epochs=epochs, batch_size=batch_size,
+                            learning_rate=learning_rate)

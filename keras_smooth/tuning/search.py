@@ -27,7 +27,6 @@ import csv
 import dataclasses
 import glob
 import json
-import numbers
 import os
 import time
 import warnings
@@ -44,7 +43,7 @@ from keras_smooth.tuning.hypermodels import MethodHyperModel, resolve_ranges
 from keras_smooth.tuning.hypermodels import objective as make_objective
 from keras_smooth import _arguments as check
 from keras_smooth._io import describe_error
-from keras_smooth.training.protocol import TrainingProtocol, protocol_for
+from keras_smooth.training.protocol import resolve as resolve_protocol
 from keras_smooth.training.teacher import teacher_trainings, train_teacher
 
 TUNERS = {
@@ -285,30 +284,6 @@ def _check_arguments(dataset, data, directory, seed, chief_timeout, build_model,
     check.callable_or_none("progress", progress)
 
 
-def _check_learning_rate(learning_rate):
-    if learning_rate is None:
-        return None
-    if (isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real)
-            or not np.isfinite(learning_rate) or learning_rate <= 0):
-        raise ValueError(f"`learning_rate` must be a finite number > 0, got {learning_rate!r}.")
-    return float(learning_rate)
-
-
-def _protocol(dataset, protocol, epochs, batch_size, learning_rate):
-    """The search's `TrainingProtocol`: `protocol` (default: the data set's) with the
-    given `epochs`, `batch_size` and `learning_rate` in place of its own."""
-    if protocol is None:
-        protocol = protocol_for(dataset)
-    if not isinstance(protocol, TrainingProtocol):
-        raise TypeError(f"`protocol` must be a keras_smooth.training.TrainingProtocol or None, "
-                        f"got {protocol!r}.")
-    epochs = check.positive_int("epochs", epochs, allow_none=True)
-    if batch_size is not None and batch_size != "full":
-        batch_size = check.positive_int("batch_size", batch_size)
-    return protocol.replace(max_epochs=epochs, batch_size=batch_size,
-                            learning_rate=_check_learning_rate(learning_rate))
-
-
 def _default_grid(dataset):
     """The grid the grid tuner searches when none is given: the ILS paper's for the task."""
     return "synthetic" if dataset == "gaussian" else "paper"
@@ -395,7 +370,8 @@ def _plan(method, *, dataset, data, build_model, tuner, max_trials, strategy, di
     if tensorboard is not None:
         tensorboard = check.output_folder("tensorboard", tensorboard)
     dataset = dataset if data is None else data.name
-    protocol = _protocol(dataset, protocol, epochs, batch_size, learning_rate)
+    protocol = resolve_protocol(dataset, protocol, epochs=epochs, batch_size=batch_size,
+                                learning_rate=learning_rate)
     grid, space = _search_space(method, tuner, grid, ranges, dataset)
     role = distribute.tuner_role()
     resolved_strategy = distribute.resolve_strategy(strategy)

@@ -30,7 +30,8 @@ from keras_smooth.workflows import methods as methods_module
 from keras_smooth import _arguments as check
 from keras_smooth._io import UNREADABLE, describe_error, read_npz, set_aside
 from keras_smooth.models import default_model
-from keras_smooth.training.protocol import TrainingProtocol, protocol_for
+from keras_smooth.training.protocol import TrainingProtocol
+from keras_smooth.training.protocol import resolve as resolve_protocol
 from keras_smooth.training.teacher import train_teacher
 
 
@@ -264,20 +265,6 @@ def _bases(methods):
                                  "nothing itself.")
         bases[method.name] = base
     return bases
-
-
-def _protocol(dataset, protocol, epochs, batch_size):
-    """The run's `TrainingProtocol`: `protocol` (default: the data set's), `epochs` and
-    `batch_size` replacing its maximum epochs and batch size when given."""
-    if protocol is None:
-        protocol = protocol_for(dataset)
-    if not isinstance(protocol, TrainingProtocol):
-        raise TypeError(f"`protocol` must be a keras_smooth.training.TrainingProtocol or None, "
-                        f"got {protocol!r}.")
-    epochs = check.positive_int("epochs", epochs, allow_none=True)
-    if batch_size is not None and batch_size != "full":
-        batch_size = check.positive_int("batch_size", batch_size)
-    return protocol.replace(max_epochs=epochs, batch_size=batch_size)
 
 
 def _check_arguments(dataset, methods, replicates, seed, grid, output,
@@ -526,7 +513,7 @@ def run_comparison(*, dataset="gaussian", methods=None, replicates=3, seed=0, ep
     methods, bases, replicates, seed = _check_arguments(
         dataset, methods, replicates, seed, grid, output, dataset_options,
         build_model, build_student, progress)
-    protocol = _protocol(dataset, protocol, epochs, batch_size)
+    protocol = resolve_protocol(dataset, protocol, epochs=epochs, batch_size=batch_size)
     if tensorboard is not None:
         tensorboard = check.output_folder("tensorboard", tensorboard)
     settings = {"dataset": dataset, "seed": seed, "training": protocol.as_dict(),
