@@ -88,9 +88,16 @@ def main(argv=None):
         yt, from_logits=True, title="Temperature scaling on the ILS synthetic task",
     )
     diagram = plots.save_figure(figure, os.path.join(args.output, "reliability.png"))
-    export_dir = os.path.join(args.output, "serving", "synthetic", "1")
-    probabilities = _export_and_serve(calibrated, export_dir, xt[:3])
     print(f"reliability diagrams: {diagram}")
+    export_dir = os.path.join(args.output, "serving", "synthetic", "1")
+    if keras.backend.backend() == "torch":
+        # Keras writes a SavedModel from TensorFlow and JAX only: save as .keras, export there.
+        path = os.path.join(args.output, "calibrated.keras")
+        calibrated.save(path)
+        print(f"saved {path}; export_for_serving needs the TensorFlow or JAX backend: load it "
+              "there with keras.models.load_model and export")
+        return
+    probabilities = _export_and_serve(calibrated, export_dir, xt[:3])
     print(f"SavedModel for TF Serving: {export_dir}")
     print("served probabilities of 3 test points:")
     print(np.round(probabilities, 3))
