@@ -158,45 +158,39 @@ class LearnableTargetLoss(_common.Loss):
         self.from_logits = _checks.check_bool("from_logits", from_logits)
         trainable = _checks.check_bool("matrix_trainable", matrix_trainable)
         self.rechoose_neighbors = _checks.check_bool("rechoose_neighbors", rechoose_neighbors)
-        if neighbors is None:
-            if neighbor_ids is not None:
-                raise ValueError("`neighbor_ids` needs `neighbors` (the N of its shape (K, N)).")
-            self.matrix_layer = QMatrix(
-                self.num_classes,
-                zero_diagonal=self.zero_diagonal,
-                initializer=matrix_initializer,
-                regularizer=matrix_regularizer,
-                trainable=trainable,
-                name=f"{self.name}_matrix",
-            )
-        else:
-            if matrix_logits is not None:
-                raise ValueError(
-                    "`matrix_logits` sets a dense K x K matrix; with `neighbors` set the "
-                    "matrix is sparse. Copy one with `matrix_layer.set_weights` instead."
-                )
-            self.matrix_layer = SparseQMatrix(
-                self.num_classes,
-                neighbors,
-                neighbor_ids=neighbor_ids,
-                zero_diagonal=self.zero_diagonal,
-                initializer=matrix_initializer,
-                regularizer=matrix_regularizer,
-                trainable=trainable,
-                name=f"{self.name}_matrix",
-            )
-        if matrix_logits is not None:
-            self.matrix_layer.logits.assign(
-                _checks.check_class_matrix(
-                    "matrix_logits", matrix_logits, self.num_classes, rows_sum_to_one=False
-                ).astype("float32")
-            )
+        self.matrix_layer = self._build_matrix(
+            neighbors, neighbor_ids, matrix_logits, initializer=matrix_initializer,
+            regularizer=matrix_regularizer, trainable=trainable)
         if matrix_optimizer is None:
             matrix_optimizer = keras.optimizers.Adam(DEFAULT_MATRIX_LEARNING_RATE)
         self.matrix_optimizer = keras.optimizers.get(matrix_optimizer)
         self.matrix_optimizer.build([self.matrix_layer.logits])
         # Set by TrainableTargetsModel: the model's optimizer trains the matrix.
         self.attached = False
+
+    def _build_matrix(self, neighbors, neighbor_ids, matrix_logits, **options):
+        """The loss's `QMatrix` (dense) or `SparseQMatrix` (`neighbors` set), with
+        `matrix_logits` as its starting logits when given (dense only)."""
+        options.update(zero_diagonal=self.zero_diagonal, name=f"{self.name}_matrix")
+        if neighbors is None:
+            if neighbor_ids is not None:
+                raise ValueError("`neighbor_ids` needs `neighbors` (the N of its shape (K, N)).")
+            layer = QMatrix(self.num_classes, **options)
+        elif matrix_logits is not None:
+            raise ValueError(
+                "`matrix_logits` sets a dense K x K matrix; with `neighbors` set the "
+                "matrix is sparse. Copy one with `matrix_layer.set_weights` instead."
+            )
+        else:
+            layer = SparseQMatrix(self.num_classes, neighbors, neighbor_ids=neighbor_ids,
+                                  **options)
+        if matrix_logits is not None:
+            layer.logits.assign(
+                _checks.check_class_matrix(
+                    "matrix_logits", matrix_logits, self.num_classes, rows_sum_to_one=False
+                ).astype("float32")
+            )
+        return layer
 
     @property
     def neighbors(self):

@@ -543,10 +543,8 @@ def run_search(method="ils", *, dataset="gaussian", data=None, build_model=defau
             trial events it receives `{"event": "epoch", "trial_id", "epoch",
             "epochs"}` after every epoch.
         tensorboard: optional folder for TensorBoard: one run per trial,
-            `tensorboard/TRIAL_ID/execution0` (KerasTuner's layout, with its
-            HParams on the TensorFlow backend), holding the training loss, the
-            validation NLL and ECE, classwise ECE, Brier, accuracy, fitted
-            temperature and the reliability diagram.
+            `tensorboard/TRIAL_ID/execution0` (KerasTuner's layout), as
+            `keras_smooth.callbacks.tensorboard_run` writes it.
 
     Returns:
         `SearchResult`. On a worker, `best` is None (the chief writes it).

@@ -513,19 +513,28 @@ def run_comparison(*, dataset="gaussian", methods=None, replicates=3, seed=0, ep
     methods, bases, replicates, seed = _check_arguments(
         dataset, methods, replicates, seed, grid, output, dataset_options,
         build_model, build_student, progress)
-    protocol = resolve_protocol(dataset, protocol, epochs=epochs, batch_size=batch_size)
-    if tensorboard is not None:
-        tensorboard = check.output_folder("tensorboard", tensorboard)
-    settings = {"dataset": dataset, "seed": seed, "training": protocol.as_dict(),
-                "grid": grid, "dataset_options": dataset_options or {},
-                "model": _name(build_model), "student_model": _name(build_student),
-                "backend": keras.backend.backend()}
-    run = _Run(dataset, methods, bases, replicates, seed, protocol, grid,
-               dataset_options or {}, build_model, build_student,
-               progress or (lambda event: None), ResultStore(output, settings), tensorboard)
-    labels = {m.name: m.label for m in methods}
-    for record in run.store.records:  # a label edited since the stored run shows as edited
-        record["label"] = labels.get(record["method"], record["label"])
+    run = _open_run(dataset, methods, bases, replicates, seed, grid, output, dataset_options or {},
+                    build_model, build_student, progress,
+                    resolve_protocol(dataset, protocol, epochs=epochs, batch_size=batch_size),
+                    tensorboard)
     for replicate in range(replicates):
         _run_replicate(run, replicate)
     return run.store.records
+
+
+def _open_run(dataset, methods, bases, replicates, seed, grid, output, dataset_options,
+              build_model, build_student, progress, protocol, tensorboard):
+    """The `_Run` of checked arguments, over the result store of their settings."""
+    if tensorboard is not None:
+        tensorboard = check.output_folder("tensorboard", tensorboard)
+    settings = {"dataset": dataset, "seed": seed, "training": protocol.as_dict(),
+                "grid": grid, "dataset_options": dataset_options,
+                "model": _name(build_model), "student_model": _name(build_student),
+                "backend": keras.backend.backend()}
+    run = _Run(dataset, methods, bases, replicates, seed, protocol, grid, dataset_options,
+               build_model, build_student, progress or (lambda event: None),
+               ResultStore(output, settings), tensorboard)
+    labels = {m.name: m.label for m in methods}
+    for record in run.store.records:  # a label edited since the stored run shows as edited
+        record["label"] = labels.get(record["method"], record["label"])
+    return run

@@ -81,15 +81,28 @@ def _fit(method, params, build_model, data, recipe, **settings):
         raise training_failure(method, params, error) from error
 
 
-def _tensorboard(folder, params, settings, data):
-    """The TensorBoard callbacks of one setting (a subfolder per setting when there are several)."""
+def _with_tensorboard(recipe, folder, params, settings, data):
+    """`recipe` plus the TensorBoard callbacks of one setting (a subfolder per setting when
+    there are several)."""
     from keras_smooth.callbacks import tensorboard_run
 
     if settings > 1:
         folder = os.path.join(folder, ",".join(
             f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}"
             for k, v in params.items()))
-    return tensorboard_run(folder, (data.x_val, data.y_val))
+    return dataclasses.replace(recipe, callbacks=[
+        *recipe.callbacks, *tensorboard_run(folder, (data.x_val, data.y_val))])
+
+
+def _trainable(method):
+    """The resolved `method`, refused when `train_method` has nothing to train for it."""
+    method = registry.resolve(method)
+    if method.uses_teacher_model:
+        raise ValueError(f"{method.label} is the teacher; take it from `train_teacher`.")
+    if method.temperature_of is not None:
+        raise ValueError(f"{method.label} trains nothing: it rescales the selected model of "
+                         f"{method.temperature_of!r}.")
+    return method
 
 
 def train_method(method, data, teacher, build_model, *, grid, epochs, batch_size, seed,
@@ -128,12 +141,7 @@ def train_method(method, data, teacher, build_model, *, grid, epochs, batch_size
         `model` (the selected model; None when the settings share and retrain
         one compiled model, `Method.same_loss`).
     """
-    method = registry.resolve(method)
-    if method.uses_teacher_model:
-        raise ValueError(f"{method.label} is the teacher; take it from `train_teacher`.")
-    if method.temperature_of is not None:
-        raise ValueError(f"{method.label} trains nothing: it rescales the selected model of "
-                         f"{method.temperature_of!r}.")
+    method = _trainable(method)
     settings = method.settings(grid)
     context = _context(data, teacher, seed)
     best, shared, first = None, None, None
@@ -145,8 +153,7 @@ def train_method(method, data, teacher, build_model, *, grid, epochs, batch_size
         report = None if progress is None else (
             lambda e, n, i=i: progress(i + 1, len(settings), e, n))
         if tensorboard is not None:
-            recipe = dataclasses.replace(recipe, callbacks=[
-                *recipe.callbacks, *_tensorboard(tensorboard, params, len(settings), data)])
+            recipe = _with_tensorboard(recipe, tensorboard, params, len(settings), data)
         trained = _fit(method, params, build_model, data, recipe, epochs=epochs,
                        batch_size=batch_size, seed=seed, learning_rate=learning_rate,
                        patience=patience, progress=report, reusable=shared)
