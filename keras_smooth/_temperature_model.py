@@ -44,24 +44,97 @@ def raw_moments(z, beta0, order, at_one=True):
 
     Rows 0..order: sum_j exp(x_ij) x_ij^m with x = beta0 * z in float64; the last
     row (only `at_one`, else left unset): sum_j exp(z_ij), the softmax normaliser
-    at T = 1.
+    at T = 1. Nothing is checked: see `checked_moments`.
     """
+    return _moments(z, beta0, order, at_one, None)[0]
+
+
+def checked_moments(z, beta0, order, limit):
+    """`(raw_moments(z, beta0, order), low, high)` with low = min z and high >= max z, or
+    None if some z < -`limit`, some z > `limit` (up to rounding, see below) or some z is
+    NaN.
+
+    Each block of rows is checked before its moments at beta0: its minimum is read (in
+    the dtype of `z`) before any exp, and its maximum is bounded by the log of its
+    largest sum_j exp(z_ij), the T = 1 row sums computed first (exp(max_j z_ij) <= that
+    sum, so high = the log of the largest one, plus its rounding, bounds max z). A block
+    out of range stops the pass before the exps at beta0: with `limit` * max(beta0, 1)
+    <= 300 every exp(x) x^6 stays far inside float64 (an exp(z) that overflows there
+    is silent and only rejects the block). This replaces separate readings of the
+    global minimum and maximum of `z`.
+    """
+    with np.errstate(over="ignore"):
+        return _moments(z, beta0, order, True, limit)
+
+
+def _moments(z, beta0, order, at_one, limit):
     n, k = z.shape
     block = max(1, _BLOCK_ELEMENTS // k)
     xs, work = (np.empty((min(block, n), k)) for _ in range(2))
     ones = np.ones(k)  # row sums as matrix-vector products (faster than np.sum here)
     sums = np.empty((order + 2, n))
+    low, top, top_limit = math.inf, 0.0, math.exp(min(limit or 0.0, 700.0))
     for start in range(0, n, block):
-        rows, size = slice(start, min(start + block, n)), min(block, n - start)
-        x, e = xs[:size], work[:size]
-        x[...] = z[rows]  # exact float64 copy
+        stop = min(start + block, n)
+        x, e, z_rows = xs[:stop - start], work[:stop - start], z[start:stop]
+        out = sums[:, start:stop]
+        if limit is not None:
+            low = min(low, _MIN(z_rows, axis=None))
+            if not -limit <= low:  # NaN fails too
+                return None
+        x[...] = z_rows  # exact float64 copy
         if at_one:
-            sums[-1, rows] = np.exp(x, out=e) @ ones
+            np.matmul(np.exp(x, out=e), ones, out=out[-1])
+        if limit is not None:
+            top = max(top, _MAX(out[-1]))
+            if not top <= top_limit:
+                return None
         np.multiply(x, beta0, out=x)
-        sums[0, rows] = np.exp(x, out=e) @ ones
+        np.matmul(np.exp(x, out=e), ones, out=out[0])
         for m in range(1, order + 1):
-            sums[m, rows] = np.multiply(e, x, out=e) @ ones
-    return sums
+            np.matmul(np.multiply(e, x, out=e), ones, out=out[m])
+    # the computed row sum is >= exp(max_j z_ij) (1 - (k + 4) u) (u the unit roundoff):
+    # its log, raised by 2 (k + 4) u and by the rounding of the log, bounds max z
+    if limit is None:
+        return sums, None, None
+    if not top > 0:  # cannot happen for z >= -limit >= -300; refused all the same
+        return None
+    log_top = math.log(top)
+    return sums, float(low), log_top + 2 * (k + 4 + abs(log_top)) * _U
+
+
+_MIN, _MAX = np.minimum.reduce, np.maximum.reduce
+
+
+def _centred_moments(sums, p):
+    """`(scaled, c)`: per row, c = M_1 / M_0 and scaled_k = mu_k / k! for k <= p, where
+    mu_k = sum_j e_ij (x_ij - c)^k / M_0, `(p + 1, N)`; mu_0 = 1 and mu_1 = 0 (by the
+    choice of c).
+
+    With alpha_l = M_l / (M_0 l!) (alpha_0 = 1, alpha_1 = c) and t = -c, the binomial
+    theorem gives mu_k / k! = sum_{j <= k} alpha_(k-j) t^j / j!, evaluated by Horner's
+    rule in t, alpha_k + t (alpha_(k-1) + t/2 (alpha_(k-2) + ... + t/k alpha_0)), whose
+    innermost bracket is alpha_1 + t / k = c (k - 1) / k. Rounding: at most 3 k + 4
+    roundings (of t / j, of alpha, two per step) on a sum of terms bounded by
+    sum_j X^(k-j) / (k-j)! X^j / j! = (2 X)^k / k! (|alpha_l| <= X^l / l!, |t| <= X): within
+    the rounding bound gamma (2 X)^k / k! that `TaylorModel` states for mu_k / k!.
+    """
+    n = sums.shape[1]
+    alpha = np.multiply(sums[1:p + 1], 1.0 / sums[0], out=np.empty((p, n)))  # alpha_1..p
+    c = alpha[0].copy()
+    alpha /= _FACTORIAL[1:p + 1, None]
+    steps = np.empty((p, n))  # row j - 1: t / j
+    np.negative(c, out=steps[0])
+    for j in range(2, p + 1):
+        np.multiply(steps[0], 1.0 / j, out=steps[j - 1])
+    scaled = np.empty((p + 1, n))
+    scaled[0], scaled[1] = 1.0, 0.0
+    for k in range(2, p + 1):
+        r = np.multiply(c, (k - 1) / k, out=scaled[k])
+        for j in range(k - 1, 0, -1):  # alpha_(k+1-j) + t / j * r
+            r *= steps[j - 1]
+            r += alpha[k - j]
+    return scaled, c
 
 
 class TaylorModel:
@@ -79,37 +152,32 @@ class TaylorModel:
     def __init__(self, sums, beta0, mean_true, spread, bound, k):
         self.order = p = len(sums) - 2
         self.beta0, self.x_true, self.width = beta0, beta0 * mean_true, beta0 * spread
-        m0 = sums[0]
-        normal = sums[1:p + 1] * (1.0 / m0)  # a_l = M_l / M_0, l >= 1
-        c = normal[0].copy()
-        # mu_k / k! = sum_l (a_l / l!) ((-c)^(k-l) / (k-l)!): a convolution per row
-        normal /= _FACTORIAL[1:p + 1, None]
-        shifts = np.empty((p + 1, len(c)))
-        shifts[0], shifts[1] = 1.0, -c
-        for j in range(2, p + 1):
-            np.multiply(shifts[j - 1], shifts[1], out=shifts[j])
-        shifts /= _FACTORIAL[:p + 1, None]
-        scaled = shifts.copy()
-        for order in range(1, p + 1):
-            scaled[order:] += normal[order - 1] * shifts[:p + 1 - order]
-        scaled[1] = 0.0  # mu_1 = 0 by the choice of c
-        self.scaled, self.mean_center = scaled, float(c.mean())
-        self.mean_log_m0 = float(np.log(m0).mean())
+        m0, n = sums[0], sums.shape[1]
+        self.scaled, c = _centred_moments(sums, p)
+        self.mean_center = _mean(c)
+        self.mean_log_m0 = _mean(np.log(m0))
         x_bound = beta0 * bound
         gamma = 8 * (k + p + 8 + x_bound) * _U
         # rounding of mu_k: <= gamma E[(|c| + |x|)^k] <= gamma (2 X)^k (a global bound)
-        self.rounding = gamma * (2 * x_bound) ** np.arange(p + 1.0)
-        self.rounding[0] = 2 * gamma
-        self.top = (scaled[p] * _FACTORIAL[p] + self.rounding[p]) * self.width
+        self.rounding = [2 * gamma] + [gamma * (2 * x_bound) ** j for j in range(1, p + 1)]
+        self.top = (self.scaled[p] * _FACTORIAL[p] + self.rounding[p]) * self.width
+        self.top_mean, self.top_max = float(self.top.sum()) / n, float(self.top.max())
         self.check = 8 * _U * (abs(self.mean_log_m0) + x_bound + abs(self.x_true))
+
+    def _coefficients(self, d, m):
+        """The row w with w @ scaled = the model's S_m at d: w_(m+k) = d^k (m+k)! / k!
+        (S_m = sum_k d^k / k! mu_(m+k))."""
+        w = [0.0] * (self.order + 1)
+        term = 1.0
+        for j in range(self.order + 1 - m):
+            w[m + j] = term * float(_FACTORIAL[m + j])
+            term *= d / (j + 1)
+        return w
 
     def _series(self, d, count):
         """Per row, the model's S_0 .. S_(count-1) (centred, / M_0): the series of S_m
         runs to mu_P."""
-        p = self.order
-        powers = d ** np.arange(p + 1.0)
-        return [(powers[:p + 1 - m] * _FACTORIAL[m:p + 1] / _FACTORIAL[:p + 1 - m])
-                @ self.scaled[m:] for m in range(count)]
+        return list(np.array([self._coefficients(d, m) for m in range(count)]) @ self.scaled)
 
     def _errors(self, d, count):
         """(scalar, factor) per m < count: S_m is off by at most scalar + factor * top.
@@ -119,17 +187,37 @@ class TaylorModel:
         |d|^(P + 1 - m) / (P + 1 - m)! * exp(|d| W) * W mu_P.
         """
         p, a = self.order, abs(d)
-        powers = a ** np.arange(p + 2.0)
         growth = math.exp(a * self.width)
-        return [(float((powers[:p + 1 - m] / _FACTORIAL[:p + 1 - m]) @ self.rounding[m:]),
-                 powers[p + 1 - m] / _FACTORIAL[p + 1 - m] * growth)
+        return [(sum(a ** j / _FACTORIAL[j] * self.rounding[m + j] for j in range(p + 1 - m)),
+                 a ** (p + 1 - m) / _FACTORIAL[p + 1 - m] * growth)
                 for m in range(count)]
+
     def derivatives(self, d):
         """(NLL', NLL'') in d at `d`, from the model (no error bound)."""
         s0, s1, s2 = self._series(d, 3)
         r1 = s1 / s0
-        grad = self.mean_center + float(r1.mean()) - self.x_true
-        return grad, float((s2 / s0).mean() - (r1 * r1).mean())
+        grad = self.mean_center + _mean(r1) - self.x_true
+        return grad, _mean(s2 / s0) - _mean(r1 * r1)
+
+    def gradient_coefficients(self):
+        """g_0 .. g_(P-1) with NLL'(d) = sum_n g_n d^n / n! + O(d^P): g_0 = NLL'(0) and
+        g_n the mean over rows of the (n + 1)-th cumulant of x under softmax(x) (the
+        d-derivatives of log S_0 are the cumulants; their row means are the model's
+        NLL derivatives at d = 0). No error bound: only a starting point for Newton."""
+        s, p, n = self.scaled, self.order, self.scaled.shape[1]
+        products = np.empty((5, n))  # s2^2, s2 s3, s2 s4, s3^2, s2^3 (s_k = mu_k / k!)
+        np.multiply(s[2:5], s[2], out=products[:3])
+        if p >= 6:
+            np.multiply(s[3], s[3], out=products[3])
+            np.multiply(products[0], s[2], out=products[4])
+        m = s[2:].sum(axis=1) / n  # means of s_2 .. s_p
+        q = products[:3 if p < 6 else 5].sum(axis=1) / n
+        # kappa_4 = mu4 - 3 mu2^2, kappa_5 = mu5 - 10 mu3 mu2,
+        # kappa_6 = mu6 - 15 mu4 mu2 - 10 mu3^2 + 30 mu2^3, with mu_k = k! s_k
+        kappa = [2 * m[0], 6 * m[1], 24 * m[2] - 12 * q[0]]
+        if p >= 6:
+            kappa += [120 * m[3] - 120 * q[1], 720 * m[4] - 720 * q[2] - 360 * q[3] + 240 * q[4]]
+        return [self.mean_center - self.x_true] + [float(v) for v in kappa]
 
     def certified_gradient(self, d):
         """(NLL' in d at `d`, a bound on its error), or None when the bound is not finite."""
@@ -140,8 +228,8 @@ class TaylorModel:
         if not low.min() > 0:
             return None
         r1 = s1 / s0
-        grad = self.mean_center + float(r1.mean()) - self.x_true
-        error = float(((a1 + b1 * self.top + np.abs(r1) * e0) / low).mean()) + self.check
+        grad = self.mean_center + _mean(r1) - self.x_true
+        error = _mean((a1 + b1 * self.top + np.abs(r1) * e0) / low) + self.check
         return (grad, error) if np.isfinite(error) else None
 
     def value(self, d):
@@ -151,7 +239,45 @@ class TaylorModel:
         low = s0 - e0
         if not low.min() > 0:
             return None
-        value = (self.mean_log_m0 + d * self.mean_center + float(np.log(s0).mean())
-                 - (1 + d) * self.x_true)
-        error = float((e0 / low).mean()) + (1 + abs(d)) * self.check
+        value = self.mean_log_m0 + d * self.mean_center + _mean(np.log(s0)) - (1 + d) * self.x_true
+        error = _mean(e0 / low) + (1 + abs(d)) * self.check
         return (value, error) if np.isfinite(error) else None
+
+    def certify(self, d, h):
+        """`((NLL', error) at d - h, (NLL', error) at d + h, (NLL, error) at d)` from one
+        matrix product, or None where a model S_0 is not certainly positive or a bound
+        is not finite.
+
+        The bounds are those of `certified_gradient` and `value` made cheaper and no
+        smaller: with low_i = S_0 - e0_i >= L = min S_0 - a0 - b0 max(top) > 0 and
+        nonnegative numerators, mean(num_i / low_i) <= mean(num_i) / L, and
+        mean(|r1| e0) = a0 mean|r1| + b0 mean(|r1| top).
+        """
+        n, points = self.scaled.shape[1], (d - h, d + h, d)
+        s = np.array([self._coefficients(e, 0) for e in points]
+                     + [self._coefficients(e, 1) for e in points[:2]]) @ self.scaled
+        errors = [self._errors(e, 2) for e in points]
+        floors = s[:3].min(axis=1)
+        lows = [floors[i] - a0 - b0 * self.top_max for i, ((a0, b0), _) in enumerate(errors)]
+        if not min(lows) > 0:
+            return None
+        r1 = s[3:] / s[:2]
+        grads = r1.sum(axis=1) / n + (self.mean_center - self.x_true)
+        np.abs(r1, out=r1)
+        r1_abs, r1_top = r1.sum(axis=1) / n, r1 @ self.top / n
+        result = []
+        for i in (0, 1):
+            (a0, b0), (a1, b1) = errors[i]
+            mean_num = a1 + b1 * self.top_mean + a0 * r1_abs[i] + b0 * r1_top[i]
+            result.append((float(grads[i]), float(mean_num / lows[i] + self.check)))
+        (a0, b0), _ = errors[2]
+        value = (self.mean_log_m0 + d * self.mean_center + _mean(np.log(s[2]))
+                 - (1 + d) * self.x_true)
+        value_error = (a0 + b0 * self.top_mean) / lows[2] + (1 + abs(d)) * self.check
+        result.append((value, float(value_error)))
+        return result if all(math.isfinite(e) for _, e in result) else None
+
+
+def _mean(values):
+    """float(values.mean()) without `np.mean`'s Python overhead (the same pairwise sum)."""
+    return float(values.sum()) / values.size

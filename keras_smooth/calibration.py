@@ -36,6 +36,7 @@ equals the function on all data (to float32 rounding of the inputs).
 """
 
 import dataclasses
+import math
 import warnings
 
 import keras
@@ -201,8 +202,8 @@ def _label_ids(labels, num_classes, num_rows, name="labels", pred_name="probs"):
         )
     if y.shape[0] != num_rows:
         raise ValueError(f"`{name}` has {y.shape[0]} rows but `{pred_name}` has {num_rows}.")
-    if y.dtype.kind not in "biuf" or not np.all(np.isfinite(y.astype("float64"))) or np.any(
-        y != np.round(y)
+    if y.dtype.kind not in "biu" and (  # integer dtypes need no value check
+        y.dtype.kind != "f" or not np.all(np.isfinite(y)) or np.any(y != np.round(y))
     ):
         raise ValueError(f"`{name}` must be integer class ids.")
     y = y.astype("int64")
@@ -1344,35 +1345,35 @@ def _one_pass_search(z, ids, bounds, tol, max_iterations):
 
     With many rows (`_WARM_START_ROWS`), moderate logits (|z| <= 300) and a start
     beta0 from a row sample (`_sample_start`), one float64 pass gives per-row
-    moments at beta0 and the sums for the NLL at T = 1 (`_temperature_model`).
+    moments at beta0 and the sums for the NLL at T = 1 (`_temperature_model`); it
+    also reads the range of z and stops at the first block of rows outside it.
     Newton steps on the Taylor model they define find d* (beta = beta0 (1 + d));
     the result is kept only if the model's derivative, with its error bound, is
     certainly negative at d* - h and positive at d* + h, h = tol (1 + d*) / 2:
     the minimiser is then within tol / 2 of beta* (the derivative is increasing),
     and the reported NLLs are within `_VALUE_RTOL`. If not (a start far off), a
     second pass at the model's minimiser gets one more chance. Otherwise None:
-    the caller runs the full search. `iterations` counts the passes.
+    the caller runs the full search (which also reports bad logits). `iterations`
+    counts the passes.
     """
     n = z.shape[0]
     if z.ndim != 2 or n < _WARM_START_ROWS or z.dtype not in (np.float32, np.float64):
         return None
-    low, high = float(z.min()), float(z.max())
-    bound = max(abs(low), abs(high))
-    if not (np.isfinite(bound) and high > low and bound <= _ONE_PASS_LIMIT):
-        return None  # non-finite logits are reported by the full path
     bounds_beta = (1.0 / bounds[1], 1.0 / bounds[0])
     beta0 = _sample_start(z, ids, bounds_beta, max_iterations)
-    if beta0 is None or beta0 * bound > _ONE_PASS_LIMIT:
-        return None
-    mean_true = float(np.mean(z[np.arange(n), ids], dtype="float64"))
-    sums = _temperature_model.raw_moments(z, beta0, _temperature_model.FIRST_ORDER)
+    checked = None if beta0 is None else _temperature_model.checked_moments(
+        z, beta0, _temperature_model.FIRST_ORDER, _ONE_PASS_LIMIT / max(beta0, 1.0))
+    if checked is None or not checked[2] > checked[1]:
+        return None  # non-finite or large logits, or all equal: the full path
+    sums, low, high = checked  # high: an upper bound on max z (as good for the bounds)
+    mean_true = float(np.add.reduce(_true_logits(z, ids), dtype="float64")) / n
     before = _one_pass_nll_before(sums[-1], mean_true, z.shape[1])
     for passes in (1, 2):  # a second pass from the first model's minimiser, if needed
-        model = _temperature_model.TaylorModel(sums, beta0, mean_true, high - low, bound,
-                                               z.shape[1])
-        d = _model_minimiser(model, bounds_beta, tol)
-        after = None if d is None else _certified_value(model, d, bounds_beta, tol)
-        if before is None or d is None:
+        model = _temperature_model.TaylorModel(sums, beta0, mean_true, high - low,
+                                               max(-low, high), z.shape[1])
+        d, after = (None, None) if before is None else _certified_minimiser(
+            model, bounds_beta, tol)
+        if d is None:
             return None
         beta0 *= 1.0 + d
         if after is not None:
@@ -1385,25 +1386,108 @@ def _one_pass_search(z, ids, bounds, tol, max_iterations):
     return None
 
 
+def _true_logits(z, ids):
+    """z_iy per row (a flat `take` where z is contiguous: faster than a 2-D gather)."""
+    if z.flags.c_contiguous:
+        return z.reshape(-1).take(ids + z.shape[1] * np.arange(len(ids)))
+    return z[np.arange(len(ids)), ids]
+
+
 def _sample_start(z, ids, bounds_beta, max_iterations):
-    """beta of the (loosely solved, tol 1e-2) optimum on about `_WARM_START_SAMPLE`
-    evenly spaced rows, searched in float32 for float32 logits; None if they are flat."""
-    sample = _ShiftedNLL(z[::len(ids) // _WARM_START_SAMPLE],
-                         ids[::len(ids) // _WARM_START_SAMPLE], rescale=False)
+    """beta of the (loosely solved) optimum on about `_WARM_START_SAMPLE` evenly spaced
+    rows, searched in float32; None if they are flat or not within the one-pass range."""
+    step = len(ids) // _WARM_START_SAMPLE
+    sample = _SampleNLL(z[::step], ids[::step])
     if sample.flat:
         return None
-    if z.dtype == np.float32:
-        sample = sample.in_float32()
+    beta = min(max(1.0, bounds_beta[0]), bounds_beta[1])
+    for _ in range(4):  # Newton steps (as `_next_beta` takes them) while they settle
+        _, grad, hess = sample(beta)
+        if not hess > 0 or grad == 0:
+            break
+        new = beta * math.exp(-grad / (beta * hess + grad)) if grad > 0 else beta - grad / hess
+        new = min(max(new, bounds_beta[0]), bounds_beta[1])
+        if abs(math.log(new / beta)) <= _START_STEP:  # the next step is far smaller
+            return new
+        beta = new
     one = min(max(1.0, bounds_beta[0]), bounds_beta[1])
     return _minimise_convex(sample, bounds_beta, one, 1e-2, max_iterations)["beta"]
 
 
-def _model_minimiser(model, bounds_beta, tol):
-    """d minimising the Taylor model by Newton steps (d within the bounds and |d| <= 1/2),
-    or None if its curvature is not positive or the steps do not settle."""
+_START_STEP = 0.2  # a Newton step in log beta this small leaves an error of ~0.5 % or less
+
+
+class _SampleNLL:
+    """The NLL of softmax(beta * u) on a row sample, u = z - max_j z in float32.
+
+    A lean twin of `_ShiftedNLL` for the start of the one-pass fit: the sample is
+    copied once (contiguous), and `flat` is also set when the sample is not finite
+    or reaches beyond `_ONE_PASS_LIMIT` (the one-pass fit is then not tried).
+    """
+
+    def __init__(self, z, ids):
+        u = np.array(z, dtype="float32")
+        row_max = u.max(axis=1, keepdims=True)
+        low, high = float(u.min()), float(row_max.max())
+        if not -_ONE_PASS_LIMIT <= low <= high <= _ONE_PASS_LIMIT:  # NaN fails too
+            self.flat = True
+            return
+        u -= row_max
+        self.flat = not u.min() < 0
+        self.u, self.work, self.ones = u, np.empty_like(u), np.ones(u.shape[1], "float32")
+        self.mean_true = float(u[np.arange(len(ids)), ids].mean(dtype="float64"))
+
+    def __call__(self, beta, order=2):
+        """NLL and its first `order` derivatives in beta (as `_ShiftedNLL`)."""
+        e = np.exp(np.multiply(self.u, beta, out=self.work), out=self.work)
+        s0 = e @ self.ones
+        value = float(np.log(s0).mean(dtype="float64")) - beta * self.mean_true
+        mean_u = np.multiply(e, self.u, out=e) @ self.ones / s0
+        grad = float(mean_u.mean(dtype="float64")) - self.mean_true
+        if order == 1:
+            return value, grad
+        hess = float((_row_dot(e, self.u) / s0 - mean_u * mean_u).mean(dtype="float64"))
+        return value, grad, max(hess, 0.0)
+
+
+def _certified_minimiser(model, bounds_beta, tol):
+    """`(d, NLL)`: the model's minimiser and its certified NLL (None if not certified),
+    or `(None, None)` if the model has no minimiser. Newton steps on the mean-cumulant
+    polynomial of the gradient first (scalars only); if that point is not certified,
+    Newton steps on the per-row model from there, and the certificate once more."""
     low = max(bounds_beta[0] / model.beta0 - 1.0, -0.5)
     high = min(bounds_beta[1] / model.beta0 - 1.0, 0.5)
-    d, previous = 0.0, None
+    d = _polynomial_minimiser(model.gradient_coefficients(), low, high, tol)
+    if d is not None:
+        value = _certified_value(model, d, bounds_beta, tol)
+        if value is not None:
+            return d, value
+    d = _model_minimiser(model, low, high, tol, d or 0.0)
+    return (None, None) if d is None else (d, _certified_value(model, d, bounds_beta, tol))
+
+
+def _polynomial_minimiser(coefficients, low, high, tol):
+    """The root in [low, high] of sum_n g_n d^n / n! by Newton from 0, or None."""
+    terms = [g / math.factorial(n) for n, g in enumerate(coefficients)]
+    d = 0.0
+    for _ in range(30):
+        grad = hess = 0.0
+        for n in range(len(terms) - 1, 0, -1):  # Horner for the value and the derivative
+            grad, hess = grad * d + terms[n], hess * d + n * terms[n]
+        grad, hess = grad * d + terms[0], hess
+        if not hess > 0:
+            return None
+        new = min(max(d - grad / hess, low), high)
+        if abs(new - d) <= 1e-3 * tol * (1.0 + new):
+            return new
+        d = new
+    return None
+
+
+def _model_minimiser(model, low, high, tol, d=0.0):
+    """d minimising the Taylor model by Newton steps from `d` (within [low, high]), or
+    None if its curvature is not positive or the steps do not settle."""
+    previous = None
     for _ in range(30):
         grad, hess = model.derivatives(d)
         if not hess > 0:
@@ -1426,14 +1510,13 @@ def _certified_value(model, d, bounds_beta, tol):
     if not (bounds_beta[0] < beta0 * (1 + d - h) and beta0 * (1 + d + h) < bounds_beta[1]
             and abs(d) + h <= 0.5):
         return None
-    for side, sign in ((d - h, -1.0), (d + h, 1.0)):
-        certified = model.certified_gradient(side)
-        if certified is None or not sign * certified[0] > certified[1]:
-            return None
-    value = model.value(d)
-    if value is None or not value[1] <= _VALUE_RTOL * value[0]:
+    certified = model.certify(d, h)
+    if certified is None:
         return None
-    return value[0]
+    (below, below_error), (above, above_error), (value, error) = certified
+    if not (-below > below_error and above > above_error and error <= _VALUE_RTOL * value):
+        return None
+    return value
 
 
 def _one_pass_nll_before(row_sums, mean_true, k):

@@ -1,0 +1,229 @@
+"""Issue 13, the faster one-pass temperature fit: the range read inside the pass, the
+cheaper start, the cumulant Newton start and the fused certificate keep every promise.
+
+`fit_temperature` no longer reads min z and max z before its float64 pass: each block
+of rows is checked inside the pass (its minimum before any exp, its maximum bounded by
+the log of its T = 1 row sums), and a block out of range ends the one-pass fit, leaving
+the full search to fit or to refuse the logits. The references here are written from
+the definitions, independently of the library: NLL(T) = mean_i [logsumexp(z_i / T) -
+z_iy / T] in float64, minimised over log T by SciPy's bounded Brent search started from
+a dense grid (the NLL is convex in 1/T, so unimodal in log T). Pure NumPy/SciPy.
+"""
+
+import math
+import re
+import warnings
+
+import numpy as np
+import pytest
+
+from keras_smooth import _temperature_model, calibration
+
+optimize = pytest.importorskip("scipy.optimize")
+
+BOUNDS = (0.01, 100.0)
+
+
+def reference_nll(z, labels, t):
+    s = np.asarray(z, dtype="float64") / t
+    s = s - s.max(axis=1, keepdims=True)
+    return float((np.log(np.exp(s).sum(axis=1)) - s[np.arange(len(labels)), labels]).mean())
+
+
+def reference_optimum(z, labels, bounds):
+    """(T, NLL) of the float64 minimum over `bounds`: a grid, then bounded Brent near it."""
+    f = lambda u: reference_nll(z, labels, math.exp(u))  # noqa: E731
+    grid = np.linspace(math.log(bounds[0]), math.log(bounds[1]), 41)
+    values = [f(u) for u in grid]
+    i = int(np.argmin(values))
+    near = (grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)])
+    local = optimize.minimize_scalar(f, bounds=near, method="bounded", options={"xatol": 1e-11})
+    value, u = min([(values[i], grid[i]), (float(local.fun), float(local.x))])
+    return math.exp(u), value
+
+
+def reference_logsumexp(z):
+    z = np.asarray(z, dtype="float64")
+    top = z.max(axis=1)
+    return top + np.log(np.exp(z - top[:, None]).sum(axis=1))
+
+
+@pytest.fixture
+def small_one_pass(monkeypatch):
+    """The one-pass path from 64 rows on (start from every 4th row), in blocks of a few
+    rows, so that a block out of range can sit in the middle of the pass."""
+    monkeypatch.setattr(calibration, "_WARM_START_ROWS", 64)
+    monkeypatch.setattr(calibration, "_WARM_START_SAMPLE", 16)
+    monkeypatch.setattr(_temperature_model, "_BLOCK_ELEMENTS", 120)
+
+
+def draw(rng):
+    """Logits, labels, bounds near the one-pass limits: N just above the row threshold,
+    |z| near 300 (below and above), one far-out or non-finite entry in a late row,
+    ties, one class present, zero and constant logits."""
+    n = int(rng.integers(64, 90))
+    k = int(rng.choice([2, 3, 10, 40]))
+    kind = rng.choice(["near_limit", "outlier", "bad", "ties", "one_class", "zero", "plain"],
+                      p=[0.2, 0.2, 0.1, 0.15, 0.1, 0.05, 0.2])
+    z = rng.normal(size=(n, k)) * float(rng.choice([0.5, 3.0, 20.0]))
+    if kind == "near_limit":  # scaled so that max |z| is just below or just above 300
+        z *= float(rng.choice([299.0, 299.99, 300.0, 300.01, 302.0])) / np.abs(z).max()
+    elif kind == "outlier":  # one entry in a late row far out (either sign)
+        z[int(rng.integers(n // 2, n)), int(rng.integers(k))] = float(
+            rng.choice([-1, 1]) * rng.choice([250.0, 310.0, 800.0, 1e5]))
+    elif kind == "bad":
+        z[int(rng.integers(n // 2, n)), int(rng.integers(k))] = float(
+            rng.choice([np.nan, np.inf, -np.inf]))
+    elif kind == "ties":
+        z = np.round(z)
+    elif kind == "zero":
+        z[:] = float(rng.choice([0.0, 7.0]))
+    t_true = math.exp(rng.uniform(math.log(0.3), math.log(4.0)))
+    finite = np.nan_to_num(z, nan=0.0, posinf=0.0, neginf=0.0)
+    q = np.exp((finite - finite.max(axis=1, keepdims=True)) / t_true)
+    q /= q.sum(axis=1, keepdims=True)
+    labels = (rng.random((n, 1)) > q.cumsum(axis=1)).sum(axis=1).clip(0, k - 1)
+    if kind == "one_class":
+        labels[:] = labels[0]
+    if rng.random() < 0.5:
+        z = z.astype("float32")
+    bounds = BOUNDS if rng.random() < 0.8 else (0.2, 5.0)
+    return z, labels.astype("int64"), bounds, kind
+
+
+def judge(z, labels, bounds):
+    """Problems with one fit against the reference, as a list of strings."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = calibration.fit_temperature(z, labels, bounds=bounds)
+    errors = [f"RuntimeWarning: {w.message}" for w in caught
+              if issubclass(w.category, RuntimeWarning)]
+    t_opt, nll_opt = reference_optimum(z, labels, bounds)
+    t, nll_t = float(fit), reference_nll(z, labels, float(fit))
+    if abs(fit.nll_after - nll_t) > 1e-10 * abs(nll_t) + 1e-14:
+        errors.append(f"nll_after {fit.nll_after!r} but the NLL at T is {nll_t!r}")
+    nll_one = reference_nll(z, labels, 1.0)
+    if abs(fit.nll_before - nll_one) > 1e-10 * abs(nll_one) + 1e-14:
+        errors.append(f"nll_before {fit.nll_before!r} but the NLL at T = 1 is {nll_one!r}")
+    ends = [reference_nll(z, labels, b) for b in (bounds[0], math.sqrt(bounds[0] * bounds[1]),
+                                                  bounds[1])]
+    flat = max(ends) - min(ends) <= 1e-15 * (1 + abs(nll_opt))
+    at_bound = not flat and any(abs(math.log(t_opt / b)) < 1e-3 for b in bounds)
+    pinned = min(reference_nll(z, labels, t_opt * (1 + s * 1e-4)) for s in (-1, 1)) - nll_opt
+    matches = nll_t <= nll_opt * (1 + 1e-9) + 1e-12 and (
+        pinned <= 1e-11 * nll_opt + 1e-14 or abs(t / t_opt - 1) <= 1e-4)
+    if fit.converged != (matches and not at_bound):
+        errors.append(f"converged={fit.converged}, reference agrees={matches and not at_bound}"
+                      f" (T={t:.8g}, SciPy T={t_opt:.8g}): {fit.message}")
+    return errors
+
+
+def test_property_range_read_inside_the_pass(small_one_pass, monkeypatch):
+    """Hundreds of problems at the edges of the one-pass range against SciPy; non-finite
+    logits are refused with the full path's message, naming the entry; the one-pass fit
+    certifies some problems and rejects the out-of-range ones in the pass."""
+    used = []
+    original = calibration._one_pass_search
+    monkeypatch.setattr(calibration, "_one_pass_search",
+                        lambda *a: used.append(original(*a)) or used[-1])
+    rng = np.random.default_rng(20261205)
+    failures, kinds = [], {}
+    for case in range(300):
+        z, labels, bounds, kind = draw(rng)
+        kinds[kind] = kinds.get(kind, 0) + 1
+        if not np.isfinite(z).all():
+            bad = tuple(int(i) for i in np.argwhere(~np.isfinite(z))[0])
+            with pytest.raises(ValueError, match=r"`logits` must be finite, got .*"
+                                                  + re.escape(str(bad))):
+                calibration.fit_temperature(z, labels, bounds=bounds)
+            continue
+        failures += [f"case {case} ({kind}, N={len(labels)}, K={z.shape[1]}, {z.dtype}, "
+                     f"max|z|={np.abs(z).max():.6g}): {e}" for e in judge(z, labels, bounds)]
+    assert not failures, "\n".join(failures[:20])
+    certified = [r for r in used if r is not None]
+    assert len(certified) >= 60 and len(used) - len(certified) >= 30, (len(certified), len(used))
+    assert min(kinds.values()) >= 10, kinds
+
+
+def test_checked_moments_reads_the_range_or_refuses():
+    """`checked_moments`: None exactly when some z < -limit, some row's log sum_j exp(z)
+    > limit or some z is NaN (the maximum is bounded through the T = 1 row sums, so a
+    row may be refused a little below the limit but never accepted above it); otherwise
+    the sums of `raw_moments`, low = min z and max z <= high <= max logsumexp, silently."""
+    rng = np.random.default_rng(8)
+    seen = {"refused": 0, "accepted": 0}
+    for _ in range(300):
+        n, k = int(rng.integers(1, 60)), int(rng.choice([2, 5, 33]))
+        z = rng.normal(size=(n, k)) * float(rng.choice([1.0, 30.0, 120.0]))
+        if rng.random() < 0.3:
+            z[int(rng.integers(n)), int(rng.integers(k))] = float(
+                rng.choice([-301.0, 299.5, 305.0, 1e6, -1e6, np.nan, np.inf]))
+        z = z.astype(rng.choice(["float32", "float64"]))
+        limit, beta0 = float(rng.choice([300.0, 150.0, 80.0])), float(rng.uniform(0.2, 2.0))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            got = _temperature_model.checked_moments(z, beta0, 4, limit)
+        z64 = np.asarray(z, dtype="float64")
+        if np.isposinf(z64).any():
+            lse = math.inf
+        else:
+            with np.errstate(all="ignore"):
+                lse = float(reference_logsumexp(np.nan_to_num(z64, nan=0.0)).max())
+        refuse = bool(np.isnan(z64).any()) or z64.min() < -limit or lse > limit + 1e-9
+        edge = abs(lse - limit) <= 1e-9 * limit  # a row sum at the limit: either way
+        if got is None:
+            assert refuse or edge, (z64.min(), lse, limit)
+            seen["refused"] += 1
+            continue
+        assert not refuse or edge, (z64.min(), lse, limit)
+        sums, low, high = got
+        assert low == z64.min()
+        assert z64.max() <= high <= lse + 1e-9 * (1 + abs(lse))
+        np.testing.assert_array_equal(sums, _temperature_model.raw_moments(z, beta0, 4))
+        seen["accepted"] += 1
+    assert min(seen.values()) >= 50, seen
+
+
+def test_certificate_and_cumulant_start_hold():
+    """The fused certificate (`TaylorModel.certify`) brackets the float64 derivative at
+    d - h and d + h and the NLL at d within its bounds, and the cumulant polynomial of
+    the gradient starts at the float64 derivatives at beta0, for random problems."""
+    rng = np.random.default_rng(12)
+    checked = 0
+    for _ in range(150):
+        n, k = int(rng.integers(1, 150)), int(rng.choice([2, 6, 50]))
+        z = rng.normal(size=(n, k)) * float(rng.choice([0.5, 3.0, 9.0])) + float(
+            rng.choice([0.0, 25.0]))
+        z = z.astype(rng.choice(["float32", "float64"]))
+        labels = rng.integers(0, k, n)
+        beta0 = math.exp(rng.uniform(math.log(0.2), math.log(3.0)))
+        sums, low, high = _temperature_model.checked_moments(z, beta0, 6, 300.0)
+        z64 = np.asarray(z, dtype="float64")
+        model = _temperature_model.TaylorModel(
+            sums, beta0, float(z64[np.arange(n), labels].mean()), high - low,
+            max(-low, high), k)
+        x = beta0 * z64
+        p = np.exp(x - x.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        mean = (p * x).sum(axis=1)
+        exact = [float((mean - x[np.arange(n), labels]).mean()),
+                 float((p * (x - mean[:, None]) ** 2).sum(axis=1).mean()),
+                 float((p * (x - mean[:, None]) ** 3).sum(axis=1).mean())]
+        scale = 1.0 + float(np.abs(x).max()) ** 3
+        got = model.gradient_coefficients()
+        np.testing.assert_allclose(got[:3], exact, rtol=1e-9, atol=1e-11 * scale)
+        d, h = float(rng.uniform(-0.06, 0.06)), float(rng.choice([1e-7, 1e-4]))
+        result = model.certify(d, h)
+        if result is None:
+            continue
+        for (value, error), e in zip(result[:2], (d - h, d + h)):
+            beta = beta0 * (1 + e)
+            q = np.exp(beta * (z64 - z64.max(axis=1, keepdims=True)))
+            q /= q.sum(axis=1, keepdims=True)
+            grad = beta0 * float(((q * z64).sum(axis=1) - z64[np.arange(n), labels]).mean())
+            assert abs(value - grad) <= error + 1e-13 * (1 + beta0 * np.abs(z64).max())
+        value, error = result[2]
+        nll = reference_nll(z64, labels, 1 / (beta0 * (1 + d)))
+        assert abs(value - nll) <= error + 1e-13 * (1 + abs(nll))
+        checked += 1
+    assert checked >= 100, checked
