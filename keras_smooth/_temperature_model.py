@@ -25,7 +25,17 @@ to do when a bound fails; the caller then searches with full evaluations.
 
 The logits are not shifted by their row maxima (that reduction and the per-row
 subtraction cost as much as three moments): the caller uses this only when
-|z| * max(beta, 1) stays far from the float64 exp range.
+|z| * max(beta, 1) stays far from the float64 exp range, which `checked_moments`
+verifies block by block inside the pass (min z read before a block's exps, max z
+bounded by the log of the block's T = 1 row sums), so no separate pass reads the range.
+
+What is computed where (the error bounds above hold for each form): the centring
+is Horner's rule on the exponential generating functions (`_centred_moments`); Newton
+on the model starts from the mean-cumulant polynomial of the gradient
+(`gradient_coefficients`, no bound needed: only the certificate decides); the
+certificate evaluates the two derivatives and the value in one matrix product
+(`TaylorModel.certify`), bounding the mean of the per-row error ratios by the mean of
+the numerators over the smallest denominator (never smaller than the per-row bound).
 """
 
 import math
@@ -46,13 +56,14 @@ def raw_moments(z, beta0, order, at_one=True):
     row (only `at_one`, else left unset): sum_j exp(z_ij), the softmax normaliser
     at T = 1. Nothing is checked: see `checked_moments`.
     """
-    return _moments(z, beta0, order, at_one, None)[0]
+    return _moments(z, beta0, order, at_one, None, None)[0]
 
 
-def checked_moments(z, beta0, order, limit):
-    """`(raw_moments(z, beta0, order), low, high)` with low = min z and high >= max z, or
-    None if some z < -`limit`, some z > `limit` (up to rounding, see below) or some z is
-    NaN.
+def checked_moments(z, beta0, order, limit, ids):
+    """`(raw_moments(z, beta0, order), low, high, mean_true)` with low = min z, high >=
+    max z and mean_true = mean_i z_i,ids_i (float64, gathered from each block while it
+    is in cache), or None if some z < -`limit`, some z > `limit` (up to rounding, see
+    below) or some z is NaN.
 
     Each block of rows is checked before its moments at beta0: its minimum is read (in
     the dtype of `z`) before any exp, and its maximum is bounded by the log of its
@@ -64,15 +75,16 @@ def checked_moments(z, beta0, order, limit):
     global minimum and maximum of `z`.
     """
     with np.errstate(over="ignore"):
-        return _moments(z, beta0, order, True, limit)
+        return _moments(z, beta0, order, True, limit, ids)
 
 
-def _moments(z, beta0, order, at_one, limit):
+def _moments(z, beta0, order, at_one, limit, ids):
     n, k = z.shape
     block = max(1, _BLOCK_ELEMENTS // k)
     xs, work = (np.empty((min(block, n), k)) for _ in range(2))
     ones = np.ones(k)  # row sums as matrix-vector products (faster than np.sum here)
     sums = np.empty((order + 2, n))
+    true, offsets = np.empty(n), k * np.arange(min(block, n))
     low, top, top_limit = math.inf, 0.0, math.exp(min(limit or 0.0, 700.0))
     for start in range(0, n, block):
         stop = min(start + block, n)
@@ -83,6 +95,9 @@ def _moments(z, beta0, order, at_one, limit):
             if not -limit <= low:  # NaN fails too
                 return None
         x[...] = z_rows  # exact float64 copy
+        if ids is not None:  # z_iy, from the block in cache
+            np.take(x.reshape(-1), ids[start:stop] + offsets[:stop - start],
+                    out=true[start:stop])
         if at_one:
             np.matmul(np.exp(x, out=e), ones, out=out[-1])
         if limit is not None:
@@ -100,7 +115,8 @@ def _moments(z, beta0, order, at_one, limit):
     if not top > 0:  # cannot happen for z >= -limit >= -300; refused all the same
         return None
     log_top = math.log(top)
-    return sums, float(low), log_top + 2 * (k + 4 + abs(log_top)) * _U
+    mean_true = None if ids is None else float(true.sum()) / n  # np.mean's pairwise sum
+    return sums, float(low), log_top + 2 * (k + 4 + abs(log_top)) * _U, mean_true
 
 
 _MIN, _MAX = np.minimum.reduce, np.maximum.reduce
@@ -144,8 +160,10 @@ class TaylorModel:
         sums: `raw_moments(z, beta0, P)`.
         beta0: the point of the pass.
         mean_true: mean_i z_iy (float64).
-        spread: max z - min z over all of `z` (W = beta0 * spread bounds |x - c|).
-        bound: max |z| over all of `z` (X = beta0 * bound bounds |x| and |c|).
+        spread: max z - min z over all of `z`, or an upper bound on it (W = beta0 *
+            spread bounds |x - c|).
+        bound: max |z| over all of `z`, or an upper bound (X = beta0 * bound bounds
+            |x| and |c|).
         k: number of classes (enters the rounding bound of the row sums).
     """
 

@@ -1362,11 +1362,10 @@ def _one_pass_search(z, ids, bounds, tol, max_iterations):
     bounds_beta = (1.0 / bounds[1], 1.0 / bounds[0])
     beta0 = _sample_start(z, ids, bounds_beta, max_iterations)
     checked = None if beta0 is None else _temperature_model.checked_moments(
-        z, beta0, _temperature_model.FIRST_ORDER, _ONE_PASS_LIMIT / max(beta0, 1.0))
+        z, beta0, _temperature_model.FIRST_ORDER, _ONE_PASS_LIMIT / max(beta0, 1.0), ids)
     if checked is None or not checked[2] > checked[1]:
         return None  # non-finite or large logits, or all equal: the full path
-    sums, low, high = checked  # high: an upper bound on max z (as good for the bounds)
-    mean_true = float(np.add.reduce(_true_logits(z, ids), dtype="float64")) / n
+    sums, low, high, mean_true = checked  # high: an upper bound on max z (as good here)
     before = _one_pass_nll_before(sums[-1], mean_true, z.shape[1])
     for passes in (1, 2):  # a second pass from the first model's minimiser, if needed
         model = _temperature_model.TaylorModel(sums, beta0, mean_true, high - low,
@@ -1384,13 +1383,6 @@ def _one_pass_search(z, ids, bounds, tol, max_iterations):
         sums = _temperature_model.raw_moments(z, beta0, _temperature_model.SECOND_ORDER,
                                               at_one=False)
     return None
-
-
-def _true_logits(z, ids):
-    """z_iy per row (a flat `take` where z is contiguous: faster than a 2-D gather)."""
-    if z.flags.c_contiguous:
-        return z.reshape(-1).take(ids + z.shape[1] * np.arange(len(ids)))
-    return z[np.arange(len(ids)), ids]
 
 
 def _sample_start(z, ids, bounds_beta, max_iterations):

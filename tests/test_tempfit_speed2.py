@@ -162,7 +162,8 @@ def test_checked_moments_reads_the_range_or_refuses():
         limit, beta0 = float(rng.choice([300.0, 150.0, 80.0])), float(rng.uniform(0.2, 2.0))
         with warnings.catch_warnings():
             warnings.simplefilter("error")
-            got = _temperature_model.checked_moments(z, beta0, 4, limit)
+            labels = rng.integers(0, k, n)
+            got = _temperature_model.checked_moments(z, beta0, 4, limit, labels)
         z64 = np.asarray(z, dtype="float64")
         if np.isposinf(z64).any():
             lse = math.inf
@@ -176,8 +177,9 @@ def test_checked_moments_reads_the_range_or_refuses():
             seen["refused"] += 1
             continue
         assert not refuse or edge, (z64.min(), lse, limit)
-        sums, low, high = got
+        sums, low, high, mean_true = got
         assert low == z64.min()
+        assert mean_true == pytest.approx(z64[np.arange(n), labels].mean(), rel=1e-15, abs=1e-300)
         assert z64.max() <= high <= lse + 1e-9 * (1 + abs(lse))
         np.testing.assert_array_equal(sums, _temperature_model.raw_moments(z, beta0, 4))
         seen["accepted"] += 1
@@ -197,7 +199,7 @@ def test_certificate_and_cumulant_start_hold():
         z = z.astype(rng.choice(["float32", "float64"]))
         labels = rng.integers(0, k, n)
         beta0 = math.exp(rng.uniform(math.log(0.2), math.log(3.0)))
-        sums, low, high = _temperature_model.checked_moments(z, beta0, 6, 300.0)
+        sums, low, high, _ = _temperature_model.checked_moments(z, beta0, 6, 300.0, labels)
         z64 = np.asarray(z, dtype="float64")
         model = _temperature_model.TaylorModel(
             sums, beta0, float(z64[np.arange(n), labels].mean()), high - low,
