@@ -62,8 +62,9 @@ def raw_moments(z, beta0, order, at_one=True):
 def checked_moments(z, beta0, order, limit, ids):
     """`(raw_moments(z, beta0, order), low, high, mean_true)` with low = min z, high >=
     max z and mean_true = mean_i z_i,ids_i (float64, gathered from each block while it
-    is in cache), or None if some z < -`limit`, some z > `limit` (up to rounding, see
-    below) or some z is NaN.
+    is in cache), or None if some z < -`limit` or is NaN, or the log of some row's
+    sum_j exp(z_ij) exceeds `limit` (so every z > `limit` is refused, and a z at most
+    log K below it may be).
 
     Each block of rows is checked before its moments at beta0: its minimum is read (in
     the dtype of `z`) before any exp, and its maximum is bounded by the log of its
@@ -79,6 +80,7 @@ def checked_moments(z, beta0, order, limit, ids):
 
 
 def _moments(z, beta0, order, at_one, limit, ids):
+    """The pass of `raw_moments` (no `limit`) and `checked_moments` (with `limit`)."""
     n, k = z.shape
     block = max(1, _BLOCK_ELEMENTS // k)
     xs, work = (np.empty((min(block, n), k)) for _ in range(2))
