@@ -89,8 +89,10 @@ class LearnableTargetLoss(_common.Loss):
     Cost: a step gathers the batch's rows of the matrix logits and normalises
     only those (O(B K) for a batch of B), and the matrix's gradient names only
     those rows. The optimizer's update of a dense K x K matrix (and its slots)
-    is the remaining O(K^2) per step; `neighbors=N` keeps N learnable
-    entries per row instead (`SparseQMatrix`, O(K N)).
+    is the remaining O(K^2) per step (on TensorFlow a plain `Adam`, the
+    default, takes it in one fused kernel: same rule, about a third of the
+    time of Keras's generic step); `neighbors=N` keeps N learnable entries
+    per row instead (`SparseQMatrix`, O(K N)).
 
     Many classes (`neighbors=N`): the matrix keeps, per row, N learnable
     logits at its neighbour classes (plus the diagonal for LLS) and one tail
