@@ -75,7 +75,7 @@ class GenericAdam(keras.optimizers.Adam):
     """Keras's generic Adam step (a subclass never takes the fused path)."""
 
 
-def _fit_matrix(kind, optimizer, seed=0):
+def _fit_matrix(kind, optimizer, seed=0, jit_compile=False):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(96, 5)).astype("float32")
     y = rng.integers(0, 6, size=96)
@@ -83,7 +83,7 @@ def _fit_matrix(kind, optimizer, seed=0):
     loss = cls(6, alpha=0.3, matrix_optimizer=optimizer)
     keras.utils.set_random_seed(seed)
     model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(6)])
-    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=loss)
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=loss, jit_compile=jit_compile)
     model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
     return loss.matrix_layer.logits.numpy(), loss.matrix_optimizer
 
@@ -94,6 +94,14 @@ def test_fused_fit_equals_keras_generic_adam(kind):
     generic, _ = _fit_matrix(kind, GenericAdam(0.05))
     assert int(optimizer.iterations.numpy()) == 12
     assert np.abs(generic).max() > 0.05  # the matrix moved
+    np.testing.assert_allclose(fused, generic, rtol=1e-4, atol=1e-5)
+
+
+def test_fused_step_under_xla_equals_keras_generic_adam():
+    # jit_compile=True is Keras's "auto" choice on GPU machines.
+    fused, optimizer = _fit_matrix("lls", keras.optimizers.Adam(0.05), jit_compile=True)
+    generic, _ = _fit_matrix("lls", GenericAdam(0.05))
+    assert int(optimizer.iterations.numpy()) == 12
     np.testing.assert_allclose(fused, generic, rtol=1e-4, atol=1e-5)
 
 
