@@ -84,6 +84,10 @@ def _fit_matrix(kind, optimizer, seed=0, jit_compile=False):
     keras.utils.set_random_seed(seed)
     model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(6)])
     model.compile(optimizer=keras.optimizers.SGD(0.1), loss=loss, jit_compile=jit_compile)
+    from keras_smooth.losses import _tf_matrix_hook as hook
+
+    fused = hook._fused_adam_slots(loss.matrix_optimizer, loss.matrix_layer.logits) is not None
+    assert fused == (type(optimizer) is keras.optimizers.Adam)  # the path under test
     model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
     return loss.matrix_layer.logits.numpy(), loss.matrix_optimizer
 
@@ -117,6 +121,21 @@ def test_options_that_change_adams_rule_leave_the_fused_path(options):
     optimizer = keras.optimizers.Adam(0.01, **options)
     optimizer.build([variable])
     assert hook._fused_adam_slots(optimizer, variable) is None
+
+
+def test_a_variable_overwritten_with_its_gradient_leaves_the_fused_path():
+    # Keras assigns the gradient to such a variable (and gives it no Adam slots).
+    import tensorflow as tf
+
+    from keras_smooth.losses import _tf_matrix_hook as hook
+
+    variable = keras.Variable(np.zeros((3, 3), "float32"))
+    variable.overwrite_with_gradient = True
+    optimizer = keras.optimizers.Adam(0.1)
+    optimizer.build([variable])
+    assert hook._fused_adam_slots(optimizer, variable) is None
+    hook.apply_matrix_gradient(optimizer, tf.fill([3, 3], 2.0), variable)
+    np.testing.assert_array_equal(variable.numpy(), np.full((3, 3), 2.0))
 
 
 def test_a_constraint_or_another_optimizer_leaves_the_fused_path():
@@ -158,3 +177,86 @@ def test_newcomer_neighbour_starts_at_the_tail_under_trainable_targets_model():
     assert ids[0, 0] == 3
     assert after[0, 1] == pytest.approx(0.7, abs=1e-7)  # the newcomer: the old tail
     assert after[0, 2] != pytest.approx(0.7, abs=1e-4)  # the tail itself trained
+
+
+def _swap_after_momentum(model_optimizer=None):
+    """Row 0 of a K = 5, N = 1 sparse LLS matrix: step 1 trains it with no swap
+    (its neighbour, class 1, sits above the tail), then the neighbour's logit is
+    pushed below the tail and step 2 swaps in class 3 (the most probable class
+    outside the support). Returns (loss, tail logit before step 2)."""
+    k = 5
+    loss = losses.LLSLoss(k, alpha=0.5, neighbors=1, neighbor_ids=[[1], [2], [3], [4], [0]],
+                          matrix_optimizer=keras.optimizers.Adam(0.1))
+    logits = np.zeros((k, 3), "float32")
+    logits[0] = [0.3, 1.0, 0.7]
+    loss.matrix_layer.logits.assign(logits)
+    net = keras.Sequential([keras.Input((2,)), keras.layers.Dense(k)])
+    net.layers[-1].set_weights([np.zeros((2, k), "float32"),
+                                np.array([0.0, 5.0, 0.0, 3.0, 0.0], "float32")])
+    model = net if model_optimizer is None else TrainableTargetsModel(net)
+    model.compile(optimizer=model_optimizer or keras.optimizers.SGD(0.0), loss=loss)
+    x, y = np.zeros((1, 2), "float32"), np.array([0])
+    model.train_on_batch(x, y)
+    assert keras.ops.convert_to_numpy(loss.matrix_layer.neighbor_ids)[0, 0] == 1  # no swap
+    after_one = loss.matrix_layer.logits.numpy()
+    after_one[0, 1] = after_one[0, 2] - 2.0
+    loss.matrix_layer.logits.assign(after_one)
+    model.train_on_batch(x, y)
+    assert keras.ops.convert_to_numpy(loss.matrix_layer.neighbor_ids)[0, 0] == 3  # swapped
+    return loss, float(after_one[0, 2])
+
+
+def test_the_losses_own_adam_forgets_the_predecessors_momentum():
+    # Plain model: the loss's Adam steps the predecessor's entry, the swap sets the
+    # newcomer to the tail, and the momentum there is zeroed (the second moment, a
+    # scale, is kept); untouched entries keep theirs.
+    from keras_smooth.losses import _tf_matrix_hook as hook
+
+    loss, _ = _swap_after_momentum()
+    m, v = (s.numpy() for s in hook._fused_adam_slots(loss.matrix_optimizer,
+                                                      loss.matrix_layer.logits))
+    logits = loss.matrix_layer.logits.numpy()
+    assert logits[0, 1] == logits[0, 2]  # the newcomer starts at the (stepped) tail
+    assert m[0, 1] == 0.0 and v[0, 1] > 0.0
+    assert m[0, 0] != 0.0 and m[0, 2] != 0.0  # the diagonal and the tail keep theirs
+
+
+def test_under_trainable_targets_model_the_newcomer_gets_no_gradient_with_adam():
+    # The model's Adam keeps its own moments at the entry (documented); the newcomer's
+    # move in its arrival step is then that momentum alone, smaller than a step that
+    # also applies the predecessor's gradient (0.0996 before the fix, 0.067 after).
+    loss, tail = _swap_after_momentum(keras.optimizers.Adam(0.1))
+    moved = abs(loss.matrix_layer.logits.numpy()[0, 1] - tail)
+    assert moved < 0.08
+
+
+def test_the_returned_gradient_with_rechoosing_is_the_plain_one_except_at_swaps():
+    # Under TrainableTargetsModel the hook returns the matrix gradient; it must equal
+    # the gradient without re-choosing at every entry that was not swapped, and be 0
+    # at the swapped ones (random problems of tests/test_sparse_q.py).
+    import tensorflow as tf
+
+    from test_sparse_q import _frozen_sparse, _random_problem
+
+    rng = np.random.default_rng(7)
+    swaps = 0
+    for problem in range(40):
+        kind = "lls" if problem % 2 else "lspp"
+        k, n, ids, logits, labels, z = _random_problem(rng)
+        logits = logits.clip(-3, 3)
+        grads = {}
+        for rechoose in (False, True):
+            loss = _frozen_sparse(kind, k, n, ids, logits, 0.3, rechoose=rechoose)
+            loss.matrix_layer.trainable = True
+            loss.attached = True
+            with tf.GradientTape() as tape:
+                value = tf.reduce_sum(loss.call(labels, z))
+            grads[rechoose] = tf.convert_to_tensor(
+                tape.gradient(value, loss.matrix_layer.logits.value)).numpy()
+        swapped = np.zeros_like(grads[True], bool)
+        swapped[:, 1:n + 1] = keras.ops.convert_to_numpy(loss.matrix_layer.neighbor_ids) != ids
+        swaps += int(swapped.any())
+        np.testing.assert_allclose(grads[True][~swapped], grads[False][~swapped],
+                                   rtol=1e-5, atol=1e-6)
+        assert np.all(grads[True][swapped] == 0.0)
+    assert swaps >= 5  # the check saw swaps

@@ -227,8 +227,12 @@ class SparseQMatrix(keras.layers.Layer):
         Returns:
             A float32 `(K, N + 2)` mask, 1 at the logits whose entry was given
             to a newcomer, else 0 (all 0 when nothing can be re-chosen). A
-            gradient computed before the swap belongs to the predecessor there;
-            `TrainableTargetsModel` zeroes it so the newcomer starts at the tail.
+            gradient computed before the swap belongs to the predecessor there:
+            on TensorFlow it is zeroed (under `TrainableTargetsModel`) or was
+            applied before the swap, and the loss's own plain `Adam` also
+            zeroes its momentum there. The optimizer of a `TrainableTargetsModel`
+            keeps its moments at those entries: with momentum the newcomer
+            still drifts with its predecessor's last steps, fading in a few.
         """
         if not self.tail_size:
             return ops.zeros(ops.shape(self.logits), "float32")

@@ -81,6 +81,8 @@ def loss_with_matrix_step(loss, onehot, ids, log_probs):
                     swapped = layer.rechoose(ids, tf.stop_gradient(probs))
                 if loss.attached:  # the model's optimizer steps after the swap
                     d_matrix = _without_swapped(d_matrix, swapped)
+                else:
+                    _reset_momentum(loss.matrix_optimizer, layer.logits, swapped)
             return d_log_probs, (d_matrix if loss.attached else None)
 
         return values, backward
@@ -96,6 +98,17 @@ def _without_swapped(d_matrix, swapped):
         values = d_matrix.values * tf.gather(keep, d_matrix.indices)
         return tf.IndexedSlices(values, d_matrix.indices, d_matrix.dense_shape)
     return d_matrix * keep
+
+
+def _reset_momentum(optimizer, variable, swapped):
+    """Zero a plain Adam's first moment at the entries `rechoose` gave to newcomers,
+    so a newcomer does not carry its predecessor's momentum (which had pushed that
+    entry below the tail). The second moment is a scale and stays: zeroed at a
+    late step, whose bias correction is about 1, it would make the newcomer's
+    next steps several times Adam's usual size. Other optimizers keep their state."""
+    slots = _fused_adam_slots(optimizer, variable)
+    if slots is not None:
+        slots[0].assign(slots[0] * (1.0 - swapped))
 
 
 def _matrix_step(loss, d_matrix, total):
@@ -148,6 +161,7 @@ def _fused_adam_slots(optimizer, variable):
     `optimizer`; None otherwise (another optimizer or option, a constraint, a
     distribution strategy, or Keras internals that are not as expected)."""
     if (tf.distribute.has_strategy() or variable.constraint is not None
+            or getattr(variable, "overwrite_with_gradient", False)
             or variable.dtype != "float32" or not _plain_adam(optimizer)):
         return None
     try:
@@ -155,7 +169,7 @@ def _fused_adam_slots(optimizer, variable):
         slots = optimizer._momentums[index], optimizer._velocities[index]
     except (AttributeError, KeyError, IndexError, TypeError):
         return None
-    if any(tuple(slot.shape) != tuple(variable.shape) for slot in slots):
+    if any(slot is None or tuple(slot.shape) != tuple(variable.shape) for slot in slots):
         return None
     return slots
 
