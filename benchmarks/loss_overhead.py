@@ -170,6 +170,7 @@ def run_child(kind, k, neighbors, steps):
 def scaling(args):
     kinds = ["baseline", "lls", "lspp", "sparse-lls", "sparse-lspp"]
     rows = {}
+    print(f"# load average at the start: {os.getloadavg()}", flush=True)
     for repeat in range(args.repeats):
         for k in args.classes:
             todo = [kind for kind in kinds if not (kind in ("lls", "lspp") and k > args.dense_max)]
@@ -179,6 +180,7 @@ def scaling(args):
             for kind, result in results.items():
                 rows.setdefault((k, kind), []).append((result, results["baseline"]))
             print(f"# repeat {repeat} K {k}: {json.dumps(results)}", flush=True)
+    print(f"# load average at the end: {os.getloadavg()}")
     print(f"keras {keras.__version__}, tensorflow {tf.__version__}, {platform.machine()}, "
           f"{os.cpu_count()} CPUs; linear head over {FEATURES}-d features, batch "
           f"{SCALING_BATCH}, Adam, {args.scaling_steps} timed steps x {args.repeats} repeats, "
@@ -234,6 +236,7 @@ def main(argv=None):
             make_loss, dataset = configs[name]
             times[name].append(step_time(make_loss, dataset, weights, args.steps, args.filters))
 
+    print(f"# load average at the end: {os.getloadavg()}")
     print(f"keras {keras.__version__}, tensorflow {tf.__version__}, {platform.machine()}, "
           f"{os.cpu_count()} CPUs; digits {len(y)} samples, CNN with {args.filters} filters, "
           f"batch {args.batch_size}, {args.steps} timed steps x {args.repeats} repeats")

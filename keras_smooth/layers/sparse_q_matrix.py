@@ -223,9 +223,19 @@ class SparseQMatrix(keras.layers.Layer):
         unlisted class. The newcomer starts at the tail logit, so its
         probability is unchanged at the swap; kept neighbours keep their
         learned logits. Nothing changes while the row's logits are all equal.
+
+        Returns:
+            A float32 `(K, N + 2)` mask, 1 at the logits whose entry was given
+            to a newcomer, else 0 (all 0 when nothing can be re-chosen). A
+            gradient computed before the swap belongs to the predecessor there:
+            on TensorFlow it is zeroed (under `TrainableTargetsModel`) or was
+            applied before the swap, and the loss's own plain `Adam` also
+            zeroes its momentum there. The optimizer of a `TrainableTargetsModel`
+            keeps its moments at those entries: with momentum the newcomer
+            still drifts with its predecessor's last steps, fading in a few.
         """
         if not self.tail_size:
-            return
+            return ops.zeros(ops.shape(self.logits), "float32")
         n = self.neighbors
         ids = ops.cast(ids, "int32")
         near_ids = ops.take(self.neighbor_ids, ids, axis=0)
@@ -246,6 +256,10 @@ class SparseQMatrix(keras.layers.Layer):
         self.logits.assign(
             ops.scatter_update(self.logits, where, ops.where(swap, tail, weakest))
         )
+        # Duplicate classes in a batch pick the same slot from the same logits, so
+        # they agree on `swap`; scatter_update keeps one of the equal values.
+        return ops.scatter_update(ops.zeros(ops.shape(self.logits), "float32"), where,
+                                  ops.cast(swap, "float32"))
 
     def get_config(self):
         config = super().get_config()

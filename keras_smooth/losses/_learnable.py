@@ -89,8 +89,10 @@ class LearnableTargetLoss(_common.Loss):
     Cost: a step gathers the batch's rows of the matrix logits and normalises
     only those (O(B K) for a batch of B), and the matrix's gradient names only
     those rows. The optimizer's update of a dense K x K matrix (and its slots)
-    is the remaining O(K^2) per step; `neighbors=N` keeps N learnable
-    entries per row instead (`SparseQMatrix`, O(K N)).
+    is the remaining O(K^2) per step (on TensorFlow a plain `Adam`, the
+    default, takes it in one fused kernel: same rule, about 0.4 of the time
+    of Keras's generic step, `benchmarks/matrix_step.py`); `neighbors=N`
+    keeps N learnable entries per row instead (`SparseQMatrix`, O(K N)).
 
     Many classes (`neighbors=N`): the matrix keeps, per row, N learnable
     logits at its neighbour classes (plus the diagonal for LLS) and one tail
@@ -116,8 +118,11 @@ class LearnableTargetLoss(_common.Loss):
           classes it predicts instead of the label), which is what the
           matrix would learn to put mass on; a learned neighbour survives as
           long as the matrix rates it above the tail. It costs one `(B, K)`
-          top-1 per step and needs no K x K statistics. (The Adam slots of a
-          replaced entry are not reset: its momentum fades in a few steps.)
+          top-1 per step and needs no K x K statistics. A newcomer gets no
+          gradient from its predecessor; the loss's own plain `Adam` also
+          zeroes its momentum there (not its second moment, a scale), while
+          other optimizers (and the model's under `TrainableTargetsModel`)
+          keep that entry's momentum, which fades in a few steps.
         * JAX and torch run the training step inside a traced function that
           cannot change the ids; there the ids stay as given unless you call
           `loss.update_neighbors(y, model.predict(x))` between epochs (same

@@ -19,9 +19,15 @@ is computed once):
   `IndexedSlices` naming each of those rows once (`QMatrix.rows`);
 * a sparse matrix (`neighbors=N`) then re-chooses the neighbours of the
   batch's classes (`SparseQMatrix.rechoose`); this also runs when
-  `TrainableTargetsModel` has the model's optimizer train the matrix.
+  `TrainableTargetsModel` has the model's optimizer train the matrix;
+* a plain Keras `Adam` (the default `matrix_optimizer`) takes its step in one
+  fused kernel (`tf.raw_ops.ResourceApplyAdam`, the same update rule and the
+  optimizer's own slots and step count), not in the half-dozen full-size
+  passes of its generic update: for a dense K x K matrix this update of every
+  entry is the part of a step that grows as K^2 (`_fused_adam_step`).
 """
 
+import keras
 import tensorflow as tf
 
 
@@ -72,12 +78,37 @@ def loss_with_matrix_step(loss, onehot, ids, log_probs):
                 updates.append(_matrix_step(loss, d_matrix, tf.reduce_sum(upstream)))
             if rechoose:
                 with tf.control_dependencies(updates):
-                    layer.rechoose(ids, tf.stop_gradient(probs))
+                    swapped = layer.rechoose(ids, tf.stop_gradient(probs))
+                if loss.attached:  # the model's optimizer steps after the swap
+                    d_matrix = _without_swapped(d_matrix, swapped)
+                else:
+                    _reset_momentum(loss.matrix_optimizer, layer.logits, swapped)
             return d_log_probs, (d_matrix if loss.attached else None)
 
         return values, backward
 
     return values_of(log_probs, table)
+
+
+def _without_swapped(d_matrix, swapped):
+    """`d_matrix` with zeros at the logits `rechoose` just gave to newcomers: their
+    gradient was computed for the predecessor, so the newcomer starts at the tail."""
+    keep = 1.0 - swapped
+    if isinstance(d_matrix, tf.IndexedSlices):
+        values = d_matrix.values * tf.gather(keep, d_matrix.indices)
+        return tf.IndexedSlices(values, d_matrix.indices, d_matrix.dense_shape)
+    return d_matrix * keep
+
+
+def _reset_momentum(optimizer, variable, swapped):
+    """Zero a plain Adam's first moment at the entries `rechoose` gave to newcomers,
+    so a newcomer does not carry its predecessor's momentum (which had pushed that
+    entry below the tail). The second moment is a scale and stays: zeroed at a
+    late step, whose bias correction is about 1, it would make the newcomer's
+    next steps several times Adam's usual size. Other optimizers keep their state."""
+    slots = _fused_adam_slots(optimizer, variable)
+    if slots is not None:
+        slots[0].assign(slots[0] * (1.0 - swapped))
 
 
 def _matrix_step(loss, d_matrix, total):
@@ -98,5 +129,75 @@ def _matrix_step(loss, d_matrix, total):
             penalty = tf.cast(layer.regularizer(variable), variable.dtype)
         extra = tape.gradient(penalty, variable) / tf.cast(replicas, variable.dtype)
         grad = tf.convert_to_tensor(grad) + tf.where(tf.math.is_finite(extra), extra, 0.0)
-    loss.matrix_optimizer.apply_gradients([(grad, layer.logits)])
-    return loss.matrix_optimizer.iterations
+    return apply_matrix_gradient(loss.matrix_optimizer, grad, layer.logits)
+
+
+def apply_matrix_gradient(optimizer, grad, variable):
+    """`optimizer.apply_gradients([(grad, variable)])`, fused where that is exact.
+
+    Returns the optimizer's step counter (after the step).
+    """
+    slots = _fused_adam_slots(optimizer, variable)
+    if slots is None:
+        optimizer.apply_gradients([(grad, variable)])
+        return optimizer.iterations
+    return _fused_adam_step(optimizer, slots, grad, variable)
+
+
+def _plain_adam(optimizer):
+    """Whether `optimizer` is a Keras `Adam` whose step is Adam's rule and nothing else."""
+    if type(optimizer) is not keras.optimizers.Adam or optimizer.amsgrad:
+        return False
+    hyper = (optimizer.beta_1, optimizer.beta_2, optimizer.epsilon)
+    return (all(isinstance(h, (int, float)) for h in hyper)
+            and optimizer.clipnorm is None and optimizer.clipvalue is None
+            and optimizer.global_clipnorm is None and not optimizer.weight_decay
+            and not optimizer.use_ema and not optimizer.gradient_accumulation_steps
+            and optimizer.loss_scale_factor is None)
+
+
+def _fused_adam_slots(optimizer, variable):
+    """The `(m, v)` slots of `variable` when `_fused_adam_step` reproduces the step of
+    `optimizer`; None otherwise (another optimizer or option, a constraint, a
+    distribution strategy, or Keras internals that are not as expected)."""
+    if (tf.distribute.has_strategy() or variable.constraint is not None
+            or getattr(variable, "overwrite_with_gradient", False)
+            or variable.dtype != "float32" or not _plain_adam(optimizer)):
+        return None
+    try:
+        index = optimizer._get_variable_index(variable)
+        slots = optimizer._momentums[index], optimizer._velocities[index]
+    except (AttributeError, KeyError, IndexError, TypeError):
+        return None
+    if any(slot is None or tuple(slot.shape) != tuple(variable.shape) for slot in slots):
+        return None
+    return slots
+
+
+def _fused_adam_step(optimizer, slots, grad, variable):
+    """Keras Adam's step (Kingma & Ba 2015, Algorithm 1 with the bias corrections
+    folded into the step size, as `keras.optimizers.Adam` writes it) as one kernel:
+
+        alpha = lr sqrt(1 - beta_2^t) / (1 - beta_1^t),
+        m += (1 - beta_1)(g - m),  v += (1 - beta_2)(g^2 - v),
+        variable -= alpha m / (sqrt(v) + epsilon),
+
+    at t = iterations + 1, then iterations += 1. Rows absent from an
+    `IndexedSlices` gradient have g = 0 (their slots decay, as in Keras).
+    """
+    m, v = slots
+    step = tf.cast(optimizer.iterations + 1, tf.float32)
+    beta_1, beta_2 = float(optimizer.beta_1), float(optimizer.beta_2)
+    if isinstance(grad, tf.IndexedSlices):
+        grad = tf.scatter_nd(tf.expand_dims(grad.indices, 1), grad.values,
+                             tf.shape(variable.value, out_type=grad.indices.dtype))
+    tf.raw_ops.ResourceApplyAdam(
+        var=variable.value.handle, m=m.value.handle, v=v.value.handle,
+        beta1_power=tf.pow(tf.constant(beta_1, tf.float32), step),
+        beta2_power=tf.pow(tf.constant(beta_2, tf.float32), step),
+        lr=tf.cast(optimizer.learning_rate, tf.float32),
+        beta1=tf.constant(beta_1, tf.float32), beta2=tf.constant(beta_2, tf.float32),
+        epsilon=tf.constant(float(optimizer.epsilon), tf.float32),
+        grad=tf.convert_to_tensor(grad, tf.float32),
+    )
+    return optimizer.iterations.assign_add(1)
