@@ -6,7 +6,7 @@ from keras import ops
 from keras_smooth import _checks
 
 
-def take_rows(table, ids):
+def take_rows(table, ids, each_row_once=True):
     """`table[ids]` whose gradient names each row once.
 
     On TensorFlow a gather's gradient is `IndexedSlices` with one slice per
@@ -17,9 +17,12 @@ def take_rows(table, ids):
     the strategy would concatenate the replicas' slices (repeats again), so
     there the gradient is a dense sum. Other backends differentiate a gather
     into a dense scatter-add, which sums repeats correctly.
+
+    `each_row_once=False` keeps the plain gather (one slice per id), for a
+    caller that sums the slices into a dense gradient itself.
     """
     ids = ops.cast(ids, "int32")
-    if keras.backend.backend() != "tensorflow":
+    if keras.backend.backend() != "tensorflow" or not each_row_once:
         return ops.take(table, ids, axis=0)
     import tensorflow as tf
 
@@ -114,21 +117,23 @@ class QMatrix(keras.layers.Layer):
         probs = ops.softmax(ops.where(eye, -1e30, logits), axis=-1)
         return ops.where(eye, 0.0, probs)
 
-    def rows(self, ids, table=None):
+    def rows(self, ids, table=None, each_row_once=True):
         """Rows `ids` of the matrix, `(N, K)`, from the gathered logits only.
 
         Row `y` is `softmax(logits[y])` (LLS Eq. 4; over the off-diagonal
         entries for LS++, §3.2), computed for the batch's rows alone: no K x K
         temporary. The gradient reaches only those rows of the logits (on
-        TensorFlow as `IndexedSlices` with each row once, see `take_rows`).
+        TensorFlow as `IndexedSlices` with each row once, see `take_rows`;
+        one slice per id with `each_row_once=False`).
         """
         table = self.logits if table is None else table
-        logits = take_rows(ops.cast(table, "float32"), ids)
+        logits = take_rows(ops.cast(table, "float32"), ids, each_row_once)
         if not self.zero_diagonal:
             return ops.softmax(logits, axis=-1)
-        own = ops.one_hot(ids, self.num_classes, dtype="bool")
-        probs = ops.softmax(ops.where(own, -1e30, logits), axis=-1)
-        return ops.where(own, 0.0, probs)
+        # The own class's logit pushed to -1e30: its exp is exactly 0 in float32, so the
+        # softmax runs over the off-diagonal entries (arithmetic, not selects: cheaper
+        # to differentiate, and that entry's gradient is exactly 0 too).
+        return ops.softmax(logits - 1e30 * ops.one_hot(ids, self.num_classes), axis=-1)
 
     def matrix(self):
         """The current K x K matrix as a NumPy array."""

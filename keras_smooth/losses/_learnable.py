@@ -232,11 +232,13 @@ class LearnableTargetLoss(_common.Loss):
         """`objective` for a sparse matrix from the support alone (see subclasses)."""
         raise NotImplementedError
 
-    def values(self, onehot, ids, log_probs, probs, table=None):
-        """Per-sample values; `table` stands in for the matrix logits."""
+    def values(self, onehot, ids, log_probs, probs, table=None, each_row_once=True):
+        """Per-sample values; `table` stands in for the matrix logits (`each_row_once`:
+        see `QMatrix.rows`)."""
         layer = self.matrix_layer
         if self.neighbors is None:
-            return self.objective(onehot, log_probs, probs, layer.rows(ids, table))
+            rows = layer.rows(ids, table, each_row_once=each_row_once)
+            return self.objective(onehot, log_probs, probs, rows)
         columns, support, tail = layer.support(ids, table)
         own = ops.one_hot(ops.zeros_like(ids), self.neighbors + 1)  # column 0: the label
         support = targets.mix(own, support, self.alpha)

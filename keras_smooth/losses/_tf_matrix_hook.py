@@ -61,13 +61,18 @@ def loss_with_matrix_step(loss, onehot, ids, log_probs):
             "one replica; pass `rechoose_neighbors=False` (and `neighbor_ids`)."
         )
     table = tf.convert_to_tensor(layer.logits.value)  # read once, outside the custom op
+    # The fused Adam step sums the gradient's slices into a dense one itself, so a
+    # dense matrix's rows are gathered once per sample (no de-duplicating pass).
+    slices_summed = (loss.neighbors is None and not loss.attached
+                     and _fused_adam_slots(loss.matrix_optimizer, layer.logits) is not None)
 
     @tf.custom_gradient
     def values_of(log_probs, table):
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch([log_probs, table])
             probs = tf.exp(log_probs)
-            values = loss.values(onehot, ids, log_probs, probs, table)
+            values = loss.values(onehot, ids, log_probs, probs, table,
+                                 each_row_once=not slices_summed)
 
         def backward(upstream):
             d_log_probs, d_matrix = tape.gradient(
@@ -183,14 +188,14 @@ def _fused_adam_step(optimizer, slots, grad, variable):
         variable -= alpha m / (sqrt(v) + epsilon),
 
     at t = iterations + 1, then iterations += 1. Rows absent from an
-    `IndexedSlices` gradient have g = 0 (their slots decay, as in Keras).
+    `IndexedSlices` gradient have g = 0 (their slots decay, as in Keras);
+    slices naming the same row add up, as in the dense gradient.
     """
     m, v = slots
     step = tf.cast(optimizer.iterations + 1, tf.float32)
     beta_1, beta_2 = float(optimizer.beta_1), float(optimizer.beta_2)
     if isinstance(grad, tf.IndexedSlices):
-        grad = tf.scatter_nd(tf.expand_dims(grad.indices, 1), grad.values,
-                             tf.shape(variable.value, out_type=grad.indices.dtype))
+        grad = tf.math.unsorted_segment_sum(grad.values, grad.indices, variable.shape[0])
     tf.raw_ops.ResourceApplyAdam(
         var=variable.value.handle, m=m.value.handle, v=v.value.handle,
         beta1_power=tf.pow(tf.constant(beta_1, tf.float32), step),
