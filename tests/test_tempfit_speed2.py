@@ -23,23 +23,7 @@ optimize = pytest.importorskip("scipy.optimize")
 
 BOUNDS = (0.01, 100.0)
 
-
-def reference_nll(z, labels, t):
-    s = np.asarray(z, dtype="float64") / t
-    s = s - s.max(axis=1, keepdims=True)
-    return float((np.log(np.exp(s).sum(axis=1)) - s[np.arange(len(labels)), labels]).mean())
-
-
-def reference_optimum(z, labels, bounds):
-    """(T, NLL) of the float64 minimum over `bounds`: a grid, then bounded Brent near it."""
-    f = lambda u: reference_nll(z, labels, math.exp(u))  # noqa: E731
-    grid = np.linspace(math.log(bounds[0]), math.log(bounds[1]), 41)
-    values = [f(u) for u in grid]
-    i = int(np.argmin(values))
-    near = (grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)])
-    local = optimize.minimize_scalar(f, bounds=near, method="bounded", options={"xatol": 1e-11})
-    value, u = min([(values[i], grid[i]), (float(local.fun), float(local.x))])
-    return math.exp(u), value
+from test_tempfit_fast import judge, reference_nll  # noqa: E402  (float64 references)
 
 
 def reference_logsumexp(z):
@@ -89,33 +73,6 @@ def draw(rng):
         z = z.astype("float32")
     bounds = BOUNDS if rng.random() < 0.8 else (0.2, 5.0)
     return z, labels.astype("int64"), bounds, kind
-
-
-def judge(z, labels, bounds):
-    """Problems with one fit against the reference, as a list of strings."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        fit = calibration.fit_temperature(z, labels, bounds=bounds)
-    errors = [f"RuntimeWarning: {w.message}" for w in caught
-              if issubclass(w.category, RuntimeWarning)]
-    t_opt, nll_opt = reference_optimum(z, labels, bounds)
-    t, nll_t = float(fit), reference_nll(z, labels, float(fit))
-    if abs(fit.nll_after - nll_t) > 1e-10 * abs(nll_t) + 1e-14:
-        errors.append(f"nll_after {fit.nll_after!r} but the NLL at T is {nll_t!r}")
-    nll_one = reference_nll(z, labels, 1.0)
-    if abs(fit.nll_before - nll_one) > 1e-10 * abs(nll_one) + 1e-14:
-        errors.append(f"nll_before {fit.nll_before!r} but the NLL at T = 1 is {nll_one!r}")
-    ends = [reference_nll(z, labels, b) for b in (bounds[0], math.sqrt(bounds[0] * bounds[1]),
-                                                  bounds[1])]
-    flat = max(ends) - min(ends) <= 1e-15 * (1 + abs(nll_opt))
-    at_bound = not flat and any(abs(math.log(t_opt / b)) < 1e-3 for b in bounds)
-    pinned = min(reference_nll(z, labels, t_opt * (1 + s * 1e-4)) for s in (-1, 1)) - nll_opt
-    matches = nll_t <= nll_opt * (1 + 1e-9) + 1e-12 and (
-        pinned <= 1e-11 * nll_opt + 1e-14 or abs(t / t_opt - 1) <= 1e-4)
-    if fit.converged != (matches and not at_bound):
-        errors.append(f"converged={fit.converged}, reference agrees={matches and not at_bound}"
-                      f" (T={t:.8g}, SciPy T={t_opt:.8g}): {fit.message}")
-    return errors
 
 
 def test_property_range_read_inside_the_pass(small_one_pass, monkeypatch):
