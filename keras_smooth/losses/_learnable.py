@@ -91,7 +91,8 @@ class LearnableTargetLoss(_common.Loss):
     those rows. The optimizer's update of a dense K x K matrix (and its slots)
     is the remaining O(K^2) per step (on TensorFlow a plain `Adam`, the
     default, takes it in one fused kernel: same rule, about 0.4 of the time
-    of Keras's generic step, `benchmarks/matrix_step.py`); `neighbors=N`
+    of Keras's generic step, `benchmarks/matrix_step.py`, and the loss then
+    writes its gradients out, `dense_step`); `neighbors=N`
     keeps N learnable entries per row instead (`SparseQMatrix`, O(K N)).
 
     Many classes (`neighbors=N`): the matrix keeps, per row, N learnable
@@ -245,6 +246,16 @@ class LearnableTargetLoss(_common.Loss):
         values = self.support_objective(log_probs, probs, columns, support, self.alpha * tail)
         return values + 0.0 * onehot[:, 0]  # keeps a traced bad label's NaN (see _checks)
 
+
+    writes_dense_gradients = False  # whether `dense_step` is defined
+
+    def dense_step(self, onehot, log_probs, probs, row_logits):
+        """`(values, backward)` of `objective` on a dense matrix from its gathered row
+        logits `(B, K)`, with the gradients written out: `backward(upstream)` returns
+        `(d log_probs, d row_logits)` for the `(B,)` upstream gradient. Subclasses
+        that define it set `writes_dense_gradients`; the TensorFlow training step
+        (`_tf_matrix_hook`) then uses it instead of autodiff."""
+        raise NotImplementedError
 
     def matrix_objective(self, onehot, log_probs, probs, rows):
         """The part of `objective` that trains the matrix (predictions fixed)."""

@@ -116,6 +116,31 @@ class LLSLoss(LearnableTargetLoss):
     def objective(self, onehot, log_probs, probs, rows):
         return _symmetric_kl(targets.mix(onehot, rows, self.alpha), log_probs, probs)
 
+    writes_dense_gradients = True
+
+    def dense_step(self, onehot, log_probs, probs, row_logits):
+        # t = `targets.mix(onehot, softmax(Q[y]), alpha)` and the values of `objective`,
+        # 0.5 sum_k (t_k - p_k) (log max(t_k, eps) - log p_k) (Eq. 5).
+        rows = ops.softmax(row_logits, axis=-1)
+        soft = ops.cast(onehot, "float32") * (1.0 - self.alpha) + self.alpha * rows
+        eps = keras.config.epsilon()
+        clamped = ops.maximum(soft, eps)
+        gap, log_gap = soft - probs, ops.log(clamped) - log_probs
+        values = 0.5 * ops.sum(gap * log_gap, axis=-1)
+
+        def backward(upstream):
+            # Both the network and Q learn (no stopped gradient): with p = exp(log p),
+            # d/d(log p_j) = -(p_j log_gap_j + gap_j) / 2 and d/d t_j = (log_gap_j +
+            # gap_j m_j / t_j) / 2, m_j = [t_j >= eps] (the clamp's gradient); Q's
+            # logits through t = ... + alpha softmax(Q[y]) and the softmax's chain rule.
+            half = 0.5 * upstream[:, None]
+            d_log_probs = -half * (probs * log_gap + gap)
+            d_soft = log_gap + ops.where(soft >= eps, gap / clamped, 0.0)
+            centred = d_soft - ops.sum(rows * d_soft, axis=-1, keepdims=True)
+            return d_log_probs, (self.alpha * half) * rows * centred
+
+        return values, backward
+
     def support_objective(self, log_probs, probs, columns, support, tail):
         # sum_k (t_k - p_k)(log t_k - log p_k) with t_k = `tail` off the support:
         # the sum over all k in closed form (sum_k p_k = 1), corrected on the support.

@@ -7,6 +7,8 @@ from keras_smooth import targets
 from keras_smooth.losses import _common
 from keras_smooth.losses._learnable import LearnableTargetLoss, matrix_loss_inputs
 
+_TINY = 1.1754944e-38  # the smallest normal float32: the clamp's threshold if epsilon <= 0
+
 
 def _split_symmetric_ce(soft, log_probs, probs):
     network = _common.cross_entropy(ops.stop_gradient(soft), log_probs)
@@ -110,6 +112,33 @@ class LSPlusPlusLoss(LearnableTargetLoss):
 
     def objective(self, onehot, log_probs, probs, rows):
         return _split_symmetric_ce(targets.mix(onehot, rows, self.alpha), log_probs, probs)
+
+    writes_dense_gradients = True
+
+    def dense_step(self, onehot, log_probs, probs, row_logits):
+        # C[y] = softmax of the row logits with the own one pushed to -1e30 (as
+        # `QMatrix.rows`), t = `targets.mix(onehot, C[y], alpha)`, and the values of
+        # `objective`: 0.5 (H(sg(t), p) + H(sg(p), log max(t, eps))).
+        onehot = ops.cast(onehot, "float32")
+        rows = ops.softmax(row_logits - 1e30 * onehot, axis=-1)
+        spread = self.alpha * rows  # = t off the label (exactly: 0 * (1 - alpha) + it)
+        soft = onehot * (1.0 - self.alpha) + spread
+        eps = keras.config.epsilon()
+        values = -0.5 * ops.sum(
+            soft * log_probs + probs * ops.log(ops.maximum(soft, eps)), axis=-1)
+
+        def backward(upstream):
+            # The network: d/d(log p) of H(sg(t), p) = -t. The matrix (§3.2): with
+            # r = C[y], t_j = alpha r_j off the label, m_j = [t_j >= eps] (the clamp's
+            # gradient; the label's entry has r_y = 0 and no gradient), the softmax's
+            # chain rule gives d/d(logit_j) of H(sg(p), log max(t, eps)) =
+            # r_j sum_k p_k m_k - p_j m_j.
+            half = 0.5 * upstream[:, None]
+            kept = ops.where(spread >= max(eps, _TINY), probs, 0.0)
+            d_rows = half * (rows * ops.sum(kept, axis=-1, keepdims=True) - kept)
+            return -half * soft, d_rows
+
+        return values, backward
 
     def support_objective(self, log_probs, probs, columns, support, tail):
         # H(t, p) and H(p, t) with t_k = `tail` off the support, from the sums

@@ -1,0 +1,168 @@
+"""The written-out gradients of LLS and LS++ on a dense matrix (issue 14).
+
+On TensorFlow, with the default plain `Adam` as `matrix_optimizer`, a training
+step no longer differentiates the loss by autodiff: `dense_step` of `LLSLoss`
+and `LSPlusPlusLoss` gives the values and both gradients by formula. These
+tests hold the formulas to the equations, written here in float64 NumPy and
+differentiated by central finite differences:
+
+* LLS (Eq. 4-5): loss = 0.5 sum_k (t_k - p_k)(log max(t_k, eps) - log p_k),
+  t = (1 - alpha) onehot + alpha softmax(Q[y]); the network and Q both learn
+  from all of it.
+* LS++ (§3.2): loss = 0.5 (H(sg(t), p) + H(sg(p), log max(t, eps))), C[y] the
+  softmax over the off-diagonal logits of row y: the network learns from the
+  first term only, C from the second only.
+
+The matrix's gradient is read from Adam's first moment after one step from
+zero slots (m = (1 - beta_1) g): the upstream-weighted mean of the per-sample
+gradients. The network's gradient is the tape's gradient in the logits. Each
+problem is also run through the autodiff path (`writes_dense_gradients = False`
+on the instance), which must agree to float32 rounding.
+"""
+
+import keras
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow", reason="the TensorFlow matrix step"
+)
+
+from keras_smooth import losses  # noqa: E402
+
+EPS = 1e-7  # keras.config.epsilon(), the clamp of log t
+
+
+def _log_softmax(z):
+    z = z - z.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+def _targets(theta, y, alpha, lspp):
+    """t from the row logits `theta` (B, K), float64."""
+    k = theta.shape[1]
+    onehot = np.eye(k)[y]
+    if lspp:  # softmax over the off-diagonal entries of row y
+        theta = np.where(onehot > 0, -np.inf, theta)
+    rows = np.exp(_log_softmax(theta))
+    return (1 - alpha) * onehot + alpha * rows
+
+
+def _per_sample(z, theta, y, alpha, lspp, part):
+    """Per-sample loss (float64). `part`: "all", "network" (LS++: t fixed) or
+    "matrix" (LS++: p fixed); `z` and `theta` may be the fixed copies."""
+    lp = _log_softmax(z)
+    t = _targets(theta, y, alpha, lspp)
+    log_t = np.log(np.maximum(t, EPS))
+    if not lspp:
+        return 0.5 * ((t - np.exp(lp)) * (log_t - lp)).sum(axis=-1)
+    network = -(t * lp).sum(axis=-1)
+    matrix = -(np.exp(lp) * log_t).sum(axis=-1)
+    return 0.5 * {"network": network, "matrix": matrix, "all": network + matrix}[part]
+
+
+def _numeric_gradient(f, x, h=1e-6):
+    grad = np.zeros_like(x)
+    for index in np.ndindex(*x.shape):
+        step = np.zeros_like(x)
+        step[index] = h
+        grad[index] = (f(x + step) - f(x - step)) / (2 * h)
+    return grad
+
+
+def _expected(z, q, y, w, alpha, lspp):
+    """(values, d total / d z, upstream-weighted mean gradient in Q), from NumPy."""
+    b = len(y)
+    values = _per_sample(z, q[y], y, alpha, lspp, "all")
+    net_part = "network" if lspp else "all"
+    d_z = _numeric_gradient(
+        lambda zz: (w * _per_sample(zz, q[y], y, alpha, lspp, net_part)).sum() / b, z)
+    mat_part = "matrix" if lspp else "all"
+    d_q = _numeric_gradient(
+        lambda qq: (w * _per_sample(z, qq[y], y, alpha, lspp, mat_part)).sum() / w.sum(), q)
+    return values, d_z, d_q
+
+
+def _run(z, q, y, w, alpha, lspp, analytic=True):
+    """(per-sample values, d loss / d z, Q's gradient) from one TensorFlow step."""
+    import tensorflow as tf
+
+    from keras_smooth.losses import _tf_matrix_hook as hook
+
+    k = z.shape[1]
+    cls = losses.LSPlusPlusLoss if lspp else losses.LLSLoss
+    loss = cls(k, alpha=alpha)
+    if not analytic:
+        loss.writes_dense_gradients = False
+    loss.matrix_layer.logits.assign(q.astype("float32"))
+    optimizer = loss.matrix_optimizer
+    assert hook._fused_adam_slots(optimizer, loss.matrix_layer.logits) is not None
+    logits = tf.constant(z.astype("float32"))
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            tape.watch(logits)
+            values = loss.call(tf.constant(y), logits)
+            total = tf.reduce_sum(values * tf.constant(w.astype("float32"))) / len(y)
+        return values, tape.gradient(total, logits)
+
+    values, d_z = step()
+    m = hook._fused_adam_slots(optimizer, loss.matrix_layer.logits)[0].numpy()
+    assert int(optimizer.iterations.numpy()) == 1
+    return values.numpy(), d_z.numpy(), m / (1.0 - optimizer.beta_1)
+
+
+def _problem(rng, k, b, alpha, scale=3.0, clamp=False):
+    z = rng.normal(size=(b, k)) * scale
+    q = rng.normal(size=(k, k)) * 2.0
+    if clamp:  # some entries of t = alpha C[y] near and below eps: the clamp's edge
+        low = rng.random((k, k)) < 0.4
+        q[low] -= rng.uniform(10.0, 40.0, size=low.sum())
+    y = rng.integers(0, k, size=b)
+    y[: b // 3] = y[0]  # repeated labels: their rows' gradients add up
+    w = rng.uniform(0.1, 2.0, size=b)
+    return z, q, y.astype("int32"), w
+
+
+@pytest.mark.parametrize("lspp", [False, True], ids=["lls", "lspp"])
+@pytest.mark.parametrize("clamp", [False, True], ids=["plain", "clamped"])
+def test_written_out_gradients_equal_finite_differences_of_the_equations(lspp, clamp):
+    rng = np.random.default_rng(11 + lspp + 2 * clamp)
+    for alpha in (0.1, 0.45):
+        z, q, y, w = _problem(rng, k=6, b=9, alpha=alpha, clamp=clamp)
+        values, d_z, d_q = _run(z, q, y, w, alpha, lspp)
+        ref_values, ref_z, ref_q = _expected(z, q, y, w, alpha, lspp)
+        np.testing.assert_allclose(values, ref_values, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(d_z, ref_z, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(d_q, ref_q, rtol=1e-4, atol=1e-6)
+        assert np.abs(ref_q).max() > 1e-3  # the matrix has something to learn
+        if lspp:  # the diagonal of C is not a parameter: no gradient there
+            assert np.all(np.diag(d_q) == 0.0)
+
+
+@pytest.mark.parametrize("lspp", [False, True], ids=["lls", "lspp"])
+def test_written_out_gradients_equal_autodiff_on_many_problems(lspp):
+    """Random sizes, scales and alphas, with the degenerate corners: K = 2, one row,
+    one label for all rows, alpha = 0 (the matrix gets exactly no gradient), huge
+    logits (probabilities of exactly 0 and 1) and zero logits (ties)."""
+    rng = np.random.default_rng(5 + lspp)
+    cases = [dict(k=2, b=3), dict(k=5, b=1), dict(k=4, b=6, same=True),
+             dict(k=5, b=7, alpha=0.0), dict(k=6, b=5, scale=1e4), dict(k=6, b=5, scale=0.0)]
+    cases += [dict(k=int(rng.integers(2, 9)), b=int(rng.integers(1, 12)),
+                   alpha=float(rng.choice([0.05, 0.3, 0.9])), scale=float(rng.choice([0.1, 3.0, 30.0])),
+                   clamp=bool(rng.integers(2))) for _ in range(18)]
+    for case in cases:
+        alpha = case.get("alpha", 0.2)
+        z, q, y, w = _problem(rng, case["k"], case["b"], alpha, case.get("scale", 3.0),
+                              case.get("clamp", False))
+        if case.get("same"):
+            y[:] = 1
+        got = _run(z, q, y, w, alpha, lspp)
+        want = _run(z, q, y, w, alpha, lspp, analytic=False)
+        for a, b in zip(got, want):
+            assert np.all(np.isfinite(a)), case
+            np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6, err_msg=str(case))
+        if alpha == 0.0:
+            assert np.all(got[2] == 0.0)
+
