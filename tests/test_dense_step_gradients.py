@@ -166,3 +166,29 @@ def test_written_out_gradients_equal_autodiff_on_many_problems(lspp):
         if alpha == 0.0:
             assert np.all(got[2] == 0.0)
 
+
+
+def test_a_subclass_that_overrides_the_objective_is_differentiated_by_autodiff():
+    """The written-out gradients belong to LLS's objective; a subclass with its own
+    objective (here: twice LLS's) must train on the gradient of that objective."""
+    from keras_smooth.losses import _tf_matrix_hook as hook
+
+    class Doubled(losses.LLSLoss):
+        def objective(self, onehot, log_probs, probs, rows):
+            return 2.0 * super().objective(onehot, log_probs, probs, rows)
+
+    rng = np.random.default_rng(3)
+    z, q, y, w = _problem(rng, k=5, b=6, alpha=0.3)
+    loss = Doubled(5, alpha=0.3)
+    assert loss.writes_dense_gradients and not hook._writes_dense_gradients(loss)
+    assert hook._writes_dense_gradients(losses.LLSLoss(5))
+    _, ref_z, _ = _expected(z, q, y, w, 0.3, lspp=False)
+    import tensorflow as tf
+
+    logits = tf.constant(z.astype("float32"))
+    loss.matrix_layer.logits.assign(q.astype("float32"))
+    with tf.GradientTape() as tape:
+        tape.watch(logits)
+        total = tf.reduce_sum(loss.call(tf.constant(y), logits) * w.astype("float32")) / len(y)
+    np.testing.assert_allclose(tape.gradient(total, logits).numpy(), 2.0 * ref_z,
+                               rtol=1e-4, atol=1e-6)

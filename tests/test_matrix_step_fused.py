@@ -101,10 +101,11 @@ def test_fused_fit_equals_keras_generic_adam(kind):
     np.testing.assert_allclose(fused, generic, rtol=1e-4, atol=1e-5)
 
 
-def test_fused_step_under_xla_equals_keras_generic_adam():
+@pytest.mark.parametrize("kind", ["lls", "lspp"])
+def test_fused_step_under_xla_equals_keras_generic_adam(kind):
     # jit_compile=True is Keras's "auto" choice on GPU machines.
-    fused, optimizer = _fit_matrix("lls", keras.optimizers.Adam(0.05), jit_compile=True)
-    generic, _ = _fit_matrix("lls", GenericAdam(0.05))
+    fused, optimizer = _fit_matrix(kind, keras.optimizers.Adam(0.05), jit_compile=True)
+    generic, _ = _fit_matrix(kind, GenericAdam(0.05))
     assert int(optimizer.iterations.numpy()) == 12
     np.testing.assert_allclose(fused, generic, rtol=1e-4, atol=1e-5)
 

@@ -246,15 +246,15 @@ class LearnableTargetLoss(_common.Loss):
         values = self.support_objective(log_probs, probs, columns, support, self.alpha * tail)
         return values + 0.0 * onehot[:, 0]  # keeps a traced bad label's NaN (see _checks)
 
-
     writes_dense_gradients = False  # whether `dense_step` is defined
 
     def dense_step(self, onehot, log_probs, probs, row_logits):
         """`(values, backward)` of `objective` on a dense matrix from its gathered row
         logits `(B, K)`, with the gradients written out: `backward(upstream)` returns
-        `(d log_probs, d row_logits)` for the `(B,)` upstream gradient. Subclasses
-        that define it set `writes_dense_gradients`; the TensorFlow training step
-        (`_tf_matrix_hook`) then uses it instead of autodiff."""
+        `(d log_probs, d row_logits)` for the `(B,)` upstream gradient. A class
+        that defines it sets `writes_dense_gradients`; the TensorFlow training step
+        (`_tf_matrix_hook`) then uses it instead of autodiff, unless a subclass
+        overrides `objective` (its formulas would no longer be the gradient)."""
         raise NotImplementedError
 
     def matrix_objective(self, onehot, log_probs, probs, rows):
