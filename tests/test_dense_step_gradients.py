@@ -30,9 +30,6 @@ pytestmark = pytest.mark.skipif(
 
 from keras_smooth import losses  # noqa: E402
 
-EPS = 1e-7  # keras.config.epsilon(), the clamp of log t
-
-
 def _log_softmax(z):
     z = z - z.max(axis=-1, keepdims=True)
     return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
@@ -53,7 +50,7 @@ def _per_sample(z, theta, y, alpha, lspp, part):
     "matrix" (LS++: p fixed); `z` and `theta` may be the fixed copies."""
     lp = _log_softmax(z)
     t = _targets(theta, y, alpha, lspp)
-    log_t = np.log(np.maximum(t, EPS))
+    log_t = np.log(np.maximum(t, keras.config.epsilon()))  # the clamp of log t
     if not lspp:
         return 0.5 * ((t - np.exp(lp)) * (log_t - lp)).sum(axis=-1)
     network = -(t * lp).sum(axis=-1)
@@ -83,17 +80,21 @@ def _expected(z, q, y, w, alpha, lspp):
     return values, d_z, d_q
 
 
-def _run(z, q, y, w, alpha, lspp, analytic=True):
-    """(per-sample values, d loss / d z, Q's gradient) from one TensorFlow step."""
+def _run(z, q, y, w, alpha, lspp, analytic=True, onehot=False, cls=None):
+    """(per-sample values, d loss / d z, Q's gradient) from one TensorFlow step; checks
+    that the written-out path ran exactly when `analytic` (a spy on `dense_step`)."""
     import tensorflow as tf
 
     from keras_smooth.losses import _tf_matrix_hook as hook
 
     k = z.shape[1]
-    cls = losses.LSPlusPlusLoss if lspp else losses.LLSLoss
+    cls = cls or (losses.LSPlusPlusLoss if lspp else losses.LLSLoss)
     loss = cls(k, alpha=alpha)
     if not analytic:
         loss.writes_dense_gradients = False
+    calls = []
+    original = loss.dense_step
+    loss.dense_step = lambda *args: calls.append(1) or original(*args)
     loss.matrix_layer.logits.assign(q.astype("float32"))
     optimizer = loss.matrix_optimizer
     assert hook._fused_adam_slots(optimizer, loss.matrix_layer.logits) is not None
@@ -103,13 +104,15 @@ def _run(z, q, y, w, alpha, lspp, analytic=True):
     def step():
         with tf.GradientTape() as tape:
             tape.watch(logits)
-            values = loss.call(tf.constant(y), logits)
+            labels = tf.one_hot(y, k) if onehot else tf.constant(y)
+            values = loss.call(labels, logits)
             total = tf.reduce_sum(values * tf.constant(w.astype("float32"))) / len(y)
         return values, tape.gradient(total, logits)
 
     values, d_z = step()
     m = hook._fused_adam_slots(optimizer, loss.matrix_layer.logits)[0].numpy()
     assert int(optimizer.iterations.numpy()) == 1
+    assert bool(calls) == (analytic and loss.dense_step_applies())
     return values.numpy(), d_z.numpy(), m / (1.0 - optimizer.beta_1)
 
 
@@ -129,9 +132,9 @@ def _problem(rng, k, b, alpha, scale=3.0, clamp=False):
 @pytest.mark.parametrize("clamp", [False, True], ids=["plain", "clamped"])
 def test_written_out_gradients_equal_finite_differences_of_the_equations(lspp, clamp):
     rng = np.random.default_rng(11 + lspp + 2 * clamp)
-    for alpha in (0.1, 0.45):
+    for alpha, onehot in ((0.1, False), (0.45, True)):
         z, q, y, w = _problem(rng, k=6, b=9, alpha=alpha, clamp=clamp)
-        values, d_z, d_q = _run(z, q, y, w, alpha, lspp)
+        values, d_z, d_q = _run(z, q, y, w, alpha, lspp, onehot=onehot)
         ref_values, ref_z, ref_q = _expected(z, q, y, w, alpha, lspp)
         np.testing.assert_allclose(values, ref_values, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(d_z, ref_z, rtol=1e-4, atol=1e-6)
@@ -168,27 +171,70 @@ def test_written_out_gradients_equal_autodiff_on_many_problems(lspp):
 
 
 
-def test_a_subclass_that_overrides_the_objective_is_differentiated_by_autodiff():
-    """The written-out gradients belong to LLS's objective; a subclass with its own
-    objective (here: twice LLS's) must train on the gradient of that objective."""
-    from keras_smooth.losses import _tf_matrix_hook as hook
+def _subclasses():
+    """Subclasses for which the written-out formulas would be wrong: each changes what
+    `values` computes (objective, values, the matrix rows or the diagonal rule)."""
+    from keras_smooth.layers.q_matrix import QMatrix
 
     class Doubled(losses.LLSLoss):
         def objective(self, onehot, log_probs, probs, rows):
             return 2.0 * super().objective(onehot, log_probs, probs, rows)
 
-    rng = np.random.default_rng(3)
-    z, q, y, w = _problem(rng, k=5, b=6, alpha=0.3)
-    loss = Doubled(5, alpha=0.3)
-    assert loss.writes_dense_gradients and not hook._writes_dense_gradients(loss)
-    assert hook._writes_dense_gradients(losses.LLSLoss(5))
-    _, ref_z, _ = _expected(z, q, y, w, 0.3, lspp=False)
-    import tensorflow as tf
+    class Tripled(losses.LSPlusPlusLoss):
+        def values(self, *args, **kwargs):
+            return 3.0 * super().values(*args, **kwargs)
 
-    logits = tf.constant(z.astype("float32"))
-    loss.matrix_layer.logits.assign(q.astype("float32"))
-    with tf.GradientTape() as tape:
-        tape.watch(logits)
-        total = tf.reduce_sum(loss.call(tf.constant(y), logits) * w.astype("float32")) / len(y)
-    np.testing.assert_allclose(tape.gradient(total, logits).numpy(), 2.0 * ref_z,
-                               rtol=1e-4, atol=1e-6)
+    class ZeroDiagonalLLS(losses.LLSLoss):
+        zero_diagonal = True
+
+    class FullLSPlusPlus(losses.LSPlusPlusLoss):
+        zero_diagonal = False
+
+    class CoolRows(QMatrix):
+        def rows(self, ids, table=None, each_row_once=True):
+            table = self.logits if table is None else table
+            return super().rows(ids, table / 4.0, each_row_once)
+
+    class CooledLLS(losses.LLSLoss):
+        def _build_matrix(self, *args, **kwargs):
+            layer = super()._build_matrix(*args, **kwargs)
+            return CoolRows(self.num_classes, zero_diagonal=False, name=layer.name)
+
+    return [Doubled, Tripled, ZeroDiagonalLLS, FullLSPlusPlus, CooledLLS]
+
+
+@pytest.mark.parametrize("index", range(5))
+def test_a_subclass_that_changes_the_loss_is_differentiated_by_autodiff(index):
+    """Such a subclass must train on the gradient of what it computes: the step equals
+    the autodiff step of the same subclass, and `dense_step` is never called."""
+    cls = _subclasses()[index]
+    loss = cls(5, alpha=0.3)
+    assert loss.writes_dense_gradients and not loss.dense_step_applies()
+    rng = np.random.default_rng(3 + index)
+    z, q, y, w = _problem(rng, k=5, b=6, alpha=0.3)
+    got = _run(z, q, y, w, 0.3, None, cls=cls)  # asserts dense_step is not called
+    want = _run(z, q, y, w, 0.3, None, analytic=False, cls=cls)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("lspp", [False, True], ids=["lls", "lspp"])
+def test_the_clamp_follows_keras_epsilon(lspp):
+    """A larger epsilon moves the clamp's edge (the formulas read it at trace time); an
+    epsilon of 0 leaves the formulas (their mask needs eps > 0) for autodiff."""
+    rng = np.random.default_rng(21 + lspp)
+    z, q, y, w = _problem(rng, k=6, b=8, alpha=0.2, clamp=True)
+    old = keras.config.epsilon()
+    try:
+        keras.config.set_epsilon(1e-3)
+        values, d_z, d_q = _run(z, q, y, w, 0.2, lspp)
+        ref_values, ref_z, ref_q = _expected(z, q, y, w, 0.2, lspp)
+        np.testing.assert_allclose(values, ref_values, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(d_z, ref_z, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(d_q, ref_q, rtol=1e-4, atol=1e-6)
+        keras.config.set_epsilon(0.0)
+        cls = losses.LSPlusPlusLoss if lspp else losses.LLSLoss
+        assert not cls(6).dense_step_applies()
+        _run(z, q, y, w, 0.2, lspp)  # asserts the written-out path did not run
+    finally:
+        keras.config.set_epsilon(old)

@@ -253,9 +253,29 @@ class LearnableTargetLoss(_common.Loss):
         logits `(B, K)`, with the gradients written out: `backward(upstream)` returns
         `(d log_probs, d row_logits)` for the `(B,)` upstream gradient. A class
         that defines it sets `writes_dense_gradients`; the TensorFlow training step
-        (`_tf_matrix_hook`) then uses it instead of autodiff, unless a subclass
-        overrides `objective` (its formulas would no longer be the gradient)."""
+        (`_tf_matrix_hook`) then uses it instead of autodiff where
+        `dense_step_applies()`."""
         raise NotImplementedError
+
+    def dense_step_applies(self):
+        """Whether `dense_step` gives exactly what autodiff of `values` would: it is
+        defined by the class that also defines the `objective` in effect, `values` and
+        `matrix_layer.rows` are this package's own (a plain `QMatrix`), the matrix keeps
+        that class's diagonal rule, and `keras.config.epsilon()` is positive (the
+        formulas' clamp mask). Any subclass that changes one of these is
+        differentiated by autodiff instead."""
+        if not self.writes_dense_gradients or keras.config.epsilon() <= 0:
+            return False
+        mro = type(self).__mro__
+
+        def owner(name):
+            return next(c for c in mro if name in vars(c))
+
+        step = owner("dense_step")
+        layer = self.matrix_layer
+        return (owner("objective") is step and owner("values") is LearnableTargetLoss
+                and type(layer).rows is QMatrix.rows
+                and layer.zero_diagonal == step.zero_diagonal)
 
     def matrix_objective(self, onehot, log_probs, probs, rows):
         """The part of `objective` that trains the matrix (predictions fixed)."""

@@ -70,7 +70,7 @@ def loss_with_matrix_step(loss, onehot, ids, log_probs):
     slices_summed = (loss.neighbors is None and not loss.attached
                      and _fused_adam_slots(loss.matrix_optimizer, layer.logits) is not None)
 
-    if slices_summed and _writes_dense_gradients(loss):
+    if slices_summed and loss.dense_step_applies():
         return _dense_step_values(loss, onehot, ids, log_probs, table)
 
     @tf.custom_gradient
@@ -100,17 +100,6 @@ def loss_with_matrix_step(loss, onehot, ids, log_probs):
         return values, backward
 
     return values_of(log_probs, table)
-
-
-def _writes_dense_gradients(loss):
-    """Whether `loss.dense_step` gives the gradients of the `objective` in effect: the
-    class that defines `dense_step` also defines that `objective` (a subclass that
-    overrides `objective` alone is differentiated by autodiff)."""
-    if not loss.writes_dense_gradients:
-        return False
-    mro = type(loss).__mro__
-    return (next(c for c in mro if "dense_step" in vars(c))
-            is next(c for c in mro if "objective" in vars(c)))
 
 
 def _dense_step_values(loss, onehot, ids, log_probs, table):

@@ -7,8 +7,6 @@ from keras_smooth import targets
 from keras_smooth.losses import _common
 from keras_smooth.losses._learnable import LearnableTargetLoss, matrix_loss_inputs
 
-_TINY = 1.1754944e-38  # the smallest normal float32: the clamp's threshold if epsilon <= 0
-
 
 def _split_symmetric_ce(soft, log_probs, probs):
     network = _common.cross_entropy(ops.stop_gradient(soft), log_probs)
@@ -134,7 +132,7 @@ class LSPlusPlusLoss(LearnableTargetLoss):
             # chain rule gives d/d(logit_j) of H(sg(p), log max(t, eps)) =
             # r_j sum_k p_k m_k - p_j m_j.
             half = 0.5 * upstream[:, None]
-            kept = ops.where(spread >= max(eps, _TINY), probs, 0.0)
+            kept = ops.where(spread >= eps, probs, 0.0)  # eps > 0: never the label
             d_rows = half * (rows * ops.sum(kept, axis=-1, keepdims=True) - kept)
             return -half * soft, d_rows
 
