@@ -117,14 +117,16 @@ class QMatrix(keras.layers.Layer):
         probs = ops.softmax(ops.where(eye, -1e30, logits), axis=-1)
         return ops.where(eye, 0.0, probs)
 
-    def rows(self, ids, table=None, each_row_once=True):
+    def rows(self, ids, table=None, each_row_once=True, own=None):
         """Rows `ids` of the matrix, `(N, K)`, from the gathered logits only.
 
         Row `y` is `softmax(logits[y])` (LLS Eq. 4; over the off-diagonal
         entries for LS++, §3.2), computed for the batch's rows alone: no K x K
         temporary. The gradient reaches only those rows of the logits (on
         TensorFlow as `IndexedSlices` with each row once, see `take_rows`;
-        one slice per id with `each_row_once=False`).
+        one slice per id with `each_row_once=False`). `own`: the `(N, K)` one-hot
+        rows of `ids` where the caller has them (the zero diagonal's mask, not
+        built again).
         """
         table = self.logits if table is None else table
         logits = take_rows(ops.cast(table, "float32"), ids, each_row_once)
@@ -133,7 +135,8 @@ class QMatrix(keras.layers.Layer):
         # The own class's logit pushed to -1e30: its exp is exactly 0 in float32, so the
         # softmax runs over the off-diagonal entries (arithmetic, not selects: cheaper
         # to differentiate, and that entry's gradient is exactly 0 too).
-        return ops.softmax(logits - 1e30 * ops.one_hot(ids, self.num_classes), axis=-1)
+        own = ops.one_hot(ids, self.num_classes) if own is None else ops.cast(own, "float32")
+        return ops.softmax(logits - 1e30 * own, axis=-1)
 
     def matrix(self):
         """The current K x K matrix as a NumPy array."""

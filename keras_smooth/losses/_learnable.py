@@ -246,25 +246,25 @@ class LearnableTargetLoss(_common.Loss):
         values = self.support_objective(log_probs, probs, columns, support, self.alpha * tail)
         return values + 0.0 * onehot[:, 0]  # keeps a traced bad label's NaN (see _checks)
 
-    writes_dense_gradients = False  # whether `dense_step` is defined
-
-    def dense_step(self, onehot, log_probs, probs, row_logits):
-        """`(values, backward)` of `objective` on a dense matrix from its gathered row
-        logits `(B, K)`, with the gradients written out: `backward(upstream)` returns
-        `(d log_probs, d row_logits)` for the `(B,)` upstream gradient. A class
-        that defines it sets `writes_dense_gradients`; the TensorFlow training step
-        (`_tf_matrix_hook`) then uses it instead of autodiff where
-        `dense_step_applies()`."""
+    def dense_step(self, onehot, log_probs, probs, rows):
+        """`(values, backward)` of `objective` on a dense matrix, given the batch's
+        rows `(B, K)` (`QMatrix.rows`), with the gradients written out:
+        `backward(upstream)` returns `(d log_probs, d row_logits)` for the `(B,)`
+        upstream gradient (the row logits are the ones `rows` normalises). The
+        TensorFlow training step (`_tf_matrix_hook`) uses it instead of autodiff
+        where `dense_step_applies()`; subclasses that write their gradients out
+        override it."""
         raise NotImplementedError
 
     def dense_step_applies(self):
         """Whether `dense_step` gives exactly what autodiff of `values` would: it is
-        defined by the class that also defines the `objective` in effect, `values` and
+        written out (not this base's) by the class that also defines the `objective`
+        in effect, `values` and
         `matrix_layer.rows` are this package's own (a plain `QMatrix`), the matrix keeps
         that class's diagonal rule, and `keras.config.epsilon()` is positive (the
         formulas' clamp mask). Any subclass that changes one of these is
         differentiated by autodiff instead."""
-        if not self.writes_dense_gradients or keras.config.epsilon() <= 0:
+        if keras.config.epsilon() <= 0:
             return False
         mro = type(self).__mro__
 
@@ -273,7 +273,8 @@ class LearnableTargetLoss(_common.Loss):
 
         step = owner("dense_step")
         layer = self.matrix_layer
-        return (owner("objective") is step and owner("values") is LearnableTargetLoss
+        return (step is not LearnableTargetLoss and owner("objective") is step
+                and owner("values") is LearnableTargetLoss
                 and type(layer).rows is QMatrix.rows
                 and layer.zero_diagonal == step.zero_diagonal)
 

@@ -105,17 +105,18 @@ def loss_with_matrix_step(loss, onehot, ids, log_probs):
 def _dense_step_values(loss, onehot, ids, log_probs, table):
     """`loss_with_matrix_step` for a dense matrix whose loss writes its gradients out
     (`LearnableTargetLoss.dense_step`): the batch's rows are gathered once per sample
-    and the backward pass records no second tape."""
+    (the labels' one-hot is the zero diagonal's mask) and the backward pass records
+    no second tape."""
+    ids = tf.cast(ids, tf.int32)
 
     @tf.custom_gradient
     def values_of(log_probs, table):
-        row_logits = tf.gather(tf.cast(table, tf.float32), tf.cast(ids, tf.int32))
-        values, gradients = loss.dense_step(onehot, log_probs, tf.exp(log_probs), row_logits)
+        rows = loss.matrix_layer.rows(ids, table, each_row_once=False, own=onehot)
+        values, gradients = loss.dense_step(onehot, log_probs, tf.exp(log_probs), rows)
 
         def backward(upstream):
             d_log_probs, d_rows = gradients(upstream)
-            d_matrix = tf.IndexedSlices(d_rows, tf.cast(ids, tf.int32),
-                                        tf.shape(table, out_type=tf.int32))
+            d_matrix = tf.IndexedSlices(d_rows, ids, tf.shape(table, out_type=tf.int32))
             _matrix_step(loss, d_matrix, tf.reduce_sum(upstream))
             return d_log_probs, None
 

@@ -116,13 +116,10 @@ class LLSLoss(LearnableTargetLoss):
     def objective(self, onehot, log_probs, probs, rows):
         return _symmetric_kl(targets.mix(onehot, rows, self.alpha), log_probs, probs)
 
-    writes_dense_gradients = True
-
-    def dense_step(self, onehot, log_probs, probs, row_logits):
+    def dense_step(self, onehot, log_probs, probs, rows):
         # t = `targets.mix(onehot, softmax(Q[y]), alpha)` and the values of `objective`,
         # 0.5 sum_k (t_k - p_k) (log max(t_k, eps) - log p_k) (Eq. 5).
-        rows = ops.softmax(row_logits, axis=-1)
-        soft = ops.cast(onehot, "float32") * (1.0 - self.alpha) + self.alpha * rows
+        soft = targets.mix(onehot, rows, self.alpha)
         eps = keras.config.epsilon()
         clamped = ops.maximum(soft, eps)
         gap, log_gap = soft - probs, ops.log(clamped) - log_probs

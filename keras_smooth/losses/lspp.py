@@ -111,16 +111,12 @@ class LSPlusPlusLoss(LearnableTargetLoss):
     def objective(self, onehot, log_probs, probs, rows):
         return _split_symmetric_ce(targets.mix(onehot, rows, self.alpha), log_probs, probs)
 
-    writes_dense_gradients = True
-
-    def dense_step(self, onehot, log_probs, probs, row_logits):
-        # C[y] = softmax of the row logits with the own one pushed to -1e30 (as
-        # `QMatrix.rows`), t = `targets.mix(onehot, C[y], alpha)`, and the values of
-        # `objective`: 0.5 (H(sg(t), p) + H(sg(p), log max(t, eps))).
-        onehot = ops.cast(onehot, "float32")
-        rows = ops.softmax(row_logits - 1e30 * onehot, axis=-1)
+    def dense_step(self, onehot, log_probs, probs, rows):
+        # rows = C[y] (exactly 0 at the label), t = `targets.mix(onehot, C[y], alpha)`
+        # written out to keep alpha C[y], and the values of `objective`:
+        # 0.5 (H(sg(t), p) + H(sg(p), log max(t, eps))).
         spread = self.alpha * rows  # = t off the label (exactly: 0 * (1 - alpha) + it)
-        soft = onehot * (1.0 - self.alpha) + spread
+        soft = ops.cast(onehot, "float32") * (1.0 - self.alpha) + spread
         eps = keras.config.epsilon()
         values = -0.5 * ops.sum(
             soft * log_probs + probs * ops.log(ops.maximum(soft, eps)), axis=-1)
