@@ -15,6 +15,11 @@ median CPU time of the thread (the measure that does not count waiting for a
 shared CPU) are reported with the ratios ours / SciPy and the relative
 difference of the two temperatures.
 
+Run alone, this script can flatter `fit_temperature`: SciPy's reference then
+page-faults its 8 MB temporaries on every evaluation (seen on an AMD EPYC:
+62-88 ms instead of 35-39 ms). The ratio of record is the one printed by
+`calibration_metrics.py --ratios-only`, where the reference runs without them.
+
     python benchmarks/bench_temperature.py [--n 10000] [--k 100] [--repeats 15]
 
 Needs SciPy (a test extra).
