@@ -6,15 +6,12 @@ processes, and compare with the same script run as one process on the global
 batch. Every process is started with a time limit and killed when a test ends.
 """
 
-import contextlib
 import os
-import signal
-import socket
-import subprocess
 import sys
 
 import numpy as np
 import pytest
+from local_processes import finish, free_port, processes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLE = os.path.join(ROOT, "examples", "multihost_data_parallel.py")
@@ -28,52 +25,24 @@ def _env():
     return env
 
 
-def _free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@contextlib.contextmanager
-def _processes():
-    """`start(args)` launches a process; every one still running at the end is killed."""
-    started = []
-
-    def start(args, cwd):
-        proc = subprocess.Popen([sys.executable, EXAMPLE, *args], cwd=cwd, env=_env(),
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                start_new_session=True)
-        started.append(proc)
-        return proc
-
-    try:
-        yield start
-    finally:
-        for proc in started:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+def _start(start, args, cwd):
+    return start([sys.executable, EXAMPLE, *args], cwd)
 
 
 def _finish(proc, timeout=240):
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
-        pytest.fail(f"process {proc.args} ran over {timeout} s:\n{out[-3000:]}")
-    assert proc.returncode == 0, out[-3000:]
+    returncode, out = finish(proc, timeout)
+    assert returncode == 0, out[-3000:]
     return out
 
 
 def test_two_processes_train_what_one_process_trains_on_the_global_batch(tmp_path):
     common = ["--quick", "--epochs", "2", "--global-batch-size", "32"]
-    coordinator = f"127.0.0.1:{_free_port()}"
+    coordinator = f"127.0.0.1:{free_port()}"
     pair = ["--coordinator", coordinator, "--num-processes", "2"]
-    with _processes() as start:
-        one = start([*common, "--output", str(tmp_path / "one.npz")], tmp_path)
-        two = [start([*common, *pair, "--process-id", str(i),
-                      "--output", str(tmp_path / "two-{process_id}.npz")], tmp_path)
+    with processes(_env) as start:
+        one = _start(start, [*common, "--output", str(tmp_path / "one.npz")], tmp_path)
+        two = [_start(start, [*common, *pair, "--process-id", str(i),
+                              "--output", str(tmp_path / "two-{process_id}.npz")], tmp_path)
                for i in range(2)]
         outputs = [_finish(proc) for proc in (one, *two)]
     assert "process 0 of 1: 1 device(s) in the job" in outputs[0], outputs[0][-3000:]

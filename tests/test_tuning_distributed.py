@@ -3,17 +3,16 @@
 Every process here is started with a time limit and killed when a test ends.
 """
 
-import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 import numpy as np
 import pytest
+from local_processes import finish, free_port, processes
 
 from keras_smooth.training.teacher import teacher_trainings
 
@@ -27,42 +26,6 @@ def _env(**extra):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env.update(TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow", PYTHONPATH=root, **extra)
     return env
-
-
-def _free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@contextlib.contextmanager
-def processes():
-    """Start processes with `start(args, **env)`; every one still running at the end is killed."""
-    started = []
-
-    def start(args, cwd, **env):
-        proc = subprocess.Popen(args, cwd=cwd, env=_env(**env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, start_new_session=True)
-        started.append(proc)
-        return proc
-
-    try:
-        yield start
-    finally:
-        for proc in started:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
-def _finish(proc, timeout):
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
-        pytest.fail(f"process {proc.args} ran over {timeout} s:\n{out[-3000:]}")
-    return proc.returncode, out
 
 
 @pytest.mark.parametrize("method", ["lls", "ils"])
@@ -82,12 +45,12 @@ def test_two_replicas_give_the_trials_of_one(tmp_path, method):
 def test_chief_and_two_workers_share_one_search_and_one_teacher(tmp_path):
     command = [sys.executable, "-m", "keras_smooth", "tune", "--method", "ils", "--max-trials", "4", "--epochs", "4",
                "--strategy", "none", "--directory", str(tmp_path / "search"), "--chief-timeout", "120"]
-    oracle = {"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": str(_free_port())}
-    with processes() as start:
+    oracle = {"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": str(free_port())}
+    with processes(_env) as start:
         chief = start(command, tmp_path, KERASTUNER_TUNER_ID="chief", **oracle)
         workers = [start(command, tmp_path, KERASTUNER_TUNER_ID=f"tuner{i}", **oracle) for i in range(2)]
-        outputs = [_finish(w, 300) for w in workers]
-        chief_rc, chief_out = _finish(chief, 120)
+        outputs = [finish(w, 300) for w in workers]
+        chief_rc, chief_out = finish(chief, 120)
     ran = []
     for rc, out in outputs:
         assert rc == 0, out[-3000:]
@@ -111,7 +74,7 @@ def test_a_killed_search_resumes_keeping_finished_trials_and_rerunning_the_one_i
     command = [sys.executable, "-m", "keras_smooth", "tune", "--method", "ls", "--max-trials", "3", "--epochs", "40",
                "--strategy", "none", "--directory", str(directory)]
     in_flight = directory / "search" / "trial_1" / "trial.json"
-    with processes() as start:
+    with processes(_env) as start:
         proc = start(command, tmp_path)
         deadline = time.monotonic() + 240
         while not in_flight.exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -141,11 +104,11 @@ def test_multiworker_strategy_still_cannot_fit_keras_models(tmp_path):
     When this test fails because both tasks print FIT OK, Keras has fixed
     keras-team/keras#20585: lift the refusal in `resolve_strategy`.
     """
-    ports = [str(_free_port()), str(_free_port())]
-    with processes() as start:
+    ports = [str(free_port()), str(free_port())]
+    with processes(_env) as start:
         tasks = [start([sys.executable, os.path.join(HERE, "multiworker_canary.py"), str(i), *ports], tmp_path)
                  for i in range(2)]
-        outputs = [_finish(t, 180)[1] for t in tasks]
+        outputs = [finish(t, 180)[1] for t in tasks]
     for out in outputs:
         assert "replicas 2" in out, out[-3000:]  # the cluster formed: both tasks joined
         assert "FIT FAILED" in out and "PerReplica" in out, out[-3000:]
