@@ -42,6 +42,13 @@ def reference_optimum(z, labels, bounds):
     return float(np.exp(u)), value
 
 
+def draw_labels(rng, z, t_true):
+    """Labels drawn from softmax(z / t_true), row by row (z finite)."""
+    q = np.exp((z - z.max(axis=1, keepdims=True)) / t_true)
+    q /= q.sum(axis=1, keepdims=True)
+    return (rng.random((len(z), 1)) > q.cumsum(axis=1)).sum(axis=1).clip(0, z.shape[1] - 1)
+
+
 def draw(rng):
     """Logits, labels, bounds: moderate and degenerate kinds (ties, one class present,
     zero / constant / huge logits, all-correct separable rows, N = 1)."""
@@ -58,10 +65,7 @@ def draw(rng):
     elif kind == "random":
         labels = rng.integers(0, k, n)
     else:
-        t_true = np.exp(rng.uniform(np.log(0.2), np.log(5.0)))
-        q = np.exp((z - z.max(axis=1, keepdims=True)) / t_true)
-        q /= q.sum(axis=1, keepdims=True)
-        labels = (rng.random((n, 1)) > q.cumsum(axis=1)).sum(axis=1).clip(0, k - 1)
+        labels = draw_labels(rng, z, np.exp(rng.uniform(np.log(0.2), np.log(5.0))))
         if kind == "one_class":
             labels[:] = labels[0]
     if rng.random() < 0.5:

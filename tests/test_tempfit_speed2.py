@@ -23,7 +23,7 @@ optimize = pytest.importorskip("scipy.optimize")
 
 BOUNDS = (0.01, 100.0)
 
-from test_tempfit_fast import judge, reference_nll  # noqa: E402  (float64 references)
+from test_tempfit_fast import draw_labels, judge, reference_nll  # noqa: E402  (float64 references)
 
 
 def reference_logsumexp(z):
@@ -63,10 +63,7 @@ def draw(rng):
     elif kind == "zero":
         z[:] = float(rng.choice([0.0, 7.0]))
     t_true = math.exp(rng.uniform(math.log(0.3), math.log(4.0)))
-    finite = np.nan_to_num(z, nan=0.0, posinf=0.0, neginf=0.0)
-    q = np.exp((finite - finite.max(axis=1, keepdims=True)) / t_true)
-    q /= q.sum(axis=1, keepdims=True)
-    labels = (rng.random((n, 1)) > q.cumsum(axis=1)).sum(axis=1).clip(0, k - 1)
+    labels = draw_labels(rng, np.nan_to_num(z, nan=0.0, posinf=0.0, neginf=0.0), t_true)
     if kind == "one_class":
         labels[:] = labels[0]
     if rng.random() < 0.5:
