@@ -348,7 +348,8 @@ def _sparse_classwise_sums(ids, probs, num_bins, weight):
     num_classes = probs.shape[-1]
     segments = num_classes * num_bins
     first_edge = tf.constant(bin_edges(num_bins)[1], "float32")
-    where = tf.where(probs > first_edge)  # (E, 2) coordinates
+    # compared in float32, as `bin_index` compares (probabilities of any float dtype)
+    where = tf.where(tf.cast(probs, "float32") > first_edge)  # (E, 2) coordinates
     values = tf.gather_nd(probs, where)
     row_weight = tf.gather(weight, where[:, 0])
     index = tf.cast(where[:, 1], "int32") * num_bins + bin_index(values, num_bins)

@@ -432,3 +432,21 @@ def test_property_metrics_equal_the_reference(rng):
         pieces = 2  # n1: two batches of one sample
         streamed = [stream(metric, labels, logits, pieces=pieces) for metric in metrics]
         np.testing.assert_allclose(streamed, expected, atol=2e-6, err_msg=case)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32", "float16"])
+@pytest.mark.parametrize("k", [4, 200])
+def test_streaming_metrics_take_probabilities_and_logits_of_every_float_dtype(rng, dtype, k):
+    """NumPy's default float64 (and float16) reach the same bins as float32: the metrics
+    equal the float64 references on the values as given, eagerly and for logits too."""
+    logits, labels = draw(rng, 90, k)
+    probs = np_softmax(logits).astype(dtype)
+    expected = np.asarray(probs, "float64")
+    expected /= expected.sum(axis=1, keepdims=True)  # what the metrics read (renormalised)
+    for preds, from_logits in ((probs, False), (logits.astype(dtype), True)):
+        ref_probs = expected if not from_logits else np_softmax(preds)
+        ece = stream(ExpectedCalibrationError(from_logits=from_logits), labels, preds)
+        cw = stream(ClasswiseECE(k, from_logits=from_logits), labels, preds)
+        tol = 2e-3 if dtype == "float16" else 1e-6
+        np.testing.assert_allclose(ece, ref_ece(labels, ref_probs), atol=tol)
+        np.testing.assert_allclose(cw, ref_classwise(labels, ref_probs), atol=tol)
