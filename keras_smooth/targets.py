@@ -168,7 +168,8 @@ def ils1_epsilon(true_class_probs, p1, p2, cap=0.2):
     Args:
         true_class_probs: `(N,)` teacher probabilities of the true class
             (from the temperature-scaled teacher trained without LS).
-        p1: centre of the parabola (the paper's grid: 0.975 ... 0.85).
+        p1: centre of the parabola, a probability in [0, 1] (the paper's grid:
+            0.975 ... 0.85).
         p2: curvature, >= 0 (the paper's grid: 0.75 ... 2).
         cap: upper bound on epsilon, in [0, 1). The paper uses 0.2.
 
@@ -181,7 +182,7 @@ def ils1_epsilon(true_class_probs, p1, p2, cap=0.2):
     >>> np.round(np.asarray(targets.ils1_epsilon([0.9, 0.5, 0.0], 0.8, 2.0)), 4)
     array([0.02, 0.18, 0.2 ], dtype=float32)
     """
-    p1 = _checks._check_real("p1", p1)
+    p1 = _checks.check_unit_interval("p1", p1)
     p2 = _checks.check_non_negative("p2", p2)
     cap = _checks.check_fraction("cap", cap)
     p_t = ops.cast(ops.convert_to_tensor(true_class_probs), "float32")

@@ -72,7 +72,7 @@ class ILSTargets(keras.layers.Layer):
             raise ValueError(f"`method` must be one of {METHODS}, got {method!r}.")
         self.method = method
         self.epsilon = _checks.check_fraction("epsilon", epsilon)
-        self.p1 = _checks._check_real("p1", p1)
+        self.p1 = _checks.check_unit_interval("p1", p1)
         self.p2 = _checks.check_non_negative("p2", p2)
         self.cap = _checks.check_fraction("cap", cap)
         self.temperature = _checks.check_positive("temperature", temperature)
