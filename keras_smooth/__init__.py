@@ -17,8 +17,9 @@ import sys
 
 __version__ = "0.1.0"
 
-_MODULES = ("analysis", "calibration", "callbacks", "datasets", "layers", "losses", "metrics",
-            "plots", "targets")
+_MODULES = ("analysis", "calibration", "callbacks", "datasets", "export", "layers", "losses",
+            "methods", "metrics", "models", "plots", "targets", "training", "tuning",
+            "workflows")
 _NAMES = {
     "CalibrationLogger": "callbacks", "TemperatureScalingCallback": "callbacks",
     "export_for_serving": "export",

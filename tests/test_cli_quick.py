@@ -55,6 +55,22 @@ def test_import_keras_smooth_loads_no_matplotlib_keras_tuner_or_keras():
     assert done.stdout.splitlines() == ["[]", "0.1.0 True"]
 
 
+def test_every_subpackage_is_an_attribute_after_import_keras_smooth():
+    """The README writes `keras_smooth.methods.get(...)`, `keras_smooth.workflows...`:
+    every subpackage and module of the package resolves after a bare `import keras_smooth`."""
+    import keras_smooth
+
+    root = os.path.dirname(keras_smooth.__file__)
+    names = sorted(name.removesuffix(".py") for name in os.listdir(root)
+                   if not name.startswith("_") and (name.endswith(".py") or os.path.isfile(
+                       os.path.join(root, name, "__init__.py"))))
+    public = [name for name in names if name != "cli"]  # the command line's entry point
+    done = _python("import keras_smooth\n"
+                   f"print([type(getattr(keras_smooth, n)).__name__ for n in {public!r}])\n")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.splitlines()[-1] == repr(["module"] * len(public)), public
+
+
 def test_tensorflow_banners_never_reach_stderr_and_classes_register_after_the_fact():
     """`--method` imports KerasTuner (and TensorFlow) while parsing, then --epochs 0 fails.
 
