@@ -74,6 +74,25 @@ def test_a_method_named_like_a_group_is_not_registered(name):
     assert len(methods.parse(name)) > 1  # the group still means the group
 
 
+@pytest.mark.parametrize("name", ["all", "baselines"])
+def test_a_method_named_like_a_group_is_refused_from_a_module_or_as_an_object(
+        tmp_path, monkeypatch, name):
+    """`compare --methods mod:obj` and `resolve(obj)` refuse it as `register` does:
+    its results would carry a name that, asked for, means the group."""
+    module = f"adv_group_named_{name}"
+    (tmp_path / f"{module}.py").write_text(
+        "from keras_smooth.methods import Method\n"
+        f"METHOD = Method(name={name!r}, label='Mine', params={{'epsilon': [0.1]}},\n"
+        "                loss=lambda params, num_classes: 'categorical_crossentropy')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for given in (f"{module}:METHOD", f"no_ls,{module}:METHOD"):
+        with pytest.raises(ValueError, match=f"method name '{name}' is the name of a group"):
+            methods.parse(given)
+    sys.modules.pop(module, None)
+    with pytest.raises(ValueError, match=f"method name '{name}' is the name of a group"):
+        methods.resolve(_method(name=name))
+
+
 def test_a_tag_named_like_a_method_is_not_registered():
     with pytest.raises(ValueError, match="tag 'ls' is a method name"):
         methods.register(_method(name="adv_tagged", tags=("ls",)))

@@ -545,10 +545,7 @@ def register(method):
     if method.name in _REGISTRY:
         raise ValueError(f"a method named {method.name!r} is already registered; "
                          "choose another name.")
-    groups = {"all"} | {t for m in _REGISTRY.values() for t in m.tags}
-    if method.name in groups:
-        raise ValueError(f"method name {method.name!r} is the name of a group of methods "
-                         f"({', '.join(sorted(groups))}); choose another name.")
+    _refuse_group_name(method)
     clash = [t for t in method.tags if t in _REGISTRY or t == "all"]
     if clash:
         raise ValueError(f"method {method.name!r}: tag {clash[0]!r} is a method name or "
@@ -592,6 +589,14 @@ def _import_method(spec):
     return target
 
 
+def _refuse_group_name(method):
+    """A method named like a group ("all", a tag) could not be asked for by name."""
+    groups = {"all"} | {t for m in _REGISTRY.values() for t in m.tags}
+    if method.name in groups:
+        raise ValueError(f"method name {method.name!r} is the name of a group of methods "
+                         f"({', '.join(sorted(groups))}); choose another name.")
+
+
 def resolve(method):
     """A Method from a Method, a registered name or `module:attribute`.
 
@@ -604,6 +609,7 @@ def resolve(method):
         found = _import_method(method)
     else:
         return get(method)
+    _refuse_group_name(found)
     registered = _REGISTRY.get(found.name)
     if registered is not None and registered is not found:
         raise ValueError(f"method {found.name!r} clashes with the registered method of that "
