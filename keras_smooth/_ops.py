@@ -41,6 +41,21 @@ def is_symbolic_tf(x):
     return tf is not None and isinstance(x, tf.Tensor) and tf.is_symbolic_tensor(x)
 
 
+def tf_xla_active():
+    """True while TensorFlow traces for XLA (`jit_compile=True`, which Keras's "auto" turns
+    on for TensorFlow on a GPU): ops with data-dependent sizes, such as a weighted
+    `bincount`, cannot be compiled there."""
+    tf = sys.modules.get("tensorflow")
+    if tf is None or tf.executing_eagerly():
+        return False
+    try:  # the context `tf.function(jit_compile=True)` traces in (not public API)
+        from tensorflow.python.framework import ops as tf_ops
+        from tensorflow.python.ops import control_flow_util
+    except ImportError:  # moved: assume any traced code may be compiled
+        return True
+    return bool(control_flow_util.GraphOrParentsInXlaContext(tf_ops.get_default_graph()))
+
+
 def _needs_tensorflow(args, kwargs):
     if tf_graph_active() or keras.backend.backend() == "tensorflow":
         return False

@@ -43,7 +43,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_smooth import _checks, _temperature_model
+from keras_smooth import _checks, _ops, _temperature_model
 
 PROBABILITY_ATOL = _checks.PROBABILITY_ATOL
 looks_like_probabilities = _checks.looks_like_probabilities
@@ -256,9 +256,11 @@ def _scatter_sum(values, index, num_segments):
 
     TensorFlow's weighted `bincount` is several times faster than its
     `unsorted_segment_sum`; other backends (and JAX's `jit`, where
-    `bincount` cannot be traced) use `segment_sum`. Every index is in range.
+    `bincount` cannot be traced), and TensorFlow under XLA (`jit_compile`,
+    where its size is not a compile-time constant), use `segment_sum`. Every
+    index is in range.
     """
-    if keras.backend.backend() != "tensorflow":
+    if keras.backend.backend() != "tensorflow" or _ops.tf_xla_active():
         return ops.segment_sum(values, index, num_segments=num_segments)
     columns = [
         ops.bincount(index, weights=values[:, c], minlength=num_segments)
@@ -389,7 +391,8 @@ def classwise_bin_sums(labels, probs, num_bins, sample_weight=None, dtype="float
     flat = ops.reshape(index, (-1,))
     weight = _weights(sample_weight, probs[:, 0], dtype)
     mass = ops.cast(probs, dtype)
-    if sample_weight is None and keras.backend.backend() == "tensorflow":
+    if (sample_weight is None and keras.backend.backend() == "tensorflow"
+            and not _ops.tf_xla_active()):
         counts = ops.cast(ops.bincount(flat, minlength=segments), dtype)  # exact integers
     else:
         full = weight[:, None] + ops.zeros_like(mass)

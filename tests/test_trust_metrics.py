@@ -450,3 +450,23 @@ def test_streaming_metrics_take_probabilities_and_logits_of_every_float_dtype(rn
         tol = 2e-3 if dtype == "float16" else 1e-6
         np.testing.assert_allclose(ece, ref_ece(labels, ref_probs), atol=tol)
         np.testing.assert_allclose(cw, ref_classwise(labels, ref_probs), atol=tol)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_metrics_compile_under_xla_and_equal_the_references(rng, weighted):
+    """`jit_compile=True` (what Keras's "auto" picks for TensorFlow on a GPU): the binning
+    has no op of data-dependent size there, and `evaluate` equals the references."""
+    x = rng.normal(size=(96, 5)).astype("float32")
+    labels = rng.integers(0, 4, size=96)
+    weights = rng.uniform(0.0, 2.0, size=96).astype("float32") if weighted else None
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(4)])
+    metrics = [ExpectedCalibrationError(from_logits=True), ClasswiseECE(4, from_logits=True)]
+    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  **{"weighted_metrics" if weighted else "metrics": metrics}, jit_compile=True)
+    model.fit(x, labels, sample_weight=weights, batch_size=32, epochs=1, verbose=0)
+    got = model.evaluate(x, labels, sample_weight=weights, batch_size=32, verbose=0,
+                         return_dict=True)
+    probs = np_softmax(model.predict(x, batch_size=32, verbose=0))
+    np.testing.assert_allclose(got["ece"], ref_ece(labels, probs, 15, weights), atol=1e-5)
+    np.testing.assert_allclose(got["classwise_ece"], ref_classwise(labels, probs, 15, weights),
+                               atol=1e-5)
