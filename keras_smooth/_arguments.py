@@ -7,6 +7,7 @@ argument and quoting the bad value; none touches the disk.
 import math
 import numbers
 import os
+import tempfile
 
 MAX_SEED = 2**32 - 1  # NumPy's global seed (set by keras.utils.set_random_seed) is a uint32
 
@@ -17,7 +18,12 @@ def positive_int(name, value, allow_none=False):
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"`{name}` must be an integer >= 1, got {value!r}.")
+    if value > MAX_COUNT:
+        raise ValueError(f"`{name}` must be an integer in [1, {MAX_COUNT}], got {value!r}.")
     return int(value)
+
+
+MAX_COUNT = 2**31 - 1  # counts beyond this overflow the frameworks' 32-bit integers
 
 
 def seed(name, value, count=1):
@@ -63,6 +69,10 @@ def folder_problem(path):
         return f"{path} cannot be created: {existing} is a file, not a folder"
     if not os.access(existing, os.W_OK | os.X_OK):
         return f"{path} cannot be written: {existing} is not writable"
+    try:  # os.access says yes to root everywhere: a read-only or virtual file system says no
+        os.rmdir(tempfile.mkdtemp(prefix=".keras-smooth-probe-", dir=existing))
+    except OSError as error:
+        return f"{path} cannot be created in {existing}: {error.strerror or error}"
     return None
 
 

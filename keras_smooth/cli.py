@@ -105,13 +105,19 @@ def _checked(check):
     return convert
 
 
-def _integer(text, minimum):
+_MAX_INT = 2**31 - 1  # counts beyond this overflow the frameworks' 32-bit integers
+
+
+def _integer(text, minimum, maximum=_MAX_INT, alternative=""):
     try:
         value = int(text)
     except ValueError:
-        raise ValueError(f"must be an integer >= {minimum}, got {text!r}") from None
+        raise ValueError(f"must be an integer >= {minimum}{alternative}, got {text!r}") from None
     if value < minimum:
-        raise ValueError(f"must be an integer >= {minimum}, got {value}")
+        raise ValueError(f"must be an integer >= {minimum}{alternative}, got {value}")
+    if value > maximum:
+        raise ValueError(f"must be an integer in [{minimum}, {maximum}]{alternative}, "
+                         f"got {value}")
     return value
 
 
@@ -121,7 +127,9 @@ def arg_positive_int(text):
 
 def arg_batch_size(text):
     """A batch size: an integer >= 1, or "full" (the whole training split per step)."""
-    return "full" if text == "full" else _integer(text, 1)
+    if text.strip().lower() == "full":
+        return "full"
+    return _integer(text, 1, alternative=" or 'full'")
 
 
 def arg_train_limit(text):
@@ -131,10 +139,7 @@ def arg_train_limit(text):
 def arg_seed(text):
     from keras_smooth._arguments import MAX_SEED
 
-    value = _integer(text, 0)
-    if value > MAX_SEED:
-        raise ValueError(f"must be an integer in [0, {MAX_SEED}], got {value}")
-    return value
+    return _integer(text, 0, MAX_SEED)
 
 
 def arg_seconds(text):

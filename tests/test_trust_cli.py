@@ -94,8 +94,16 @@ BAD_OPTIONS = [
     (["compare", "--methods", " , "], "argument --methods: names no method"),
     (["compare", "--methods", "ls,,lls"], "argument --methods: has an empty name"),
     (["compare", "--methods", "ls,foo"], "argument --methods: Unknown method 'foo'"),
-    (["compare", "--batch-size", "0"], "argument --batch-size: must be an integer >= 1, got 0"),
-    (["compare", "--batch-size", "-3"], "argument --batch-size: must be an integer >= 1, got -3"),
+    (["compare", "--batch-size", "0"],
+     "argument --batch-size: must be an integer >= 1 or 'full', got 0"),
+    (["compare", "--batch-size", "-3"],
+     "argument --batch-size: must be an integer >= 1 or 'full', got -3"),
+    (["compare", "--batch-size", "fulll"],
+     "argument --batch-size: must be an integer >= 1 or 'full', got 'fulll'"),
+    (["compare", "--batch-size", "9" * 20],
+     f"argument --batch-size: must be an integer in [1, {2**31 - 1}] or 'full', got {'9' * 20}"),
+    (["compare", "--epochs", str(2**31)],
+     f"argument --epochs: must be an integer in [1, {2**31 - 1}], got {2**31}"),
     (["compare", "--seed", "-1"], "argument --seed: must be an integer >= 0, got -1"),
     (["compare", "--seed", str(2**32)], "argument --seed: must be an integer in [0, 4294967295]"),
     (
@@ -111,6 +119,11 @@ BAD_OPTIONS = [
         "argument --output: {file}/sub cannot be created: {file} is a file",
     ),
     (["compare", "--output", ""], "argument --output: an empty path is not a folder"),
+    *([(["compare", "--tensorboard", "/sys/keras-smooth-test"],
+        "argument --tensorboard: /sys/keras-smooth-test cannot be created in /sys: "),
+       (["tune", "--tensorboard", "/sys/keras-smooth-test"],
+        "argument --tensorboard: /sys/keras-smooth-test cannot be created in /sys: ")]
+      if os.path.isdir("/sys/kernel") else []),  # sysfs: os.access says yes to root
     (
         ["compare", "--dataset", "fashion_mnist", "--fashion-mnist-dir", "{missing}"],
         "argument --fashion-mnist-dir: folder {missing} does not exist",
@@ -142,7 +155,8 @@ BAD_OPTIONS = [
     (["compare", "--bogus"], "unrecognized arguments: --bogus"),
     (["tune", "--max-trials", "0"], "argument --max-trials: must be an integer >= 1, got 0"),
     (["tune", "--epochs", "0"], "argument --epochs: must be an integer >= 1, got 0"),
-    (["tune", "--batch-size", "0"], "argument --batch-size: must be an integer >= 1, got 0"),
+    (["tune", "--batch-size", "0"],
+     "argument --batch-size: must be an integer >= 1 or 'full', got 0"),
     (["tune", "--seed", "-5"], "argument --seed: must be an integer >= 0, got -5"),
     (
         ["tune", "--chief-timeout", "0"],
@@ -264,6 +278,9 @@ def test_a_parse_error_exits_2_from_a_real_process(offline_runs):
         ({"epochs": 0}, ValueError, "`epochs` must be an integer >= 1, got 0"),
         ({"epochs": "3"}, ValueError, "`epochs` must be an integer >= 1, got '3'"),
         ({"batch_size": 0}, ValueError, "`batch_size` must be an integer >= 1, got 0"),
+        ({"batch_size": 10**20}, ValueError,
+         f"`batch_size` must be an integer in [1, {2**31 - 1}], got {10**20}"),
+        ({"epochs": 2**31}, ValueError, f"`epochs` must be an integer in [1, {2**31 - 1}]"),
         (
             {"seed": -1, "replicates": 1},
             ValueError,

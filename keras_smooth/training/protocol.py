@@ -19,12 +19,16 @@ RESTORED = "weights of the epoch with the lowest validation cross-entropy (hard 
 FULL_BATCH = "full"
 
 
+_MAX_INT32 = 2**31 - 1  # what the frameworks take as a batch size
+
+
 def _check_batch(value):
     if value == FULL_BATCH:
         return value
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"`batch_size` must be an integer >= 1 or {FULL_BATCH!r} (the whole "
-                         f"training split per step), got {value!r}.")
+    if (isinstance(value, bool) or not isinstance(value, numbers.Integral)
+            or not 1 <= value <= _MAX_INT32):
+        raise ValueError(f"`batch_size` must be an integer in [1, {_MAX_INT32}] or "
+                         f"{FULL_BATCH!r} (the whole training split per step), got {value!r}.")
     return int(value)
 
 
