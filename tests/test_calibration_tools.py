@@ -92,6 +92,27 @@ def test_temperature_callback_every_epoch_reaches_history_and_csv(task, tmp_path
                                atol=1e-6)
 
 
+@pytest.mark.parametrize("activation", ["sigmoid", None])
+def test_temperature_callback_calibrates_a_binary_one_column_model(rng, activation):
+    """A `Dense(1)` model (sigmoid probabilities or logits): the fitted T is the float64
+    optimum on the validation data and `calibrated_model()` predicts the tempered
+    probability (or logit) of class 1, sigmoid(logit / T)."""
+    x = rng.normal(size=(64, 4)).astype("float32")
+    y = (x[:, 0] + 0.5 * rng.normal(size=64) > 0).astype("int32")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation=activation)])
+    model.compile("adam", keras.losses.BinaryCrossentropy(from_logits=activation is None))
+    callback = TemperatureScalingCallback(validation_data=(x, y))
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[callback])
+    t = callback.results["temperature"]
+    out = model.predict(x, verbose=0).astype("float64")
+    logit = out if activation is None else np.log(out) - np.log1p(-out)
+    nll = lambda temp: float(np.mean(np.logaddexp(0.0, -(2 * y[:, None] - 1) * logit / temp)))  # noqa: E731
+    assert nll(t) <= min(nll(t * 1.001), nll(t / 1.001)) + 1e-12  # a minimum
+    calibrated = callback.calibrated_model().predict(x, verbose=0)
+    want = logit / t if activation is None else 1.0 / (1.0 + np.exp(-logit / t))
+    np.testing.assert_allclose(calibrated, want, rtol=1e-4, atol=1e-6)
+
+
 def test_temperature_callback_needs_data():
     with pytest.raises(ValueError, match="`validation_data` is required"):
         TemperatureScalingCallback(None)

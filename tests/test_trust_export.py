@@ -384,11 +384,24 @@ def test_temperature_scaling_from_probabilities_takes_a_logits_batch_for_logits(
     np.testing.assert_allclose(np.asarray(layer(x)), _tempered(x, 2.0), rtol=1e-5, atol=1e-7)
 
 
-def test_temperature_scaling_refuses_one_column_softmax():
-    with pytest.raises(ValueError, match=r"last dimension >= 2.*\(2, 1\)"):
-        TemperatureScaling(2.0, softmax=True)(np.ones((2, 1), "float32"))
-    binary = np.array([[3.0], [-1.0]], "float32")
+def test_temperature_scaling_of_one_column_is_binary_class_one():
+    """(N, 1) is the logit or the probability of class 1: the tempered output is the
+    two-class softmax of [0, z] / T, i.e. sigmoid(z / T) (NumPy, float64)."""
+    binary = np.array([[3.0], [-1.0], [0.0]], "float32")
     np.testing.assert_allclose(np.asarray(TemperatureScaling(2.0)(binary)), binary / 2.0)
+    two = np.concatenate([np.zeros_like(binary), binary], axis=1) / 2.0
+    class_one = _tempered(two, 1.0)[:, 1:]  # softmax of the two classes' logits
+    np.testing.assert_allclose(np.asarray(TemperatureScaling(2.0, softmax=True)(binary)),
+                               class_one, rtol=1e-6)
+    p = np.array([[0.9], [0.2], [0.5], [0.0], [1.0]], "float32")
+    q = np.clip(p.astype("float64"), 1e-12, 1 - 1e-12)
+    z = np.log(q) - np.log1p(-q)
+    for softmax, want in ((False, z / 2.0), (True, 1.0 / (1.0 + np.exp(-z / 2.0)))):
+        got = TemperatureScaling(2.0, softmax=softmax, from_logits=False)(p)
+        np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-7)
+    # a batch outside [0, 1] is logits already (the library-wide binary rule)
+    got = TemperatureScaling(2.0, softmax=False, from_logits=False)(binary)
+    np.testing.assert_allclose(np.asarray(got), binary / 2.0)
 
 
 def test_temperature_scaling_config_and_keras_file_keep_a_fitted_temperature(tmp_path):

@@ -48,6 +48,15 @@ def log_probabilities(inputs, held_dtype=None):
     return ops.where(is_probability, from_probabilities, ops.log_softmax(inputs, axis=-1))
 
 
+def binary_logits(inputs):
+    """log(max(p, 1e-12)) - log(max(1 - p, 1e-12)) of binary probabilities of class 1; a
+    batch with a value outside [0, 1] (judged by the range alone) is logits already."""
+    is_probability = _checks.looks_like_probabilities(inputs, binary=True)
+    from_probabilities = (ops.log(ops.maximum(inputs, _EPS))
+                          - ops.log(ops.maximum(1.0 - inputs, _EPS)))
+    return ops.where(is_probability, from_probabilities, inputs)
+
+
 @keras.saving.register_keras_serializable(package="keras_smooth")
 class TemperatureScaling(keras.layers.Layer):
     """Divide logits by a positive temperature held in a weight.
@@ -73,9 +82,14 @@ class TemperatureScaling(keras.layers.Layer):
     With `from_logits=False`, a batch that is not probabilities (a value
     outside [0, 1], or a row not summing to 1 within 1e-3; within 4 roundoffs,
     2e-3 and 1.6e-2, for float16 and bfloat16 inputs) is taken for logits:
-    z = log_softmax(inputs). A softmax over one class is always 1, so inputs
-    with a last dimension of 1 are refused with `softmax=True` or
-    `from_logits=False`; scale binary logits with `softmax=False`.
+    z = log_softmax(inputs).
+
+    Inputs with a last dimension of 1 are binary, as everywhere in the library:
+    the logit or the probability of class 1. Then z is the logit (from
+    probabilities, log(max(p, 1e-12)) - log(max(1 - p, 1e-12)); a batch with a
+    value outside [0, 1] is taken for logits), and `softmax=True` gives
+    sigmoid(z / T), the tempered probability of class 1 (the softmax of the
+    two classes' logits [0, z] / T).
 
     Args:
         temperature: initial T > 0. Default 1.
@@ -112,19 +126,20 @@ class TemperatureScaling(keras.layers.Layer):
         self.temperature.assign(check_temperature(temperature))
 
     def call(self, inputs):
-        if inputs.shape[-1] == 1 and (self.softmax or not self.from_logits):
-            raise ValueError(
-                "TemperatureScaling needs one value per class (last dimension >= 2) with "
-                f"`softmax=True` or `from_logits=False`, got inputs of shape {inputs.shape}; "
-                "for binary logits use `softmax=False, from_logits=True`."
-            )
         input_dtype = keras.backend.standardize_dtype(inputs.dtype)
         dtype = "float64" if input_dtype == "float64" else "float32"
         x = ops.cast(inputs, dtype)
-        logits = x if self.from_logits else log_probabilities(x, input_dtype)
+        binary = inputs.shape[-1] == 1
+        if self.from_logits:
+            logits = x
+        elif binary:
+            logits = binary_logits(x)
+        else:
+            logits = log_probabilities(x, input_dtype)
         scaled = logits / ops.cast(self.temperature, dtype)
-        outputs = ops.softmax(scaled, axis=-1) if self.softmax else scaled
-        return ops.cast(outputs, self.compute_dtype)
+        if self.softmax:
+            scaled = ops.sigmoid(scaled) if binary else ops.softmax(scaled, axis=-1)
+        return ops.cast(scaled, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape
