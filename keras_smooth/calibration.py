@@ -625,7 +625,7 @@ def evaluate(labels, logits, temperature=1.0, groups=None):
     """`summary` of softmax(logits / T), plus the accuracy on named subsets of the rows.
 
     Args:
-        labels: `(N,)` class ids.
+        labels: `(N,)` class ids or one-hot rows.
         logits: `(N, K)` logits.
         temperature: T > 0 applied before the softmax.
         groups: optional `{name: boolean mask (N,)}`; each adds
@@ -638,7 +638,8 @@ def evaluate(labels, logits, temperature=1.0, groups=None):
     """
     probs = apply_temperature(logits, temperature)
     out = summary(labels, probs)
-    correct = probs.argmax(axis=1) == np.asarray(labels).reshape(-1)
+    correct = probs.argmax(axis=1) == _label_ids(labels, probs.shape[1], len(probs),
+                                                 pred_name="logits")
     for name, mask in (groups or {}).items():
         mask = np.asarray(mask, dtype=bool).reshape(-1)
         if mask.shape != correct.shape:
@@ -704,11 +705,15 @@ def apply_temperature(predictions, temperature, from_logits=True):
     from_logits = _checks.check_bool("from_logits", from_logits)
     raw = np.asarray(ops.convert_to_numpy(predictions))
     p = np.asarray(raw, dtype="float64")
-    if p.ndim not in (1, 2) or p.shape[0] == 0:
+    if p.ndim not in (1, 2) or p.shape[0] == 0 or (p.ndim == 2 and p.shape[1] == 0):
         raise ValueError(f"`predictions` must have shape (N, K), (N, 1) or (N,), got {p.shape}.")
     if not np.all(np.isfinite(p)):
         raise ValueError(f"`predictions` must be finite, got {p[~np.isfinite(p)][0]}.")
-    return _softmax(_numpy_logits(p, from_logits, held=raw.dtype) / temperature)
+    z = _numpy_logits(p, from_logits, held=raw.dtype)
+    # shifted by the row maximum before dividing (softmax does not change): each row keeps
+    # a 0, and a tiny T sends the others to -inf, the limit, never to inf - inf = NaN
+    with np.errstate(over="ignore"):
+        return _softmax((z - z.max(axis=-1, keepdims=True)) / temperature)
 
 
 _WARM_START_ROWS = 8192  # above this many rows, start from the optimum of every s-th row

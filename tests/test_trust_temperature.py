@@ -286,3 +286,39 @@ def test_running_out_of_iterations_warns_and_never_rises():
     with pytest.warns(UserWarning, match=r"No convergence in 1 iterations"):
         fit = calibration.fit_temperature(z * 5, y, max_iterations=1)
     assert not fit.converged and fit.nll_after <= fit.nll_before
+
+
+def test_apply_temperature_is_never_nan_for_finite_input_and_reaches_the_limits(rng):
+    """softmax(z / T) for any finite z and T > 0: SciPy's softmax where z / T is finite,
+    the limits (the row maximum, ties split evenly; uniform) where it is not."""
+    from scipy.special import softmax
+
+    seen = {"scipy": 0, "limit": 0}
+    for _ in range(300):
+        n, k = int(rng.integers(1, 6)), int(rng.integers(2, 5))  # (N, 1) is binary: 2 columns
+        z = rng.normal(size=(n, k)) * float(rng.choice([1e-3, 1.0, 1e3, 1e300]))
+        if rng.random() < 0.3:
+            z = np.round(z)  # ties
+        t = float(rng.choice([1e-310, 1e-200, 1e-10, 0.5, 1.0, 1e10, 1e300]))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            got = calibration.apply_temperature(z, t)
+        assert got.shape == (n, k) and np.all(np.isfinite(got)), (z, t, got)
+        np.testing.assert_allclose(got.sum(axis=1), 1.0, rtol=1e-12)
+        gaps = z.max(axis=1, keepdims=True) - z
+        with np.errstate(over="ignore"):
+            scaled, direct = gaps / t, z / t
+        if np.all(np.isfinite(direct)) and np.all(scaled < 700):
+            np.testing.assert_allclose(got, softmax(direct, axis=1), rtol=1e-9, atol=1e-300)
+            seen["scipy"] += 1
+        elif np.all((gaps == 0) | (scaled > 800)):  # T -> 0: the maxima share the mass
+            top = gaps == 0
+            np.testing.assert_allclose(got, top / top.sum(axis=1, keepdims=True), atol=1e-300)
+            seen["limit"] += 1
+    assert min(seen.values()) >= 30, seen
+    labels = np.array([0, 1])
+    onehot = np.eye(2)[labels]
+    z = np.array([[2.0, 0.0], [0.0, 1.0]])
+    assert calibration.evaluate(onehot, z) == calibration.evaluate(labels, z)
+    with pytest.raises(ValueError, match=r"`predictions` must have shape .* got \(2, 0\)"):
+        calibration.apply_temperature(np.zeros((2, 0)), 1.0)
