@@ -662,8 +662,9 @@ class TemperatureFit:
             `nll_before` when T = 1 lies within the bounds. Both are float64
             values, within 5e-11 relative (a proven bound) when the one-pass
             fit certified the result, else to float64 rounding.
-        converged: True only when `nll_after` is the minimum over the bounds
-            (to float64 rounding). False, with a `UserWarning` carrying
+        converged: True only when `temperature` is within `tol` (relative) of
+            the minimiser over the bounds, or `nll_after` is the minimum there
+            to float64 rounding. False, with a `UserWarning` carrying
             `message`, when the minimum lies at or beyond a bound or the
             search ran out of iterations.
         iterations: search steps after the starting point on all rows,
@@ -1075,19 +1076,32 @@ _TEMPERATURE_MESSAGES = {
     "converged": "converged",
     "at_hi": (
         "The NLL keeps falling as T shrinks (predictions already separate the classes): "
-        "the optimum is below T_min={t_min}, so T_min is returned. Lower `bounds[0]` to go "
+        "the optimum is below T_min={t_min}. {returned} Lower `bounds[0]` to go "
         "further, or check that the validation data are not the training data."
     ),
     "at_lo": (
-        "The NLL keeps falling as T grows: the optimum is above T_max={t_max}, so T_max is "
-        "returned. Raise `bounds[1]` to go further, or check that `labels` match the rows "
+        "The NLL keeps falling as T grows: the optimum is above T_max={t_max}. {returned} "
+        "Raise `bounds[1]` to go further, or check that `labels` match the rows "
         "of `logits`."
     ),
     "iterations": (
-        "No convergence in {max_iterations} iterations; the best T found is returned. "
+        "No convergence in {max_iterations} iterations. {returned} "
         "Raise `max_iterations` or `tol`."
     ),
 }
+_RETURNED = {"at_hi": "T_min is returned.", "at_lo": "T_max is returned.",
+             "iterations": "The best T found is returned."}
+
+
+def _returned(reason, temperature, bounds, nll, swapped):
+    """The sentence of the message that says which T is returned (the one returned)."""
+    if swapped:
+        return f"T = 1 is returned: its NLL, {nll!r}, is lower than where the search stopped."
+    if (reason, temperature) in (("at_hi", bounds[0]), ("at_lo", bounds[1])) or (
+            reason not in ("at_hi", "at_lo")):
+        return _RETURNED.get(reason, "")
+    return (f"T = {temperature:.6g} is returned: the NLL, {nll!r}, falls no further there "
+            "in float64.")
 
 
 def _check_temperature_bounds(bounds):
@@ -1125,7 +1139,8 @@ def fit_temperature(
     search on beta (`_search_temperature`) finds the minimum over `bounds`,
     certified and reported in float64. T is
     never worse than T = 1 when T = 1 is within `bounds`. `converged=True`
-    means the NLL is at its minimum over the bounds to float64 rounding. A
+    means T is within `tol` of the minimiser over the bounds (or the NLL is at
+    its minimum there to float64 rounding). A
     minimum at a bound returns that bound with `converged=False` and a warning
     saying why; so does running out of iterations. Constant rows everywhere
     return T = 1 (clipped to the bounds), converged, with a warning.
@@ -1326,15 +1341,17 @@ def _temperature_result(s, search, bounds, max_iterations):
     the bounds."""
     t_min, t_max = bounds
     beta, nll_after, nll_before = search["beta"], search["value"], search["nll_before"]
+    reason, swapped = search["reason"], False
     if s / t_max <= s <= s / t_min and nll_before < nll_after:
-        beta, nll_after = s, nll_before  # never worse than T = 1
-    message = _TEMPERATURE_MESSAGES[search["reason"]].format(
-        t_min=t_min, t_max=t_max, max_iterations=max_iterations
-    )
-    if search["reason"] != "converged":
+        beta, nll_after, swapped = s, nll_before, True  # never worse than T = 1
+    temperature = min(max(s / beta, t_min), t_max)  # s / (s / t) can be off by an ulp
+    message = _TEMPERATURE_MESSAGES[reason].format(
+        t_min=t_min, t_max=t_max, max_iterations=max_iterations,
+        returned=_returned(reason, temperature, bounds, nll_after, swapped))
+    if reason != "converged":
         warnings.warn(message, stacklevel=4)
     return TemperatureFit(
-        temperature=min(max(s / beta, t_min), t_max),  # s / (s / t) can be off by an ulp
+        temperature=temperature,
         nll_before=float(nll_before),
         nll_after=float(nll_after),
         converged=search["reason"] == "converged",

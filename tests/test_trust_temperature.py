@@ -322,3 +322,26 @@ def test_apply_temperature_is_never_nan_for_finite_input_and_reaches_the_limits(
     assert calibration.evaluate(onehot, z) == calibration.evaluate(labels, z)
     with pytest.raises(ValueError, match=r"`predictions` must have shape .* got \(2, 0\)"):
         calibration.apply_temperature(np.zeros((2, 0)), 1.0)
+
+
+@pytest.mark.parametrize("case", ["separable", "tiny", "over_confident", "under_confident"])
+def test_the_message_names_the_temperature_returned(rng, case):
+    """A warning's sentence on what is returned agrees with `fit.temperature` (before, a
+    flat NLL in float64 returned T = 1 while the message said T_min)."""
+    z = rng.normal(size=(300, 4)) * 3.0
+    labels = np.array([rng.choice(4, p=row) for row in np.exp(z / 2) / np.exp(z / 2).sum(
+        axis=1, keepdims=True)])
+    logits = {"separable": np.eye(3)[np.arange(30) % 3] * 50.0, "tiny": z * 1e-30,
+              "over_confident": z * 500.0, "under_confident": z * 1e-4}[case]
+    if case == "separable":
+        labels = np.arange(30) % 3
+    with pytest.warns(UserWarning) as caught:
+        fit = calibration.fit_temperature(logits, labels, bounds=(0.01, 100.0))
+    assert not fit.converged and str(caught[-1].message) == fit.message
+    named = {"T_min is returned": 0.01, "T_max is returned": 100.0}
+    said = [t for text, t in named.items() if text in fit.message]
+    if said:
+        assert said == [fit.temperature], fit
+    else:
+        number = fit.message.split("T = ", 1)[1].split(" is returned", 1)[0]
+        assert float(number) == pytest.approx(fit.temperature, rel=1e-5), fit
