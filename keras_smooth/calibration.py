@@ -1141,8 +1141,9 @@ def fit_temperature(
     never worse than T = 1 when T = 1 is within `bounds`. `converged=True`
     means T is within `tol` of the minimiser over the bounds (or the NLL is at
     its minimum there to float64 rounding). A
-    minimum at a bound returns that bound with `converged=False` and a warning
-    saying why; so does running out of iterations. Constant rows everywhere
+    minimum at or beyond a bound returns that bound (or a T where the NLL is
+    already as low in float64, as the message says) with `converged=False` and
+    a warning saying why; so does running out of iterations. Constant rows everywhere
     return T = 1 (clipped to the bounds), converged, with a warning.
 
     Args:
