@@ -56,6 +56,17 @@ def check_positive(name, value):
     return value
 
 
+def check_float32_positive(name, value, held="the math is in float32"):
+    """A real T > 0 inside the normal float32 range: where the math is float32, a smaller
+    T becomes 0 (denormals flushed) or a larger one Inf, and the output NaN."""
+    value = check_positive(name, value)
+    low, high = float(np.finfo("float32").tiny), float(np.finfo("float32").max)
+    if not low <= value <= high:
+        raise ValueError(f"`{name}` must be within the float32 range [{low:.3g}, {high:.3g}] "
+                         f"({held}), got {value:g}.")
+    return value
+
+
 def check_non_negative(name, value):
     value = _check_real(name, value)
     if value < 0.0:

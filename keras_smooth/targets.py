@@ -293,7 +293,7 @@ def wrong_class_distribution_from_logits(labels, teacher_logits, temperature=1.0
     Returns:
         `(N, K)` float32 rows, 0 at the true class, summing to 1.
     """
-    temperature = _checks.check_positive("temperature", temperature)
+    temperature = _checks.check_float32_positive("temperature", temperature)
     onehot, logits, _ = _teacher_logits(labels, teacher_logits)
     return _wrong_share_from_logits(onehot, logits, temperature)
 
@@ -314,8 +314,12 @@ def _teacher_logits(labels, teacher_logits):
 
 
 def _wrong_share_from_logits(onehot, logits, temperature):
-    masked = ops.where(onehot > 0.5, -1e30, logits / temperature)
-    return ops.softmax(masked, axis=-1) * (1.0 - onehot)
+    # The true class at -inf (a finite mask loses to wrong-class logits below it), the
+    # rest shifted by their maximum before dividing: a tiny T then sends them to 0 or
+    # -inf, never to inf - inf.
+    wrong = ops.where(onehot > 0.5, float("-inf"), logits)
+    shifted = wrong - ops.max(wrong, axis=-1, keepdims=True)
+    return ops.softmax(shifted / temperature, axis=-1) * (1.0 - onehot)
 
 
 @tf_data_aware
@@ -442,15 +446,15 @@ def ils_from_logits(labels, teacher_logits, method="ils", epsilon=0.1, p1=0.9, p
     """
     if method not in ILS_METHODS:
         raise ValueError(f"`method` must be one of {ILS_METHODS}, got {method!r}.")
-    temperature = _checks.check_positive("temperature", temperature)
-    calibration_temperature = _checks.check_positive(
-        "calibration_temperature", calibration_temperature
-    )
+    temperature = _checks.check_float32_positive("temperature", temperature)
+    calibration_temperature = _checks.check_float32_positive(
+            "calibration_temperature", calibration_temperature)
     onehot, logits, num_classes = _teacher_logits(labels, teacher_logits)
     if method == "ils2":
         eps = _checks.check_fraction("epsilon", epsilon)
     else:
-        calibrated = ops.softmax(logits / calibration_temperature, axis=-1)
+        shifted = logits - ops.max(logits, axis=-1, keepdims=True)  # tiny T: no inf - inf
+        calibrated = ops.softmax(shifted / calibration_temperature, axis=-1)
         eps = ils1_epsilon(ops.sum(onehot * calibrated, axis=-1), p1, p2, cap)
     if method == "ils1":
         return mix(onehot, _uniform_like(onehot, num_classes), eps)

@@ -217,3 +217,34 @@ def test_bad_input_names_argument_and_value(call, match):
 def test_non_numeric_argument_is_a_type_error():
     with pytest.raises(TypeError, match="`epsilon` must be a real number, got 'a'"):
         targets.uniform([0], 3, "a")
+
+
+def test_ils_targets_at_extreme_teacher_logits_and_temperatures_stay_distributions(rng):
+    """Rows sum to 1 with 0 at the true class, never NaN: logits far below any finite mask,
+    and the smallest normal float32 T (the limit: the largest wrong-class logit takes the
+    mass, ties share it); a T below the float32 range is refused."""
+    tiny = float(np.finfo("float32").tiny)
+    for _ in range(100):
+        k = int(rng.integers(2, 6))
+        logits = rng.normal(size=(8, k)).astype("float32") * float(rng.choice([1.0, 1e30]))
+        if rng.random() < 0.5:
+            logits = np.round(logits)  # ties among the wrong classes
+        labels = rng.integers(0, k, size=8)
+        onehot = np.eye(k)[labels]
+        for t in (tiny, 1.0):
+            got = np.asarray(targets.wrong_class_distribution_from_logits(labels, logits, t))
+            assert np.all(np.isfinite(got)) and np.all(got[onehot > 0] == 0)
+            np.testing.assert_allclose(got.sum(axis=1), 1.0, rtol=1e-6)
+            if t == tiny:  # the limit, from NumPy
+                wrong = np.where(onehot > 0, -np.inf, logits.astype("float64"))
+                top = wrong == wrong.max(axis=1, keepdims=True)
+                np.testing.assert_allclose(got, top / top.sum(axis=1, keepdims=True), atol=1e-6)
+        for method in ("ils1", "ils2", "ils"):
+            layer = ILSTargets(method, temperature=tiny, calibration_temperature=tiny)
+            got = np.asarray(layer(labels, logits))
+            assert np.all(np.isfinite(got)), (method, got)
+            np.testing.assert_allclose(got.sum(axis=1), 1.0, rtol=1e-6)
+    with pytest.raises(ValueError, match=r"`temperature` must be within the float32 range"):
+        ILSTargets("ils2", temperature=1e-38)
+    with pytest.raises(ValueError, match=r"`calibration_temperature` must be within the float32"):
+        targets.ils_from_logits([0], [[1.0, 0.0]], "ils", calibration_temperature=1e39)

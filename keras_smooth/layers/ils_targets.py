@@ -75,10 +75,9 @@ class ILSTargets(keras.layers.Layer):
         self.p1 = _checks.check_unit_interval("p1", p1)
         self.p2 = _checks.check_non_negative("p2", p2)
         self.cap = _checks.check_fraction("cap", cap)
-        self.temperature = _checks.check_positive("temperature", temperature)
-        self.calibration_temperature = _checks.check_positive(
-            "calibration_temperature", calibration_temperature
-        )
+        self.temperature = _checks.check_float32_positive("temperature", temperature)
+        self.calibration_temperature = _checks.check_float32_positive(
+            "calibration_temperature", calibration_temperature)
         self.built = True
 
     def __call__(self, labels, teacher_logits, **kwargs):

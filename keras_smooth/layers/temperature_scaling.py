@@ -24,14 +24,7 @@ def check_temperature(value, name="temperature"):
         if array.shape != ():
             raise TypeError(f"`{name}` must be a scalar, got an array of shape {array.shape}.")
         value = array.item()
-    value = _checks.check_positive(name, value)
-    low, high = float(np.finfo("float32").tiny), float(np.finfo("float32").max)
-    if not low <= value <= high:
-        raise ValueError(
-            f"`{name}` must be within the float32 range [{low:.3g}, {high:.3g}] (it is held "
-            f"in a float32 weight), got {value:g}."
-        )
-    return value
+    return _checks.check_float32_positive(name, value, "it is held in a float32 weight")
 
 
 def log_probabilities(inputs, held_dtype=None):
