@@ -294,6 +294,19 @@ def test_calibration_logger_every_must_be_a_whole_number_of_epochs(every, error)
         ks.CalibrationLogger(validation_data=(np.zeros((2, 2)), np.array([0, 1])), every=every)
 
 
+@pytest.mark.parametrize("argument", ["reliability_dir", "tensorboard_dir"])
+def test_calibration_logger_refuses_an_output_folder_that_is_a_file_when_built(tmp_path,
+                                                                               argument):
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    with pytest.raises(ValueError, match=f"`{argument}`: {afile} is a file, not a folder"):
+        ks.CalibrationLogger(validation_data=(np.zeros((2, 2)), np.array([0, 1])),
+                             **{argument: str(afile)})
+    with pytest.raises(ValueError, match=f"`{argument}`: .*cannot be created"):
+        ks.CalibrationLogger(validation_data=(np.zeros((2, 2)), np.array([0, 1])),
+                             **{argument: str(afile / "sub")})
+
+
 # --- plots ------------------------------------------------------------------------------
 
 

@@ -6,7 +6,7 @@ import warnings
 
 import keras
 
-from keras_smooth import _checks
+from keras_smooth import _arguments, _checks
 from keras_smooth import calibration
 from keras_smooth.callbacks._validation_data import predict_with_labels
 
@@ -106,8 +106,10 @@ class CalibrationLogger(keras.callbacks.Callback):
         if every < 1:
             raise ValueError(f"`every` must be >= 1, got {every}.")
         self.every = int(every)
-        self.reliability_dir = reliability_dir
-        self.tensorboard_dir = tensorboard_dir
+        self.reliability_dir = None if reliability_dir is None else _arguments.output_folder(
+            "reliability_dir", reliability_dir)
+        self.tensorboard_dir = None if tensorboard_dir is None else _arguments.output_folder(
+            "tensorboard_dir", tensorboard_dir)
         if not isinstance(prefix, str):
             raise TypeError(f"`prefix` must be a string, got {prefix!r}.")
         self.prefix = prefix
