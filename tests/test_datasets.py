@@ -200,3 +200,15 @@ def test_fashion_mnist_from_the_debian_package():
     assert data.extras["source"] == "/usr/share/datasets/fashion-mnist"
     assert len(data.y_test) == 10_000 and data.num_classes == 10
     assert set(np.unique(data.y_train)) == set(range(10))
+
+
+@pytest.mark.parametrize("name,option,listed", [
+    ("gaussian", "train_limit", "n_test, n_train, n_val"),
+    ("digits", "directory", "test_fraction, validation_fraction"),
+    ("fashion_mnist", "n_train", "directory, train_limit, validation_fraction"),
+    ("tfds:mnist", "train_limit", "data_dir, download, validation_fraction"),
+])
+def test_load_names_an_option_its_data_set_does_not_take(name, option, listed):
+    with pytest.raises(TypeError, match=f"data set '{name}' takes no option '{option}'; "
+                                        f"its options: {listed}"):
+        datasets.load(name, seed=0, **{option: 5})

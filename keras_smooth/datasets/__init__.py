@@ -1,6 +1,8 @@
 """Data sets: the ILS synthetic task (embedded), digits (scikit-learn),
 Fashion-MNIST (IDX files) and TFDS by name, all as `ClassificationData`."""
 
+import functools
+import inspect
 import re
 
 from keras_smooth.datasets.base import ClassificationData, stratified_split
@@ -47,13 +49,19 @@ def load(name, seed=0, **kwargs):
     >>> len(data.y_train), len(data.y_val), len(data.y_test)
     (150, 150, 15000)
     """
-    if name == "gaussian":
-        return load_gaussian_task(seed=seed, **kwargs)
-    if name == "digits":
-        return load_digits(seed=seed, **kwargs)
-    if name == "fashion_mnist":
-        return load_fashion_mnist(seed=seed, **kwargs)
-    return load_tfds(check_name(name)[5:], seed=seed, **kwargs)
+    loader = {"gaussian": load_gaussian_task, "digits": load_digits,
+              "fashion_mnist": load_fashion_mnist}.get(name)
+    if loader is None:
+        loader = functools.partial(load_tfds, check_name(name)[5:])
+        accepted = inspect.signature(load_tfds).parameters
+    else:
+        accepted = inspect.signature(loader).parameters
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        options = sorted(p for p in accepted if p not in ("name", "seed"))
+        raise TypeError(f"data set {name!r} takes no option {unknown[0]!r}; its options: "
+                        f"{', '.join(options) or 'none'}.")
+    return loader(seed=seed, **kwargs)
 
 
 __all__ = [
