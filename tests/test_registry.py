@@ -153,7 +153,7 @@ def test_resolve_takes_a_method_a_name_or_module_attribute(tmp_path, monkeypatch
 @pytest.mark.parametrize("spec, error, match", [
     ("no_such_module_xyz:double_ls", ValueError, "cannot import 'no_such_module_xyz'"),
     ("my_methods_bad:missing", ValueError, "has no attribute 'missing'"),
-    ("my_methods_bad:not_a_method", TypeError, "is a int, not a keras_smooth.methods.Method"),
+    ("my_methods_bad:not_a_method", TypeError, "is of type int, not a keras_smooth.methods.Method"),
     ("my_methods_bad:", ValueError, "is not module:attribute"),
     (":double_ls", ValueError, "is not module:attribute"),
 ])

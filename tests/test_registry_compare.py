@@ -159,7 +159,7 @@ def test_cli_runs_a_module_attribute_method(tmp_path):
 @pytest.mark.parametrize("spec,message", [
     ("missing_mod_abc:double_ls", "cannot import 'missing_mod_abc'"),
     ("{mod}:nothing", "has no attribute 'nothing'"),
-    ("{mod}:not_a_method", "is a int, not a keras_smooth.methods.Method"),
+    ("{mod}:not_a_method", "is of type int, not a keras_smooth.methods.Method"),
     ("{mod}_broken:double_ls", "(RuntimeError: boom)"),
 ])
 def test_cli_bad_module_attribute_is_one_error_line(tmp_path, monkeypatch, capsys, spec,

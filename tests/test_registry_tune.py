@@ -334,7 +334,7 @@ def test_the_tuner_does_not_import_the_comparison(cli_runs):
                   "tune 'ils' instead)"),
     ("foo", "argument --method: invalid choice: 'foo' (choose from ls, "),
     ("my_methods:nope", "module 'my_methods' has no attribute 'nope'"),
-    ("my_methods:not_a_method", "'my_methods:not_a_method' is a int, not a "),
+    ("my_methods:not_a_method", "'my_methods:not_a_method' is of type int, not a "),
     ("no_such_module:double_ls", "cannot import 'no_such_module'"),
 ])
 def test_cli_refuses_a_method_it_cannot_tune_with_one_line(

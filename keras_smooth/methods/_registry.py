@@ -584,7 +584,7 @@ def _import_method(spec):
                              f"(method {spec!r}).")
         target = getattr(target, part)
     if not isinstance(target, Method):
-        raise TypeError(f"{spec!r} is a {type(target).__name__}, "
+        raise TypeError(f"{spec!r} is of type {type(target).__name__}, "
                         "not a keras_smooth.methods.Method.")
     return target
 

@@ -571,8 +571,8 @@ def format_trials(rows, objective="val_nll", width=None):
     """The trial table as text; `*` marks the best trial by `objective`.
 
     With `width` (a number of columns), hyperparameter columns are as wide as
-    their names and values need, and names longer than 10 characters are cut
-    with a "~" (e.g. "temperatu~"), so that the table fits `width` whenever it can.
+    their names and values need; when whole names would not fit `width`, names
+    longer than 10 characters are cut with a "~" (e.g. "temperatu~").
     """
     names = sorted({k for r in rows for k in r["values"]})
     if width is not None:
@@ -594,9 +594,10 @@ def format_trials(rows, objective="val_nll", width=None):
 def _narrow_trials(rows, objective, names, width):
     scored = [r for r in rows if r[objective] is not None]
     best = min(scored, key=lambda r: r[objective])["trial_id"] if scored else None
-    titles = {n: n if len(n) <= 10 else n[:9] + "~" for n in names}
-    sizes = {n: max(len(titles[n]), 9) + 1 for n in names}
     status = max([len("status")] + [len(r["status"]) for r in rows]) + 1
+    full = 6 + status + sum(max(len(n), 9) + 1 for n in names) + 18 + 2  # " *" of the best
+    titles = {n: n if len(n) <= 10 or full <= width else n[:9] + "~" for n in names}
+    sizes = {n: max(len(titles[n]), 9) + 1 for n in names}
     header = (f"{'trial':>6s}{'status':>{status}s}"
               + "".join(f"{titles[n]:>{sizes[n]}s}" for n in names) + f"{'val NLL':>9s}"
               + f"{'val ECE':>9s}")
