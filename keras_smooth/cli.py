@@ -254,7 +254,7 @@ def _compare_parser(sub):
         epilog=methods_list, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add(compare, "--methods", arg_methods, "default", methods_help)
     _add(compare, "--replicates", arg_positive_int, None, "replicates (default 3; --quick 1)")
-    _add(compare, "--seed", arg_seed, 0, "base seed; replicate r uses seed + r")
+    _add(compare, "--seed", arg_seed, 0, "base seed (default 0); replicate r uses seed + r")
     _common_arguments(compare, epochs_help=(
         "most epochs per model (default: the data set's training protocol: gaussian 500 with "
         "early stopping after 10 epochs, as the ILS paper; else 60; --quick 15)"))
@@ -328,7 +328,9 @@ def _tune_parser(sub):
                       choices=("auto", "mirrored", "multiworker", "none"),
                       help="data parallelism per trial: auto = MirroredStrategy over the GPUs "
                            "if any (TensorFlow), DataParallel over several GPUs (JAX); mirrored "
-                           "= over every local device (TensorFlow, JAX; refused on torch)")
+                           "= over every local device (TensorFlow, JAX; refused on torch); "
+                           "multiworker is refused: Keras 3 cannot fit under it (use "
+                           "chief/worker tuning across machines)")
     _add(tune, "--directory", arg_output_folder, None,
          "search folder; re-running resumes (default runs/tune/METHOD)")
     tune.add_argument("--objective", default="val_nll", choices=("val_nll", "val_ece"),
@@ -342,7 +344,7 @@ def _tune_parser(sub):
         "most epochs per trial (default: the data set's training protocol: gaussian 500 with "
         "early stopping after 10 epochs, as the ILS paper; else 60; --quick 10; hyperband at "
         "most 81)"))
-    _add(tune, "--seed", arg_seed, 0, "seed of the data split, models and tuner")
+    _add(tune, "--seed", arg_seed, 0, "seed of the data split, models and tuner (default 0)")
     _add(tune, "--chief-timeout", arg_seconds, 300.0,
          "seconds a worker waits for the chief oracle (default 300)")
     tune.add_argument("--quick", action="store_true",

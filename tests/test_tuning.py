@@ -217,8 +217,8 @@ def test_strategy_names_resolve_as_documented(monkeypatch):
     mirrored = tuning.resolve_strategy("mirrored")
     assert isinstance(mirrored, tf.distribute.MirroredStrategy)
     assert tuning.resolve_strategy(mirrored) is mirrored
-    monkeypatch.delenv("TF_CONFIG", raising=False)
-    with pytest.raises(ValueError, match="TF_CONFIG"):
+    monkeypatch.delenv("TF_CONFIG", raising=False)  # refused for the real reason either way
+    with pytest.raises(ValueError, match="cannot train Keras 3 models.*20585"):
         tuning.resolve_strategy("multiworker")
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["127.0.0.1:1"]},
                                                 "task": {"type": "worker", "index": 0}}))
