@@ -355,7 +355,11 @@ def _tune_parser(sub):
 
 def _parser():
     parser = argparse.ArgumentParser(prog="keras-smooth", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    from keras_smooth import __version__
+
+    parser.add_argument("--version", action="version", version=f"keras-smooth {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{compare,tune}",
+                                title="commands")
     return parser, {"compare": _compare_parser(sub), "tune": _tune_parser(sub)}
 
 

@@ -44,6 +44,18 @@ def test_help_imports_no_framework_and_prints_nothing_on_stderr(argv):
     assert "usage: keras-smooth" in done.stdout
 
 
+def test_version_prints_the_package_version_and_imports_no_framework():
+    done = _python(
+        "import sys\n"
+        "from keras_smooth.cli import main\n"
+        "code = main(['--version'])\n"
+        "print('CODE', code, sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))\n")
+    import keras_smooth
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [f"keras-smooth {keras_smooth.__version__}", "CODE 0 []"]
+
+
 def test_import_keras_smooth_loads_no_matplotlib_keras_tuner_or_keras():
     done = _python(
         "import sys\n"

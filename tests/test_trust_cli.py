@@ -188,7 +188,7 @@ BAD_OPTIONS = [
         "--train-limit applies to --dataset fashion_mnist",
     ),
     (["tune"], "argument --directory: runs/tune/ils cannot be created: "),  # ./runs is a file here
-    ([], "the following arguments are required: command"),
+    ([], "the following arguments are required: {{compare,tune}}"),
 ]
 
 
