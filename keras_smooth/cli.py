@@ -342,13 +342,14 @@ def _tune_parser(sub):
                            "gaussian, else paper)")
     _common_arguments(tune, epochs_help=(
         "most epochs per trial (default: the data set's training protocol: gaussian 500 with "
-        "early stopping after 10 epochs, as the ILS paper; else 60; --quick 10; hyperband at "
-        "most 81)"))
+        "early stopping after 10 epochs, as the ILS paper; else 60; --quick 10; hyperband "
+        "without --epochs: 81, the max_epochs its brackets are planned from)"))
     _add(tune, "--seed", arg_seed, 0, "seed of the data split, models and tuner (default 0)")
     _add(tune, "--chief-timeout", arg_seconds, 300.0,
          "seconds a worker waits for the chief oracle (default 300)")
     tune.add_argument("--quick", action="store_true",
-                      help="3 trials of 10 epochs (explicit options win)")
+                      help="3 trials of 10 epochs (hyperband: max_epochs 10, which it plans "
+                           "as about 30 short trials; explicit options win)")
     _output_arguments(tune, "one run per trial: DIR/TRIAL_ID/execution0")
     return tune
 
