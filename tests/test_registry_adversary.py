@@ -93,6 +93,20 @@ def test_a_method_named_like_a_group_is_refused_from_a_module_or_as_an_object(
         methods.resolve(_method(name=name))
 
 
+def test_parse_refuses_two_methods_with_one_label(tmp_path, monkeypatch):
+    """Tables and plots are keyed by label: the clash is refused while parsing (the
+    command line's --methods), before anything runs."""
+    module = "adv_same_label"
+    (tmp_path / f"{module}.py").write_text(
+        "from keras_smooth.methods import Method\n"
+        "M = Method(name='adv_mine', label='LS', params={'epsilon': [0.1]},\n"
+        "           loss=lambda params, num_classes: 'categorical_crossentropy')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ValueError, match=r"names two methods labelled 'LS' \('ls' and 'adv_mine'\)"):
+        methods.parse(f"ls,{module}:M")
+    sys.modules.pop(module, None)
+
+
 def test_a_tag_named_like_a_method_is_not_registered():
     with pytest.raises(ValueError, match="tag 'ls' is a method name"):
         methods.register(_method(name="adv_tagged", tags=("ls",)))

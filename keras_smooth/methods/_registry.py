@@ -636,4 +636,10 @@ def parse(text, default="default"):
     unique = list({m.name: m for m in found}.values())
     if not unique:
         raise ValueError(f"{text!r} names no method.")
+    labels = {}
+    for method in unique:  # tables and plots are keyed by label
+        other = labels.setdefault(method.label, method.name)
+        if other != method.name:
+            raise ValueError(f"{text!r} names two methods labelled {method.label!r} ({other!r} "
+                             f"and {method.name!r}); give them different labels.")
     return tuple(unique)
