@@ -180,8 +180,8 @@ def _methods_help():
     tags = dict.fromkeys(t for n in methods.names() for t in methods.get(n).tags)
     groups = "; ".join(f"{t} = {','.join(methods.names(t))}" for t in tags)
     help_text = (f"comma-separated methods, groups or module:attribute (your own "
-                 f"keras_smooth.methods.Method). Groups: {groups}; all = every group "
-                 "(default: default)")
+                 f"keras_smooth.methods.Method). Groups: {groups}; all = every group; "
+                 "a method named twice, or by a group too, runs once (default: default)")
     lines = ["methods:"]
     for name in methods.names():
         method = methods.get(name)
