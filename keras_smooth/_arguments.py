@@ -1,7 +1,8 @@
 """Checks of run settings shared by `run_comparison`, `run_search` and the `keras-smooth` CLI.
 
 Each check returns the normalised value or raises `ValueError` naming the
-argument and quoting the bad value; none touches the disk.
+argument and quoting the bad value. None writes anything that stays: an output
+folder is tried with a probe directory, created and removed at once.
 """
 
 import math
@@ -77,7 +78,8 @@ def folder_problem(path):
 
 
 def output_folder(name, path):
-    """A folder that exists or can be created and written; nothing is created here.
+    """A folder that exists or can be created and written; it is not created here (a
+    probe directory in its nearest existing parent is created and removed).
 
     Returns:
         `path` as a string.

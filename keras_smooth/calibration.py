@@ -710,11 +710,14 @@ def apply_temperature(predictions, temperature, from_logits=True):
         raise ValueError(f"`predictions` must have shape (N, K), (N, 1) or (N,), got {p.shape}.")
     if not np.all(np.isfinite(p)):
         raise ValueError(f"`predictions` must be finite, got {p[~np.isfinite(p)][0]}.")
-    z = _numpy_logits(p, from_logits, held=raw.dtype)
-    # shifted by the row maximum before dividing (softmax does not change): each row keeps
-    # a 0, and a tiny T sends the others to -inf, the limit, never to inf - inf = NaN
     with np.errstate(over="ignore"):
-        return _softmax((z - z.max(axis=-1, keepdims=True)) / temperature)
+        z = _numpy_logits(p, from_logits, held=raw.dtype)
+        # shifted by the row maximum before dividing (softmax does not change): each row
+        # keeps a 0, and a tiny T sends the others to -inf, the limit, never to inf - inf.
+        # Halved first, so that a span beyond the float64 range (1e308 to -1e308) stays
+        # finite; the halving and doubling are exact.
+        half = z / 2 - z.max(axis=-1, keepdims=True) / 2
+        return _softmax(half / temperature * 2)
 
 
 _WARM_START_ROWS = 8192  # above this many rows, start from the optimum of every s-th row
@@ -1346,6 +1349,9 @@ def _temperature_result(s, search, bounds, max_iterations):
     if s / t_max <= s <= s / t_min and nll_before < nll_after:
         beta, nll_after, swapped = s, nll_before, True  # never worse than T = 1
     temperature = min(max(s / beta, t_min), t_max)  # s / (s / t) can be off by an ulp
+    if not swapped and reason in ("at_hi", "at_lo"):  # stopped at the bound: return it exactly
+        bound = t_min if reason == "at_hi" else t_max
+        temperature = bound if abs(temperature / bound - 1.0) <= 1e-12 else temperature
     message = _TEMPERATURE_MESSAGES[reason].format(
         t_min=t_min, t_max=t_max, max_iterations=max_iterations,
         returned=_returned(reason, temperature, bounds, nll_after, swapped))

@@ -305,6 +305,10 @@ def test_calibration_logger_refuses_an_output_folder_that_is_a_file_when_built(t
     with pytest.raises(ValueError, match=f"`{argument}`: .*cannot be created"):
         ks.CalibrationLogger(validation_data=(np.zeros((2, 2)), np.array([0, 1])),
                              **{argument: str(afile / "sub")})
+    data = (np.zeros((2, 2)), np.array([0, 1]))
+    assert getattr(ks.CalibrationLogger(data, **{argument: ""}), argument) is None  # off
+    url = "gs://bucket/run"  # TensorBoard's writers take URLs: not a local folder to check
+    assert getattr(ks.CalibrationLogger(data, **{argument: url}), argument) == url
 
 
 # --- plots ------------------------------------------------------------------------------

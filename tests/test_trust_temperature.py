@@ -316,6 +316,9 @@ def test_apply_temperature_is_never_nan_for_finite_input_and_reaches_the_limits(
             np.testing.assert_allclose(got, top / top.sum(axis=1, keepdims=True), atol=1e-300)
             seen["limit"] += 1
     assert min(seen.values()) >= 30, seen
+    span = np.array([[1e308, -1e308]])  # z - max z overflows; halved, it does not
+    np.testing.assert_allclose(calibration.apply_temperature(span, 1e307),
+                               softmax(span / 1e307, axis=1), rtol=1e-12)
     labels = np.array([0, 1])
     onehot = np.eye(2)[labels]
     z = np.array([[2.0, 0.0], [0.0, 1.0]])
@@ -324,7 +327,8 @@ def test_apply_temperature_is_never_nan_for_finite_input_and_reaches_the_limits(
         calibration.apply_temperature(np.zeros((2, 0)), 1.0)
 
 
-@pytest.mark.parametrize("case", ["separable", "tiny", "over_confident", "under_confident"])
+@pytest.mark.parametrize("case", ["separable", "tiny", "over_confident", "under_confident",
+                                  "odd_bound"])
 def test_the_message_names_the_temperature_returned(rng, case):
     """A warning's sentence on what is returned agrees with `fit.temperature` (before, a
     flat NLL in float64 returned T = 1 while the message said T_min)."""
@@ -332,16 +336,24 @@ def test_the_message_names_the_temperature_returned(rng, case):
     labels = np.array([rng.choice(4, p=row) for row in np.exp(z / 2) / np.exp(z / 2).sum(
         axis=1, keepdims=True)])
     logits = {"separable": np.eye(3)[np.arange(30) % 3] * 50.0, "tiny": z * 1e-30,
-              "over_confident": z * 500.0, "under_confident": z * 1e-4}[case]
-    if case == "separable":
-        labels = np.arange(30) % 3
+              "over_confident": z * 500.0, "under_confident": z * 1e-4,
+              "odd_bound": 0.05 * np.eye(3)[np.arange(200) % 3]}[case]
+    if case in ("separable", "odd_bound"):
+        labels = np.arange(len(logits)) % 3
+    # 1 / (1 / t_min) is one ulp off t_min for this bound: the fit must still say T_min
+    bounds = (0.012040201005025125, 100.0) if case == "odd_bound" else (0.01, 100.0)
     with pytest.warns(UserWarning) as caught:
-        fit = calibration.fit_temperature(logits, labels, bounds=(0.01, 100.0))
+        fit = calibration.fit_temperature(logits, labels, bounds=bounds)
     assert not fit.converged and str(caught[-1].message) == fit.message
-    named = {"T_min is returned": 0.01, "T_max is returned": 100.0}
+    named = {"T_min is returned": bounds[0], "T_max is returned": bounds[1]}
     said = [t for text, t in named.items() if text in fit.message]
     if said:
         assert said == [fit.temperature], fit
-    else:
+    else:  # "T = x is returned: the NLL ... falls no further there": check that it does not
         number = fit.message.split("T = ", 1)[1].split(" is returned", 1)[0]
         assert float(number) == pytest.approx(fit.temperature, rel=1e-5), fit
+        t = fit.temperature
+        below = [max(t * f, bounds[0]) for f in (0.5, 0.9)]
+        assert all(reference_nll(logits, labels, b) >= fit.nll_after for b in below), fit
+    if case == "odd_bound":
+        assert said == [bounds[0]], fit

@@ -33,6 +33,16 @@ def put_new(logs, values, owner, warned):
     return added
 
 
+def _local_folder(name, path):
+    """`path` checked as an output folder when it is a local one; empty means off, and a
+    URL (`gs://...`, which TensorBoard writes to) is left to its writer."""
+    if not path:
+        return None
+    if "://" in str(path):
+        return path
+    return _arguments.output_folder(name, path)
+
+
 class CalibrationLogger(keras.callbacks.Callback):
     """Write validation ECE, classwise ECE, NLL, Brier and accuracy into `logs`.
 
@@ -106,10 +116,8 @@ class CalibrationLogger(keras.callbacks.Callback):
         if every < 1:
             raise ValueError(f"`every` must be >= 1, got {every}.")
         self.every = int(every)
-        self.reliability_dir = None if reliability_dir is None else _arguments.output_folder(
-            "reliability_dir", reliability_dir)
-        self.tensorboard_dir = None if tensorboard_dir is None else _arguments.output_folder(
-            "tensorboard_dir", tensorboard_dir)
+        self.reliability_dir = _local_folder("reliability_dir", reliability_dir)
+        self.tensorboard_dir = _local_folder("tensorboard_dir", tensorboard_dir)
         if not isinstance(prefix, str):
             raise TypeError(f"`prefix` must be a string, got {prefix!r}.")
         self.prefix = prefix

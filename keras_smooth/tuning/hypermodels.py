@@ -248,8 +248,8 @@ class MethodHyperModel(keras_tuner.HyperModel):
         self.seed = int(seed)
         self.ranges = resolve_ranges(self.method, ranges, grid)
         self.teacher_logits = _check_teacher_logits(self.method, teacher_logits, self.num_classes)
-        self.calibration_temperature = _checks.check_positive("calibration_temperature",
-                                                              calibration_temperature)
+        self.calibration_temperature = _checks.check_float32_positive(
+            "calibration_temperature", calibration_temperature)
         _check_training_data(self.method, x_train, y_train)
         self.x_train = x_train
         self.y_train = None if y_train is None else np.asarray(y_train)
