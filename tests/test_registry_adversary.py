@@ -102,7 +102,8 @@ def test_parse_refuses_two_methods_with_one_label(tmp_path, monkeypatch):
         "M = Method(name='adv_mine', label='LS', params={'epsilon': [0.1]},\n"
         "           loss=lambda params, num_classes: 'categorical_crossentropy')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    with pytest.raises(ValueError, match=r"names two methods labelled 'LS' \('ls' and 'adv_mine'\)"):
+    clash = r"names two methods labelled 'LS' \('ls' and 'adv_mine'\)"
+    with pytest.raises(ValueError, match=clash):
         methods.parse(f"ls,{module}:M")
     sys.modules.pop(module, None)
 
