@@ -37,6 +37,7 @@ from keras_smooth.layers.temperature_scaling import (
     TemperatureScaling,
     check_temperature,
     log_probabilities,
+    tempered_softmax,
 )
 
 _AUTOMATIC_NAME = re.compile(r"keras_tensor(_\d+)?")  # Keras's name for an unnamed Input
@@ -173,7 +174,7 @@ def _serving_function(base, structure, temperature, from_logits):
         t = ops.cast(temperature, "float32")
         return {
             "logits": logits,
-            "probabilities": ops.softmax(logits / t, axis=-1),
+            "probabilities": tempered_softmax(logits, t),
             "temperature": ops.ones_like(logits[:, 0]) * t,
         }
 

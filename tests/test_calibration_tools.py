@@ -244,6 +244,24 @@ def test_export_round_trip_in_a_process_without_keras_smooth(task, tmp_path):
     assert "(-1, 6)" in shown.stdout  # dynamic batch size
 
 
+def test_a_tiny_temperature_serves_the_limit_not_nan(tmp_path):
+    """T = 1e-37 (inside float32's normal range) with logits of a few hundred: z / T
+    overflows, the served probabilities must still be softmax(z / T), one-hot at the
+    maximum (apply_temperature, float64), in a process without keras_smooth; the
+    TemperatureScaling layer gives the same."""
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)])
+    x = np.random.default_rng(3).normal(size=(8, 6)).astype("float32") * 100.0
+    logits = model.predict(x, verbose=0)
+    assert np.abs(logits).max() > 50  # z / 1e-37 overflows float32
+    expected = calibration.apply_temperature(logits, 1e-37)
+    layer = TemperatureScaling(1e-37, softmax=True)
+    np.testing.assert_allclose(np.asarray(layer(logits)), expected, atol=1e-7)
+    export_for_serving(model, str(tmp_path / "tiny" / "1"), temperature=1e-37)
+    got = _serve_in_clean_process(tmp_path / "tiny" / "1", [x])["0"]
+    assert np.all(np.isfinite(got["probabilities"]))
+    np.testing.assert_allclose(got["probabilities"], expected, atol=1e-7)
+
+
 def test_export_explicit_temperature_and_bad_input(task, tmp_path):
     # Before: only the returned 3.0. Now the served probabilities use it.
     model = _model()

@@ -41,6 +41,14 @@ def log_probabilities(inputs, held_dtype=None):
     return ops.where(is_probability, from_probabilities, ops.log_softmax(inputs, axis=-1))
 
 
+def tempered_softmax(logits, temperature):
+    """softmax(logits / T), with the logits shifted by their row maximum before the
+    division (the softmax does not change): a small T sends the others to -inf, their
+    limit, instead of overflowing to inf - inf = NaN."""
+    shifted = logits - ops.max(logits, axis=-1, keepdims=True)
+    return ops.softmax(shifted / temperature, axis=-1)
+
+
 def binary_logits(inputs):
     """log(max(p, 1e-12)) - log(max(1 - p, 1e-12)) of binary probabilities of class 1; a
     batch with a value outside [0, 1] (judged by the range alone) is logits already."""
@@ -129,10 +137,14 @@ class TemperatureScaling(keras.layers.Layer):
             logits = binary_logits(x)
         else:
             logits = log_probabilities(x, input_dtype)
-        scaled = logits / ops.cast(self.temperature, dtype)
-        if self.softmax:
-            scaled = ops.sigmoid(scaled) if binary else ops.softmax(scaled, axis=-1)
-        return ops.cast(scaled, self.compute_dtype)
+        t = ops.cast(self.temperature, dtype)
+        if not self.softmax:
+            outputs = logits / t
+        elif binary:
+            outputs = ops.sigmoid(logits / t)  # sigmoid(+-inf) is 1 or 0: no NaN
+        else:
+            outputs = tempered_softmax(logits, t)
+        return ops.cast(outputs, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape
