@@ -160,6 +160,9 @@ def cosine_distances(centres, normalise=True):
     if np.any(norms == 0):
         raise ValueError(f"class centre(s) {np.flatnonzero(norms == 0).tolist()} are zero vectors.")
     cd = 1.0 - (c @ c.T) / np.outer(norms, norms)
+    # a distance within the rounding of the cosine is 0 (parallel centres): left as
+    # 1e-16-sized noise, the row normalisation below would blow it up to full size
+    cd[cd <= 4 * (c.shape[1] + 2) * np.finfo("float64").eps] = 0.0
     np.fill_diagonal(cd, 0.0)
     if not normalise:
         return cd

@@ -77,6 +77,17 @@ def test_cosine_distances_are_the_lls_papers_l1_normalised_distances(rng):
     assert analysis.offdiagonal_spread(got) > 0
     with pytest.raises(ValueError, match="no examples"):
         analysis.class_centres(features, labels, 5)
+    # Parallel centres are at distance 0 (not rounding noise blown up by the row
+    # normalisation), and their spread is undefined: refused, not reported as uniform.
+    parallel = np.array([[0.1, 0.2, 0.3]]) * np.array([[1.0], [3.0], [7.0]])
+    np.testing.assert_array_equal(analysis.cosine_distances(parallel), np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="spread is undefined"):
+        analysis.offdiagonal_spread(analysis.cosine_distances(np.ones((3, 2))))
+    # one pair parallel, the third centre apart: the pair's distance is exactly 0
+    mixed = analysis.cosine_distances(np.array([[1.0, 1.0], [2.0, 2.0], [1.0, -1.0]]),
+                                      normalise=False)
+    np.testing.assert_allclose(mixed, [[0, 0, 1], [0, 0, 1], [1, 1, 0]], atol=1e-15)
+    assert mixed[0, 1] == 0.0
 
 
 def test_smoothness_index_by_hand_and_for_a_label_smoothed_teacher():
