@@ -223,7 +223,8 @@ def matrix_heatmap(matrix, class_names=None, title=None, ax=None, xlabel="class 
         size = 2.2 + 0.45 * k
         fig = Figure(figsize=(size + 1.0, size), layout="constrained")
         ax = fig.subplots()
-    image = ax.imshow(m, cmap="viridis", vmin=0.0, vmax=max(m.max(), 1e-12))
+    low = min(m.min(), 0.0)  # negative entries (differences, logs) get colours of their own
+    image = ax.imshow(m, cmap="viridis", vmin=low, vmax=max(m.max(), low + 1e-12))
     ax.set_xticks(range(k), names, rotation=45, ha="right", fontsize="small")
     ax.set_yticks(range(k), names, fontsize="small")
     ax.set_xlabel(xlabel)
@@ -232,7 +233,7 @@ def matrix_heatmap(matrix, class_names=None, title=None, ax=None, xlabel="class 
         for i in range(k):
             for j in range(k):
                 ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize="x-small",
-                        color="white" if m[i, j] < 0.6 * m.max() else "black")
+                        color="white" if image.norm(m[i, j]) < 0.6 else "black")
     ax.figure.colorbar(image, ax=ax, shrink=0.8)
     if title:
         ax.set_title(title)
@@ -295,13 +296,24 @@ def _check_regions(x, y, grid, grid_predictions):
     x, y, grid = np.asarray(x), np.asarray(y).reshape(-1), np.asarray(grid)
     if len(x) != len(y):
         raise ValueError(f"`x` has {len(x)} points but `y` has {len(y)} labels.")
-    for name in names:
-        shape = np.shape(grid_predictions[name])
-        if len(shape) != 2 or shape[0] != len(grid):
+    if x.ndim != 2 or x.shape[1] != 2 or grid.ndim != 2 or grid.shape[1] != 2:
+        raise ValueError(f"`x` and `grid` must be 2-D points (N, 2), got {x.shape} and "
+                         f"{grid.shape}.")
+    shapes = {name: np.shape(grid_predictions[name]) for name in names}
+    for name, shape in shapes.items():
+        if len(shape) != 2 or shape[0] != len(grid) or shape[1] != shapes[names[0]][1]:
             raise ValueError(
                 f"`grid_predictions[{name!r}]` must have shape ({len(grid)}, K), one row per "
-                f"grid point, got {shape}."
+                f"grid point and the same K for every model, got {shape}."
             )
+    k = shapes[names[0]][1]
+    if k > len(_CLASS_COLORS):
+        raise ValueError(f"decision_regions draws at most {len(_CLASS_COLORS)} classes, got "
+                         f"{k}.")
+    outside = y[(y < 0) | (y >= k) | (y != np.round(y))] if y.size else y
+    if outside.size:
+        raise ValueError(f"`y` must be class ids in [0, {k}) (K from `grid_predictions`), "
+                         f"got {outside[0]}.")
     return names, side, x, y, grid
 
 
@@ -314,6 +326,9 @@ def decision_regions(x, y, grid, grid_predictions, class_names=None, title=None)
         grid_predictions: mapping name -> `(G, K)` predictions on `grid`.
     """
     names, side, x, y, grid = _check_regions(x, y, grid, grid_predictions)
+    k = np.shape(grid_predictions[names[0]])[1]
+    if class_names is not None and len(class_names) != k:
+        raise ValueError(f"`class_names` must name all {k} classes, got {len(class_names)}.")
     gx = grid[:, 0].reshape(side, side)
     gy = grid[:, 1].reshape(side, side)
     k = np.asarray(grid_predictions[names[0]]).shape[1]

@@ -324,6 +324,27 @@ def test_plots_refuse_bad_columns_and_mismatched_grids():
         ks.plots.decision_regions(np.zeros((3, 2)), [0, 1], grid, {"a": np.zeros((4, 3))})
     with pytest.raises(ValueError, match=r"`grid_predictions\['a'\]` must have shape \(4, K\)"):
         ks.plots.decision_regions(np.zeros((2, 2)), [0, 1], grid, {"a": np.zeros((5, 3))})
+    # points a K-class model cannot colour were dropped from the figure without a word
+    with pytest.raises(ValueError, match=r"`y` must be class ids in \[0, 3\).*got 3"):
+        ks.plots.decision_regions(np.zeros((2, 2)), [0, 3], grid, {"a": np.zeros((4, 3))})
+    with pytest.raises(ValueError, match="draws at most 10 classes, got 11"):
+        ks.plots.decision_regions(np.zeros((2, 2)), [0, 1], grid, {"a": np.zeros((4, 11))})
+    with pytest.raises(ValueError, match=r"`x` and `grid` must be 2-D points \(N, 2\)"):
+        ks.plots.decision_regions(np.zeros((2, 3)), [0, 1], grid, {"a": np.zeros((4, 3))})
+    with pytest.raises(ValueError, match="`class_names` must name all 3 classes, got 2"):
+        ks.plots.decision_regions(np.zeros((2, 2)), [0, 1], grid, {"a": np.zeros((4, 3))},
+                                  class_names=["a", "b"])
+
+
+def test_matrix_heatmap_colours_negative_entries():
+    """A difference of matrices has negative entries: the colour scale reaches them."""
+    pytest.importorskip("matplotlib")
+    matrix = np.array([[-1.0, -0.5], [-0.2, -2.0]])
+    figure = ks.plots.matrix_heatmap(matrix)
+    image = figure.axes[0].images[0]
+    assert image.norm.vmin == -2.0 and image.norm.vmax == -0.2
+    colours = {tuple(image.cmap(image.norm(v))) for v in matrix.ravel()}
+    assert len(colours) == 4  # four values, four colours (before: all the colour of 0)
 
 
 # --- true_class_subset_ece reads the predictions once -----------------------------------
