@@ -97,6 +97,10 @@ def test_ils_hypermodel_trains_on_the_papers_targets(rng, variant):
     ("epsilon", [0.1, 0.1], "repeats"),
     ("epsilon", {"min": 0.2, "max": 0.1}, "min < max"),
     ("temperature", {"min": 0.0001, "max": 1.0, "sampling": "cubic"}, "sampling"),
+    ("epsilon", {"min": 0.01, "max": 0.1, "sampling": "log", "step": 0.5},
+     r"with log sampling is a factor and must be > 1, got 0.5"),
+    ("epsilon", {"min": 0.01, "max": 0.1, "sampling": "log", "step": 1},
+     r"must be > 1, got 1"),
     ("gamma", [1.0], "unknown hyperparameter"),
 ])
 def test_ranges_outside_their_domain_are_refused(param, spec, message):

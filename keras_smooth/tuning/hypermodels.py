@@ -81,6 +81,9 @@ def _check_interval(method, param, spec):
     out = {"min": low, "max": high, "sampling": sampling}
     if spec.get("step") is not None:
         out["step"] = _checks.check_positive(f"ranges[{param!r}]['step']", spec["step"])
+        if sampling == "log" and not out["step"] > 1:  # KerasTuner's rule: a factor
+            raise ValueError(f"{where}['step'] with log sampling is a factor and must be "
+                             f"> 1, got {out['step']}.")
     return out
 
 
