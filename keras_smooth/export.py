@@ -147,10 +147,11 @@ def _check_outputs(outputs):
             f"`model` must have one output (logits or probabilities), got {len(outputs)}."
         )
     shape = tuple(d if isinstance(d, int) else None for d in outputs.shape)  # JAX: symbols
-    if len(shape) < 2 or (shape[-1] is not None and shape[-1] < 2):
+    if len(shape) != 2 or (shape[-1] is not None and shape[-1] < 2):
         raise ValueError(
             "`model` must output one value per class, shape (batch, classes >= 2), got "
-            f"{shape}; a softmax over one class is always 1."
+            f"{shape}; a softmax over one class is always 1, and the served temperature "
+            "is one per example."
         )
 
 

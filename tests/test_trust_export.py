@@ -492,6 +492,9 @@ def test_export_refuses_models_it_cannot_serve(tmp_path):
     one_column = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
     with pytest.raises(ValueError, match=r"one value per class.*\(None, 1\)"):
         export_for_serving(one_column, str(tmp_path / "e"))
+    per_step = keras.Sequential([keras.Input((5, 4)), keras.layers.Dense(3)])  # (batch, 5, 3)
+    with pytest.raises(ValueError, match=r"shape \(batch, classes >= 2\), got \(None, 5, 3\)"):
+        export_for_serving(per_step, str(tmp_path / "f"))
     assert sorted(os.listdir(tmp_path)) == []
 
 
