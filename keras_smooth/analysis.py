@@ -216,7 +216,11 @@ def confusion_matrix(labels, predictions, num_classes, normalize=True):
     from sklearn.metrics import confusion_matrix as sk_confusion
 
     num_classes = _checks.check_num_classes(num_classes)
+    normalize = _checks.check_bool("normalize", normalize)
     predictions = np.asarray(predictions)
+    if predictions.ndim == 2 and predictions.shape[1] != num_classes:
+        raise ValueError(f"`predictions` has {predictions.shape[1]} columns of scores but "
+                         f"`num_classes` is {num_classes}.")
     if predictions.ndim == 2 and predictions.shape[1] == num_classes:
         _checks.check_finite("predictions", predictions)  # argmax would take NaN as the top
         predictions = predictions.argmax(axis=1)

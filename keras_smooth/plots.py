@@ -6,6 +6,7 @@ Save them with `save_figure`.
 """
 
 import io
+from collections.abc import Mapping
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -147,6 +148,8 @@ def classwise_reliability(labels, probs, classes=None, class_names=None, num_bin
     ids, p = calibration.prepare(labels, probs, from_logits)
     k = p.shape[1]
     classes = list(range(min(k, 10))) if classes is None else [int(c) for c in classes]
+    if not classes:
+        raise ValueError("`classes` is empty: name at least one class to show.")
     for c in classes:
         if not 0 <= c < k:
             raise ValueError(f"`classes` must be in [0, {k}), got {c}.")
@@ -242,6 +245,9 @@ def matrix_heatmap(matrix, class_names=None, title=None, ax=None, xlabel="class 
 
 def matrix_heatmaps(matrices, class_names=None, title=None, **labels):
     """Side-by-side heat maps: mapping name -> K x K matrix (`labels`: xlabel, ylabel)."""
+    if not isinstance(matrices, Mapping):
+        raise TypeError(f"`matrices` must be a mapping name -> K x K matrix, got "
+                        f"{type(matrices).__name__}.")
     names = list(matrices)
     if not names:
         raise ValueError("`matrices` is empty.")
@@ -281,7 +287,7 @@ def smoothing_curves(curves, cap=0.2, title=None):
     ax.set_ylim(0, cap * 1.05)
     ax.grid(alpha=0.25)
     ax.legend(fontsize="small", frameon=False)
-    ax.set_title(title or "ILS1 smoothing factor: min(0.2, P2 (p_t - P1)^2)")
+    ax.set_title(title or f"ILS1 smoothing factor: min({cap:g}, P2 (p_t - P1)^2)")
     return fig
 
 

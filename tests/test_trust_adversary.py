@@ -462,3 +462,20 @@ def test_export_names_a_path_of_the_wrong_type():
 def test_beta_smoothing_seed_is_checked_by_name(seed, error):
     with pytest.raises(error, match="`seed` must be"):
         ks.losses.beta_smoothing_targets([0, 1], [0.5, 0.9], 2, 0.1, seed=seed)
+
+
+def test_analysis_and_plots_name_what_is_wrong_with_their_arguments():
+    pytest.importorskip("matplotlib")
+    labels, scores = np.array([0, 1]), np.array([[0.9, 0.1], [0.2, 0.8]])
+    with pytest.raises(ValueError, match="`predictions` has 2 columns of scores but "
+                                         "`num_classes` is 3"):
+        ks.analysis.confusion_matrix(labels, scores, 3)
+    with pytest.raises(TypeError, match="`normalize` must be True or False, got 'all'"):
+        ks.analysis.confusion_matrix(labels, scores, 2, normalize="all")
+    with pytest.raises(ValueError, match="`classes` is empty"):
+        ks.plots.classwise_reliability(labels, scores, classes=[])
+    with pytest.raises(TypeError, match="`matrices` must be a mapping name -> K x K matrix, "
+                                        "got list"):
+        ks.plots.matrix_heatmaps([np.eye(2)])
+    figure = ks.plots.smoothing_curves({"a": (0.9, 2.0)}, cap=0.5)
+    assert "min(0.5, P2" in figure.axes[0].get_title()
