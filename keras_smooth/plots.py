@@ -375,6 +375,17 @@ def confusion_heatmap(labels, predictions, class_names=None, title=None):
     from keras_smooth import analysis
 
     predictions = np.asarray(predictions)
+    if predictions.size and predictions.dtype.kind in "fc" and not np.all(
+            np.isfinite(predictions)):
+        raise ValueError(f"`predictions` must be finite, got "
+                         f"{predictions[~np.isfinite(predictions)][0]}.")
+    binary = predictions.ndim == 2 and predictions.shape[1] == 1
+    if predictions.ndim == 1 and predictions.dtype.kind == "f" and predictions.size:
+        binary = bool(np.all((predictions >= 0) & (predictions <= 1))
+                      and np.any(predictions != np.round(predictions)))
+    if binary:  # P(class 1), as everywhere in the library: the two columns [1 - p, p]
+        p = predictions.reshape(-1).astype("float64")
+        predictions = np.stack([1.0 - p, p], axis=1)
     if predictions.ndim == 2:
         k = predictions.shape[1]
     elif class_names is not None:

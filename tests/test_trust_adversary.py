@@ -479,3 +479,16 @@ def test_analysis_and_plots_name_what_is_wrong_with_their_arguments():
         ks.plots.matrix_heatmaps([np.eye(2)])
     figure = ks.plots.smoothing_curves({"a": (0.9, 2.0)}, cap=0.5)
     assert "min(0.5, P2" in figure.axes[0].get_title()
+
+
+def test_confusion_heatmap_reads_binary_probabilities_and_names_nan():
+    """(N,) or (N, 1) probabilities are P(class 1), as everywhere in the library."""
+    pytest.importorskip("matplotlib")
+    labels = np.array([0, 1, 1, 0])
+    p = np.array([0.2, 0.9, 0.4, 0.6])
+    expected = np.array([[0.5, 0.5], [0.5, 0.5]])  # predicted 0, 1, 0, 1
+    for given in (p, p[:, None]):
+        figure = ks.plots.confusion_heatmap(labels, given)
+        np.testing.assert_allclose(figure.axes[0].images[0].get_array(), expected)
+    with pytest.raises(ValueError, match="`predictions` must be finite, got nan"):
+        ks.plots.confusion_heatmap(labels, np.array([0.0, np.nan, 1.0, 0.0]))
