@@ -11,7 +11,7 @@ from collections.abc import Mapping
 import numpy as np
 from matplotlib.figure import Figure
 
-from keras_smooth import calibration
+from keras_smooth import _checks, calibration
 
 _GAP_COLOR = "#d62728"
 _BAR_COLOR = "#1f77b4"
@@ -291,8 +291,9 @@ def smoothing_curves(curves, cap=0.2, title=None):
     return fig
 
 
-def _check_regions(x, y, grid, grid_predictions):
-    """(model names, grid side, x, y, grid) for `decision_regions`; ValueError if inconsistent."""
+def _check_regions(x, y, grid, grid_predictions, class_names):
+    """(model names, grid side, K, x, y, grid) for `decision_regions`; ValueError if not
+    consistent (class_names included)."""
     names = list(grid_predictions)
     if not names:
         raise ValueError("`grid_predictions` is empty.")
@@ -320,7 +321,9 @@ def _check_regions(x, y, grid, grid_predictions):
     if outside.size:
         raise ValueError(f"`y` must be class ids in [0, {k}) (K from `grid_predictions`), "
                          f"got {outside[0]}.")
-    return names, side, x, y, grid
+    if class_names is not None and len(class_names) != k:
+        raise ValueError(f"`class_names` must name all {k} classes, got {len(class_names)}.")
+    return names, side, k, x, y, grid
 
 
 def decision_regions(x, y, grid, grid_predictions, class_names=None, title=None):
@@ -331,13 +334,9 @@ def decision_regions(x, y, grid, grid_predictions, class_names=None, title=None)
         grid: `(G, 2)` points on a regular grid (row-major, square).
         grid_predictions: mapping name -> `(G, K)` predictions on `grid`.
     """
-    names, side, x, y, grid = _check_regions(x, y, grid, grid_predictions)
-    k = np.shape(grid_predictions[names[0]])[1]
-    if class_names is not None and len(class_names) != k:
-        raise ValueError(f"`class_names` must name all {k} classes, got {len(class_names)}.")
+    names, side, k, x, y, grid = _check_regions(x, y, grid, grid_predictions, class_names)
     gx = grid[:, 0].reshape(side, side)
     gy = grid[:, 1].reshape(side, side)
-    k = np.asarray(grid_predictions[names[0]]).shape[1]
     cols = min(len(names), 4)
     rows = int(np.ceil(len(names) / cols))
     fig = Figure(figsize=(max(3.6 * cols, 4.8), 3.4 * rows + 0.6), layout="constrained")
@@ -375,10 +374,7 @@ def confusion_heatmap(labels, predictions, class_names=None, title=None):
     from keras_smooth import analysis
 
     predictions = np.asarray(predictions)
-    if predictions.size and predictions.dtype.kind in "fc" and not np.all(
-            np.isfinite(predictions)):
-        raise ValueError(f"`predictions` must be finite, got "
-                         f"{predictions[~np.isfinite(predictions)][0]}.")
+    _checks.check_finite("predictions", predictions)
     binary = predictions.ndim == 2 and predictions.shape[1] == 1
     if predictions.ndim == 1 and predictions.dtype.kind == "f" and predictions.size:
         binary = bool(np.all((predictions >= 0) & (predictions <= 1))
