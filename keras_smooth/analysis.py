@@ -99,9 +99,18 @@ def template_plane(templates):
     w = np.asarray(templates, dtype="float64")
     if w.ndim != 2 or w.shape[0] != 3:
         raise ValueError(f"`templates` must be 3 x n (three classes), got shape {w.shape}.")
+    if not np.all(np.isfinite(w)):
+        raise ValueError("`templates` must be finite.")
     a = np.stack([w[0] - w[2], w[1] - w[2]], axis=1)
-    q, r = np.linalg.qr(a)
-    if abs(np.linalg.det(r)) < 1e-12 * max(1.0, np.abs(a).max() ** 2):
+    top = np.abs(a).max()
+    if not np.isfinite(top):  # finite templates whose differences overflow float64
+        a = np.stack([w[0] / 2 - w[2] / 2, w[1] / 2 - w[2] / 2], axis=1)
+        top = np.abs(a).max()
+    q, r = np.linalg.qr(a / top if top > 0 else a)
+    # |r11 r22| / (|Delta_1| |Delta_2|) is the sine of the angle between the differences:
+    # scale-free, so tiny and huge templates are judged alike
+    norms = np.linalg.norm(a / top, axis=0) if top > 0 else np.zeros(2)
+    if not (norms.min() > 0 and abs(r[0, 0] * r[1, 1]) > 1e-10 * norms[0] * norms[1]):
         raise ValueError("the three templates are collinear: they do not span a plane.")
     return q * np.sign(np.diag(r))
 

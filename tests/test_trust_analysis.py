@@ -91,3 +91,28 @@ def test_matrix_heatmap_refuses_non_finite_entries():
         plots.matrix_heatmap(np.array([[0.5, np.nan], [0.5, 0.5]]))
     with pytest.raises(ValueError, match="NaN or Inf"):
         plots.matrix_heatmap(np.array([[0.5, np.inf], [0.5, 0.5]]))
+
+
+def test_template_plane_is_scale_free_and_names_collinear_or_non_finite_templates(rng):
+    """200 random template triples at scales 1e-200 .. 1e200: the basis is orthonormal,
+    spans Delta_1 and Delta_2 (they are rebuilt from their coordinates), points along
+    Delta_1, and does not change with the scale; collinear triples are refused at every
+    scale (the threshold was absolute before, so tiny planes were called collinear)."""
+    for trial in range(200):
+        n = int(rng.integers(2, 9))
+        w = rng.normal(size=(3, n))
+        scale = 10.0 ** rng.uniform(-200, 200)
+        basis = analysis.template_plane(w * scale)
+        np.testing.assert_allclose(basis.T @ basis, np.eye(2), atol=1e-12)
+        delta = np.stack([w[0] - w[2], w[1] - w[2]], axis=1)
+        np.testing.assert_allclose(basis @ (basis.T @ delta), delta, atol=1e-9)
+        assert basis[:, 0] @ delta[:, 0] > 0
+        np.testing.assert_allclose(basis, analysis.template_plane(w), atol=1e-9)
+        t = rng.uniform(-3, 3)
+        collinear = np.stack([w[2] + t * (w[1] - w[2]), w[1], w[2]]) * scale
+        with pytest.raises(ValueError, match="collinear"):
+            analysis.template_plane(collinear)
+    with pytest.raises(ValueError, match="collinear"):
+        analysis.template_plane(np.zeros((3, 4)))
+    with pytest.raises(ValueError, match="`templates` must be finite"):
+        analysis.template_plane(np.array([[0.0, 1.0], [1.0, np.nan], [2.0, 0.0]]))
