@@ -183,7 +183,7 @@ def classwise_reliability(labels, probs, classes=None, class_names=None, num_bin
         ax.grid(alpha=0.25)
     for ax in axes[len(classes):]:
         ax.set_visible(False)
-    _figure_legend(fig, axes, columns=3)
+    _figure_legend(fig, axes, columns=3 if cols >= 3 else 1)  # narrower figures: stacked
     if title:
         _suptitle(fig, title)
     return fig

@@ -125,6 +125,16 @@ def test_classwise_panels_share_one_legend():
     assert _cut_texts(fig) == []
 
 
+@pytest.mark.parametrize("shown", [1, 2, 3, 7])
+def test_classwise_legend_fits_however_few_panels(shown):
+    rng = np.random.default_rng(4)
+    labels = rng.integers(0, 8, 200)
+    fig = plots.classwise_reliability(labels, _probs(rng, 200, 8), classes=range(shown),
+                                      title="classwise")
+    assert _legends(fig) == 1
+    assert _cut_texts(fig) == []  # before: one or two panels cut the three-column legend
+
+
 def test_single_reliability_legend_does_not_cover_the_bars():
     rng = np.random.default_rng(4)
     labels = rng.integers(0, 3, 200)
