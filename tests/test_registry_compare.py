@@ -278,5 +278,5 @@ def test_plots_follow_method_attributes_not_names():
          "hyperparameters": {"epsilon": 0.1}},
     ]
     assert list(report._smoothing_curves(records, [curved, double_ls])) == [
-        "My ILS (replicate 1)"]
+        "My ILS (replicate 0)"]  # as the record numbers it (it said 1 for replicate 0)
     assert list(report._matrices(records, [curved, double_ls])) == ["My ILS matrix (mean of 1)"]

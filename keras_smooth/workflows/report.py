@@ -239,7 +239,7 @@ def _first_predictions(output, records, methods):
 def _smoothing_curves(records, methods):
     """`{legend: (P1, P2)}` of every record of a method with both `p1` and `p2`."""
     curved = {m.name for m in methods if {"p1", "p2"} <= set(m.params)}
-    return {f"{r['label']} (replicate {r['replicate'] + 1})":
+    return {f"{r['label']} (replicate {r['replicate']})":  # numbered as in results.json
             (r["hyperparameters"]["p1"], r["hyperparameters"]["p2"])
             for r in records if r["method"] in curved and "p1" in r["hyperparameters"]}
 
@@ -284,8 +284,8 @@ def write_plots(output, records, methods, dataset_name, seed, dataset_options):
     data = datasets.load(dataset_name, seed=seed, **dataset_options)  # replicate 0
     preds, grid_preds = _first_predictions(output, records, methods)
     if preds:
-        save(plots.reliability_diagrams(preds, data.y_test, title=f"{dataset_name}, replicate 1 "
-                                        "(test split)"), "reliability.png")
+        save(plots.reliability_diagrams(preds, data.y_test, title=f"{dataset_name}, replicate 0 "
+                                        f"(seed {seed}, test split)"), "reliability.png")
     curves = _smoothing_curves(records, methods)
     if curves:
         save(plots.smoothing_curves(curves), "ils_smoothing_curves.png")
