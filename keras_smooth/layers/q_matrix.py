@@ -1,9 +1,39 @@
 """A trainable K x K class matrix stored as logits (LLS's Q, LS++'s C)."""
 
+import os
+
 import keras
 from keras import ops
 
 from keras_smooth import _checks
+
+
+def dense_matrix_error(k, where, copies=1):
+    """A MemoryError naming `num_classes` for `copies` K x K float32 arrays that do not fit."""
+    what = "a dense K x K float32 matrix" + (" with its optimizer's state" if copies > 1 else "")
+    return MemoryError(
+        f"`num_classes`={k}: {what} needs {4 * copies * k * k / 2**30:.1f} GiB, more than "
+        f"{where} has. Pass `neighbors=N` to LLSLoss / LSPlusPlusLoss (or use `SparseQMatrix`) "
+        "for N learnable entries per row, O(K N) memory.")
+
+
+def check_dense_fits(k, copies=1):
+    """Refuses at once `copies` K x K float32 arrays larger than the machine's physical
+    memory (a backend would first try, which can take seconds, then fail in its own words)."""
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not a POSIX system: the backend decides
+        return
+    if 4 * copies * k * k > memory > 0:
+        raise dense_matrix_error(k, "this machine's memory", copies)
+
+
+def is_out_of_memory(error):
+    """Whether a backend's exception says an allocation failed (each words it its own way)."""
+    text = str(error)
+    return isinstance(error, MemoryError) or any(
+        mark in text for mark in ("RESOURCE_EXHAUSTED", "OOM when allocating", "out of memory",
+                                  "Out of memory", "can't allocate memory"))
 
 
 def take_rows(table, ids, each_row_once=True):
@@ -99,13 +129,19 @@ class QMatrix(keras.layers.Layer):
         if self.built:
             return
         k = self.num_classes
-        self.logits = self.add_weight(
-            shape=(k, k),
-            initializer=self.initializer,
-            regularizer=self.regularizer,
-            constraint=self.constraint,
-            name="logits",
-        )
+        check_dense_fits(k)
+        try:
+            self.logits = self.add_weight(
+                shape=(k, k),
+                initializer=self.initializer,
+                regularizer=self.regularizer,
+                constraint=self.constraint,
+                name="logits",
+            )
+        except Exception as error:  # each backend words (and types) running out differently
+            if not is_out_of_memory(error):
+                raise
+            raise dense_matrix_error(k, "the device") from None
         self.built = True
 
     def probabilities(self):
