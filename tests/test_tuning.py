@@ -1,7 +1,6 @@
 """KerasTuner hypermodels and the search workflow, in this process (tiny models, few epochs)."""
 
 import json
-import os
 
 import keras
 import keras_tuner
