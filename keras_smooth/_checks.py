@@ -94,6 +94,72 @@ def check_seed(seed):
     return check_count("seed", seed)
 
 
+def check_bounded_count(name, value, minimum=1, maximum=2**31 - 1):
+    """`check_count` with an upper limit too (sizes a backend holds in int32)."""
+    value = check_count(name, value, minimum)
+    if value > maximum:
+        raise ValueError(f"`{name}` must be <= {maximum}, got {value}.")
+    return value
+
+
+def check_shape(name, shape):
+    """An example shape: a tuple of integers >= 1 (a list or tuple; not an int or a str)."""
+    if isinstance(shape, (str, bytes)) or not isinstance(shape, (tuple, list)):
+        raise TypeError(f"`{name}` must be a tuple of integers such as (2,) or (28, 28, 1), "
+                        f"got {shape!r}.")
+    for dim in shape:
+        if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or dim < 1:
+            raise ValueError(f"`{name}` must hold integers >= 1, got {tuple(shape)!r}.")
+    return tuple(int(d) for d in shape)
+
+
+def check_class_list(name, classes, num_classes):
+    """Class ids as a list of ints in [0, K): a list, tuple, range or 1-D integer array."""
+    if isinstance(classes, (str, bytes)) or not isinstance(
+            classes, (tuple, list, range, np.ndarray)):
+        raise TypeError(f"`{name}` must be a sequence of class ids, got {classes!r}.")
+    out = []
+    for c in np.asarray(classes).reshape(-1).tolist() if isinstance(classes, np.ndarray) \
+            else classes:
+        if isinstance(c, bool) or not isinstance(c, numbers.Integral):
+            raise ValueError(f"`{name}` must hold integer class ids, got {c!r}.")
+        if not 0 <= c < num_classes:
+            raise ValueError(f"`{name}` must be in [0, {num_classes}), got {c}.")
+        out.append(int(c))
+    return out
+
+
+def check_names(name, names, count):
+    """`count` distinct strings (a list or tuple of names, not one string)."""
+    if isinstance(names, (str, bytes)) or not isinstance(names, (tuple, list, np.ndarray)):
+        raise TypeError(f"`{name}` must be a list of {count} names, got {names!r}.")
+    names = [str(n) for n in names]
+    if len(names) != count:
+        raise ValueError(f"`{name}` must name all {count} classes, got {len(names)}.")
+    if len(set(names)) != count:
+        twice = next(n for n in names if names.count(n) > 1)
+        raise ValueError(f"`{name}` must be distinct, got {twice!r} twice.")
+    return names
+
+
+def check_same_rows(name_a, rows_a, name_b, rows_b):
+    if rows_a != rows_b:
+        raise ValueError(f"`{name_a}` has {rows_a} rows but `{name_b}` has {rows_b}.")
+
+
+def as_real_array(name, value, dtype="float64"):
+    """`value` as a NumPy array of `dtype`; a TypeError naming `name` if it holds no numbers
+    (strings, ragged lists, None)."""
+    try:
+        array = np.asarray(ops.convert_to_numpy(value) if not isinstance(
+            value, (np.ndarray, list, tuple, numbers.Number)) else value)
+        if array.dtype.kind not in "biuf":
+            raise TypeError(f"got {type(value).__name__} of dtype {array.dtype}")
+        return array.astype(dtype, copy=False)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"`{name}` must be an array of real numbers: {error}") from None
+
+
 def is_concrete(x):
     """True when `x` holds values we can inspect now (not a graph/trace symbol)."""
     if isinstance(x, (np.ndarray, numbers.Number, list, tuple)):
