@@ -148,14 +148,14 @@ def check_same_rows(name_a, rows_a, name_b, rows_b):
 
 
 def as_real_array(name, value, dtype="float64"):
-    """`value` as a NumPy array of `dtype`; a TypeError naming `name` if it holds no numbers
-    (strings, ragged lists, None)."""
+    """`value` as a NumPy array of `dtype` (None: its own); a TypeError naming `name` if it
+    holds no numbers (strings, ragged lists, None)."""
     try:
         array = np.asarray(ops.convert_to_numpy(value) if not isinstance(
             value, (np.ndarray, list, tuple, numbers.Number)) else value)
-        if array.dtype.kind not in "biuf":
+        if array.dtype.kind not in "biuf" and "float" not in array.dtype.name:  # ml_dtypes
             raise TypeError(f"got {type(value).__name__} of dtype {array.dtype}")
-        return array.astype(dtype, copy=False)
+        return array if dtype is None else array.astype(dtype, copy=False)
     except (TypeError, ValueError) as error:
         raise TypeError(f"`{name}` must be an array of real numbers: {error}") from None
 

@@ -35,6 +35,7 @@ their float64 NumPy twins with the same bins, so a metric fed in batches
 equals the function on all data (to float32 rounding of the inputs).
 """
 
+import collections.abc
 import dataclasses
 import math
 import warnings
@@ -53,12 +54,11 @@ _EPS = 1e-12
 # --- input handling -------------------------------------------------------------
 
 
+MAX_BINS = 2**20  # far beyond any useful histogram; keeps (K x) bins accumulators allocatable
+
+
 def check_num_bins(num_bins):
-    if isinstance(num_bins, bool) or not isinstance(num_bins, (int, np.integer)):
-        raise TypeError(f"`num_bins` must be an integer, got {num_bins!r}.")
-    if num_bins < 1:
-        raise ValueError(f"`num_bins` must be >= 1, got {num_bins}.")
-    return int(num_bins)
+    return _checks.check_bounded_count("num_bins", num_bins, 1, MAX_BINS)
 
 
 def _softmax(z):
@@ -92,6 +92,9 @@ def to_probabilities(predictions, from_logits):
         `(probs, converted)`: probabilities `(N, K)` and a boolean scalar that
         is True when a softmax/sigmoid was applied.
     """
+    from_logits = _checks.check_bool("from_logits", from_logits)
+    if isinstance(predictions, (list, tuple, str)):  # a named error, not a cast error
+        _checks.as_real_array("predictions", predictions, dtype=None)
     y = ops.convert_to_tensor(predictions)
     held = ops.dtype(y)  # float16/bfloat16 probabilities get their own row-sum tolerance
     y = ops.cast(y, "float64" if held == "float64" else "float32")
@@ -145,7 +148,7 @@ def reads_as_logits(predictions):
     probabilities count as probabilities. For callbacks whose `from_logits`
     is None (decide from the predictions).
     """
-    raw = np.asarray(ops.convert_to_numpy(predictions))
+    raw = _checks.as_real_array("predictions", predictions, dtype=None)
     values = np.asarray(raw, dtype="float64")
     binary = is_binary_shape(values.shape)
     return not bool(looks_like_probabilities(values.reshape(-1) if binary else values, binary,
@@ -155,7 +158,7 @@ def reads_as_logits(predictions):
 def _prepare(labels, probs, from_logits):
     """`prepare` that also returns the logits it used (None for probabilities)."""
     from_logits = _checks.check_bool("from_logits", from_logits)
-    raw = np.asarray(ops.convert_to_numpy(probs))
+    raw = _checks.as_real_array("probs", probs, dtype=None)
     p = np.asarray(raw, dtype="float64")
     if not (p.ndim == 1 or (p.ndim == 2 and p.shape[1] >= 1)):
         raise ValueError(
@@ -640,12 +643,29 @@ def evaluate(labels, logits, temperature=1.0, groups=None):
     out = summary(labels, probs)
     correct = probs.argmax(axis=1) == _label_ids(labels, probs.shape[1], len(probs),
                                                  pred_name="logits")
-    for name, mask in (groups or {}).items():
-        mask = np.asarray(mask, dtype=bool).reshape(-1)
+    for name, mask in _check_groups(groups):
+        mask = mask.reshape(-1)
         if mask.shape != correct.shape:
             raise ValueError(f"`groups[{name!r}]` has {mask.size} entries for {correct.size} rows.")
         out[f"accuracy_{name}"] = float(correct[mask].mean()) if mask.any() else float("nan")
     return out
+
+
+def _check_groups(groups):
+    """The `(name, boolean mask)` pairs of `evaluate`'s `groups` (a mapping of masks)."""
+    if groups is None:
+        return []
+    if not isinstance(groups, collections.abc.Mapping):
+        raise TypeError(f"`groups` must be a mapping {{name: boolean mask (N,)}}, got {groups!r}.")
+    pairs = []
+    for name, mask in groups.items():
+        mask = np.asarray(ops.convert_to_numpy(mask) if hasattr(mask, "shape") else mask)
+        if mask.dtype != bool:  # row indices or 0/1 floats would be read as truth values
+            raise TypeError(f"`groups[{name!r}]` must be a boolean mask with one entry per row, "
+                            f"got values of dtype {mask.dtype}; for row indices i use "
+                            "`np.isin(np.arange(N), i)`.")
+        pairs.append((name, mask))
+    return pairs
 
 
 # --- temperature scaling ----------------------------------------------------------
@@ -704,7 +724,7 @@ def apply_temperature(predictions, temperature, from_logits=True):
     """
     temperature = _checks.check_positive("temperature", temperature)
     from_logits = _checks.check_bool("from_logits", from_logits)
-    raw = np.asarray(ops.convert_to_numpy(predictions))
+    raw = _checks.as_real_array("predictions", predictions, dtype=None)
     p = np.asarray(raw, dtype="float64")
     if p.ndim not in (1, 2) or p.shape[0] == 0 or (p.ndim == 2 and p.shape[1] == 0):
         raise ValueError(f"`predictions` must have shape (N, K), (N, 1) or (N,), got {p.shape}.")
@@ -1108,10 +1128,13 @@ def _returned(reason, temperature, bounds, nll, swapped):
 
 
 def _check_temperature_bounds(bounds):
-    try:
-        t_min, t_max = (float(b) for b in bounds)
-    except (TypeError, ValueError):
-        raise ValueError(f"`bounds` must be a pair (T_min, T_max), got {bounds!r}.") from None
+    """`(T_min, T_max)` as floats from a pair of real numbers (a tuple, list or array)."""
+    pair = list(bounds) if isinstance(bounds, (tuple, list, np.ndarray)) else None
+    if pair is None or len(pair) != 2 or any(
+            isinstance(b, (bool, np.bool_)) or not isinstance(b, (int, float, np.number))
+            for b in pair):
+        raise ValueError(f"`bounds` must be a pair of numbers (T_min, T_max), got {bounds!r}.")
+    t_min, t_max = (float(b) for b in pair)
     if not 0.0 < t_min < t_max or not np.isfinite(t_max):
         raise ValueError(f"`bounds` must satisfy 0 < T_min < T_max < inf, got {bounds}.")
     return t_min, t_max
@@ -1197,6 +1220,8 @@ def _fit_checked(z, ids, bounds, tol, max_iterations):
 
 def _check_search_arguments(tol, max_iterations):
     tol = _checks.check_positive("tol", tol)
+    if not tol < 1.0:  # relative to T: at 1 or more, every T > 0 would pass
+        raise ValueError(f"`tol` is relative to T and must be < 1, got {tol}.")
     if (isinstance(max_iterations, bool) or not isinstance(max_iterations, (int, np.integer))
             or max_iterations < 1):
         raise ValueError(f"`max_iterations` must be a positive integer, got {max_iterations!r}.")

@@ -8,6 +8,16 @@ def _rows(array):
     return int(np.shape(array)[0]) if np.ndim(array) else 0
 
 
+def check_validation_data(validation_data):
+    """Refuse what is neither an `(x, y)` tuple or list (checked as such) nor an iterable
+    of batches (a `tf.data.Dataset`, a `PyDataset`, a generator)."""
+    if isinstance(validation_data, (tuple, list)):
+        check_validation_tuple(validation_data)
+    elif isinstance(validation_data, (str, bytes)) or not hasattr(validation_data, "__iter__"):
+        raise TypeError("`validation_data` must be a tuple (x, y) or an iterable of (x, y) "
+                        f"batches, got {validation_data!r}.")
+
+
 def check_validation_tuple(validation_data):
     """Refuse an `(x, y)` tuple with no samples or with x and y of different lengths."""
     if len(validation_data) < 2:

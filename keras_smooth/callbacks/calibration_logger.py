@@ -8,7 +8,7 @@ import keras
 
 from keras_smooth import _arguments, _checks
 from keras_smooth import calibration
-from keras_smooth.callbacks._validation_data import predict_with_labels
+from keras_smooth.callbacks._validation_data import check_validation_data, predict_with_labels
 
 MEASURES = ("ece", "classwise_ece", "nll", "brier", "accuracy")
 
@@ -106,6 +106,8 @@ class CalibrationLogger(keras.callbacks.Callback):
                  reliability_dir=None, tensorboard_dir=None, prefix="val_",
                  fit_temperature=False, image_every=1):
         super().__init__()
+        if validation_data is not None:  # None: warn once at training time, log nothing
+            check_validation_data(validation_data)
         self.validation_data = validation_data
         self.num_bins = calibration.check_num_bins(num_bins)
         if from_logits is not None:

@@ -6,7 +6,7 @@ import keras
 
 from keras_smooth import _checks, calibration
 from keras_smooth.callbacks.calibration_logger import put_new
-from keras_smooth.callbacks._validation_data import check_validation_tuple, predict_with_labels
+from keras_smooth.callbacks._validation_data import check_validation_data, predict_with_labels
 from keras_smooth.export import model_inputs
 from keras_smooth.layers.temperature_scaling import TemperatureScaling
 
@@ -59,16 +59,14 @@ class TemperatureScalingCallback(keras.callbacks.Callback):
         super().__init__()
         if validation_data is None:
             raise ValueError("`validation_data` is required to fit a temperature; got None.")
-        if isinstance(validation_data, (tuple, list)):
-            check_validation_tuple(validation_data)
+        check_validation_data(validation_data)
         self.validation_data = validation_data
         self.every_epoch = _checks.check_bool("every_epoch", every_epoch)
         if from_logits is not None:
             from_logits = _checks.check_bool("from_logits", from_logits)
         self.from_logits = from_logits
         self.num_bins = calibration.check_num_bins(num_bins)
-        calibration._check_temperature_bounds(bounds)  # refuse bad bounds before training
-        self.bounds = tuple(bounds)
+        self.bounds = calibration._check_temperature_bounds(bounds)  # checked before training
         self.results = {}
         self._kept = set()
 

@@ -281,6 +281,9 @@ class ExpectedCalibrationError(_BinnedCalibrationMetric):
         return ops.cast(calibration.ece_from_sums(self.sums), self.dtype)
 
 
+_MAX_CELLS = 2**28  # 3 x 2^28 float32 accumulators are 3 GiB
+
+
 @keras.saving.register_keras_serializable(package="keras_smooth")
 class ClasswiseECE(_BinnedCalibrationMetric):
     __doc__ = """Streaming classwise ECE (Kull et al. 2019; see `calibration.classwise_ece`).
@@ -306,6 +309,10 @@ class ClasswiseECE(_BinnedCalibrationMetric):
                  dtype=None):
         self.num_classes = _checks.check_num_classes(num_classes)
         bins = calibration.check_num_bins(num_bins)
+        if self.num_classes * bins > _MAX_CELLS:  # class x bin ids are int32 in the update
+            raise ValueError(
+                f"`num_classes` x `num_bins` = {self.num_classes} x {bins} exceeds {_MAX_CELLS} "
+                "class-bin cells (three float accumulators each); use fewer bins.")
         super().__init__(bins, from_logits, (3, self.num_classes, bins), name, dtype)
 
     def update_state(self, y_true, y_pred, sample_weight=None):

@@ -1,0 +1,89 @@
+"""Bad arguments to the calibration functions, metrics and callbacks get an error naming
+the argument (an adversarial sweep found raw casts, truthy strings, consumed iterators,
+row indices read as truth values and a tolerance that skipped the search)."""
+
+import numpy as np
+import pytest
+
+from keras_smooth import calibration, callbacks, metrics
+
+Y = np.array([0, 2, 1, 1])
+P = np.array([[0.7, 0.2, 0.1], [0.1, 0.2, 0.7], [0.2, 0.6, 0.2], [0.3, 0.4, 0.3]])
+
+
+@pytest.mark.parametrize("tol", [1.0, 10.0])
+def test_a_relative_tol_of_one_or_more_is_refused(tol):
+    # before: tol=10 returned T = 1, converged=True, after zero iterations
+    logits = np.array([[4.0, 0, 0], [0, 4.0, 0], [0, 0, 4.0], [4.0, 0, 0]])
+    with pytest.raises(ValueError, match=r"`tol` is relative to T and must be < 1"):
+        calibration.fit_temperature(logits, [0, 1, 2, 1], tol=tol)
+
+
+@pytest.mark.parametrize("bounds", ["12", (True, 5.0), {0.1: 1, 10.0: 2}, {0.1, 10.0},
+                                    (0.1, "10"), (0.1, 1.0, 10.0), 5.0])
+def test_bounds_must_be_a_pair_of_numbers(bounds):
+    logits = np.random.default_rng(0).normal(size=(20, 3))
+    with pytest.raises(ValueError, match="`bounds` must be a pair of numbers"):
+        calibration.fit_temperature(logits, np.arange(20) % 3, bounds=bounds)
+    with pytest.raises(ValueError, match="`bounds` must be a pair of numbers"):
+        callbacks.TemperatureScalingCallback((P, Y), bounds=bounds)
+
+
+def test_callback_bounds_are_stored_as_floats_and_an_iterator_is_refused_not_consumed():
+    cb = callbacks.TemperatureScalingCallback((P, Y), bounds=[0.5, np.float32(3.0)])
+    assert cb.bounds == (0.5, 3.0) and all(type(b) is float for b in cb.bounds)
+    with pytest.raises(ValueError, match="`bounds`"):  # before: stored as () after the check
+        callbacks.TemperatureScalingCallback((P, Y), bounds=iter([0.5, 3.0]))
+
+
+@pytest.mark.parametrize("make", [lambda: callbacks.TemperatureScalingCallback(5),
+                                  lambda: callbacks.CalibrationLogger(5),
+                                  lambda: callbacks.CalibrationLogger("ab")])
+def test_callbacks_refuse_validation_data_that_is_neither_a_pair_nor_batches(make):
+    with pytest.raises(TypeError, match="`validation_data` must be a tuple"):
+        make()
+
+
+@pytest.mark.parametrize("function", [calibration.ece, calibration.classwise_ece,
+                                      calibration.nll, calibration.brier,
+                                      calibration.accuracy, calibration.summary,
+                                      calibration.bin_statistics, calibration.prepare])
+@pytest.mark.parametrize("bad", ["abc", [[0.5, 0.5], [1.0]], None])
+def test_non_numeric_predictions_name_probs(function, bad):
+    with pytest.raises(TypeError, match="`probs` must be an array of real numbers"):
+        function([0, 1], bad)
+
+
+def test_other_entry_points_name_their_predictions():
+    with pytest.raises(TypeError, match="`predictions` must be an array of real numbers"):
+        calibration.apply_temperature("abc", 1.0)
+    with pytest.raises(TypeError, match="`predictions` must be an array of real numbers"):
+        calibration.reads_as_logits(None)
+    with pytest.raises(TypeError, match="`predictions` must be an array of real numbers"):
+        calibration.to_probabilities([["a", "b"]], False)
+    with pytest.raises(TypeError, match="`from_logits` must be True or False, got 'no'"):
+        calibration.to_probabilities(P, "no")  # before: truthy, probabilities softmaxed
+
+
+def test_evaluate_groups_are_boolean_masks_in_a_mapping():
+    logits = np.log(P)
+    with pytest.raises(TypeError, match="`groups` must be a mapping"):
+        calibration.evaluate(Y, logits, groups=5)
+    with pytest.raises(TypeError, match=r"`groups\['a'\]` must be a boolean mask"):
+        calibration.evaluate(Y, logits, groups={"a": [0, 2, 3]})  # before: read as truthy
+    with pytest.raises(TypeError, match=r"`groups\['a'\]` must be a boolean mask"):
+        calibration.evaluate(Y, logits, groups={"a": np.array([1.0, 0.0, 1.0, 0.0])})
+    mask = np.array([True, False, True, True])
+    out = calibration.evaluate(Y, logits, groups={"a": mask})
+    assert out["accuracy_a"] == pytest.approx(np.mean(P.argmax(1)[mask] == Y[mask]))
+
+
+def test_bin_counts_are_bounded_before_anything_is_allocated():
+    # before: MemoryError (7 TiB) from NumPy, or the process was killed
+    with pytest.raises(ValueError, match="`num_bins` must be <= 1048576, got 1000000000000"):
+        calibration.ece(Y, P, num_bins=10**12)
+    with pytest.raises(ValueError, match="`num_bins` must be <= 1048576"):
+        metrics.ExpectedCalibrationError(num_bins=10**9)
+    with pytest.raises(ValueError, match="`num_classes` x `num_bins` = 1000 x 1000000 exceeds"):
+        metrics.ClasswiseECE(1000, num_bins=10**6)
+    assert calibration.ece(Y, P, num_bins=2**20) >= 0.0  # the largest count still works
