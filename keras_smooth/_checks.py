@@ -129,11 +129,13 @@ def check_class_list(name, classes, num_classes):
     return out
 
 
-def check_names(name, names, count):
-    """`count` distinct strings (a list or tuple of names, not one string)."""
+def check_names(name, names, count=None):
+    """`count` (None: any number of) distinct names as strings, from a list, tuple or array
+    (not one string)."""
     if isinstance(names, (str, bytes)) or not isinstance(names, (tuple, list, np.ndarray)):
-        raise TypeError(f"`{name}` must be a list of {count} names, got {names!r}.")
+        raise TypeError(f"`{name}` must be a list of class names, got {names!r}.")
     names = [str(n) for n in names]
+    count = len(names) if count is None else count
     if len(names) != count:
         raise ValueError(f"`{name}` must name all {count} classes, got {len(names)}.")
     if len(set(names)) != count:

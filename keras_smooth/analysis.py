@@ -22,15 +22,16 @@ from keras_smooth import _checks
 from keras_smooth.models import TrainableTargetsModel
 
 
-def _class_ids(labels, num_classes, num_rows=None, name="labels"):
-    """`labels` as int64 class ids in [0, K), checked: integral, in range, one per row."""
+def _class_ids(labels, num_classes, num_rows=None, name="labels", rows_of="the data"):
+    """`labels` as int64 class ids in [0, K), checked: integral, in range, one per row
+    (`num_rows`, the rows of what `rows_of` names)."""
     y = np.asarray(keras.ops.convert_to_numpy(labels))
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim != 1:
         raise ValueError(f"`{name}` must be class ids of shape (N,), got shape {y.shape}.")
     if num_rows is not None and len(y) != num_rows:
-        raise ValueError(f"`{name}` has {len(y)} rows but the data has {num_rows}.")
+        raise ValueError(f"`{name}` has {len(y)} rows but {rows_of} has {num_rows}.")
     if y.dtype.kind not in "iub":
         finite = np.isfinite(y.astype("float64"))
         if not finite.all() or np.any(y != np.round(y)):
@@ -128,15 +129,13 @@ def penultimate_projection(model, x, labels, classes=(0, 1, 2), batch_size=1024)
         of `classes`), `labels` `(M,)`, `templates` `(3, 2)` (the templates'
         own coordinates), `basis` `(n, 2)` and `classes`.
     """
-    classes = tuple(int(c) for c in classes)
-    if len(classes) != 3 or len(set(classes)) != 3:
-        raise ValueError(f"`classes` must name three different classes, got {classes}.")
     templates = class_templates(model)
     k = templates.shape[0]
-    if not all(0 <= c < k for c in classes):
-        raise ValueError(f"`classes` must be in [0, {k}), got {classes}.")
+    classes = tuple(_checks.check_class_list("classes", classes, k))
+    if len(classes) != 3 or len(set(classes)) != 3:
+        raise ValueError(f"`classes` must name three different classes, got {classes}.")
     x = np.asarray(x)
-    labels = _class_ids(labels, k, num_rows=len(x))
+    labels = _class_ids(labels, k, num_rows=len(x), rows_of="`x`")
     keep = np.isin(labels, classes)
     features = penultimate_features(model, x[keep], batch_size)
     basis = template_plane(templates[list(classes)])
@@ -147,10 +146,8 @@ def penultimate_projection(model, x, labels, classes=(0, 1, 2), batch_size=1024)
 def class_centres(features, labels, num_classes):
     """`(K, n)` mean feature vector of each class."""
     num_classes = _checks.check_num_classes(num_classes)
-    features = np.asarray(features, dtype="float64")
-    if features.ndim != 2:
-        raise ValueError(f"`features` must be (N, n), got shape {features.shape}.")
-    labels = _class_ids(labels, num_classes, num_rows=len(features))
+    features = _finite_matrix("features", features, min_rows=1)  # NaN gave NaN centres
+    labels = _class_ids(labels, num_classes, num_rows=len(features), rows_of="`features`")
     missing = sorted(set(range(num_classes)) - set(labels.tolist()))
     if missing:
         raise ValueError(f"classes {missing} have no examples.")
@@ -187,7 +184,8 @@ def offdiagonal_spread(matrix):
     """
     m = _finite_matrix("matrix", matrix, square=True)
     off = m[~np.eye(len(m), dtype=bool)]
-    if off.mean() <= 0:
+    off = off / np.abs(off).max() if np.abs(off).max() > 0 else off  # the ratio is scale-free;
+    if off.mean() <= 0:  # divided first, entries near 1e308 no longer overflow its moments
         raise ValueError(
             "`matrix` must have off-diagonal entries with a positive mean (distances or "
             f"masses), got mean {off.mean()}: the spread is undefined."
@@ -210,7 +208,7 @@ def smoothness_index(labels, teacher_logits, temperature=1.0):
     if logits.shape[1] < 2:
         raise ValueError(f"`teacher_logits` must have K >= 2 columns, got shape {logits.shape}.")
     k = logits.shape[1]
-    onehot = np.eye(k)[_class_ids(labels, k, num_rows=len(logits))]
+    onehot = np.eye(k)[_class_ids(labels, k, num_rows=len(logits), rows_of="`teacher_logits`")]
     z = logits / temperature
     p = np.exp(z - z.max(axis=1, keepdims=True))
     p /= p.sum(axis=1, keepdims=True)
@@ -234,7 +232,8 @@ def confusion_matrix(labels, predictions, num_classes, normalize=True):
         _checks.check_finite("predictions", predictions)  # argmax would take NaN as the top
         predictions = predictions.argmax(axis=1)
     predictions = _class_ids(predictions, num_classes, name="predictions")
-    labels = _class_ids(labels, num_classes, num_rows=len(predictions))
+    labels = _class_ids(labels, num_classes, num_rows=len(predictions),
+                        rows_of="`predictions`")
     return sk_confusion(labels, predictions, labels=list(range(num_classes)),
                         normalize="true" if normalize else None)
 
@@ -247,11 +246,8 @@ def top_related_classes(matrix, class_names=None, top=2):
     """
     m = _finite_matrix("matrix", matrix, square=True)
     k = len(m)
-    names = list(class_names) if class_names is not None else [str(i) for i in range(k)]
-    if len(names) != k:
-        raise ValueError(
-            f"`class_names` must name the {k} classes of `matrix`, got {len(names)} names."
-        )
+    names = (_checks.check_names("class_names", class_names, k) if class_names is not None
+             else [str(i) for i in range(k)])  # distinct: they are the keys of the result
     if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
         raise ValueError(f"`top` must be a positive integer, got {top!r}.")
     out = {}

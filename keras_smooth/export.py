@@ -120,6 +120,12 @@ def _signature(base, input_signature):
             "before exporting."
         )
     if input_signature is not None:
+        if isinstance(input_signature, tf.TensorSpec):
+            input_signature = [input_signature]
+        if not isinstance(input_signature, (list, tuple)) or not input_signature or not all(
+                isinstance(s, tf.TensorSpec) for s in input_signature):
+            raise TypeError("`input_signature` must be a list of `tf.TensorSpec`, got "
+                            f"{input_signature!r}.")
         specs = list(input_signature)
         default = ["inputs"] if len(specs) == 1 else [f"inputs_{i}" for i in range(len(specs))]
         specs = [tf.TensorSpec(s.shape, s.dtype, name=s.name or d) for s, d in zip(specs, default)]

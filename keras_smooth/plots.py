@@ -6,6 +6,7 @@ Save them with `save_figure`.
 """
 
 import io
+import os
 from collections.abc import Mapping
 
 import numpy as np
@@ -17,6 +18,19 @@ _GAP_COLOR = "#d62728"
 _BAR_COLOR = "#1f77b4"
 _CLASS_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
                  "#7f7f7f", "#bcbd22", "#17becf"]
+
+
+def _names(name, value, what):
+    """The keys of the non-empty mapping `value` (a TypeError / ValueError naming `name`)."""
+    if not isinstance(value, Mapping):
+        raise TypeError(f"`{name}` must be a mapping {what}, got {type(value).__name__}.")
+    if not value:
+        raise ValueError(f"`{name}` is empty.")
+    return list(value)
+
+
+def _class_names(class_names, k):
+    return None if class_names is None else _checks.check_names("class_names", class_names, k)
 
 
 def _suptitle(fig, title, fontsize=12):
@@ -105,9 +119,7 @@ def reliability_diagrams(results, labels, num_bins=15, from_logits=False, title=
         results: mapping name -> `(N, K)` predictions of the same samples.
         labels: the shared labels.
     """
-    names = list(results)
-    if not names:
-        raise ValueError("`results` is empty.")
+    names = _names("results", results, "name -> (N, K) predictions")
     if isinstance(columns, bool) or not isinstance(columns, (int, np.integer)) or columns < 1:
         raise ValueError(f"`columns` must be a positive integer, got {columns!r}.")
     cols = min(len(names), columns)
@@ -147,14 +159,11 @@ def classwise_reliability(labels, probs, classes=None, class_names=None, num_bin
     """
     ids, p = calibration.prepare(labels, probs, from_logits)
     k = p.shape[1]
-    classes = list(range(min(k, 10))) if classes is None else [int(c) for c in classes]
+    classes = (list(range(min(k, 10))) if classes is None
+               else _checks.check_class_list("classes", classes, k))
     if not classes:
         raise ValueError("`classes` is empty: name at least one class to show.")
-    for c in classes:
-        if not 0 <= c < k:
-            raise ValueError(f"`classes` must be in [0, {k}), got {c}.")
-    if class_names is not None and len(class_names) != k:
-        raise ValueError(f"`class_names` must name all {k} classes, got {len(class_names)}.")
+    class_names = _class_names(class_names, k)
     edges = calibration.bin_edges(num_bins)
     cols = min(len(classes), 5)
     rows = int(np.ceil(len(classes) / cols))
@@ -191,7 +200,9 @@ def classwise_reliability(labels, probs, classes=None, class_names=None, num_bin
 
 def save_figure(fig, path, dpi=120):
     """Write `fig` to `path` (format from the extension) and return the path."""
-    fig.savefig(path, dpi=dpi)
+    if not isinstance(path, (str, os.PathLike)) and not hasattr(path, "write"):
+        raise TypeError(f"`path` must be a file name or a writable file, got {path!r}.")
+    fig.savefig(path, dpi=_checks.check_positive("dpi", dpi))
     return path
 
 
@@ -213,14 +224,12 @@ def matrix_heatmap(matrix, class_names=None, title=None, ax=None, xlabel="class 
     `ylabel`, `xlabel`); values are printed in the cells when K <= 12.
     """
     m = np.asarray(matrix, dtype="float64")
-    if m.ndim != 2 or m.shape[0] != m.shape[1]:
-        raise ValueError(f"`matrix` must be square, got shape {m.shape}.")
+    if m.ndim != 2 or m.shape[0] != m.shape[1] or not m.size:
+        raise ValueError(f"`matrix` must be square and not empty, got shape {m.shape}.")
     if not np.all(np.isfinite(m)):
         raise ValueError("`matrix` contains NaN or Inf; a heat map of it would hide them.")
     k = m.shape[0]
-    names = [str(n) for n in class_names] if class_names is not None else [str(i) for i in range(k)]
-    if len(names) != k:
-        raise ValueError(f"`class_names` must name all {k} classes, got {len(names)}.")
+    names = _class_names(class_names, k) or [str(i) for i in range(k)]
     fig = None
     if ax is None:
         size = 2.2 + 0.45 * k
@@ -245,12 +254,7 @@ def matrix_heatmap(matrix, class_names=None, title=None, ax=None, xlabel="class 
 
 def matrix_heatmaps(matrices, class_names=None, title=None, **labels):
     """Side-by-side heat maps: mapping name -> K x K matrix (`labels`: xlabel, ylabel)."""
-    if not isinstance(matrices, Mapping):
-        raise TypeError(f"`matrices` must be a mapping name -> K x K matrix, got "
-                        f"{type(matrices).__name__}.")
-    names = list(matrices)
-    if not names:
-        raise ValueError("`matrices` is empty.")
+    names = _names("matrices", matrices, "name -> K x K matrix")
     k = np.asarray(matrices[names[0]]).shape[0]
     size = 2.2 + 0.45 * k
     fig = Figure(figsize=((size + 1.0) * len(names), size), layout="constrained")
@@ -276,8 +280,12 @@ def smoothing_curves(curves, cap=0.2, title=None):
     fig = Figure(figsize=(5.2, 3.8), layout="constrained")
     ax = fig.subplots()
     settings = {}  # one curve per setting: equal settings would hide each other
-    for label, (p1, p2) in curves.items():
-        settings.setdefault((float(p1), float(p2)), []).append(label)
+    for label in _names("curves", curves, "label -> (P1, P2)"):
+        pair = curves[label]
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise ValueError(f"`curves[{label!r}]` must be a pair (P1, P2), got {pair!r}.")
+        p1, p2 = (_checks._check_real(f"curves[{label!r}]", v) for v in pair)
+        settings.setdefault((p1, p2), []).append(label)
     for (p1, p2), labels in settings.items():
         eps = np.asarray(ops.convert_to_numpy(targets.ils1_epsilon(p, p1, p2, cap)))
         ax.plot(p, eps, label=f"{', '.join(labels)}: P1={p1:g}, P2={p2:g}")
@@ -294,13 +302,12 @@ def smoothing_curves(curves, cap=0.2, title=None):
 def _check_regions(x, y, grid, grid_predictions, class_names):
     """(model names, grid side, K, x, y, grid) for `decision_regions`; ValueError if not
     consistent (class_names included)."""
-    names = list(grid_predictions)
-    if not names:
-        raise ValueError("`grid_predictions` is empty.")
+    names = _names("grid_predictions", grid_predictions, "name -> (G, K) predictions")
     side = int(round(np.sqrt(len(grid))))
     if side * side != len(grid):
         raise ValueError("`grid` must hold a square number of points.")
-    x, y, grid = np.asarray(x), np.asarray(y).reshape(-1), np.asarray(grid)
+    x, grid = _checks.as_real_array("x", x), _checks.as_real_array("grid", grid)
+    y = _checks.as_real_array("y", y).reshape(-1)
     if len(x) != len(y):
         raise ValueError(f"`x` has {len(x)} points but `y` has {len(y)} labels.")
     if x.ndim != 2 or x.shape[1] != 2 or grid.ndim != 2 or grid.shape[1] != 2:
@@ -321,8 +328,6 @@ def _check_regions(x, y, grid, grid_predictions, class_names):
     if outside.size:
         raise ValueError(f"`y` must be class ids in [0, {k}) (K from `grid_predictions`), "
                          f"got {outside[0]}.")
-    if class_names is not None and len(class_names) != k:
-        raise ValueError(f"`class_names` must name all {k} classes, got {len(class_names)}.")
     return names, side, k, x, y, grid
 
 
@@ -335,6 +340,7 @@ def decision_regions(x, y, grid, grid_predictions, class_names=None, title=None)
         grid_predictions: mapping name -> `(G, K)` predictions on `grid`.
     """
     names, side, k, x, y, grid = _check_regions(x, y, grid, grid_predictions, class_names)
+    class_names = _class_names(class_names, k)
     gx = grid[:, 0].reshape(side, side)
     gy = grid[:, 1].reshape(side, side)
     cols = min(len(names), 4)
@@ -385,7 +391,7 @@ def confusion_heatmap(labels, predictions, class_names=None, title=None):
     if predictions.ndim == 2:
         k = predictions.shape[1]
     elif class_names is not None:
-        k = len(class_names)
+        k = len(_checks.check_names("class_names", class_names))
     else:
         k = int(max(predictions.max(), np.max(labels))) + 1
     matrix = analysis.confusion_matrix(labels, predictions, k)
@@ -405,9 +411,13 @@ def penultimate_projections(projections, class_names=None, title=None):
     Each panel shows the examples of the three classes in the plane of their
     templates, with the templates' own positions as black crosses.
     """
-    names = list(projections)
-    if not names:
-        raise ValueError("`projections` is empty.")
+    names = _names("projections", projections, "name -> penultimate_projection result")
+    if class_names is not None:  # the classes shown index them
+        shown = max(max(projections[n]["classes"]) for n in names) + 1
+        class_names = _checks.check_names("class_names", class_names)
+        if len(class_names) < shown:
+            raise ValueError(f"`class_names` must name classes 0 .. {shown - 1}, got "
+                             f"{len(class_names)} names.")
     colors = ["#d62728", "#2ca02c", "#1f77b4"]  # as in Müller et al.: red, green, blue
     fig = Figure(figsize=(max(3.6 * len(names), 4.8), 4.2), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(names)))

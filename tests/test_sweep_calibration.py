@@ -87,3 +87,69 @@ def test_bin_counts_are_bounded_before_anything_is_allocated():
     with pytest.raises(ValueError, match="`num_classes` x `num_bins` = 1000 x 1000000 exceeds"):
         metrics.ClasswiseECE(1000, num_bins=10**6)
     assert calibration.ece(Y, P, num_bins=2**20) >= 0.0  # the largest count still works
+
+
+# --- analysis and plots ---------------------------------------------------------------
+
+def test_related_classes_refuse_repeated_or_string_names():
+    from keras_smooth import analysis
+
+    q = np.array([[0.1, 0.6, 0.3], [0.2, 0.1, 0.7], [0.5, 0.4, 0.1]])
+    with pytest.raises(ValueError, match="`class_names` must be distinct, got 'a' twice"):
+        analysis.top_related_classes(q, ["a", "a", "b"])  # before: a class vanished
+    with pytest.raises(TypeError, match="`class_names` must be a list of class names"):
+        analysis.top_related_classes(q, "abc")  # before: three one-letter names
+    assert list(analysis.top_related_classes(q, ["a", "b", "c"])) == ["a", "b", "c"]
+
+
+def test_spread_and_centres_of_extreme_or_nan_inputs():
+    from keras_smooth import analysis
+
+    m = np.array([[0.0, 2.0, 1.0], [3.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
+    off = m[~np.eye(3, dtype=bool)]
+    for scale in (1.0, 1e300, 1e-300):  # the ratio std / mean is scale-free; NaN at 1e308
+        assert analysis.offdiagonal_spread(m * scale) == pytest.approx(off.std() / off.mean())
+    with pytest.raises(ValueError, match="`features` contains NaN or Inf"):
+        analysis.class_centres(np.array([[0.0, np.nan], [1.0, 1.0]]), [0, 1], 2)
+    with pytest.raises(ValueError, match="`labels` has 2 rows but `predictions` has 3"):
+        analysis.confusion_matrix([0, 1], [0, 1, 1], 2)
+
+
+@pytest.mark.parametrize("classes, error, match", [
+    (5, TypeError, "`classes` must be a sequence of class ids"),
+    ([0.7], ValueError, "`classes` must hold integer class ids, got 0.7"),
+    ("012", TypeError, "`classes` must be a sequence of class ids")])
+def test_classwise_panels_refuse_classes_that_are_not_ids(classes, error, match):
+    from keras_smooth import plots
+
+    with pytest.raises(error, match=match):  # before: raw errors, or 0.7 drew class 0
+        plots.classwise_reliability(Y, P, classes=classes)
+
+
+def test_plots_name_bad_mappings_names_paths_and_sizes(tmp_path):
+    from keras_smooth import plots
+
+    with pytest.raises(TypeError, match="`results` must be a mapping"):
+        plots.reliability_diagrams([P], Y)
+    with pytest.raises(TypeError, match="`curves` must be a mapping"):
+        plots.smoothing_curves([1, 2])
+    with pytest.raises(ValueError, match=r"`curves\['a'\]` must be a pair \(P1, P2\)"):
+        plots.smoothing_curves({"a": (0.5, 1.0, 2.0)})
+    with pytest.raises(TypeError, match="`class_names` must be a list of class names, got 5"):
+        plots.matrix_heatmap(np.eye(3), class_names=5)
+    with pytest.raises(TypeError, match="`class_names` must be a list of class names, got 5"):
+        plots.confusion_heatmap(Y, P, class_names=5)
+    with pytest.raises(ValueError, match="`matrix` must be square and not empty"):
+        plots.matrix_heatmap(np.zeros((0, 0)))
+    with pytest.raises(TypeError, match="`grid_predictions` must be a mapping"):
+        plots.decision_regions(np.zeros((4, 2)), [0, 1, 0, 1], np.zeros((4, 2)), np.ones((4, 2)))
+    with pytest.raises(TypeError, match="`y` must be an array of real numbers"):
+        plots.decision_regions(np.zeros((2, 2)), ["a", "b"], np.zeros((4, 2)),
+                               {"m": np.full((4, 2), 0.5)})
+    fig = plots.matrix_heatmap(np.eye(2))
+    with pytest.raises(TypeError, match="`path` must be a file name"):
+        plots.save_figure(fig, None)
+    with pytest.raises(ValueError, match="`dpi` must be finite"):
+        plots.save_figure(fig, str(tmp_path / "a.png"), dpi=float("nan"))
+    assert plots.save_figure(fig, tmp_path / "b.png") == tmp_path / "b.png"
+    assert (tmp_path / "b.png").stat().st_size > 0

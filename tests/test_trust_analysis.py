@@ -21,7 +21,7 @@ def test_class_centres_refuse_fractional_out_of_range_and_misaligned_labels(rng)
         analysis.class_centres(features, np.where(labels == 1, 1.5, labels), 3)
     with pytest.raises(ValueError, match=r"`labels` must be class ids in \[0, 3\), got -1"):
         analysis.class_centres(features, np.where(labels == 2, -1, labels), 3)
-    with pytest.raises(ValueError, match="`labels` has 11 rows but the data has 12"):
+    with pytest.raises(ValueError, match="`labels` has 11 rows but `features` has 12"):
         analysis.class_centres(features, labels[:11], 3)
     with pytest.raises(ValueError, match="`features` must be"):
         analysis.class_centres(features[:, 0], labels, 3)
@@ -68,7 +68,7 @@ def test_confusion_matrix_and_related_classes_refuse_bad_inputs():
     with pytest.raises(TypeError, match="num_classes"):
         analysis.confusion_matrix([0, 1], [0, 1], 2.5)
     q = np.array([[0.1, 0.6, 0.3], [0.2, 0.1, 0.7], [0.5, 0.4, 0.1]])
-    with pytest.raises(ValueError, match="`class_names` must name the 3 classes"):
+    with pytest.raises(ValueError, match="`class_names` must name all 3 classes, got 2"):
         analysis.top_related_classes(q, ["a", "b"])
     with pytest.raises(ValueError, match="`top` must be a positive integer"):
         analysis.top_related_classes(q, top=0)
@@ -78,7 +78,7 @@ def test_confusion_matrix_and_related_classes_refuse_bad_inputs():
 
 def test_projection_refuses_labels_that_do_not_match_x(model, rng):
     x = rng.normal(size=(8, 4)).astype("float32")
-    with pytest.raises(ValueError, match="`labels` has 7 rows but the data has 8"):
+    with pytest.raises(ValueError, match="`labels` has 7 rows but `x` has 8"):
         analysis.penultimate_projection(model, x, np.arange(7) % 5)
     with pytest.raises(ValueError, match=r"`labels` must be class ids in \[0, 5\), got 9"):
         analysis.penultimate_projection(model, x, np.full(8, 9))
@@ -116,3 +116,13 @@ def test_template_plane_is_scale_free_and_names_collinear_or_non_finite_template
         analysis.template_plane(np.zeros((3, 4)))
     with pytest.raises(ValueError, match="`templates` must be finite"):
         analysis.template_plane(np.array([[0.0, 1.0], [1.0, np.nan], [2.0, 0.0]]))
+
+
+def test_projection_classes_must_be_three_integer_ids(model, rng):
+    x, labels = rng.normal(size=(8, 4)).astype("float32"), np.arange(8) % 5
+    with pytest.raises(TypeError, match="`classes` must be a sequence of class ids, got 5"):
+        analysis.penultimate_projection(model, x, labels, classes=5)
+    with pytest.raises(ValueError, match="`classes` must hold integer class ids, got 2.7"):
+        analysis.penultimate_projection(model, x, labels, classes=(0, 1, 2.7))  # was class 2
+    with pytest.raises(TypeError, match="`classes` must be a sequence of class ids"):
+        analysis.penultimate_projection(model, x, labels, classes="012")

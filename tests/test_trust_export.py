@@ -481,6 +481,9 @@ def test_export_refuses_models_it_cannot_serve(tmp_path):
     called(np.zeros((1, 4), "float32"))
     with pytest.raises(ValueError, match=r"no known inputs .* `input_signature="):
         export_for_serving(called, str(tmp_path / "c"))
+    for bad in (5, [5], [], "spec"):  # before: "'int' object is not iterable" and the like
+        with pytest.raises(TypeError, match="`input_signature` must be a list of `tf.TensorSpec`"):
+            export_for_serving(called, str(tmp_path / "c"), input_signature=bad)
     binary = SubclassedNet(units=1)
     binary(np.zeros((1, 4), "float32"))
     with pytest.raises(ValueError, match=r"one value per class.*\(None, 1\)"):
