@@ -1177,7 +1177,7 @@ def fit_temperature(
             logarithms are used); `(N,)` for binary logits of class 1.
         labels: class ids or one-hot rows.
         bounds: `(T_min, T_max)` with 0 < T_min < T_max.
-        tol: relative tolerance on T (or the NLL within float64 rounding).
+        tol: relative tolerance on T, in (0, 1) (or the NLL within float64 rounding).
         max_iterations: iteration limit.
         from_logits: whether `logits` are logits (default) or probabilities.
 
