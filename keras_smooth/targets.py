@@ -26,7 +26,26 @@ import numbers
 import numpy as np
 
 from keras_smooth import _checks
+from keras_smooth._lazy import lazy_module
 from keras_smooth._ops import ops, tf_data_aware
+
+keras = lazy_module("keras")
+
+
+def _real_tensor(name, value):
+    """`value` as a float32 tensor; a `TypeError` naming `name` unless it holds real numbers.
+
+    Lists, strings and NumPy arrays go through `_checks.as_real_array`; a tensor (eager or
+    traced) is checked by its dtype, so a string tensor never reaches a raw cast error.
+    """
+    if not hasattr(value, "dtype") or isinstance(value, np.ndarray):
+        value = _checks.as_real_array(name, value)
+    else:
+        dtype = keras.backend.standardize_dtype(value.dtype)
+        if not (keras.backend.is_float_dtype(dtype) or keras.backend.is_int_dtype(dtype)
+                or dtype == "bool"):
+            raise TypeError(f"`{name}` must be an array of real numbers, got dtype {dtype}.")
+    return ops.cast(ops.convert_to_tensor(value), "float32")
 
 
 def _check_rows(name, probs, num_rows):
@@ -39,7 +58,7 @@ def _check_rows(name, probs, num_rows):
 
 
 def _probs(name, teacher_probs):
-    teacher_probs = ops.cast(ops.convert_to_tensor(teacher_probs), "float32")
+    teacher_probs = _real_tensor(name, teacher_probs)
     shape = tuple(ops.shape(teacher_probs))
     if len(shape) != 2 or (shape[-1] is not None and shape[-1] < 2):
         raise ValueError(f"`{name}` must have shape (N, K) with K >= 2, got {shape}.")
@@ -95,12 +114,13 @@ def mix(onehot, distribution, epsilon):
     array([[0.9 , 0.05, 0.05],
            [0.1 , 0.5 , 0.4 ]], dtype=float32)
     """
+    onehot, distribution = _real_tensor("onehot", onehot), _real_tensor("distribution",
+                                                                       distribution)
     _check_mix(onehot, distribution, epsilon)
     if not isinstance(epsilon, numbers.Real):  # a Python number stays one: 1 - eps in float64
-        epsilon = ops.convert_to_tensor(epsilon, "float32")
+        epsilon = _real_tensor("epsilon", epsilon)
         if len(ops.shape(epsilon)) == 1:
             epsilon = epsilon[:, None]
-    onehot, distribution = ops.cast(onehot, "float32"), ops.cast(distribution, "float32")
     return onehot * (1.0 - epsilon) + epsilon * distribution
 
 
@@ -112,8 +132,16 @@ def _check_mix(onehot, distribution, epsilon):
         raise ValueError(
             f"`onehot` {one_shape} and `distribution` {dist_shape} must have the same shape."
         )
+    eps_shape = tuple(ops.shape(epsilon)) if hasattr(epsilon, "shape") else np.shape(epsilon)
+    rows = one_shape[0] if one_shape else None
+    if len(eps_shape) == 1 and isinstance(eps_shape[0], int) and isinstance(rows, int) \
+            and eps_shape[0] != rows:
+        raise ValueError(
+            f"`epsilon` has shape {eps_shape} but `onehot` has shape {one_shape}: give one "
+            "share per row, or one number."
+        )
     if _checks.is_concrete(epsilon):
-        values = np.asarray(ops.convert_to_numpy(epsilon), dtype="float64")
+        values = _checks.as_real_array("epsilon", epsilon)
         bad = ~((values >= 0) & (values <= 1))  # NaN is bad too
         if values.ndim > 1 or np.any(bad):
             raise ValueError(
@@ -185,7 +213,7 @@ def ils1_epsilon(true_class_probs, p1, p2, cap=0.2):
     p1 = _checks.check_unit_interval("p1", p1)
     p2 = _checks.check_non_negative("p2", p2)
     cap = _checks.check_fraction("cap", cap)
-    p_t = ops.cast(ops.convert_to_tensor(true_class_probs), "float32")
+    p_t = _real_tensor("true_class_probs", true_class_probs)
     if _checks.is_concrete(p_t):
         values = ops.convert_to_numpy(p_t)
         if values.size and not (np.all(values >= 0) and np.all(values <= 1)):
@@ -300,7 +328,7 @@ def wrong_class_distribution_from_logits(labels, teacher_logits, temperature=1.0
 
 def _teacher_logits(labels, teacher_logits):
     """(one-hot labels, float32 logits, K) once shapes, rows and finite values are checked."""
-    logits = ops.cast(ops.convert_to_tensor(teacher_logits), "float32")
+    logits = _real_tensor("teacher_logits", teacher_logits)
     num_classes = _checks.static_dim(logits)
     if len(ops.shape(logits)) != 2 or num_classes is None or num_classes < 2:
         raise ValueError(
@@ -543,18 +571,23 @@ def zipf(labels, logits, power=1.0):
     array([[0.5455, 0.1818, 0.2727]], dtype=float32)
     """
     power = _checks.check_non_negative("power", power)
-    logits = ops.stop_gradient(ops.cast(ops.convert_to_tensor(logits), "float32"))
+    logits = ops.stop_gradient(_real_tensor("logits", logits))
     num_classes = _checks.static_dim(logits)
     if len(ops.shape(logits)) != 2 or num_classes is None or num_classes < 2:
         raise ValueError(
             f"`logits` must have shape (N, K) with a known K >= 2, got {tuple(ops.shape(logits))}."
         )
-    onehot = _checks.one_hot_labels(labels, num_classes)
-    # The true class first, then the others by descending logit.
-    top = ops.max(logits, axis=-1, keepdims=True, initial=-float("inf"))
-    keyed = ops.where(onehot > 0.5, top + 1.0, logits)
+    onehot, n = _labels(labels, num_classes)
+    _check_rows("logits", logits, n)
+    # The true class first (at +inf, above every wrong-class logit, which is capped at the
+    # float32 maximum: `max + 1` would round back to the max for a logit of 1e30), then the
+    # others by descending logit.
+    wrong = ops.minimum(logits, float(np.finfo("float32").max))
+    keyed = ops.where(onehot > 0.5, float("inf"), wrong)
     order = ops.argsort(-keyed, axis=-1)
     ranks = ops.cast(ops.argsort(order, axis=-1), "float32") + 1.0
+    # r ** -power is at most 1 and exactly 1 at rank 1, so the row sum is >= 1 for every
+    # power (a float32 overflow of `power` gives r ** -inf = 0 for r > 1: the one-hot limit).
     mass = ops.power(ranks, -power)
     return mass / ops.sum(mass, axis=-1, keepdims=True)
 
@@ -598,7 +631,7 @@ def beta_smoothing(labels, confidences, num_classes, epsilon, alpha=0.4, seed=0)
     if not 0 < epsilon < alpha:
         raise ValueError(f"`epsilon` must be in (0, alpha={alpha}), got {epsilon}.")
     labels = _checks.class_ids(labels, num_classes)
-    confidences = np.asarray(confidences, dtype="float64").reshape(-1)
+    confidences = _checks.as_real_array("confidences", confidences).reshape(-1)
     _checks.check_finite("confidences", confidences)
     if len(confidences) != len(labels):
         raise ValueError(
@@ -620,9 +653,13 @@ def _beta_factors(confidences, epsilon, alpha, seed):
 
 
 def _square_matrix(matrix):
-    matrix = ops.cast(ops.convert_to_tensor(matrix), "float32")
+    """`matrix` as float32; a concrete one must hold class distributions (finite,
+    non-negative rows summing to 1), else `ValueError` naming `matrix` and the value."""
+    matrix = _real_tensor("matrix", matrix)
     shape = tuple(ops.shape(matrix))
     if len(shape) != 2 or (isinstance(shape[0], int) and isinstance(shape[1], int)
                            and shape[0] != shape[1]):
         raise ValueError(f"`matrix` must be a square K x K matrix, got shape {shape}.")
+    if _checks.is_concrete(matrix):
+        _checks.check_class_matrix("matrix", ops.convert_to_numpy(matrix))
     return matrix

@@ -74,6 +74,14 @@ def cross_entropy(targets, log_probs):
     return -ops.sum(targets * log_probs, axis=-1)
 
 
+def sparse_cross_entropy(targets, log_probs):
+    """-sum_k targets_k * log p_k over the entries with targets_k != 0 (0 * log 0 = 0, so an
+    entry at -inf -- masked, or far below at a tiny temperature -- adds nothing where it
+    has no mass). A NaN target still gives NaN."""
+    masked = targets == 0
+    return -ops.sum(ops.where(masked, 0.0, targets * ops.where(masked, 0.0, log_probs)), axis=-1)
+
+
 def prepare(y_true, y_pred, num_classes, from_logits, soft=False):
     """Validate widths, rows and labels; return (one-hot/soft labels, log-probabilities).
 

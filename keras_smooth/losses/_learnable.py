@@ -201,7 +201,8 @@ class LearnableTargetLoss(_common.Loss):
         if matrix_logits is not None:
             layer.logits.assign(
                 _checks.check_class_matrix(
-                    "matrix_logits", matrix_logits, self.num_classes, rows_sum_to_one=False
+                    "matrix_logits", _checks.as_real_array("matrix_logits", matrix_logits),
+                    self.num_classes, rows_sum_to_one=False
                 ).astype("float32")
             )
         return layer

@@ -26,7 +26,8 @@ def class_similarity_matrix(x, labels, num_classes):
         `(K, K)` float32 NumPy array.
     """
     num_classes = _checks.check_num_classes(num_classes)
-    x = np.asarray(x, dtype="float64").reshape(len(x), -1)
+    x = _checks.as_real_array("x", x)
+    x = x.reshape(len(x), -1)
     _checks.check_finite("x", x)
     labels = _checks.class_ids(labels, num_classes)
     if len(labels) != len(x):
@@ -34,6 +35,10 @@ def class_similarity_matrix(x, labels, num_classes):
     missing = sorted(set(range(num_classes)) - set(labels.tolist()))
     if missing:
         raise ValueError(f"classes {missing} have no examples: cannot place their centres.")
+    # Divided by the largest |x| first: the matrix is scale-free, and inputs near the float64
+    # limit (1e200) would overflow the squared distances to inf (and the matrix to NaN).
+    largest = np.abs(x).max(initial=0.0)
+    x = x / largest if largest > 0 else x
     centres = np.stack([x[labels == k].mean(axis=0) for k in range(num_classes)])
     distances = np.linalg.norm(centres[:, None, :] - centres[None, :, :], axis=-1)
     off = ~np.eye(num_classes, dtype=bool)
@@ -64,6 +69,8 @@ class ClassSimilarityLSLoss(SubstituteTeacherLoss):
         epsilon: smoothing factor in [0, 1).
         from_logits: whether predictions are logits.
     """
+
+    _matrix_name = "similarity"
 
     def __init__(self, similarity, epsilon=0.1, from_logits=True,
                  reduction="sum_over_batch_size", name="class_similarity_ls_loss", dtype=None):

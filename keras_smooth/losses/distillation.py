@@ -40,6 +40,8 @@ def distillation_targets(labels, teacher_logits, num_classes=None):
     >>> np.asarray(y).tolist()
     [[0.0, 1.0, 0.0, 0.5, 2.0, -1.0]]
     """
+    if not hasattr(teacher_logits, "dtype") or isinstance(teacher_logits, np.ndarray):
+        teacher_logits = _checks.as_real_array("teacher_logits", teacher_logits)
     teacher_logits = ops.cast(ops.convert_to_tensor(teacher_logits), "float32")
     _check_teacher(labels, teacher_logits, num_classes)
     num_classes = _common.infer_num_classes(teacher_logits, num_classes)
@@ -78,11 +80,28 @@ def _check_teacher(labels, teacher_logits, num_classes):
             )
 
 
-def _student_log_probs(y_pred, from_logits, temperature):
-    log_probs = _common.log_probabilities(y_pred, from_logits)
+def _tempered_cross_entropy(teacher, y_pred, log_probs, from_logits, temperature):
+    """H(teacher, q^tau), q^tau = softmax(z / tau), with s = z - max(z) <= 0:
+
+        H = sum_k p_k (-s_k) / tau + sum_k p_k * logsumexp(s / tau)
+
+    From the raw logits (log q would lose the low bits of close logits that a tiny tau
+    magnifies); the first sum is divided by tau last, so it overflows only where the
+    loss does, and the second is finite (s has a 0 in every row)."""
     if temperature == 1.0:
-        return log_probs, log_probs
-    return log_probs, ops.log_softmax(log_probs / temperature, axis=-1)
+        return _common.sparse_cross_entropy(teacher, log_probs)
+    base = ops.cast(y_pred, "float32") if from_logits else log_probs
+    shifted = base - _common.row_max(base)
+    spread = ops.logsumexp(shifted / temperature, axis=-1)
+    first = _common.sparse_cross_entropy(teacher, shifted) / temperature
+    return first + ops.sum(teacher, axis=-1) * spread
+
+
+def _tempered_probabilities(x, temperature):
+    """softmax(x / T) of x shifted to a row maximum of 0 first: a tiny T sends the other
+    entries to -inf (probability 0), never the row to inf - inf (NaN); -inf entries of
+    `x` stay masked."""
+    return ops.softmax((x - _common.row_max(x)) / temperature, axis=-1)
 
 
 def distillation_loss(y_true, y_pred, beta=0.5, temperature=1.0, from_logits=True):
@@ -107,7 +126,7 @@ def distillation_loss(y_true, y_pred, beta=0.5, temperature=1.0, from_logits=Tru
         `(N,)` float32 losses.
     """
     beta = _checks.check_unit_interval("beta", beta)
-    temperature = _checks.check_positive("temperature", temperature)
+    temperature = _checks.check_float32_positive("temperature", temperature)
     num_classes = _common.infer_num_classes(y_pred, None)
     y_true = ops.cast(y_true, "float32")
     width = _checks.static_dim(y_true)
@@ -123,10 +142,10 @@ def distillation_loss(y_true, y_pred, beta=0.5, temperature=1.0, from_logits=Tru
     labels, teacher_logits = y_true[:, :num_classes], y_true[:, num_classes:]
     labels = _checks.one_hot_labels(labels, num_classes, name="y_true", soft=True)
     _common.check_rows(labels, y_pred)
-    teacher = ops.softmax(teacher_logits / temperature, axis=-1)
-    log_q, log_q_tau = _student_log_probs(y_pred, from_logits, temperature)
+    teacher = _tempered_probabilities(teacher_logits, temperature)
+    log_q = _common.log_probabilities(y_pred, from_logits)
     hard = _common.cross_entropy(labels, log_q)
-    soft = _common.cross_entropy(teacher, log_q_tau)
+    soft = _tempered_cross_entropy(teacher, y_pred, log_q, from_logits, temperature)
     return (1.0 - beta) * hard + beta * soft
 
 
@@ -170,7 +189,7 @@ class DistillationLoss(_common.Loss):
     ):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.beta = _checks.check_unit_interval("beta", beta)
-        self.temperature = _checks.check_positive("temperature", temperature)
+        self.temperature = _checks.check_float32_positive("temperature", temperature)
         self.from_logits = _checks.check_bool("from_logits", from_logits)
 
     def call(self, y_true, y_pred):
@@ -187,11 +206,11 @@ class DistillationLoss(_common.Loss):
         return config
 
 
-def _check_matrix(matrix, alpha):
-    array = _checks.check_class_matrix("matrix", matrix)
+def _check_matrix(matrix, alpha, name="matrix"):
+    array = _checks.check_class_matrix(name, _checks.as_real_array(name, matrix))
     if alpha == 1.0 and np.any(np.diag(array) == 0):
         raise ValueError(
-            "`alpha` = 1 with a zero on the diagonal of `matrix` gives the true "
+            f"`alpha` = 1 with a zero on the diagonal of `{name}` gives the true "
             "class no mass; use the teacher's alpha (e.g. 0.1 for an LS++ C-matrix)."
         )
     return array.astype("float32")
@@ -221,18 +240,25 @@ def substitute_teacher_loss(
     """
     alpha = _checks.check_unit_interval("alpha", alpha)
     beta = _checks.check_unit_interval("beta", beta)
-    temperature = _checks.check_positive("temperature", temperature)
+    temperature = _checks.check_float32_positive("temperature", temperature)
     matrix = _check_matrix(matrix, alpha)
     num_classes = matrix.shape[0]
     onehot, log_q = _common.prepare(y_true, y_pred, num_classes, from_logits)
     rows = targets.mix(onehot, ops.matmul(onehot, matrix), alpha)
     if temperature != 1.0:
-        powered = ops.where(rows > 0, ops.exp(_common.safe_log(rows) / temperature), 0.0)
-        rows = powered / ops.sum(powered, axis=-1, keepdims=True)
-    _, log_q_tau = _student_log_probs(y_pred, from_logits, temperature)
+        rows = _power_rows(rows, temperature)
     hard = _common.cross_entropy(onehot, log_q)
-    soft = _common.cross_entropy(rows, log_q_tau)
+    soft = _tempered_cross_entropy(rows, y_pred, log_q, from_logits, temperature)
     return (1.0 - beta) * hard + beta * soft
+
+
+def _power_rows(rows, temperature):
+    """r ** (1 / T) / sum(r ** (1 / T)) as softmax(log r / T): zeros stay zeros (log 0 =
+    -inf, a mask), and the row's largest entry is shifted to 1 first, so no T underflows
+    the whole row to 0 / 0."""
+    positive = rows > 0
+    log_rows = ops.where(positive, ops.log(ops.where(positive, rows, 1.0)), -float("inf"))
+    return _tempered_probabilities(log_rows, temperature)
 
 
 @keras.saving.register_keras_serializable(package="keras_smooth")
@@ -267,6 +293,8 @@ class SubstituteTeacherLoss(_common.Loss):
     (0.2, (3, 3))
     """
 
+    _matrix_name = "matrix"  # the argument that holds it (`similarity` for cLS)
+
     def __init__(
         self,
         matrix,
@@ -281,9 +309,9 @@ class SubstituteTeacherLoss(_common.Loss):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.alpha = _checks.check_unit_interval("alpha", alpha)
         self.beta = _checks.check_unit_interval("beta", beta)
-        self.temperature = _checks.check_positive("temperature", temperature)
+        self.temperature = _checks.check_float32_positive("temperature", temperature)
         self.from_logits = _checks.check_bool("from_logits", from_logits)
-        self.matrix = _check_matrix(matrix, self.alpha)
+        self.matrix = _check_matrix(matrix, self.alpha, self._matrix_name)
 
     @classmethod
     def from_loss(cls, loss, beta=1.0, temperature=1.0, **kwargs):

@@ -51,7 +51,8 @@ class OnlineLabelSmoothingLoss(_common.Loss):
         self.alpha = _checks.check_unit_interval("alpha", alpha)
         self.from_logits = _checks.check_bool("from_logits", from_logits)
         initial = np.eye(self.num_classes) if soft_matrix is None else soft_matrix
-        initial = _checks.check_class_matrix("soft_matrix", initial, self.num_classes)
+        initial = _checks.check_class_matrix(
+            "soft_matrix", _checks.as_real_array("soft_matrix", initial), self.num_classes)
         self.soft_matrix = keras.Variable(
             initial.astype("float32"), trainable=False, name="ols_soft_matrix"
         )
@@ -83,9 +84,9 @@ def online_soft_matrix(labels, probs, previous):
     the softmax of logits) and `previous` a K x K matrix of probability rows.
     """
     held = np.asarray(probs).dtype  # 16-bit probabilities get their dtype's tolerance
-    probs = np.asarray(probs, dtype="float64")
+    probs = _checks.as_real_array("probs", probs)
     _checks.check_finite("probs", probs)
-    previous = np.asarray(previous, dtype="float64")
+    previous = _checks.as_real_array("previous", previous)
     size = previous.shape[0] if previous.ndim else 2
     updated = _checks.check_class_matrix("previous", previous, size).copy()
     labels = _checks.class_ids(labels, updated.shape[0])

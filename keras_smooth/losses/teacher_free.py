@@ -5,6 +5,8 @@ soft labels built from the model's own logits. Both targets are built in
 `keras_smooth.targets` (`virtual_teacher`, `zipf`).
 """
 
+import math
+
 import keras
 from keras import ops
 
@@ -30,18 +32,77 @@ def tf_kd_regularization_loss(y_true, y_pred, alpha=0.1, temperature=20.0,
 
     The tau**2 factor (Hinton et al.) keeps the soft term's gradient scale;
     the authors' code uses a separate multiplier instead. Needs logits.
+    tau**2 * KL is computed without cancellation (`tempered_kl_times_t2`), so
+    it is >= 0 and accurate for every tau in the normal float32 range; as
+    tau grows it tends to half the variance of p^d - z under the uniform
+    distribution.
     """
     alpha = _checks.check_unit_interval("alpha", alpha)
-    temperature = _checks.check_positive("temperature", temperature)
+    temperature = _checks.check_float32_positive("temperature", temperature)
     a = _checks.check_unit_interval("correct_probability", correct_probability)
     num_classes = _common.infer_num_classes(y_pred, None)
     onehot, log_q = _common.prepare(y_true, y_pred, num_classes, True)
     virtual = targets.virtual_teacher(onehot, num_classes, a)
-    teacher = ops.softmax(virtual / temperature, axis=-1)
-    log_q_tau = ops.log_softmax(ops.cast(y_pred, "float32") / temperature, axis=-1)
-    kl = ops.sum(teacher * (ops.log(teacher) - log_q_tau), axis=-1)
+    soft = tempered_kl_times_t2(virtual, ops.cast(y_pred, "float32"), temperature)
     hard = _common.cross_entropy(onehot, log_q)
-    return (1.0 - alpha) * hard + alpha * temperature**2 * kl
+    return (1.0 - alpha) * hard + alpha * soft
+
+
+def tempered_kl_times_t2(teacher_logits, student_logits, temperature):
+    """T**2 * KL(softmax(a / T) || softmax(z / T)) per row, >= 0 by construction.
+
+    Written as sum_k q_k psi(x_k) with x = log(p / q) and psi(x) = 1 + (x - 1) e^x >= 0
+    (the same sum, as sum_k q_k (e^x_k - 1) = 0). While every |a_k - z_k| <= T (after
+    both rows are shifted to a maximum of 0) the log-normaliser difference is taken as
+    T log1p(sum_k q_k expm1((a_k - z_k) / T)), and T**2 q psi(x) = q (T x)**2 psi(x) / x**2
+    by a series for |x| <= 0.5: no term cancels, and no T**2 is formed, so every
+    T up to the float32 maximum stays finite. Otherwise T x = (a - z) - T (LSE(a / T) -
+    LSE(z / T)), and T (T (q - p) + p T x) for |x| > 0.5 (T x, not x: a tiny T would
+    overflow x).
+    """
+    a = teacher_logits - _common.row_max(teacher_logits)
+    z = student_logits - _common.row_max(student_logits)
+    d = a - z
+    lse_a = ops.logsumexp(a / temperature, axis=-1, keepdims=True)
+    lse_z = ops.logsumexp(z / temperature, axis=-1, keepdims=True)
+    p, q = ops.exp(a / temperature - lse_a), ops.exp(z / temperature - lse_z)
+    near = ops.max(ops.abs(d), axis=-1, keepdims=True, initial=0.0) <= temperature
+    # T * sum q expm1(d / T), 0 in far rows: there it is unused and may overflow, and NaN
+    # in an unused branch would still reach the gradient.
+    d_near = ops.where(near, d, 0.0)
+    s = ops.sum(q * d_near * _expm1_over(d_near / temperature), axis=-1, keepdims=True)
+    # y = T x = T log(p / q), in the units of the logits: finite even for a tiny T.
+    y = d - ops.where(near, s * _log1p_over(s / temperature), temperature * (lse_a - lse_z))
+    small = ops.abs(y) <= 0.5 * temperature
+    y_small, y_large = ops.where(small, y, 0.0), ops.where(small, 0.0, y)
+    term_small = q * ops.square(y_small) * _psi_over_square(y_small / temperature)
+    term_large = temperature * (temperature * (q - p) + p * y_large)
+    return ops.sum(ops.maximum(ops.where(small, term_small, term_large), 0.0), axis=-1)
+
+
+def _expm1_over(t):
+    """expm1(t) / t, 1 at t = 0 (series below 1e-3)."""
+    tiny = ops.abs(t) < 1e-3
+    safe = ops.where(tiny, 1.0, t)
+    return ops.where(tiny, 1.0 + t * (0.5 + t / 6.0), ops.expm1(safe) / safe)
+
+
+def _log1p_over(s):
+    """log1p(s) / s, 1 at s = 0 (series below 1e-3)."""
+    tiny = ops.abs(s) < 1e-3
+    safe = ops.where(tiny, 1.0, s)
+    return ops.where(tiny, 1.0 + s * (-0.5 + s / 3.0), ops.log1p(safe) / safe)
+
+
+# psi(x) / x**2 = sum_{n >= 2} (n - 1) / n! x**(n - 2); nine terms: error < 1e-9 for |x| <= 0.5.
+_PSI_SERIES = [(n - 1) / math.factorial(n) for n in range(2, 11)]
+
+
+def _psi_over_square(x):
+    out = ops.zeros_like(x) + _PSI_SERIES[-1]
+    for coefficient in reversed(_PSI_SERIES[:-1]):
+        out = out * x + coefficient
+    return out
 
 
 @keras.saving.register_keras_serializable(package="keras_smooth")
@@ -86,13 +147,17 @@ def zipf_ls_loss(y_true, y_pred, weight=1.0, power=1.0):
         loss = H(y, q) + weight * KL(z || q)
 
     The paper ranks by the dense (per-location) predictions of a CNN; with
-    only the final logits the ranking uses them.
+    only the final logits the ranking uses them. Masses that underflow float32
+    (large `power`) count as 0, with 0 * log 0 = 0.
     """
     weight = _checks.check_non_negative("weight", weight)
     num_classes = _common.infer_num_classes(y_pred, None)
     onehot, log_q = _common.prepare(y_true, y_pred, num_classes, True)
     z = targets.zipf(onehot, y_pred, power)
-    kl = ops.sum(z * (ops.log(z) - log_q), axis=-1)
+    # A large power underflows the masses of the last ranks to 0: 0 * log 0 = 0 there.
+    positive = z > 0
+    log_z = ops.where(positive, ops.log(ops.where(positive, z, 1.0)), 0.0)
+    kl = ops.sum(z * log_z, axis=-1) + _common.sparse_cross_entropy(z, log_q)
     return _common.cross_entropy(onehot, log_q) + weight * kl
 
 
