@@ -6,6 +6,8 @@ answered in one place, `is_concrete`, so the rest of the package stays in
 `keras.ops`.
 """
 
+import collections.abc
+import math
 import numbers
 
 import numpy as np
@@ -113,32 +115,58 @@ def check_shape(name, shape):
     return tuple(int(d) for d in shape)
 
 
+def _values(x):
+    """NumPy values of a tensor or array (anything with a shape), else `x` itself."""
+    return np.asarray(ops.convert_to_numpy(x)) if hasattr(x, "shape") else x
+
+
+def _whole(value):
+    """`value` (a real number or a 0-d array) as an int if it is a finite whole number, else
+    None (bools and strings are not numbers here)."""
+    value = _values(value)
+    if isinstance(value, np.ndarray):
+        if value.ndim or value.dtype.kind not in "iuf":
+            return None
+        value = value.item()
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        return None
+    return int(value) if math.isfinite(value) and float(value).is_integer() else None
+
+
 def check_class_list(name, classes, num_classes):
-    """Class ids as a list of ints in [0, K): a list, tuple, range or 1-D integer array."""
-    if isinstance(classes, (str, bytes)) or not isinstance(
-            classes, (tuple, list, range, np.ndarray)):
+    """Class ids as a list of ints in [0, K), from any iterable of whole numbers (a list,
+    range, array, tensor; a set is sorted), not a string or a mapping."""
+    values = _values(classes)
+    if isinstance(values, (str, bytes, collections.abc.Mapping)) or not isinstance(
+            values, collections.abc.Iterable):
         raise TypeError(f"`{name}` must be a sequence of class ids, got {classes!r}.")
+    values = values.reshape(-1) if isinstance(values, np.ndarray) else values
+    if isinstance(values, (set, frozenset)):
+        values = sorted(values, key=repr)
     out = []
-    for c in np.asarray(classes).reshape(-1).tolist() if isinstance(classes, np.ndarray) \
-            else classes:
-        if isinstance(c, bool) or not isinstance(c, numbers.Integral):
-            raise ValueError(f"`{name}` must hold integer class ids, got {c!r}.")
-        if not 0 <= c < num_classes:
-            raise ValueError(f"`{name}` must be in [0, {num_classes}), got {c}.")
-        out.append(int(c))
+    for c in values:
+        whole = _whole(c)
+        if whole is None:
+            raise ValueError(f"`{name}` must hold whole-number class ids, got {c!r}.")
+        if not 0 <= whole < num_classes:
+            raise ValueError(f"`{name}` must be in [0, {num_classes}), got {whole}.")
+        out.append(whole)
     return out
 
 
-def check_names(name, names, count=None):
-    """`count` (None: any number of) distinct names as strings, from a list, tuple or array
-    (not one string)."""
-    if isinstance(names, (str, bytes)) or not isinstance(names, (tuple, list, np.ndarray)):
+def check_names(name, names, count=None, distinct=True):
+    """`count` (None: any number of) names as strings (bytes decoded), from any iterable
+    but a string or a mapping; with `distinct`, each once (when they become keys)."""
+    values = _values(names)
+    if isinstance(values, (str, bytes, collections.abc.Mapping)) or not isinstance(
+            values, collections.abc.Iterable):
         raise TypeError(f"`{name}` must be a list of class names, got {names!r}.")
-    names = [str(n) for n in names]
+    values = values.reshape(-1).tolist() if isinstance(values, np.ndarray) else values
+    names = [n.decode() if isinstance(n, bytes) else str(n) for n in values]
     count = len(names) if count is None else count
     if len(names) != count:
         raise ValueError(f"`{name}` must name all {count} classes, got {len(names)}.")
-    if len(set(names)) != count:
+    if distinct and len(set(names)) != count:
         twice = next(n for n in names if names.count(n) > 1)
         raise ValueError(f"`{name}` must be distinct, got {twice!r} twice.")
     return names
@@ -155,7 +183,12 @@ def as_real_array(name, value, dtype="float64"):
     try:
         array = np.asarray(ops.convert_to_numpy(value) if not isinstance(
             value, (np.ndarray, list, tuple, numbers.Number)) else value)
-        if array.dtype.kind not in "biuf" and "float" not in array.dtype.name:  # ml_dtypes
+        if array.dtype.kind == "O":  # Python numbers of other kinds (Fraction); not None
+            if not all(isinstance(v, numbers.Real) for v in array.reshape(-1).tolist()):
+                raise TypeError(f"got {type(value).__name__} holding non-numbers")
+            array = array.astype("float64")
+        if array.dtype.kind not in "biuf" and not any(
+                kind in array.dtype.name for kind in ("float", "int")):  # ml_dtypes' own
             raise TypeError(f"got {type(value).__name__} of dtype {array.dtype}")
         return array if dtype is None else array.astype(dtype, copy=False)
     except (TypeError, ValueError) as error:

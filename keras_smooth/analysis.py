@@ -97,7 +97,8 @@ def template_plane(templates):
     A = QR; the columns u, v of Q span the plane. Signs are fixed so that R
     has a positive diagonal (u points along Delta_1).
     """
-    w = np.asarray(templates, dtype="float64")
+    held = np.asarray(templates)
+    w = held.astype("float64")
     if w.ndim != 2 or w.shape[0] != 3:
         raise ValueError(f"`templates` must be 3 x n (three classes), got shape {w.shape}.")
     if not np.all(np.isfinite(w)):
@@ -111,7 +112,10 @@ def template_plane(templates):
     # |r11 r22| / (|Delta_1| |Delta_2|) is the sine of the angle between the differences:
     # scale-free, so tiny and huge templates are judged alike
     norms = np.linalg.norm(a / top, axis=0) if top > 0 else np.zeros(2)
-    if not (norms.min() > 0 and abs(r[0, 0] * r[1, 1]) > 1e-10 * norms[0] * norms[1]):
+    # below this sine the plane is rounding: 64 roundoffs of float32 templates (a Dense
+    # kernel), 1e-10 for float64 ones
+    limit = max(1e-10, 64 * float(np.finfo(held.dtype).eps)) if held.dtype.kind == "f" else 1e-10
+    if not (norms.min() > 0 and abs(r[0, 0] * r[1, 1]) > limit * norms[0] * norms[1]):
         raise ValueError("the three templates are collinear: they do not span a plane.")
     return q * np.sign(np.diag(r))
 
@@ -184,11 +188,12 @@ def offdiagonal_spread(matrix):
     """
     m = _finite_matrix("matrix", matrix, square=True)
     off = m[~np.eye(len(m), dtype=bool)]
-    off = off / np.abs(off).max() if np.abs(off).max() > 0 else off  # the ratio is scale-free;
-    if off.mean() <= 0:  # divided first, entries near 1e308 no longer overflow its moments
+    top = np.abs(off).max()
+    off = off / top if top > 0 else off  # the ratio is scale-free; divided first, entries
+    if off.mean() <= 0:  # near 1e308 no longer overflow its moments
         raise ValueError(
             "`matrix` must have off-diagonal entries with a positive mean (distances or "
-            f"masses), got mean {off.mean()}: the spread is undefined."
+            f"masses), got mean {off.mean() * (top or 1.0):.6g}: the spread is undefined."
         )
     return float(off.std() / off.mean())
 

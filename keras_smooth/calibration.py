@@ -38,6 +38,7 @@ equals the function on all data (to float32 rounding of the inputs).
 import collections.abc
 import dataclasses
 import math
+import numbers
 import warnings
 
 import keras
@@ -93,10 +94,13 @@ def to_probabilities(predictions, from_logits):
         is True when a softmax/sigmoid was applied.
     """
     from_logits = _checks.check_bool("from_logits", from_logits)
-    if isinstance(predictions, (list, tuple, str)):  # a named error, not a cast error
-        _checks.as_real_array("predictions", predictions, dtype=None)
-    y = ops.convert_to_tensor(predictions)
+    try:
+        y = ops.convert_to_tensor(predictions)
+    except (TypeError, ValueError) as error:  # ragged lists, None
+        raise TypeError(f"`predictions` must be an array of real numbers: {error}") from None
     held = ops.dtype(y)  # float16/bfloat16 probabilities get their own row-sum tolerance
+    if not any(kind in held for kind in ("float", "int", "bool")):  # e.g. strings
+        raise TypeError(f"`predictions` must be an array of real numbers, got dtype {held}.")
     y = ops.cast(y, "float64" if held == "float64" else "float32")
     binary = is_binary_shape(tuple(y.shape))
     if binary:
@@ -660,10 +664,10 @@ def _check_groups(groups):
     pairs = []
     for name, mask in groups.items():
         mask = np.asarray(ops.convert_to_numpy(mask) if hasattr(mask, "shape") else mask)
-        if mask.dtype != bool:  # row indices or 0/1 floats would be read as truth values
+        if mask.dtype != bool and mask.size:  # row indices would be read as truth values
             raise TypeError(f"`groups[{name!r}]` must be a boolean mask with one entry per row, "
-                            f"got values of dtype {mask.dtype}; for row indices i use "
-                            "`np.isin(np.arange(N), i)`.")
+                            f"got values of dtype {mask.dtype}: turn a 0/1 mask m into "
+                            "`m.astype(bool)`, row indices i into `np.isin(np.arange(N), i)`.")
         pairs.append((name, mask))
     return pairs
 
@@ -1128,13 +1132,19 @@ def _returned(reason, temperature, bounds, nll, swapped):
 
 
 def _check_temperature_bounds(bounds):
-    """`(T_min, T_max)` as floats from a pair of real numbers (a tuple, list or array)."""
-    pair = list(bounds) if isinstance(bounds, (tuple, list, np.ndarray)) else None
-    if pair is None or len(pair) != 2 or any(
-            isinstance(b, (bool, np.bool_)) or not isinstance(b, (int, float, np.number))
-            for b in pair):
+    """`(T_min, T_max)` as floats from an ordered pair of real numbers: a tuple, list,
+    iterator, array or tensor of two (not a string, set or mapping)."""
+    pair = None
+    if hasattr(bounds, "shape"):  # an array or tensor: two real values
+        values = np.asarray(ops.convert_to_numpy(bounds))
+        if values.shape == (2,) and values.dtype.kind in "iuf":
+            pair = values.tolist()
+    elif not isinstance(bounds, (str, bytes, set, frozenset, collections.abc.Mapping)) and \
+            isinstance(bounds, collections.abc.Iterable):
+        pair = [_real_scalar(b) for b in bounds]
+    if pair is None or len(pair) != 2 or None in pair:
         raise ValueError(f"`bounds` must be a pair of numbers (T_min, T_max), got {bounds!r}.")
-    t_min, t_max = (float(b) for b in pair)
+    t_min, t_max = pair
     if not 0.0 < t_min < t_max or not np.isfinite(t_max):
         raise ValueError(f"`bounds` must satisfy 0 < T_min < T_max < inf, got {bounds}.")
     return t_min, t_max
@@ -1216,6 +1226,18 @@ def _fit_checked(z, ids, bounds, tol, max_iterations):
         return _constant_logits_fit(objective, *bounds)
     search = _search_temperature(objective, _beta_bounds(objective, bounds), tol, max_iterations)
     return _temperature_result(objective.scale, search, bounds, max_iterations)
+
+
+def _real_scalar(value):
+    """`value` as a float if it is a real number or a 0-d real array (not a bool), else None."""
+    if hasattr(value, "shape"):
+        value = np.asarray(ops.convert_to_numpy(value))
+        if value.ndim or value.dtype.kind not in "iuf":
+            return None
+        value = value.item()
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        return None
+    return float(value)
 
 
 def _check_search_arguments(tol, max_iterations):

@@ -120,15 +120,16 @@ def _signature(base, input_signature):
             "before exporting."
         )
     if input_signature is not None:
-        if isinstance(input_signature, tf.TensorSpec):
+        if hasattr(input_signature, "shape"):  # one spec
             input_signature = [input_signature]
         if not isinstance(input_signature, (list, tuple)) or not input_signature or not all(
-                isinstance(s, tf.TensorSpec) for s in input_signature):
-            raise TypeError("`input_signature` must be a list of `tf.TensorSpec`, got "
-                            f"{input_signature!r}.")
+                hasattr(s, "shape") and hasattr(s, "dtype") for s in input_signature):
+            raise TypeError("`input_signature` must be a list of specs with a shape and a dtype "
+                            f"(`tf.TensorSpec`, `keras.InputSpec`), got {input_signature!r}.")
         specs = list(input_signature)
         default = ["inputs"] if len(specs) == 1 else [f"inputs_{i}" for i in range(len(specs))]
-        specs = [tf.TensorSpec(s.shape, s.dtype, name=s.name or d) for s, d in zip(specs, default)]
+        specs = [tf.TensorSpec(s.shape, s.dtype, name=getattr(s, "name", None) or d)
+                 for s, d in zip(specs, default)]
         return specs, None
     inputs = model_inputs(base)
     if inputs is None:

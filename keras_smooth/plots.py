@@ -29,8 +29,23 @@ def _names(name, value, what):
     return list(value)
 
 
-def _class_names(class_names, k):
-    return None if class_names is None else _checks.check_names("class_names", class_names, k)
+def _class_names(class_names, k=None, shown=None):
+    """Names for classes 0 .. k-1 (or at least those in `shown`) as a list or, from a mapping
+    {class id: name}, a dict; repeated names are allowed in a figure."""
+    if class_names is None:
+        return None
+    if isinstance(class_names, Mapping):
+        needed = range(k) if shown is None else shown
+        missing = [c for c in needed if c not in class_names]
+        if missing:
+            raise ValueError(f"`class_names` has no name for class {missing[0]}.")
+        return {c: str(n) for c, n in class_names.items()}
+    names = _checks.check_names("class_names", class_names, None if shown else k,
+                                distinct=False)
+    if shown and len(names) <= max(shown):
+        raise ValueError(f"`class_names` must name classes 0 .. {max(shown)}, got "
+                         f"{len(names)} names.")
+    return names
 
 
 def _suptitle(fig, title, fontsize=12):
@@ -200,9 +215,11 @@ def classwise_reliability(labels, probs, classes=None, class_names=None, num_bin
 
 def save_figure(fig, path, dpi=120):
     """Write `fig` to `path` (format from the extension) and return the path."""
-    if not isinstance(path, (str, os.PathLike)) and not hasattr(path, "write"):
+    if not isinstance(path, (str, bytes, os.PathLike)) and not hasattr(path, "write"):
         raise TypeError(f"`path` must be a file name or a writable file, got {path!r}.")
-    fig.savefig(path, dpi=_checks.check_positive("dpi", dpi))
+    if dpi is not None and not (isinstance(dpi, str) and dpi == "figure"):  # matplotlib's own
+        dpi = _checks.check_positive("dpi", dpi)
+    fig.savefig(path, dpi=dpi)
     return path
 
 
@@ -230,6 +247,7 @@ def matrix_heatmap(matrix, class_names=None, title=None, ax=None, xlabel="class 
         raise ValueError("`matrix` contains NaN or Inf; a heat map of it would hide them.")
     k = m.shape[0]
     names = _class_names(class_names, k) or [str(i) for i in range(k)]
+    names = [names[i] for i in range(k)]  # from a mapping too
     fig = None
     if ax is None:
         size = 2.2 + 0.45 * k
@@ -281,11 +299,11 @@ def smoothing_curves(curves, cap=0.2, title=None):
     ax = fig.subplots()
     settings = {}  # one curve per setting: equal settings would hide each other
     for label in _names("curves", curves, "label -> (P1, P2)"):
-        pair = curves[label]
-        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
-            raise ValueError(f"`curves[{label!r}]` must be a pair (P1, P2), got {pair!r}.")
-        p1, p2 = (_checks._check_real(f"curves[{label!r}]", v) for v in pair)
-        settings.setdefault((p1, p2), []).append(label)
+        pair = _checks.as_real_array(f"curves[{label!r}]", curves[label])
+        if pair.shape != (2,) or not np.all(np.isfinite(pair)):
+            raise ValueError(f"`curves[{label!r}]` must be a pair of finite numbers (P1, P2), "
+                             f"got {curves[label]!r}.")
+        settings.setdefault((float(pair[0]), float(pair[1])), []).append(label)
     for (p1, p2), labels in settings.items():
         eps = np.asarray(ops.convert_to_numpy(targets.ils1_epsilon(p, p1, p2, cap)))
         ax.plot(p, eps, label=f"{', '.join(labels)}: P1={p1:g}, P2={p2:g}")
@@ -391,7 +409,8 @@ def confusion_heatmap(labels, predictions, class_names=None, title=None):
     if predictions.ndim == 2:
         k = predictions.shape[1]
     elif class_names is not None:
-        k = len(_checks.check_names("class_names", class_names))
+        k = len(class_names if isinstance(class_names, Mapping) else  # one name per class
+                _checks.check_names("class_names", class_names, distinct=False))
     else:
         k = int(max(predictions.max(), np.max(labels))) + 1
     matrix = analysis.confusion_matrix(labels, predictions, k)
@@ -412,12 +431,8 @@ def penultimate_projections(projections, class_names=None, title=None):
     templates, with the templates' own positions as black crosses.
     """
     names = _names("projections", projections, "name -> penultimate_projection result")
-    if class_names is not None:  # the classes shown index them
-        shown = max(max(projections[n]["classes"]) for n in names) + 1
-        class_names = _checks.check_names("class_names", class_names)
-        if len(class_names) < shown:
-            raise ValueError(f"`class_names` must name classes 0 .. {shown - 1}, got "
-                             f"{len(class_names)} names.")
+    class_names = _class_names(  # only the classes shown need names
+        class_names, shown=sorted({c for n in names for c in projections[n]["classes"]}))
     colors = ["#d62728", "#2ca02c", "#1f77b4"]  # as in Müller et al.: red, green, blue
     fig = Figure(figsize=(max(3.6 * len(names), 4.8), 4.2), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(names)))

@@ -29,11 +29,25 @@ def test_bounds_must_be_a_pair_of_numbers(bounds):
         callbacks.TemperatureScalingCallback((P, Y), bounds=bounds)
 
 
-def test_callback_bounds_are_stored_as_floats_and_an_iterator_is_refused_not_consumed():
-    cb = callbacks.TemperatureScalingCallback((P, Y), bounds=[0.5, np.float32(3.0)])
-    assert cb.bounds == (0.5, 3.0) and all(type(b) is float for b in cb.bounds)
-    with pytest.raises(ValueError, match="`bounds`"):  # before: stored as () after the check
-        callbacks.TemperatureScalingCallback((P, Y), bounds=iter([0.5, 3.0]))
+@pytest.mark.parametrize("bounds", [[0.5, np.float32(3.0)], iter([0.5, 3.0]), range(1, 3),
+                                    np.array([0.5, 3.0]), (np.array(0.5), np.array(3.0))])
+def test_callback_bounds_are_stored_as_floats_from_any_ordered_pair(bounds):
+    # before: an iterator was consumed by the check and stored as ()
+    cb = callbacks.TemperatureScalingCallback((P, Y), bounds=bounds)
+    assert len(cb.bounds) == 2 and all(type(b) is float for b in cb.bounds)
+    assert cb.bounds == tuple(float(b) for b in (bounds if not isinstance(bounds, type(iter(
+        []))) else [0.5, 3.0]))
+
+
+def test_fit_temperature_takes_bounds_as_a_tensor_too():
+    import keras
+
+    logits = np.random.default_rng(1).normal(size=(30, 3)) * 4
+    labels = np.arange(30) % 3
+    expected = calibration.fit_temperature(logits, labels, bounds=(0.05, 20.0))
+    got = calibration.fit_temperature(logits, labels,
+                                      bounds=keras.ops.convert_to_tensor([0.05, 20.0]))
+    assert float(got) == float(expected)
 
 
 @pytest.mark.parametrize("make", [lambda: callbacks.TemperatureScalingCallback(5),
@@ -71,7 +85,7 @@ def test_evaluate_groups_are_boolean_masks_in_a_mapping():
         calibration.evaluate(Y, logits, groups=5)
     with pytest.raises(TypeError, match=r"`groups\['a'\]` must be a boolean mask"):
         calibration.evaluate(Y, logits, groups={"a": [0, 2, 3]})  # before: read as truthy
-    with pytest.raises(TypeError, match=r"`groups\['a'\]` must be a boolean mask"):
+    with pytest.raises(TypeError, match=r"`groups\['a'\]` must be a boolean mask.*astype"):
         calibration.evaluate(Y, logits, groups={"a": np.array([1.0, 0.0, 1.0, 0.0])})
     mask = np.array([True, False, True, True])
     out = calibration.evaluate(Y, logits, groups={"a": mask})
@@ -117,13 +131,32 @@ def test_spread_and_centres_of_extreme_or_nan_inputs():
 
 @pytest.mark.parametrize("classes, error, match", [
     (5, TypeError, "`classes` must be a sequence of class ids"),
-    ([0.7], ValueError, "`classes` must hold integer class ids, got 0.7"),
+    ([0.7], ValueError, "`classes` must hold whole-number class ids, got 0.7"),
     ("012", TypeError, "`classes` must be a sequence of class ids")])
 def test_classwise_panels_refuse_classes_that_are_not_ids(classes, error, match):
     from keras_smooth import plots
 
     with pytest.raises(error, match=match):  # before: raw errors, or 0.7 drew class 0
         plots.classwise_reliability(Y, P, classes=classes)
+
+
+def test_plots_take_class_ids_and_names_in_every_ordinary_form(tmp_path):
+    """Whole-number floats (np.unique of float labels), sets, tensors; names as a mapping
+    {id: name}, with repeats, as bytes; dpi None or 'figure' (matplotlib's own values)."""
+    import keras
+
+    from keras_smooth import plots
+
+    for classes in (np.array([0.0, 2.0]), {2, 0}, keras.ops.convert_to_tensor([0, 2])):
+        fig = plots.classwise_reliability(Y, P, classes=classes,
+                                          class_names={0: "a", 1: "b", 2: "c"})
+        assert [ax.get_title().split(":")[0] for ax in fig.axes if ax.get_visible()] == ["a", "c"]
+    fig = plots.matrix_heatmap(np.eye(3), class_names=np.array([b"x", b"x", b"y"]))
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["x", "x", "y"]
+    for dpi in (None, "figure", 50):
+        plots.save_figure(fig, str(tmp_path / "c.png"), dpi=dpi)
+    with pytest.raises(ValueError, match="`class_names` has no name for class 1"):
+        plots.classwise_reliability(Y, P, classes=[0, 1], class_names={0: "a", 2: "c"})
 
 
 def test_plots_name_bad_mappings_names_paths_and_sizes(tmp_path):
@@ -133,7 +166,7 @@ def test_plots_name_bad_mappings_names_paths_and_sizes(tmp_path):
         plots.reliability_diagrams([P], Y)
     with pytest.raises(TypeError, match="`curves` must be a mapping"):
         plots.smoothing_curves([1, 2])
-    with pytest.raises(ValueError, match=r"`curves\['a'\]` must be a pair \(P1, P2\)"):
+    with pytest.raises(ValueError, match=r"`curves\['a'\]` must be a pair of finite numbers"):
         plots.smoothing_curves({"a": (0.5, 1.0, 2.0)})
     with pytest.raises(TypeError, match="`class_names` must be a list of class names, got 5"):
         plots.matrix_heatmap(np.eye(3), class_names=5)

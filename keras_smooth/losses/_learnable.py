@@ -165,20 +165,23 @@ class LearnableTargetLoss(_common.Loss):
         self.from_logits = _checks.check_bool("from_logits", from_logits)
         trainable = _checks.check_bool("matrix_trainable", matrix_trainable)
         self.rechoose_neighbors = _checks.check_bool("rechoose_neighbors", rechoose_neighbors)
-        if neighbors is None:  # the logits and Adam's two moments, K x K each
-            q_matrix.check_dense_fits(self.num_classes, copies=3)
-        self.matrix_layer = self._build_matrix(
-            neighbors, neighbor_ids, matrix_logits, initializer=matrix_initializer,
-            regularizer=matrix_regularizer, trainable=trainable)
         if matrix_optimizer is None:
             matrix_optimizer = keras.optimizers.Adam(DEFAULT_MATRIX_LEARNING_RATE)
         self.matrix_optimizer = keras.optimizers.get(matrix_optimizer)
+        # K x K copies of a dense matrix: its logits, and Adam's two moments (an optimizer
+        # of another kind that runs out is named below, after the backend tried)
+        copies = 3 if isinstance(self.matrix_optimizer, keras.optimizers.Adam) else 1
+        if neighbors is None:
+            q_matrix.check_dense_fits(self.num_classes, copies=copies)
+        self.matrix_layer = self._build_matrix(
+            neighbors, neighbor_ids, matrix_logits, initializer=matrix_initializer,
+            regularizer=matrix_regularizer, trainable=trainable)
         try:
             self.matrix_optimizer.build([self.matrix_layer.logits])
         except Exception as error:  # see QMatrix.build
             if neighbors is not None or not q_matrix.is_out_of_memory(error):
                 raise
-            raise q_matrix.dense_matrix_error(self.num_classes, "the device", 3) from None
+            raise q_matrix.dense_matrix_error(self.num_classes, "the device", copies) from None
         # Set by TrainableTargetsModel: the model's optimizer trains the matrix.
         self.attached = False
 
