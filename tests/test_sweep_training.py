@@ -77,3 +77,120 @@ def test_wait_for_chief_names_a_missing_environment_variable(chief_at_port_1, mo
 def test_wait_for_chief_still_gives_up_after_its_timeout(chief_at_port_1):
     with pytest.raises(ConnectionError, match="127.0.0.1:1"):
         tuning.wait_for_chief(0.3, interval=0.1)
+
+
+# --- 2, 3, 6, 7. training: rows, epochs, batch size, learning rate, seed, callbacks ----------
+
+
+def test_epoch_shuffle_refuses_targets_of_other_rows():
+    with pytest.raises(ValueError, match="`x` has 8 rows but `targets` has 5"):
+        training.EpochShuffle(np.zeros((8, 2)), np.zeros(5), 2, 0)
+
+
+def test_epoch_shuffle_with_matching_rows_yields_every_row_once():
+    shuffle = training.EpochShuffle(np.arange(8.0)[:, None], np.arange(8), 3, 0)
+    rows = np.concatenate([y.numpy() for _, y in shuffle.dataset.take(3)])
+    assert sorted(rows.tolist()) == list(range(8))
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(batch_size=0), "`batch_size`"), (dict(batch_size=2.7), "`batch_size`"),
+    (dict(seed=-1), "`seed`"), (dict(seed="x"), "`seed`"),
+])
+def test_epoch_shuffle_refuses_bad_batch_size_and_seed(bad, match):
+    settings = dict(batch_size=2, seed=0)
+    settings.update(bad)
+    with pytest.raises(ValueError, match=match):
+        training.EpochShuffle(np.zeros((4, 2)), np.zeros(4), **settings)
+
+
+def test_fit_classifier_refuses_targets_of_other_rows(data):
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    with pytest.raises(ValueError, match="`targets` has 3 rows but `data.x_train` has 15"):
+        training.fit_classifier(tiny, data, data.y_train[:3], loss, epochs=1, batch_size=8,
+                                seed=0)
+
+
+FIT_SETTINGS = [
+    (dict(epochs=0), "`epochs`"), (dict(epochs=-1), "`epochs`"),
+    (dict(batch_size=0), "`batch_size`"), (dict(batch_size=-3), "`batch_size`"),
+    (dict(batch_size="x"), "`batch_size`"), (dict(learning_rate=NAN), "`learning_rate`"),
+    (dict(learning_rate=0), "`learning_rate`"), (dict(seed=-1), "`seed`"),
+    (dict(seed=2**40), "`seed`"), (dict(patience=0), "`patience`"),
+]
+
+
+def _fit_settings(bad):
+    settings = dict(epochs=1, batch_size=8, seed=0, learning_rate=1e-3)
+    settings.update(bad)
+    return settings
+
+
+@pytest.mark.parametrize("bad, match", FIT_SETTINGS)
+def test_fit_classifier_refuses_bad_training_settings(data, bad, match):
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    with pytest.raises(ValueError, match=match):
+        training.fit_classifier(tiny, data, data.y_train, loss, **_fit_settings(bad))
+
+
+def test_fit_classifier_with_good_settings_trains(data):
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    trained = training.fit_classifier(tiny, data, data.y_train, loss, **_fit_settings({}))
+    assert trained.epochs_trained == 1 and np.isfinite(trained.best_val_nll)
+
+
+@pytest.mark.parametrize("bad, match", FIT_SETTINGS)
+def test_teacher_cache_key_and_train_teacher_refuse_bad_settings(data, bad, match):
+    with pytest.raises(ValueError, match=match):
+        training.teacher_cache_key(tiny, data, **_fit_settings(bad))
+    with pytest.raises(ValueError, match=match):
+        training.train_teacher(tiny, data, **_fit_settings(bad))
+
+
+def test_train_teacher_refuses_a_cache_dir_that_is_a_file(data, tmp_path):
+    path = tmp_path / "file"
+    path.write_text("")
+    with pytest.raises(ValueError, match="`cache_dir`.*is a file"):
+        training.train_teacher(tiny, data, **_fit_settings({}), cache_dir=str(path))
+
+
+def test_train_teacher_with_good_settings_trains_and_caches(data, tmp_path):
+    teacher = training.train_teacher(tiny, data, **_fit_settings({}), cache_dir=str(tmp_path))
+    assert teacher.best_epoch == 1 and np.isfinite(teacher.val_nll)
+    again = training.train_teacher(tiny, data, **_fit_settings({}), cache_dir=str(tmp_path))
+    assert again.from_cache and again.key == teacher.key
+
+
+def test_best_validation_nll_refuses_labels_of_other_rows():
+    with pytest.raises(ValueError, match="`x_val` has 4 rows but `y_val` has 3"):
+        training.BestValidationNLL(np.zeros((4, 2)), np.zeros(3))
+
+
+@pytest.mark.parametrize("bad, error, match", [
+    (dict(patience=-3), ValueError, "`patience`"),
+    (dict(batch_size="x"), ValueError, "`batch_size`"),
+    (dict(from_logits="no"), TypeError, "`from_logits`"),
+    (dict(log_names={"ece": "e"}), ValueError, "`log_names`"),
+    (dict(log_names="nll"), TypeError, "`log_names`"),
+    (dict(log_names={"nll": 5}), TypeError, "`log_names\\['nll'\\]`"),
+])
+def test_best_validation_nll_refuses_bad_arguments(bad, error, match):
+    with pytest.raises(error, match=match):
+        training.BestValidationNLL(np.zeros((4, 2)), np.zeros(4), **bad)
+
+
+@pytest.mark.parametrize("bad, error, match", [
+    (dict(every=0), ValueError, "`every`"), (dict(every=-5), ValueError, "`every`"),
+    (dict(report=5), TypeError, "`report`"),
+])
+def test_epoch_progress_refuses_bad_arguments(bad, error, match):
+    settings = dict(report=print, every=10)
+    settings.update(bad)
+    with pytest.raises(error, match=match):
+        training.EpochProgress(**settings)
+
+
+def test_protocol_for_refuses_a_name_that_is_not_a_string():
+    with pytest.raises(TypeError, match="`dataset`"):
+        training.protocol_for(["x"])
+    assert training.protocol_for("gaussian").max_epochs == 500
