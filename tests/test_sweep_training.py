@@ -194,3 +194,121 @@ def test_protocol_for_refuses_a_name_that_is_not_a_string():
     with pytest.raises(TypeError, match="`dataset`"):
         training.protocol_for(["x"])
     assert training.protocol_for("gaussian").max_epochs == 500
+
+
+# --- 2-6. tuning: hypermodel fit and arguments, make_tuner, ranges, format_trials ------------
+
+
+def test_hypermodel_fit_refuses_labels_of_other_rows(data):
+    hm = _ls_hypermodel(data)
+    model = hm.build(_hp(epsilon=0.1))
+    x, y = data.x_train, data.y_train
+    with pytest.raises(ValueError, match="`x` has 15 rows but `y` has 5"):
+        hm.fit(_hp(epsilon=0.1), model, x, y[:5], validation_data=(x, y))
+    with pytest.raises(ValueError, match="`x_val` has 15 rows but `y_val` has 5"):
+        hm.fit(_hp(epsilon=0.1), model, x, y, validation_data=(x, y[:5]))
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(epochs=0), "`epochs`"), (dict(epochs=-1), "`epochs`"), (dict(epochs=2.5), "`epochs`"),
+    (dict(batch_size=0), "`batch_size`"), (dict(batch_size=-4), "`batch_size`"),
+    (dict(batch_size=2**31), "`batch_size`"), (dict(shuffle_seed=-1), "`seed`"),
+    (dict(initial_epoch=-1), "`initial_epoch`"),
+    (dict(epochs=2, initial_epoch=2), "`initial_epoch`"),
+])
+def test_hypermodel_fit_refuses_bad_training_settings(data, bad, match):
+    hm = _ls_hypermodel(data)
+    model = hm.build(_hp(epsilon=0.1))
+    settings = dict(epochs=1, batch_size=8)
+    settings.update(bad)
+    with pytest.raises(ValueError, match=match):
+        hm.fit(_hp(epsilon=0.1), model, data.x_train, data.y_train,
+               validation_data=(data.x_val, data.y_val), **settings)
+
+
+def test_hypermodel_fit_with_good_settings_returns_finite_scores(data):
+    hm = _ls_hypermodel(data)
+    scores = hm.fit(_hp(epsilon=0.1), hm.build(_hp(epsilon=0.1)), data.x_train, data.y_train,
+                    validation_data=(data.x_val, data.y_val), epochs=1, batch_size=8)
+    assert np.isfinite(scores["val_nll"]) and np.isfinite(scores["val_ece"])
+
+
+@pytest.mark.parametrize("shape", [2, "28", (2.7,), (-2,), (0,), (True,), None])
+@pytest.mark.parametrize("cls", ["method", "ls", "lls"])
+def test_hypermodels_refuse_a_bad_input_shape(cls, shape):
+    build = {"method": lambda s, k: tuning.MethodHyperModel("ls", tiny, s, k),
+             "ls": lambda s, k: tuning.LSHyperModel(tiny, s, k),
+             "lls": lambda s, k: tuning.LLSHyperModel(tiny, s, k)}[cls]
+    with pytest.raises((TypeError, ValueError), match="`input_shape`"):
+        build(shape, 3)
+
+
+@pytest.mark.parametrize("seed", ["x", None, -1, 1.7, 2**40, True])
+def test_hypermodels_refuse_a_bad_seed(seed):
+    with pytest.raises(ValueError, match="`seed`"):
+        tuning.MethodHyperModel("ls", tiny, (2,), 3, seed=seed)
+    with pytest.raises(ValueError, match="`seed`"):
+        tuning.ILSHyperModel(tiny, (2,), 3, teacher_logits=np.zeros((4, 3)), seed=seed)
+
+
+def test_hypermodels_keep_a_good_shape_and_seed():
+    hm = tuning.LSPlusPlusHyperModel(tiny, [28, 28, 1], 3, seed=2**32 - 1)
+    assert hm.input_shape == (28, 28, 1) and hm.seed == 2**32 - 1
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(seed=-1), "`seed`"), (dict(seed="x"), "`seed`"),
+    (dict(max_trials=-3), "`max_trials`"), (dict(max_trials=0), "`max_trials`"),
+    (dict(max_trials="5"), "`max_trials`"), (dict(max_trials=2.5), "`max_trials`"),
+    (dict(executions_per_trial=0), "`executions_per_trial`"),
+    (dict(executions_per_trial="x"), "`executions_per_trial`"),
+    (dict(directory=None), "`directory`"), (dict(directory=5), "`directory`"),
+    (dict(progress=5), "`progress`"), (dict(objective="nope"), "`objective`"),
+    (dict(distribution_strategy="mirrored"), "`distribution_strategy`"),
+])
+def test_make_tuner_refuses_bad_arguments(data, tmp_path, bad, match):
+    settings = dict(directory=str(tmp_path), max_trials=2)
+    settings.update(bad)
+    with pytest.raises((TypeError, ValueError), match=match):
+        tuning.make_tuner("random", _ls_hypermodel(data), **settings)
+
+
+@pytest.mark.parametrize("epochs", [0, -1, "3"])
+def test_make_tuner_refuses_bad_hyperband_epochs(data, tmp_path, epochs):
+    with pytest.raises(ValueError, match="`epochs`"):
+        tuning.make_tuner("hyperband", _ls_hypermodel(data), max_trials=None, epochs=epochs,
+                          directory=str(tmp_path))
+
+
+def test_make_tuner_builds_a_tuner_from_good_arguments(data, tmp_path):
+    tuner = tuning.make_tuner("random", _ls_hypermodel(data), max_trials=2, seed=3,
+                              directory=str(tmp_path))
+    assert tuner.oracle.max_trials == 2 and tuner.oracle.seed == 3
+
+
+def test_list_names_are_refused_with_the_argument_named(data, tmp_path):
+    with pytest.raises(ValueError, match="`variant`"):
+        tuning.ILSHyperModel(tiny, (2,), 3, teacher_logits=np.zeros((4, 3)), variant=["ils"])
+    with pytest.raises(TypeError, match="`param`"):
+        tuning.check_range(["epsilon"], 0.1)
+    with pytest.raises(ValueError, match="Unknown tuner \\['random'\\]"):
+        tuning.make_tuner(["random"], _ls_hypermodel(data), directory=str(tmp_path))
+    with pytest.raises(TypeError, match="`ranges`.*1"):
+        tuning.resolve_ranges("ls", {1: 0.1})
+
+
+ROWS = [{"trial_id": "0", "status": "COMPLETED", "values": {"epsilon": 0.1}, "val_nll": 1.0,
+         "val_ece": 0.1}]
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(objective="nope"), "`objective`"), (dict(width="80"), "`width`"),
+    (dict(width=0), "`width`"), (dict(width=-5), "`width`"),
+])
+def test_format_trials_refuses_a_bad_objective_or_width(bad, match):
+    with pytest.raises(ValueError, match=match):
+        tuning.format_trials(ROWS, **bad)
+
+
+def test_format_trials_marks_the_best_trial():
+    assert tuning.format_trials(ROWS, width=80).splitlines()[-1].endswith("*")
