@@ -312,3 +312,74 @@ def test_format_trials_refuses_a_bad_objective_or_width(bad, match):
 
 def test_format_trials_marks_the_best_trial():
     assert tuning.format_trials(ROWS, width=80).splitlines()[-1].endswith("*")
+
+
+# --- 7, 8. callbacks and data sets -----------------------------------------------------------
+
+
+def _ols(x=np.zeros((6, 2)), y=(0, 1, 2, 0, 1, 2), **kwargs):
+    return callbacks.OnlineLabelSmoothing(OnlineLabelSmoothingLoss(num_classes=3), x, y, **kwargs)
+
+
+@pytest.mark.parametrize("bad, error, match", [
+    (dict(batch_size=0), ValueError, "`batch_size`"),
+    (dict(batch_size=-5), ValueError, "`batch_size`"),
+    (dict(batch_size=2.7), ValueError, "`batch_size`"),
+    (dict(batch_size="x"), ValueError, "`batch_size`"),
+    (dict(x=None), TypeError, "`x`"),
+    (dict(x=np.zeros((2, 2)), y=[0, 9]), ValueError, "`y` must be class ids in \\[0, 3\\)"),
+    (dict(x=np.zeros((2, 2)), y=["a", "b"]), TypeError, "`y`"),
+    (dict(y=np.eye(3)[[0, 1, 2, 0]]), ValueError, "`x` has 6 rows but `y` has 4"),
+])
+def test_online_label_smoothing_refuses_bad_arguments(bad, error, match):
+    with pytest.raises(error, match=match):
+        _ols(**bad)
+
+
+def test_online_label_smoothing_reads_one_hot_rows_as_class_ids():
+    assert _ols(y=np.eye(3)[[0, 1, 2, 0, 1, 2]]).y.tolist() == [0, 1, 2, 0, 1, 2]
+
+
+def test_tensorboard_run_names_log_dir(tmp_path):
+    with pytest.raises(ValueError, match="`log_dir`"):
+        callbacks.tensorboard_run(5, (np.zeros((2, 2)), np.zeros(2)))
+    path = tmp_path / "file"
+    path.write_text("")
+    with pytest.raises(ValueError, match="`log_dir`.*is a file"):
+        callbacks.tensorboard_run(str(path), (np.zeros((2, 2)), np.zeros(2)))
+
+
+X8, Y8, NAMES = np.zeros((8, 2), "float32"), np.zeros(8, "int32"), ["a", "b"]
+
+
+@pytest.mark.parametrize("splits, error, match", [
+    ((X8, Y8[:3], X8, Y8, X8, Y8), ValueError, "`x_train` has 8 rows but `y_train` has 3"),
+    ((X8, Y8, X8, Y8[:3], X8, Y8), ValueError, "`x_val` has 8 rows but `y_val` has 3"),
+    ((X8, Y8, X8, Y8, X8, Y8 + 2), ValueError, "`y_test` must be class ids in \\[0, 2\\)"),
+    ((X8, Y8, np.zeros((8, 3)), Y8, X8, Y8), ValueError, "`x_val` holds examples of shape"),
+    ((X8, Y8, X8[:0], Y8[:0], X8, Y8), ValueError, "`x_val` has no rows"),
+    ((X8, Y8.astype(str), X8, Y8, X8, Y8), TypeError, "`y_train`"),
+    ((X8.tolist(), Y8, X8, Y8, X8, Y8), TypeError, "`x_train`"),
+])
+def test_classification_data_refuses_inconsistent_splits(splits, error, match):
+    with pytest.raises(error, match=match):
+        datasets.ClassificationData("x", *splits, NAMES)
+
+
+@pytest.mark.parametrize("names, error", [(5, TypeError), ("ab", TypeError), (["a"], ValueError),
+                                          (["a", "a"], ValueError)])
+def test_classification_data_refuses_bad_class_names(names, error):
+    with pytest.raises(error, match="`class_names`"):
+        datasets.ClassificationData("x", X8, Y8, X8, Y8, X8, Y8, names)
+
+
+def test_classification_data_accepts_consistent_splits():
+    data = datasets.ClassificationData("x", X8, Y8 + 1, X8[:3], Y8[:3], X8[:0], Y8[:0], NAMES)
+    assert data.num_classes == 2 and data.input_shape == (2,)
+
+
+@pytest.mark.parametrize("name", ["test_fraction", "validation_fraction"])
+@pytest.mark.parametrize("value", [0, 1, -0.5, "x", NAN])
+def test_load_digits_names_the_bad_fraction(name, value):
+    with pytest.raises((TypeError, ValueError), match=f"`{name}`"):
+        datasets.load_digits(**{name: value})
