@@ -383,3 +383,41 @@ def test_classification_data_accepts_consistent_splits():
 def test_load_digits_names_the_bad_fraction(name, value):
     with pytest.raises((TypeError, ValueError), match=f"`{name}`"):
         datasets.load_digits(**{name: value})
+
+
+# --- 9. workflows, models and the registry ---------------------------------------------------
+
+
+def test_run_comparison_refuses_methods_that_are_not_a_sequence(tmp_path):
+    with pytest.raises(TypeError, match="`methods`"):
+        workflows.run_comparison(methods=5, output=str(tmp_path))
+
+
+@pytest.mark.parametrize("shape, num_classes, match", [
+    (4, 3, "`input_shape`"), ((0,), 3, "`input_shape`"), ((4, 4), 3, "`input_shape`"),
+    ((4,), 1, "`num_classes`"), ((4,), 2.0, "`num_classes`"),
+])
+def test_default_model_refuses_bad_arguments(shape, num_classes, match):
+    with pytest.raises((TypeError, ValueError), match=match):
+        models.default_model(shape, num_classes)
+
+
+def test_models_refuse_a_bad_learning_rate_or_model():
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    for rate in (NAN, 0, -1e-3, "x"):
+        with pytest.raises((TypeError, ValueError), match="`learning_rate`"):
+            models.adam_for_loss(rate, loss)
+    with pytest.raises(TypeError, match="`model`"):
+        models.for_loss(5, loss)
+    assert models.default_model([4], 3).output_shape == (None, 3)
+
+
+def test_registry_refuses_an_unknown_tag_and_a_non_boolean_flag():
+    with pytest.raises(ValueError, match="Unknown tag 'nope'"):
+        methods.names("nope")
+    assert "ls" in methods.names("default") and methods.tags()
+    for flag in ("needs_teacher", "same_loss", "uses_teacher_model"):
+        with pytest.raises(TypeError, match=f"`{flag}`"):
+            methods.Method("sweep_flag", params={"a": (1.0,)}, loss=lambda p, k: None,
+                           **{flag: "no"})
+    assert ks.methods.parse("default") == tuple(methods.get(n) for n in methods.names("default"))
