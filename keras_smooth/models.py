@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_smooth import _checks
 from keras_smooth.losses._learnable import LearnableTargetLoss
 
 
@@ -136,6 +137,8 @@ def for_loss(model, loss):
     >>> for_loss(net, "categorical_crossentropy") is net
     True
     """
+    if not isinstance(model, keras.layers.Layer):
+        raise TypeError(f"`model` must be a Keras model, got {type(model).__name__}: {model!r}.")
     if keras.backend.backend() == "tensorflow" or isinstance(model, TrainableTargetsModel):
         return model
     if not any(loss.matrix_layer.trainable for loss in _learnable_losses(loss)):
@@ -189,9 +192,12 @@ def adam_for_loss(learning_rate, loss):
     optimizer only the learning rate carries over.
 
     Args:
-        learning_rate: the model's Adam learning rate.
+        learning_rate: the model's Adam learning rate (finite, > 0) or a
+            `keras.optimizers.schedules.LearningRateSchedule`.
         loss: the loss (or structure of losses) the model is compiled with.
     """
+    if not isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule):
+        learning_rate = _checks.check_positive("learning_rate", learning_rate)
     learnable = [loss for loss in _learnable_losses(loss) if loss.matrix_layer.trainable]
     if keras.backend.backend() == "tensorflow" or not learnable:
         return keras.optimizers.Adam(learning_rate)
@@ -207,7 +213,17 @@ def default_model(input_shape, num_classes):
     max pooling, then a 128-unit ReLU layer (the penultimate features) and
     the logits. The input is named `features` (vectors) or `images`, so an
     exported model serves it under that name.
+
+    Args:
+        input_shape: the shape of one example, a tuple of integers >= 1 such as
+            `(2,)` or `(28, 28, 1)`.
+        num_classes: K >= 2 logits.
     """
+    input_shape = _checks.check_shape("input_shape", input_shape)
+    num_classes = _checks.check_num_classes(num_classes)
+    if len(input_shape) not in (1, 3):
+        raise ValueError("`input_shape` must be (features,) for the MLP or (height, width, "
+                         f"channels) for the CNN, got {input_shape!r}.")
     if len(input_shape) == 1:
         layers = [keras.layers.Dense(64, activation="relu") for _ in range(5)]
     else:

@@ -222,6 +222,9 @@ def tensorboard_run(log_dir, validation_data, num_bins=15, image_every=10):
     Returns:
         `[keras.callbacks.TensorBoard, CalibrationLogger]`.
     """
+    if not isinstance(log_dir, (str, os.PathLike)) or not os.fspath(log_dir):
+        raise ValueError(f"`log_dir` must be a folder path, got {log_dir!r}.")
+    log_dir = _local_folder("log_dir", log_dir)
     return [keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False, profile_batch=0),
             CalibrationLogger(validation_data, num_bins=num_bins, tensorboard_dir=log_dir,
                               fit_temperature=True, image_every=image_every)]

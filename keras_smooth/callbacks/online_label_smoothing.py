@@ -3,8 +3,24 @@
 import keras
 import numpy as np
 
-from keras_smooth import calibration
+from keras_smooth import _arguments, _checks, calibration
 from keras_smooth.losses.online import OnlineLabelSmoothingLoss, online_soft_matrix
+
+
+def _class_ids(y, num_classes):
+    """Class ids `(N,)` from ids `(N,)`/`(N, 1)` or one-hot rows `(N, K)`; errors name `y`."""
+    y = _checks.as_real_array("y", y)
+    if y.ndim == 2 and y.shape[1] == num_classes:
+        problem = _checks.label_problem(y, num_classes, "y", "onehot")
+        if problem is not None:
+            raise ValueError(problem)
+        return y.argmax(axis=1)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError(f"`y` must be class ids of shape (N,) or (N, 1), or one-hot rows of "
+                         f"shape (N, {num_classes}) (num_classes); got shape {y.shape}.")
+    return _checks.class_ids(y, num_classes, "y")
 
 
 class OnlineLabelSmoothing(keras.callbacks.Callback):
@@ -17,8 +33,9 @@ class OnlineLabelSmoothing(keras.callbacks.Callback):
 
     Args:
         loss: the `OnlineLabelSmoothingLoss` the model is compiled with.
-        x, y: the training inputs and class ids.
-        batch_size: prediction batch size.
+        x, y: the training inputs, and their class ids (`(N,)` or `(N, 1)`) or
+            one-hot rows (`(N, K)`), with as many rows as `x`.
+        batch_size: prediction batch size (>= 1).
 
     Examples:
     >>> import keras, numpy as np
@@ -41,10 +58,12 @@ class OnlineLabelSmoothing(keras.callbacks.Callback):
             raise TypeError(
                 f"`loss` must be an OnlineLabelSmoothingLoss, got {type(loss).__name__}."
             )
-        self.loss, self.x, self.y = loss, x, np.asarray(y).reshape(-1)
-        self.batch_size = int(batch_size)
-        if len(self.y) != len(x):
-            raise ValueError(f"`x` has {len(x)} rows but `y` has {len(self.y)}.")
+        if x is None or not hasattr(x, "__len__"):
+            raise TypeError(f"`x` must be the training inputs (an array), got {x!r}.")
+        self.loss, self.x = loss, x
+        self.y = _class_ids(y, loss.num_classes)
+        _checks.check_same_rows("x", len(x), "y", len(self.y))
+        self.batch_size = _arguments.positive_int("batch_size", batch_size)
         self.history = []
 
     def on_train_begin(self, logs=None):

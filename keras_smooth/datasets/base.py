@@ -4,7 +4,10 @@ import dataclasses
 
 import numpy as np
 
+from keras_smooth import _checks
 from keras_smooth._checks import check_count, check_seed  # noqa: F401  (used by the loaders)
+
+SPLITS = ("train", "val", "test")
 
 
 @dataclasses.dataclass
@@ -13,6 +16,12 @@ class ClassificationData:
 
     `x_*` are float32 arrays, `y_*` int32 class ids. `extras` holds per-split
     extras, e.g. `{"dense_test": mask}` for the synthetic task.
+
+    The splits are checked when the object is made (`ValueError`/`TypeError`
+    naming the split): every `x_*` is a NumPy array of examples shaped like
+    `x_train`'s, every `y_*` holds one class id in [0, K) per row of its `x_*`,
+    the training and validation splits are not empty, and `class_names` names
+    K >= 2 distinct classes.
     """
 
     name: str
@@ -24,6 +33,39 @@ class ClassificationData:
     y_test: np.ndarray
     class_names: list
     extras: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name:
+            raise TypeError(f"`name` must be a non-empty string, got {self.name!r}.")
+        if isinstance(self.class_names, (str, bytes)) or not isinstance(
+                self.class_names, (list, tuple, np.ndarray)):
+            raise TypeError(f"`class_names` must be a list of class names, "
+                            f"got {self.class_names!r}.")
+        if len(self.class_names) < 2:
+            raise ValueError(f"`class_names` must name at least 2 classes, "
+                             f"got {list(self.class_names)!r}.")
+        _checks.check_names("class_names", self.class_names, len(self.class_names))
+        if not isinstance(self.extras, dict):
+            raise TypeError(f"`extras` must be a dict, got {self.extras!r}.")
+        for split in SPLITS:
+            self._check_split(split)
+
+    def _check_split(self, split):
+        x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
+        if not isinstance(x, np.ndarray) or x.ndim < 2:
+            raise TypeError(f"`x_{split}` must be a NumPy array of shape (N, ...) with one row "
+                            f"per example, got {type(x).__name__} of shape {np.shape(x)}.")
+        if x.shape[1:] != self.x_train.shape[1:]:
+            raise ValueError(f"`x_{split}` holds examples of shape {x.shape[1:]} but `x_train` "
+                             f"holds {self.x_train.shape[1:]}.")
+        labels = _checks.as_real_array(f"y_{split}", y)
+        if labels.ndim != 1 and labels.shape[1:] != (1,):
+            raise ValueError(f"`y_{split}` must be class ids of shape (N,), got shape "
+                             f"{labels.shape}.")
+        _checks.check_same_rows(f"x_{split}", len(x), f"y_{split}", len(labels))
+        if split != "test" and not len(x):
+            raise ValueError(f"`x_{split}` has no rows; at least one is needed.")
+        _checks.class_ids(labels, len(self.class_names), f"y_{split}")
 
     @property
     def num_classes(self):
@@ -52,10 +94,20 @@ class ClassificationData:
         return digest.hexdigest()[:16]
 
 
-def stratified_split(x, y, fraction, seed):
-    """Split off `fraction` of (x, y) per class, reproducibly from `seed`."""
-    if not 0.0 < fraction < 1.0:
-        raise ValueError(f"`validation_fraction` must be in (0, 1), got {fraction}.")
+def check_split_fraction(name, fraction):
+    """A share of the rows to hold out: a real number in (0, 1); errors name `name`."""
+    fraction = _checks.check_positive(name, fraction)
+    if not fraction < 1.0:
+        raise ValueError(f"`{name}` must be in (0, 1), got {fraction}.")
+    return fraction
+
+
+def stratified_split(x, y, fraction, seed, name="validation_fraction"):
+    """Split off `fraction` of (x, y) per class, reproducibly from `seed`.
+
+    `name` is the argument `fraction` came from, for error messages.
+    """
+    fraction = check_split_fraction(name, fraction)
     seed = check_seed(seed)
     if len(x) != len(y):
         raise ValueError(f"`x` has {len(x)} rows but `y` has {len(y)}.")

@@ -24,9 +24,10 @@ from keras_smooth.methods._registry import (
     parse,
     register,
     resolve,
+    tags,
 )
 from keras_smooth.methods import paper  # noqa: F401  (registers the papers' methods)
 from keras_smooth.methods import baselines  # noqa: F401  (registers the baselines)
 
 __all__ = ["GRID_NAMES", "Context", "Method", "Recipe", "get", "names", "parse", "register",
-           "resolve"]
+           "resolve", "tags"]

@@ -95,6 +95,12 @@ def _check_hook(method, name, hook):
     return hook
 
 
+def _flag(method, name, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"Method {method!r}: `{name}` must be True or False, got {value!r}.")
+    return bool(value)
+
+
 def _names(method, argument, value):
     """A tuple of names from one name or an iterable of names."""
     if isinstance(value, str):
@@ -201,14 +207,14 @@ class Method:
         self.loss_from_data = _check_hook(name, "loss_from_data", loss_from_data)
         self.targets = _check_hook(name, "targets", targets)
         self.callbacks = _check_hook(name, "callbacks", callbacks)
-        self.needs_teacher = bool(needs_teacher)
-        self.same_loss = bool(same_loss)
+        self.needs_teacher = _flag(name, "needs_teacher", needs_teacher)
+        self.same_loss = _flag(name, "same_loss", same_loss)
         if temperature_of is not None and (not isinstance(temperature_of, str)
                                            or temperature_of == name):
             raise ValueError(f"Method {name!r}: `temperature_of` must name another method, got "
                              f"{temperature_of!r}.")
         self.temperature_of = temperature_of
-        self.uses_teacher_model = bool(uses_teacher_model)
+        self.uses_teacher_model = _flag(name, "uses_teacher_model", uses_teacher_model)
         self.description = str(description)
         self.tags = _names(name, "tags", tags)
         self.domains = self._check_domains(domains)
@@ -554,8 +560,20 @@ def register(method):
     return method
 
 
+def tags():
+    """The group names of the registered methods (their `tags`), sorted."""
+    return tuple(sorted({t for m in _REGISTRY.values() for t in m.tags}))
+
+
 def names(tag=None):
-    """Registered method names in registration order (only those tagged `tag` if given)."""
+    """Registered method names in registration order (only those tagged `tag` if given).
+
+    Raises:
+        ValueError: for a `tag` no registered method has (listing the tags).
+    """
+    if tag is not None and (not isinstance(tag, str) or tag not in tags()):
+        raise ValueError(f"Unknown tag {tag!r}; tags of the registered methods: "
+                         f"{', '.join(tags())}.")
     return tuple(n for n, m in _REGISTRY.items() if tag is None or tag in m.tags)
 
 
@@ -629,7 +647,7 @@ def parse(text, default="default"):
             continue
         if part == "all":
             found += [get(n) for n in names() if _REGISTRY[n].tags]
-        elif ":" not in part and part not in _REGISTRY and names(part):
+        elif ":" not in part and part not in _REGISTRY and part in tags():
             found += [get(n) for n in names(part)]
         else:
             found.append(resolve(part))

@@ -10,8 +10,11 @@ import dataclasses
 import keras
 import numpy as np
 
-from keras_smooth import calibration
+from keras_smooth import _arguments, _checks, calibration
 from keras_smooth.models import adam_for_loss, for_loss
+from keras_smooth.training.protocol import check_fit_settings
+
+LOG_NAMES = ("nll", "ece")
 
 
 def training_failure(method, params, error):
@@ -44,6 +47,31 @@ def replicas(model):
     return 1 if distribution is None else len(distribution.device_mesh.devices.flatten())
 
 
+def _check_log_names(log_names):
+    """`{"nll": key}` with an optional `"ece"` key, each naming a log entry (a string)."""
+    if log_names is None:
+        return {"nll": "val_nll_hard"}
+    if not isinstance(log_names, dict):
+        raise TypeError(f"`log_names` must be a dict such as {{'nll': 'val_nll'}}, "
+                        f"got {log_names!r}.")
+    unknown = [k for k in log_names if k not in LOG_NAMES]
+    if unknown or "nll" not in log_names:
+        raise ValueError(f"`log_names` must have the key 'nll' (and optionally 'ece'), "
+                         f"got {log_names!r}.")
+    for key, name in log_names.items():
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"`log_names[{key!r}]` must be a non-empty string, got {name!r}.")
+    return dict(log_names)
+
+
+def _rows(name, value):
+    try:
+        return len(value)
+    except TypeError:
+        raise TypeError(f"`{name}` must be an array with one row per example, "
+                        f"got {value!r}.") from None
+
+
 class BestValidationNLL(keras.callbacks.Callback):
     """Track validation NLL (hard labels) each epoch; restore the best weights at the end.
 
@@ -62,12 +90,13 @@ class BestValidationNLL(keras.callbacks.Callback):
     def __init__(self, x_val, y_val, batch_size=2048, from_logits=True, log_names=None,
                  patience=None):
         super().__init__()
-        self.patience = None if patience is None else int(patience)
+        _checks.check_same_rows("x_val", _rows("x_val", x_val), "y_val", _rows("y_val", y_val))
+        self.patience = _arguments.positive_int("patience", patience, allow_none=True)
         self.stopped_epoch = None
         self.x_val, self.y_val = x_val, y_val
-        self.batch_size = batch_size
-        self.from_logits = from_logits
-        self.log_names = dict(log_names or {"nll": "val_nll_hard"})
+        self.batch_size = _arguments.positive_int("batch_size", batch_size)
+        self.from_logits = _checks.check_bool("from_logits", from_logits)
+        self.log_names = _check_log_names(log_names)
         self.best_nll = np.inf
         self.best_ece = np.nan
         self.best_epoch = -1
@@ -104,11 +133,13 @@ class BestValidationNLL(keras.callbacks.Callback):
 
 
 class EpochProgress(keras.callbacks.Callback):
-    """Report `(epoch, epochs)` to a function every `every` epochs (no printing here)."""
+    """Report `(epoch, epochs)` to a function every `every` (>= 1) epochs (no printing here)."""
 
     def __init__(self, report, every=10):
         super().__init__()
-        self.report, self.every = report, max(1, int(every))
+        if not callable(report):
+            raise TypeError(f"`report` must be callable(epoch, epochs), got {report!r}.")
+        self.report, self.every = report, _arguments.positive_int("every", every)
 
     def on_epoch_end(self, epoch, logs=None):
         total = self.params.get("epochs", 0)
@@ -136,7 +167,10 @@ class EpochShuffle(keras.callbacks.Callback):
         import tensorflow as tf
 
         super().__init__()
-        n = len(targets)
+        n = _rows("targets", targets)
+        _checks.check_same_rows("x", _rows("x", x), "targets", n)
+        batch_size = _arguments.positive_int("batch_size", batch_size)
+        seed = _arguments.seed("seed", seed)
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="shuffle_epoch")
         epoch, seed = self.epoch, tf.constant(int(seed), tf.int64)
 
@@ -218,6 +252,12 @@ def fit_classifier(build_model, data, targets, loss, *, epochs, batch_size, seed
     """
     import tensorflow as tf
 
+    epochs, batch_size, seed, learning_rate, patience = check_fit_settings(
+        epochs=epochs, batch_size=batch_size, seed=seed, learning_rate=learning_rate,
+        patience=patience)
+    _checks.check_same_rows("targets", _rows("targets", targets),
+                            "data.x_train", len(data.x_train))
+    _arguments.callable_or_none("progress", progress)
     if reusable is None:
         reusable = ReusableModel(build_model, data, loss, seed, learning_rate)
     model = reusable.reset()

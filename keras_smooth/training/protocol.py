@@ -120,7 +120,30 @@ PROTOCOLS = {"gaussian": ILS_SYNTHETIC}
 
 def protocol_for(dataset):
     """The default `TrainingProtocol` of a data set name (`DEFAULT` when it has none)."""
+    if not isinstance(dataset, str):
+        raise TypeError(f"`dataset` must be a data set name (a string), got {dataset!r}.")
     return PROTOCOLS.get(dataset, DEFAULT)
+
+
+def check_fit_settings(*, epochs, batch_size, seed, learning_rate=None, patience=None,
+                       full_batch=True):
+    """The training settings of `fit_classifier`, `train_teacher` and a tuner trial, checked
+    by the rules of `TrainingProtocol` (and `seed` by the command line's): epochs >= 1,
+    batch_size in [1, 2**31 - 1] (or "full" when `full_batch`), a NumPy seed, a finite
+    learning rate > 0 (None: not checked) and patience >= 1 or None.
+
+    Returns:
+        The normalised `(epochs, batch_size, seed, learning_rate, patience)`.
+    """
+    epochs = check.positive_int("epochs", epochs)
+    if full_batch:
+        batch_size = _check_batch(batch_size)
+    else:
+        batch_size = check.positive_int("batch_size", batch_size)
+    seed = check.seed("seed", seed)
+    if learning_rate is not None:
+        learning_rate = _check_learning_rate(learning_rate)
+    return epochs, batch_size, seed, learning_rate, _check_patience(patience)
 
 
 def resolve(dataset, protocol=None, *, epochs=None, batch_size=None, learning_rate=None):

@@ -25,9 +25,10 @@ import warnings
 import keras
 import numpy as np
 
-from keras_smooth import _io, calibration
+from keras_smooth import _arguments, _io, calibration
 from keras_smooth._io import UNREADABLE, describe_error, read_npz, set_aside  # noqa: F401
 from keras_smooth.training.fitting import fit_classifier
+from keras_smooth.training.protocol import check_fit_settings
 
 SPLITS = ("train", "val", "test")
 
@@ -62,20 +63,24 @@ def architecture_fingerprint(build_model, input_shape, num_classes, seed):
 
 def teacher_cache_key(build_model, data, *, epochs, batch_size, seed, learning_rate,
                       extra_inputs=None, patience=None):
-    """The cache key: architecture, data, seed and the whole training protocol."""
+    """The cache key: architecture, data, seed and the whole training protocol (checked as
+    `fit_classifier` checks it: `ValueError` naming a bad setting)."""
     from keras_smooth import __version__
 
+    epochs, batch_size, seed, learning_rate, patience = check_fit_settings(
+        epochs=epochs, batch_size=batch_size, seed=seed, learning_rate=learning_rate,
+        patience=patience)
     payload = {
         "architecture": architecture_fingerprint(build_model, data.input_shape,
                                                  data.num_classes, seed),
         "data": data.fingerprint(),
         "dataset": data.name,
-        "epochs": int(epochs),
-        "batch_size": batch_size if batch_size == "full" else int(batch_size),
-        "seed": int(seed),
-        "learning_rate": float(learning_rate),
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "seed": seed,
+        "learning_rate": learning_rate,
         "optimizer": "adam",
-        "patience": None if patience is None else int(patience),
+        "patience": patience,
         "restored": "best validation NLL",
         "version": __version__,
         "backend": keras.backend.backend(),  # logits trained on one backend stay with it
@@ -155,7 +160,17 @@ def train_teacher(build_model, data, *, epochs, batch_size, seed, learning_rate=
 
     Returns:
         `Teacher` with `logits[split]` for train/val/test and `temperature`.
+
+    Raises:
+        ValueError: naming a bad training setting, or a `cache_dir` that is a file
+            or cannot be created; checked before anything is trained or written.
     """
+    epochs, batch_size, seed, learning_rate, patience = check_fit_settings(
+        epochs=epochs, batch_size=batch_size, seed=seed, learning_rate=learning_rate,
+        patience=patience)
+    if cache_dir is not None:
+        cache_dir = _arguments.output_folder("cache_dir", cache_dir)
+    _arguments.callable_or_none("progress", progress)
     key = teacher_cache_key(build_model, data, epochs=epochs, batch_size=batch_size,
                             seed=seed, learning_rate=learning_rate, extra_inputs=extra_inputs,
                             patience=patience)

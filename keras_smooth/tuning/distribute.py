@@ -16,6 +16,8 @@ import os
 import socket
 import time
 
+from keras_smooth import _arguments as check
+
 STRATEGIES = ("auto", "mirrored", "multiworker", "none")
 
 # Keras 3 cannot fit a model under MultiWorkerMirroredStrategy: `fit` fails
@@ -152,15 +154,36 @@ def tuner_role():
     return "chief" if "chief" in tuner_id else "worker"
 
 
+def _oracle_address():
+    """(ip, port) of the chief's oracle from the environment; `ValueError` naming what is
+    missing or malformed."""
+    for variable in ("KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"):
+        if not os.environ.get(variable):
+            raise ValueError(f"waiting for the chief needs the environment variable {variable} "
+                             "(the chief's address: KERASTUNER_ORACLE_IP and "
+                             "KERASTUNER_ORACLE_PORT); it is not set.")
+    port = os.environ["KERASTUNER_ORACLE_PORT"]
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"KERASTUNER_ORACLE_PORT must be a port number, got {port!r}.")
+    return os.environ["KERASTUNER_ORACLE_IP"], int(port)
+
+
 def wait_for_chief(timeout=300.0, interval=0.5):
     """Block until the chief's oracle accepts connections; raise after `timeout` seconds.
 
+    Args:
+        timeout: finite seconds > 0 to wait in all.
+        interval: finite seconds > 0 between two attempts.
+
     Raises:
+        ValueError: for a bad `timeout`/`interval`, or when KERASTUNER_ORACLE_IP or
+            KERASTUNER_ORACLE_PORT is not set (naming it).
         ConnectionError: naming the address and the timeout.
     """
-    ip = os.environ["KERASTUNER_ORACLE_IP"]
-    port = int(os.environ["KERASTUNER_ORACLE_PORT"])
-    deadline = time.monotonic() + float(timeout)
+    timeout = check.positive_seconds("timeout", timeout)
+    interval = check.positive_seconds("interval", interval)
+    ip, port = _oracle_address()
+    deadline = time.monotonic() + timeout
     last = None
     while True:
         try:
@@ -176,4 +199,4 @@ def wait_for_chief(timeout=300.0, interval=0.5):
                 "(KERASTUNER_TUNER_ID=chief) and check KERASTUNER_ORACLE_IP / "
                 "KERASTUNER_ORACLE_PORT."
             )
-        time.sleep(interval)
+        time.sleep(min(interval, max(0.0, deadline - time.monotonic())))

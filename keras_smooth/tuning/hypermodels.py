@@ -29,9 +29,10 @@ import keras
 import keras_tuner
 import numpy as np
 
-from keras_smooth import _checks, methods
+from keras_smooth import _arguments, _checks, methods
 from keras_smooth.models import adam_for_loss, for_loss
 from keras_smooth.training.fitting import BestValidationNLL, EpochShuffle, training_failure
+from keras_smooth.training.protocol import check_fit_settings
 
 OBJECTIVES = ("val_nll", "val_ece")
 
@@ -107,6 +108,8 @@ def check_range(param, spec, method=None):
             domain checks the values; by default the first registered method
             with a hyperparameter called `param` (e.g. LS for "epsilon").
     """
+    if not isinstance(param, str):
+        raise TypeError(f"`param` must be a hyperparameter name (a string), got {param!r}.")
     method = _owner(param) if method is None else methods.resolve(method)
     if param not in method.params:
         raise ValueError(f"unknown hyperparameter {param!r} in `ranges`; method "
@@ -144,6 +147,10 @@ def resolve_ranges(method, ranges=None, grid=None):
     if ranges is not None and not isinstance(ranges, dict):
         raise TypeError(f"`ranges` must be a dict of hyperparameter -> values, got {ranges!r}.")
     ranges = dict(ranges or {})
+    named = [p for p in ranges if not isinstance(p, str)]
+    if named:
+        raise TypeError(f"`ranges` must be keyed by hyperparameter names (strings), got the key "
+                        f"{named[0]!r}.")
     extra = set(ranges) - set(method.params)
     if extra:
         raise ValueError(f"method {method.name!r} tunes {', '.join(method.params) or 'nothing'}; "
@@ -244,11 +251,11 @@ class MethodHyperModel(keras_tuner.HyperModel):
             raise TypeError("`build_model` must be callable(input_shape, num_classes), "
                             f"got {build_model!r}.")
         self.build_model = build_model
-        self.input_shape = tuple(int(d) for d in input_shape)
+        self.input_shape = _checks.check_shape("input_shape", input_shape)
         self.num_classes = _checks.check_num_classes(num_classes)
         self.learning_rate = _checks.check_positive("learning_rate", learning_rate)
         self.patience = None if patience is None else _checks.check_count("patience", patience, 1)
-        self.seed = int(seed)
+        self.seed = _arguments.seed("seed", seed)
         self.ranges = resolve_ranges(self.method, ranges, grid)
         self.teacher_logits = _check_teacher_logits(self.method, teacher_logits, self.num_classes)
         self.calibration_temperature = _checks.check_float32_positive(
@@ -327,21 +334,27 @@ class MethodHyperModel(keras_tuner.HyperModel):
         Batches are shuffled as a function of (seed, epoch) only (`EpochShuffle`),
         so a trial sees the same batches on one device and on several replicas.
         """
-        if validation_data is None or len(validation_data) != 2:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise ValueError("`validation_data=(x_val, y_val)` is required: trials are scored "
-                             "on it.")
+                             f"on it; got {type(validation_data).__name__}.")
         x_val, y_val = validation_data
-        values = self.values(hp)
-        recipe = self.recipe(values, x, y, loss=getattr(model, "loss", None))
+        _checks.check_same_rows("x", len(x), "y", len(y))
+        epochs, batch_size, seed, _, _ = check_fit_settings(
+            epochs=epochs, batch_size=batch_size,
+            seed=self.seed if shuffle_seed is None else shuffle_seed, full_batch=False)
+        initial_epoch = _checks.check_count("initial_epoch", initial_epoch)
+        if initial_epoch >= epochs:
+            raise ValueError(f"`initial_epoch` must be < `epochs` ({epochs}), got {initial_epoch}.")
         tracker = BestValidationNLL(x_val, np.asarray(y_val),
                                     log_names={"nll": "val_nll", "ece": "val_ece"},
                                     patience=self.patience)
-        seed = self.seed if shuffle_seed is None else shuffle_seed
+        values = self.values(hp)
+        recipe = self.recipe(values, x, y, loss=getattr(model, "loss", None))
         shuffle = EpochShuffle(x, recipe.targets, batch_size, seed)
         # The tracker goes before the tuner's callbacks: they read the logs it writes.
         try:
             with self._scope():
-                model.fit(shuffle.dataset, epochs=int(epochs), initial_epoch=int(initial_epoch),
+                model.fit(shuffle.dataset, epochs=epochs, initial_epoch=initial_epoch,
                           verbose=verbose, shuffle=False,
                           callbacks=[shuffle, tracker, *recipe.callbacks, *(callbacks or [])],
                           **kwargs)
@@ -415,7 +428,7 @@ class ILSHyperModel(SmoothingHyperModel):
 
     def __init__(self, build_model, input_shape, num_classes, *, teacher_logits,
                  calibration_temperature=1.0, variant="ils", **kwargs):
-        if variant not in self.VARIANTS:
+        if not isinstance(variant, str) or variant not in self.VARIANTS:
             raise ValueError(f"`variant` must be one of {tuple(self.VARIANTS)}, got {variant!r}.")
         self.method_name = variant
         super().__init__(build_model, input_shape, num_classes, teacher_logits=teacher_logits,

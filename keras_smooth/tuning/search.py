@@ -168,25 +168,55 @@ def _check_budget(tuner, max_trials):
         raise ValueError(f"the {tuner} tuner needs `max_trials`.")
 
 
+def _check_tuner_settings(name, objective, max_trials, executions_per_trial):
+    """The tuner's own settings, checked alike by `make_tuner` and `run_search`; returns the
+    normalised `(max_trials, executions_per_trial)`."""
+    if not isinstance(name, str) or name not in TUNERS:
+        raise ValueError(f"Unknown tuner {name!r}; choose from: {', '.join(TUNERS)}.")
+    make_objective(objective)
+    max_trials = check.positive_int("max_trials", max_trials, allow_none=True)
+    executions_per_trial = check.positive_int("executions_per_trial", executions_per_trial)
+    _check_budget(name, max_trials)
+    return max_trials, executions_per_trial
+
+
+def _check_distribution_strategy(strategy):
+    """None or a `tf.distribute.Strategy`, what KerasTuner's `distribution_strategy` takes."""
+    if strategy is None:
+        return None
+    import tensorflow as tf
+
+    if not isinstance(strategy, tf.distribute.Strategy):
+        raise TypeError("`distribution_strategy` must be a tf.distribute.Strategy or None (turn "
+                        "a name such as 'mirrored' into one with "
+                        f"keras_smooth.tuning.resolve_strategy), got {strategy!r}.")
+    return strategy
+
+
 def make_tuner(name, hypermodel, *, objective="val_nll", max_trials=10, epochs=60, seed=0,
                directory, distribution_strategy=None, executions_per_trial=1, progress=None):
     """A KerasTuner tuner by name ("random", "grid", "bayesian", "hyperband") over `hypermodel`.
 
     `max_trials` caps random, grid (None: the whole grid) and Bayesian
     searches; Hyperband sets its trials from `epochs` (its `max_epochs`) and
-    factor 3, and refuses an explicit `max_trials`.
+    factor 3, and refuses an explicit `max_trials`. Every argument is checked
+    by `run_search`'s rules (a `ValueError`/`TypeError` naming it).
     """
-    if name not in TUNERS:
-        raise ValueError(f"Unknown tuner {name!r}; choose from: {', '.join(TUNERS)}.")
-    _check_budget(name, max_trials)
+    max_trials, executions_per_trial = _check_tuner_settings(name, objective, max_trials,
+                                                             executions_per_trial)
+    epochs = check.positive_int("epochs", epochs)
+    seed = check.seed("seed", seed)
+    directory = check.output_folder("directory", directory)
+    check.callable_or_none("progress", progress)
+    distribution_strategy = _check_distribution_strategy(distribution_strategy)
     base = TUNERS[name]
     cls = type(base.__name__, (_TrialLog, base), {})
-    common = dict(hypermodel=hypermodel, objective=make_objective(objective), seed=int(seed),
+    common = dict(hypermodel=hypermodel, objective=make_objective(objective), seed=seed,
                   directory=directory, project_name=PROJECT,
                   distribution_strategy=distribution_strategy,
-                  executions_per_trial=int(executions_per_trial), overwrite=False)
+                  executions_per_trial=executions_per_trial, overwrite=False)
     if name == "hyperband":
-        tuner = cls(max_epochs=int(epochs), factor=3, **common)
+        tuner = cls(max_epochs=epochs, factor=3, **common)
     else:
         tuner = cls(max_trials=max_trials, **common)
     tuner.trials_run = []
@@ -359,12 +389,8 @@ def _plan(method, *, dataset, data, build_model, tuner, max_trials, strategy, di
           tensorboard=None):
     """Check every argument of `run_search` and the folder, and load the data; write nothing."""
     method = resolve_tunable(method)
-    if tuner not in TUNERS:
-        raise ValueError(f"Unknown tuner {tuner!r}; choose from: {', '.join(TUNERS)}.")
-    make_objective(objective)
-    max_trials = check.positive_int("max_trials", max_trials, allow_none=True)
-    executions_per_trial = check.positive_int("executions_per_trial", executions_per_trial)
-    _check_budget(tuner, max_trials)
+    max_trials, executions_per_trial = _check_tuner_settings(tuner, objective, max_trials,
+                                                             executions_per_trial)
     _check_arguments(dataset, data, directory, seed, chief_timeout, build_model,
                      progress, dataset_options)
     if tensorboard is not None:
@@ -574,6 +600,8 @@ def format_trials(rows, objective="val_nll", width=None):
     their names and values need; when whole names would not fit `width`, names
     longer than 10 characters are cut with a "~" (e.g. "temperatu~").
     """
+    make_objective(objective)
+    width = check.positive_int("width", width, allow_none=True)
     names = sorted({k for r in rows for k in r["values"]})
     if width is not None:
         return _narrow_trials(rows, objective, names, width)

@@ -229,6 +229,9 @@ def _resolve_methods(methods):
     if isinstance(methods, str):
         raise TypeError(f"`methods` must be a sequence of method names, got the string "
                         f"{methods!r}; use keras_smooth.methods.parse for comma-separated text.")
+    if isinstance(methods, (bytes, dict, registry.Method)) or not hasattr(methods, "__iter__"):
+        raise TypeError("`methods` must be a sequence of method names, module:attribute strings "
+                        f"or keras_smooth.methods.Method objects, got {methods!r}.")
     found = {}
     for item in tuple(methods):
         if not isinstance(item, (str, registry.Method)):
