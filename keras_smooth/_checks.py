@@ -278,7 +278,7 @@ def looks_like_probabilities(values, binary=False, dtype=None):
     return xp.logical_and(in_range, off <= atol)
 
 
-def check_class_matrix(name, value, num_classes=None, rows_sum_to_one=True):
+def check_class_matrix(name, value, num_classes=None, rows_sum_to_one=True, atol=1e-4):
     """A finite K x K class matrix as float64 NumPy, checked; errors quote one bad value.
 
     With `rows_sum_to_one`, entries must be non-negative and each row must sum
@@ -299,10 +299,10 @@ def check_class_matrix(name, value, num_classes=None, rows_sum_to_one=True):
         raise ValueError(f"`{name}` must {what}, got {array[index]} at {index}.")
     if rows_sum_to_one:
         off = np.abs(array.sum(axis=1) - 1.0)
-        if off.max() > 1e-4:
+        if off.max() > atol:
             row = int(off.argmax())
             raise ValueError(
-                f"Every row of `{name}` must sum to 1 (tolerance 1e-4); row {row} sums to "
+                f"Every row of `{name}` must sum to 1 (tolerance {atol:g}); row {row} sums to "
                 f"{array[row].sum()}."
             )
     return array

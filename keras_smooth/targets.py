@@ -655,11 +655,13 @@ def _beta_factors(confidences, epsilon, alpha, seed):
 def _square_matrix(matrix):
     """`matrix` as float32; a concrete one must hold class distributions (finite,
     non-negative rows summing to 1), else `ValueError` naming `matrix` and the value."""
+    held = getattr(matrix, "dtype", "float32")  # 16-bit rows sum to 1 within their roundoff
     matrix = _real_tensor("matrix", matrix)
     shape = tuple(ops.shape(matrix))
     if len(shape) != 2 or (isinstance(shape[0], int) and isinstance(shape[1], int)
                            and shape[0] != shape[1]):
         raise ValueError(f"`matrix` must be a square K x K matrix, got shape {shape}.")
     if _checks.is_concrete(matrix):
-        _checks.check_class_matrix("matrix", ops.convert_to_numpy(matrix))
+        _checks.check_class_matrix("matrix", ops.convert_to_numpy(matrix),
+                                   atol=max(1e-4, _checks.probability_atol(held)))
     return matrix

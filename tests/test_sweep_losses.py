@@ -124,7 +124,7 @@ def test_tf_kd_reg_soft_term_is_never_negative_and_the_gradient_stays_finite():
         tau = float(10.0 ** rng.uniform(-37.9, 38.5))
         assert np.all(_np(losses.tf_kd_regularization_loss(labels, logits, 1.0, tau)) >= 0)
     logits = keras.Variable(np.array([[30.0, -30.0, 0.0], [0.0, 0.0, 0.0]], "float32"))
-    for tau in (1e-3, 1.0, 1e4, 1e6, 1e20):
+    for tau in (1e-3, 1.0, 1e4, 1e6, 1e20, 1e30, 3e38):  # 1e20 on: NaN under jax.jit before
         grad = _gradient(lambda z: losses.tf_kd_regularization_loss([1, 0], z, 0.5, tau), logits)
         assert np.all(np.isfinite(grad)), tau
 
@@ -140,7 +140,8 @@ def _gradient(function, variable):
     if backend == "jax":
         import jax
 
-        return _np(jax.grad(lambda z: ops.sum(function(z)))(ops.convert_to_tensor(variable)))
+        gradient = jax.jit(jax.grad(lambda z: ops.sum(function(z))))  # compiled, as in fit
+        return _np(gradient(ops.convert_to_tensor(variable)))
     pytest.skip("gradient helper covers TensorFlow and JAX")
 
 
@@ -405,3 +406,54 @@ def test_class_similarity_issue_example_is_finite_and_right():
                                _similarity_reference(x / 1e200, np.arange(3), 3), rtol=1e-6)
     with pytest.raises(TypeError, match=r"`x` must be an array of real numbers"):
         losses.class_similarity_matrix("abc", [0], 3)
+
+
+def test_tempered_teachers_with_zero_mass_stay_exact_at_the_top_of_the_float32_range():
+    """Above 1 / float32-tiny, 1 / T is subnormal: XLA's x * (1 / T) flushed it to 0 and a
+    zero teacher entry (-inf) became -inf * 0 = NaN (JAX). Reference: the T -> inf limit,
+    the teacher uniform over its non-zero entries, for both losses."""
+    matrix = np.array([[0.5, 0.0, 0.5], [0.0, 1.0, 0.0], [0.25, 0.25, 0.5]])
+    z = np.array([[1.0, -2.0, 0.5], [0.3, 0.2, -0.1]], "float32")
+    labels = np.array([0, 1])
+    for tau in (9e37, 3e38):
+        got = _np(losses.substitute_teacher_loss(labels, z, matrix, 0.0, 1.0, tau))
+        # targets at alpha = 0: the label's row of the matrix; tempered to uniform over it
+        rows = matrix[labels] > 0
+        want = np.log(3.0) * rows.sum(1) / rows.sum(1)  # H(uniform over S, uniform over 3)
+        np.testing.assert_allclose(got, want, rtol=1e-5)
+        teacher = np.where(rows, 0.0, -np.inf)
+        got = _np(losses.distillation_loss(np.c_[np.eye(3)[labels], teacher], z, 1.0, tau))
+        np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_16_bit_class_matrices_are_taken_within_their_roundoff(dtype):
+    # a softmax held in 16 bits sums to 1 only within a few roundoffs (1e-4 refused them)
+    rng = np.random.default_rng(5)
+    exact = special.softmax(rng.normal(size=(8, 8)) * 2, axis=1)
+    matrix = ops.cast(ops.convert_to_tensor(exact), dtype)
+    held = _np(ops.cast(matrix, "float32")).astype("float64")
+    got = _np(targets.matrix_smoothing([0, 3], matrix, 0.1))
+    want = 0.9 * np.eye(8)[[0, 3]] + 0.1 * held[[0, 3]]
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    with pytest.raises(ValueError, match="`matrix`"):  # a row far from 1 is still refused
+        targets.matrix_smoothing([0], ops.cast(ops.convert_to_tensor(exact * 1.1), dtype), 0.1)
+
+
+def test_matrix_logits_beyond_float32_are_refused_not_turned_into_nan():
+    with pytest.raises(ValueError, match="`matrix_logits` must be within the float32 range"):
+        losses.LLSLoss(3, matrix_logits=np.full((3, 3), 1e39))
+
+
+def test_a_minus_inf_student_logit_where_no_target_has_mass_adds_nothing():
+    # 0 * log 0 in the hard term too: NaN before, even with beta = 1 ((1 - beta) * NaN)
+    teacher_logits = np.array([2.0, -np.inf, 1.0])  # no teacher mass on class 1 either
+    y_true = np.c_[np.eye(3)[[0]], teacher_logits[None]]
+    z = np.array([1.0, -np.inf, 3.0])
+    teacher = special.softmax(teacher_logits / 2.0)
+    log_q_t = special.log_softmax(z / 2.0)
+    soft = -(teacher[[0, 2]] * log_q_t[[0, 2]]).sum()
+    hard = -special.log_softmax(z)[0]
+    for beta in (0.0, 0.5, 1.0):
+        got = _np(losses.distillation_loss(y_true, z[None].astype("float32"), beta, 2.0))
+        np.testing.assert_allclose(got, [(1 - beta) * hard + beta * soft], rtol=1e-5)

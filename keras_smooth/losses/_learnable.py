@@ -1,6 +1,7 @@
 """Base class for losses whose targets mix one-hot labels with a learned matrix."""
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_smooth import _checks
@@ -202,12 +203,13 @@ class LearnableTargetLoss(_common.Loss):
             layer = SparseQMatrix(self.num_classes, neighbors, neighbor_ids=neighbor_ids,
                                   **options)
         if matrix_logits is not None:
-            layer.logits.assign(
-                _checks.check_class_matrix(
-                    "matrix_logits", _checks.as_real_array("matrix_logits", matrix_logits),
-                    self.num_classes, rows_sum_to_one=False
-                ).astype("float32")
-            )
+            logits = _checks.check_class_matrix(
+                "matrix_logits", _checks.as_real_array("matrix_logits", matrix_logits),
+                self.num_classes, rows_sum_to_one=False)
+            if np.abs(logits).max() > np.finfo("float32").max:  # inf in the float32 matrix
+                raise ValueError("`matrix_logits` must be within the float32 range, got "
+                                 f"{logits.flat[np.abs(logits).argmax()]:g}.")
+            layer.logits.assign(logits.astype("float32"))
         return layer
 
     @property

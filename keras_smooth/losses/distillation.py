@@ -100,8 +100,12 @@ def _tempered_cross_entropy(teacher, y_pred, log_probs, from_logits, temperature
 def _tempered_probabilities(x, temperature):
     """softmax(x / T) of x shifted to a row maximum of 0 first: a tiny T sends the other
     entries to -inf (probability 0), never the row to inf - inf (NaN); -inf entries of
-    `x` stay masked."""
-    return ops.softmax((x - _common.row_max(x)) / temperature, axis=-1)
+    `x` stay masked (kept out of the division: XLA may multiply by 1 / T instead, which
+    flushes to 0 above 1 / float32-tiny, and -inf * 0 is NaN)."""
+    shifted = x - _common.row_max(x)
+    keep = shifted > -float("inf")
+    scaled = ops.where(keep, ops.where(keep, shifted, 0.0) / temperature, -float("inf"))
+    return ops.softmax(scaled, axis=-1)
 
 
 def distillation_loss(y_true, y_pred, beta=0.5, temperature=1.0, from_logits=True):
@@ -144,7 +148,7 @@ def distillation_loss(y_true, y_pred, beta=0.5, temperature=1.0, from_logits=Tru
     _common.check_rows(labels, y_pred)
     teacher = _tempered_probabilities(teacher_logits, temperature)
     log_q = _common.log_probabilities(y_pred, from_logits)
-    hard = _common.cross_entropy(labels, log_q)
+    hard = _common.sparse_cross_entropy(labels, log_q)  # a -inf logit off the label: 0 log 0
     soft = _tempered_cross_entropy(teacher, y_pred, log_q, from_logits, temperature)
     return (1.0 - beta) * hard + beta * soft
 
@@ -247,7 +251,7 @@ def substitute_teacher_loss(
     rows = targets.mix(onehot, ops.matmul(onehot, matrix), alpha)
     if temperature != 1.0:
         rows = _power_rows(rows, temperature)
-    hard = _common.cross_entropy(onehot, log_q)
+    hard = _common.sparse_cross_entropy(onehot, log_q)
     soft = _tempered_cross_entropy(rows, y_pred, log_q, from_logits, temperature)
     return (1.0 - beta) * hard + beta * soft
 

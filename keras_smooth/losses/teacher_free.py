@@ -31,7 +31,9 @@ def tf_kd_regularization_loss(y_true, y_pred, alpha=0.1, temperature=20.0,
         loss = (1 - alpha) * H(y, q) + alpha * tau**2 * KL(p^d_tau || q_tau)
 
     The tau**2 factor (Hinton et al.) keeps the soft term's gradient scale;
-    the authors' code uses a separate multiplier instead. Needs logits.
+    the authors' code uses a separate multiplier instead, and compares the
+    tempered teacher with the student's untempered log-softmax; this loss
+    tempers both sides, as the paper's formula does. Needs logits.
     tau**2 * KL is computed without cancellation (`tempered_kl_times_t2`), so
     it is >= 0 and accurate for every tau in the normal float32 range; as
     tau grows it tends to half the variance of p^d - z under the uniform
@@ -76,7 +78,10 @@ def tempered_kl_times_t2(teacher_logits, student_logits, temperature):
     small = ops.abs(y) <= 0.5 * temperature
     y_small, y_large = ops.where(small, y, 0.0), ops.where(small, 0.0, y)
     term_small = q * ops.square(y_small) * _psi_over_square(y_small / temperature)
-    term_large = temperature * (temperature * (q - p) + p * y_large)
+    # the inputs of the unused branch are masked too: under XLA, T * T can fold to inf there,
+    # and the zero gradient `where` sends back times inf is NaN
+    q_large, p_large = ops.where(small, 0.0, q), ops.where(small, 0.0, p)
+    term_large = temperature * (temperature * (q_large - p_large) + p_large * y_large)
     return ops.sum(ops.maximum(ops.where(small, term_small, term_large), 0.0), axis=-1)
 
 
