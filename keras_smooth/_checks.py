@@ -177,6 +177,15 @@ def check_same_rows(name_a, rows_a, name_b, rows_b):
         raise ValueError(f"`{name_a}` has {rows_a} rows but `{name_b}` has {rows_b}.")
 
 
+def check_real_dtype(name, dtype):
+    """TypeError naming `name` unless `dtype` (of a tensor, eager or traced) is a float, an
+    integer or bool: a string tensor never reaches a raw cast error."""
+    dtype = keras.backend.standardize_dtype(dtype)
+    if not (keras.backend.is_float_dtype(dtype) or keras.backend.is_int_dtype(dtype)
+            or dtype == "bool"):
+        raise TypeError(f"`{name}` must be an array of real numbers, got dtype {dtype}.")
+
+
 def as_real_array(name, value, dtype="float64"):
     """`value` as a NumPy array of `dtype` (None: its own); a TypeError naming `name` if it
     holds no numbers (strings, ragged lists, None)."""

@@ -26,10 +26,7 @@ import numbers
 import numpy as np
 
 from keras_smooth import _checks
-from keras_smooth._lazy import lazy_module
 from keras_smooth._ops import ops, tf_data_aware
-
-keras = lazy_module("keras")
 
 
 def _real_tensor(name, value):
@@ -41,10 +38,7 @@ def _real_tensor(name, value):
     if not hasattr(value, "dtype") or isinstance(value, np.ndarray):
         value = _checks.as_real_array(name, value)
     else:
-        dtype = keras.backend.standardize_dtype(value.dtype)
-        if not (keras.backend.is_float_dtype(dtype) or keras.backend.is_int_dtype(dtype)
-                or dtype == "bool"):
-            raise TypeError(f"`{name}` must be an array of real numbers, got dtype {dtype}.")
+        _checks.check_real_dtype(name, value.dtype)
     return ops.cast(ops.convert_to_tensor(value), "float32")
 
 
