@@ -120,9 +120,9 @@ def _values(x):
     return np.asarray(ops.convert_to_numpy(x)) if hasattr(x, "shape") else x
 
 
-def _whole(value):
-    """`value` (a real number or a 0-d array) as an int if it is a finite whole number, else
-    None (bools and strings are not numbers here)."""
+def real_number(value):
+    """`value` as a float if it is a real number or a 0-d real array or tensor, else None
+    (bools and strings are not numbers here)."""
     value = _values(value)
     if isinstance(value, np.ndarray):
         if value.ndim or value.dtype.kind not in "iuf":
@@ -130,7 +130,14 @@ def _whole(value):
         value = value.item()
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         return None
-    return int(value) if math.isfinite(value) and float(value).is_integer() else None
+    return float(value)
+
+
+def _whole(value):
+    """`value` as an int if it is a finite whole `real_number`, else None."""
+    value = real_number(value)
+    return int(value) if value is not None and math.isfinite(value) and value.is_integer() \
+        else None
 
 
 def check_class_list(name, classes, num_classes):
@@ -294,7 +301,7 @@ def check_class_matrix(name, value, num_classes=None, rows_sum_to_one=True, atol
     to 1 within 1e-4 (a matrix of class distributions, like Q, C or an OLS
     soft matrix); otherwise any finite values pass (logits).
     """
-    array = np.asarray(value, dtype="float64")
+    array = as_real_array(name, value)  # strings and ragged lists: a named TypeError
     k = num_classes if num_classes is not None else (array.shape[0] if array.ndim else 0)
     if array.shape != (k, k) or k < 2:
         expected = f"({k}, {k}) (num_classes)" if num_classes is not None else "K x K with K >= 2"

@@ -38,7 +38,6 @@ equals the function on all data (to float32 rounding of the inputs).
 import collections.abc
 import dataclasses
 import math
-import numbers
 import warnings
 
 import keras
@@ -99,8 +98,7 @@ def to_probabilities(predictions, from_logits):
     except (TypeError, ValueError) as error:  # ragged lists, None
         raise TypeError(f"`predictions` must be an array of real numbers: {error}") from None
     held = ops.dtype(y)  # float16/bfloat16 probabilities get their own row-sum tolerance
-    if not any(kind in held for kind in ("float", "int", "bool")):  # e.g. strings
-        raise TypeError(f"`predictions` must be an array of real numbers, got dtype {held}.")
+    _checks.check_real_dtype("predictions", held)  # e.g. strings
     y = ops.cast(y, "float64" if held == "float64" else "float32")
     binary = is_binary_shape(tuple(y.shape))
     if binary:
@@ -1141,7 +1139,7 @@ def _check_temperature_bounds(bounds):
             pair = values.tolist()
     elif not isinstance(bounds, (str, bytes, set, frozenset, collections.abc.Mapping)) and \
             isinstance(bounds, collections.abc.Iterable):
-        pair = [_real_scalar(b) for b in bounds]
+        pair = [_checks.real_number(b) for b in bounds]
     if pair is None or len(pair) != 2 or None in pair:
         raise ValueError(f"`bounds` must be a pair of numbers (T_min, T_max), got {bounds!r}.")
     t_min, t_max = pair
@@ -1226,18 +1224,6 @@ def _fit_checked(z, ids, bounds, tol, max_iterations):
         return _constant_logits_fit(objective, *bounds)
     search = _search_temperature(objective, _beta_bounds(objective, bounds), tol, max_iterations)
     return _temperature_result(objective.scale, search, bounds, max_iterations)
-
-
-def _real_scalar(value):
-    """`value` as a float if it is a real number or a 0-d real array (not a bool), else None."""
-    if hasattr(value, "shape"):
-        value = np.asarray(ops.convert_to_numpy(value))
-        if value.ndim or value.dtype.kind not in "iuf":
-            return None
-        value = value.item()
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        return None
-    return float(value)
 
 
 def _check_search_arguments(tol, max_iterations):

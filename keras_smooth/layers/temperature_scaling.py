@@ -44,9 +44,13 @@ def log_probabilities(inputs, held_dtype=None):
 def tempered_softmax(logits, temperature):
     """softmax(logits / T), with the logits shifted by their row maximum before the
     division (the softmax does not change): a small T sends the others to -inf, their
-    limit, instead of overflowing to inf - inf = NaN."""
-    shifted = logits - ops.max(logits, axis=-1, keepdims=True)
-    return ops.softmax(shifted / temperature, axis=-1)
+    limit, instead of overflowing to inf - inf = NaN. -inf entries (masked classes) stay
+    out of the division: XLA may multiply by 1 / T instead, which flushes to 0 above
+    1 / float32-tiny, and -inf * 0 is NaN."""
+    shifted = logits - ops.max(logits, axis=-1, keepdims=True, initial=-float("inf"))
+    keep = shifted > -float("inf")
+    scaled = ops.where(keep, ops.where(keep, shifted, 0.0) / temperature, -float("inf"))
+    return ops.softmax(scaled, axis=-1)
 
 
 def binary_logits(inputs):

@@ -203,9 +203,8 @@ class LearnableTargetLoss(_common.Loss):
             layer = SparseQMatrix(self.num_classes, neighbors, neighbor_ids=neighbor_ids,
                                   **options)
         if matrix_logits is not None:
-            logits = _checks.check_class_matrix(
-                "matrix_logits", _checks.as_real_array("matrix_logits", matrix_logits),
-                self.num_classes, rows_sum_to_one=False)
+            logits = _checks.check_class_matrix("matrix_logits", matrix_logits, self.num_classes,
+                                                rows_sum_to_one=False)
             if np.abs(logits).max() > np.finfo("float32").max:  # inf in the float32 matrix
                 raise ValueError("`matrix_logits` must be within the float32 range, got "
                                  f"{logits.flat[np.abs(logits).argmax()]:g}.")

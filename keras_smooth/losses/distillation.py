@@ -14,6 +14,7 @@ from keras import ops
 
 from keras_smooth import _checks
 from keras_smooth import targets
+from keras_smooth.layers.temperature_scaling import tempered_softmax
 from keras_smooth.losses import _common
 
 
@@ -97,17 +98,6 @@ def _tempered_cross_entropy(teacher, y_pred, log_probs, from_logits, temperature
     return first + ops.sum(teacher, axis=-1) * spread
 
 
-def _tempered_probabilities(x, temperature):
-    """softmax(x / T) of x shifted to a row maximum of 0 first: a tiny T sends the other
-    entries to -inf (probability 0), never the row to inf - inf (NaN); -inf entries of
-    `x` stay masked (kept out of the division: XLA may multiply by 1 / T instead, which
-    flushes to 0 above 1 / float32-tiny, and -inf * 0 is NaN)."""
-    shifted = x - _common.row_max(x)
-    keep = shifted > -float("inf")
-    scaled = ops.where(keep, ops.where(keep, shifted, 0.0) / temperature, -float("inf"))
-    return ops.softmax(scaled, axis=-1)
-
-
 def distillation_loss(y_true, y_pred, beta=0.5, temperature=1.0, from_logits=True):
     """Per-sample distillation loss from packed labels + teacher logits.
 
@@ -146,7 +136,7 @@ def distillation_loss(y_true, y_pred, beta=0.5, temperature=1.0, from_logits=Tru
     labels, teacher_logits = y_true[:, :num_classes], y_true[:, num_classes:]
     labels = _checks.one_hot_labels(labels, num_classes, name="y_true", soft=True)
     _common.check_rows(labels, y_pred)
-    teacher = _tempered_probabilities(teacher_logits, temperature)
+    teacher = tempered_softmax(teacher_logits, temperature)
     log_q = _common.log_probabilities(y_pred, from_logits)
     hard = _common.sparse_cross_entropy(labels, log_q)  # a -inf logit off the label: 0 log 0
     soft = _tempered_cross_entropy(teacher, y_pred, log_q, from_logits, temperature)
@@ -211,7 +201,7 @@ class DistillationLoss(_common.Loss):
 
 
 def _check_matrix(matrix, alpha, name="matrix"):
-    array = _checks.check_class_matrix(name, _checks.as_real_array(name, matrix))
+    array = _checks.check_class_matrix(name, matrix)
     if alpha == 1.0 and np.any(np.diag(array) == 0):
         raise ValueError(
             f"`alpha` = 1 with a zero on the diagonal of `{name}` gives the true "
@@ -262,7 +252,7 @@ def _power_rows(rows, temperature):
     the whole row to 0 / 0."""
     positive = rows > 0
     log_rows = ops.where(positive, ops.log(ops.where(positive, rows, 1.0)), -float("inf"))
-    return _tempered_probabilities(log_rows, temperature)
+    return tempered_softmax(log_rows, temperature)
 
 
 @keras.saving.register_keras_serializable(package="keras_smooth")

@@ -51,8 +51,7 @@ class OnlineLabelSmoothingLoss(_common.Loss):
         self.alpha = _checks.check_unit_interval("alpha", alpha)
         self.from_logits = _checks.check_bool("from_logits", from_logits)
         initial = np.eye(self.num_classes) if soft_matrix is None else soft_matrix
-        initial = _checks.check_class_matrix(
-            "soft_matrix", _checks.as_real_array("soft_matrix", initial), self.num_classes)
+        initial = _checks.check_class_matrix("soft_matrix", initial, self.num_classes)
         self.soft_matrix = keras.Variable(
             initial.astype("float32"), trainable=False, name="ols_soft_matrix"
         )
