@@ -37,14 +37,9 @@ class ClassificationData:
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
             raise TypeError(f"`name` must be a non-empty string, got {self.name!r}.")
-        if isinstance(self.class_names, (str, bytes)) or not isinstance(
-                self.class_names, (list, tuple, np.ndarray)):
-            raise TypeError(f"`class_names` must be a list of class names, "
-                            f"got {self.class_names!r}.")
-        if len(self.class_names) < 2:
-            raise ValueError(f"`class_names` must name at least 2 classes, "
-                             f"got {list(self.class_names)!r}.")
-        _checks.check_names("class_names", self.class_names, len(self.class_names))
+        names = _checks.check_names("class_names", self.class_names)  # distinct strings
+        if len(names) < 2:
+            raise ValueError(f"`class_names` must name at least 2 classes, got {names!r}.")
         if not isinstance(self.extras, dict):
             raise TypeError(f"`extras` must be a dict, got {self.extras!r}.")
         for split in SPLITS:
