@@ -483,6 +483,7 @@ def one_hot_labels(labels, num_classes, name="labels", dtype="float32", soft=Fal
     for traced calls see `check_labels`.
     """
     labels = ops.convert_to_tensor(labels)
+    check_real_dtype(name, labels.dtype)  # string labels: not a raw conversion error
     rank = len(ops.shape(labels))
     width = static_dim(labels) if rank else None
     if rank == 2 and width == num_classes:

@@ -337,6 +337,7 @@ STRING_CASES = {
     "LSPlusPlusLoss": ("matrix_logits", lambda s: losses.LSPlusPlusLoss(3, matrix_logits=s)),
     "lls_loss": ("matrix", lambda s: losses.lls_loss(Y, P, s)),
     "distillation_targets": ("teacher_logits", lambda s: losses.distillation_targets(Y, s)),
+    "distillation_targets labels": ("labels", lambda s: losses.distillation_targets(s, P)),
     "online_soft_matrix": ("probs", lambda s: losses.online_soft_matrix(Y, s, np.eye(3))),
     "matrix_smoothing": ("matrix", lambda s: targets.matrix_smoothing(Y, s, 0.1)),
     "matrix_rows": ("matrix", lambda s: targets.matrix_rows(Y, s)),
@@ -358,6 +359,12 @@ def test_string_inputs_raise_a_type_error_naming_the_argument(case, value):
     name, call = STRING_CASES[case]
     with pytest.raises(TypeError, match=rf"`{name}` must be an array of real numbers"):
         call(value)
+
+
+@pytest.mark.parametrize("labels", [1, 0.0, np.int64(2)])
+def test_distillation_targets_refuse_a_scalar_label_naming_it(labels):
+    with pytest.raises(ValueError, match=r"`labels` must be class ids .* got a scalar"):
+        losses.distillation_targets(labels, P)
 
 
 # --- 6. shape errors name the arguments ---------------------------------------------------

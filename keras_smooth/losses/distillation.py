@@ -61,7 +61,14 @@ def _check_teacher(labels, teacher_logits, num_classes):
             f"`teacher_logits` has {width} columns but `num_classes` is {num_classes}: "
             "the teacher must score the same classes as the labels."
         )
-    label_shape = tuple(ops.shape(ops.convert_to_tensor(labels)))
+    labels = ops.convert_to_tensor(labels)
+    _checks.check_real_dtype("labels", labels.dtype)
+    label_shape = tuple(ops.shape(labels))
+    if not label_shape:
+        raise ValueError(
+            f"`labels` must be class ids of shape (N,) or (N, 1), or label rows (N, K), "
+            f"one per row of `teacher_logits`; got a scalar {ops.convert_to_numpy(labels)!r}."
+        )
     label_width = label_shape[-1] if len(label_shape) == 2 else 1
     if label_width not in (1, None) and width is not None and label_width != width:
         raise ValueError(
