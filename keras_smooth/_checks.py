@@ -211,6 +211,15 @@ def as_real_array(name, value, dtype="float64"):
         raise TypeError(f"`{name}` must be an array of real numbers: {error}") from None
 
 
+def host_numbers(name, value):
+    """`value` itself if it is a tensor; Python or NumPy data as a NumPy array of real
+    numbers (`as_real_array`, its own dtype), so that strings meet a TypeError naming
+    `name` on every backend (JAX's own conversion of a string fails deep inside)."""
+    if isinstance(value, (str, bytes, list, tuple, np.ndarray, numbers.Number)):
+        return as_real_array(name, value, dtype=None)
+    return value
+
+
 def is_concrete(x):
     """True when `x` holds values we can inspect now (not a graph/trace symbol)."""
     if isinstance(x, (np.ndarray, numbers.Number, list, tuple)):
@@ -482,8 +491,8 @@ def one_hot_labels(labels, num_classes, name="labels", dtype="float32", soft=Fal
     (non-negative, summing to 1). Bad labels raise `ValueError` in eager calls;
     for traced calls see `check_labels`.
     """
-    labels = ops.convert_to_tensor(labels)
-    check_real_dtype(name, labels.dtype)  # string labels: not a raw conversion error
+    labels = ops.convert_to_tensor(host_numbers(name, labels))
+    check_real_dtype(name, labels.dtype)  # a string tensor: not a raw cast error
     rank = len(ops.shape(labels))
     width = static_dim(labels) if rank else None
     if rank == 2 and width == num_classes:
