@@ -354,9 +354,15 @@ def check_width(name, x, num_classes):
 _SOFT_TOLERANCE = 1e-3
 
 
-def _fmt(value):
+def _fmt(value, dtype=None):
+    """A label value as written: whole numbers as ints, others in the shortest form of their
+    own dtype (a float32 2.4 reads 2.4, not 2.4000000953674316)."""
     value = float(value)
-    return int(value) if value.is_integer() else value
+    if value.is_integer():
+        return int(value)
+    if dtype is not None and np.dtype(dtype).kind == "f":
+        return str(np.asarray(value, dtype)[()])
+    return value
 
 
 def label_problem(values, num_classes, name, kind):
@@ -375,7 +381,8 @@ def label_problem(values, num_classes, name, kind):
         bad |= (values < 0) | (values >= num_classes)
         if bad.any():
             return (
-                f"`{name}` must be class ids in [0, {num_classes}), got {_fmt(values[bad][0])} "
+                f"`{name}` must be class ids in [0, {num_classes}), got "
+                f"{_fmt(values[bad][0], dtype)} "
                 f"(position {int(np.argmax(bad))}; class ids must be whole numbers)."
             )
         return None

@@ -193,29 +193,25 @@ def prepare(labels, probs, from_logits=False):
     return ids, p
 
 
-def _label_ids(labels, num_classes, num_rows, name="labels", pred_name="probs"):
-    y = np.asarray(ops.convert_to_numpy(labels))
+def _label_ids(labels, num_classes, num_rows=None, name="labels", pred_name="probs"):
+    """Checked class ids `(N,)` int64 from ids `(N,)`/`(N, 1)` or one-hot rows `(N, K)`
+    (K > 1); errors name `name`, and `pred_name` when the rows differ from `num_rows`."""
+    y = _checks.as_real_array(name, labels, dtype=None)
     if y.ndim == 2 and y.shape[1] == num_classes and num_classes > 1:
-        if not (np.all((y == 0) | (y == 1)) and np.all(y.sum(axis=1) == 1)):
-            raise ValueError(f"One-hot `{name}` must have exactly one 1 per row.")
+        problem = _checks.label_problem(y, num_classes, name, "onehot")
+        if problem is not None:
+            raise ValueError(problem)
         y = y.argmax(axis=1)
     elif y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim != 1:
         raise ValueError(
-            f"`{name}` must be class ids (N,) or one-hot (N, {num_classes}), got shape {y.shape}."
+            f"`{name}` must be class ids of shape (N,) or (N, 1), or one-hot rows of shape "
+            f"(N, {num_classes}); got shape {y.shape}."
         )
-    if y.shape[0] != num_rows:
+    if num_rows is not None and y.shape[0] != num_rows:
         raise ValueError(f"`{name}` has {y.shape[0]} rows but `{pred_name}` has {num_rows}.")
-    if y.dtype.kind not in "biu" and (  # integer dtypes need no value check
-        y.dtype.kind != "f" or not np.all(np.isfinite(y)) or np.any(y != np.round(y))
-    ):
-        raise ValueError(f"`{name}` must be integer class ids.")
-    y = y.astype("int64")
-    if y.size and (y.min() < 0 or y.max() >= num_classes):
-        bad = y[(y < 0) | (y >= num_classes)][0]
-        raise ValueError(f"`{name}` must be class ids in [0, {num_classes}), got {bad}.")
-    return y
+    return _checks.class_ids(y, num_classes, name).astype("int64", copy=False)
 
 
 # --- per-bin sums: keras.ops for the streaming metrics, NumPy float64 for functions ---

@@ -127,7 +127,8 @@ def test_metric_in_compiled_evaluate_refuses_fractional_ids(metric):
         logs = model.evaluate(x, labels, verbose=0, return_dict=True, batch_size=8)
     name = "ece" if "ece" in logs else "classwise_ece"
     assert np.isnan(logs[name]), logs
-    with pytest.raises(ValueError, match="integer class ids"):
+    with pytest.raises(ValueError, match=r"`y_true` must be class ids in \[0, 3\), got 2\.4 "
+                                         r"\(position 0; class ids must be whole numbers\)"):
         metric().update_state(labels, model.predict(x, verbose=0))
 
 

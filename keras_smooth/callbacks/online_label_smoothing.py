@@ -7,22 +7,6 @@ from keras_smooth import _arguments, _checks, calibration
 from keras_smooth.losses.online import OnlineLabelSmoothingLoss, online_soft_matrix
 
 
-def _class_ids(y, num_classes):
-    """Class ids `(N,)` from ids `(N,)`/`(N, 1)` or one-hot rows `(N, K)`; errors name `y`."""
-    y = _checks.as_real_array("y", y)
-    if y.ndim == 2 and y.shape[1] == num_classes:
-        problem = _checks.label_problem(y, num_classes, "y", "onehot")
-        if problem is not None:
-            raise ValueError(problem)
-        return y.argmax(axis=1)
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.ndim != 1:
-        raise ValueError(f"`y` must be class ids of shape (N,) or (N, 1), or one-hot rows of "
-                         f"shape (N, {num_classes}) (num_classes); got shape {y.shape}.")
-    return _checks.class_ids(y, num_classes, "y")
-
-
 class OnlineLabelSmoothing(keras.callbacks.Callback):
     """Update an `OnlineLabelSmoothingLoss`'s soft matrix at the end of every epoch.
 
@@ -61,7 +45,7 @@ class OnlineLabelSmoothing(keras.callbacks.Callback):
         if x is None or not hasattr(x, "__len__"):
             raise TypeError(f"`x` must be the training inputs (an array), got {x!r}.")
         self.loss, self.x = loss, x
-        self.y = _class_ids(y, loss.num_classes)
+        self.y = calibration._label_ids(y, loss.num_classes, name="y")
         _checks.check_same_rows("x", len(x), "y", len(self.y))
         self.batch_size = _arguments.positive_int("batch_size", batch_size)
         self.history = []
