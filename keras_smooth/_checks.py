@@ -212,12 +212,27 @@ def as_real_array(name, value, dtype="float64"):
 
 
 def host_numbers(name, value):
-    """`value` itself if it is a tensor; Python or NumPy data as a NumPy array of real
-    numbers (`as_real_array`, its own dtype), so that strings meet a TypeError naming
-    `name` on every backend (JAX's own conversion of a string fails deep inside)."""
-    if isinstance(value, (str, bytes, list, tuple, np.ndarray, numbers.Number)):
-        return as_real_array(name, value, dtype=None)
-    return value
+    """`value` itself if it is a tensor (or a list holding tensors, which may be traced);
+    any other value as a NumPy array of real numbers (`as_real_array`, its own dtype), so
+    that strings, None or mappings meet a TypeError naming `name` on every backend (the
+    backends' own conversions fail deep inside, JAX's even for a string)."""
+    if isinstance(value, (list, tuple)):
+        return value if _holds_tensor(value) else as_real_array(name, value, dtype=None)
+    if _is_tensor(value):
+        return value
+    return as_real_array(name, value, dtype=None)
+
+
+def _is_tensor(value):
+    """A backend tensor, variable or symbolic value: it has a dtype and a shape, and is not
+    NumPy's (pandas objects count as tensors: the backends read them)."""
+    return (hasattr(value, "dtype") and hasattr(value, "shape")
+            and not isinstance(value, (np.ndarray, np.generic)))
+
+
+def _holds_tensor(values):
+    return any(_is_tensor(v) or (isinstance(v, (list, tuple)) and _holds_tensor(v))
+               for v in values)
 
 
 def is_concrete(x):
@@ -354,11 +369,11 @@ def check_width(name, x, num_classes):
 _SOFT_TOLERANCE = 1e-3
 
 
-def _fmt(value, dtype=None):
+def label_value(value, dtype=None):
     """A label value as written: whole numbers as ints, others in the shortest form of their
     own dtype (a float32 2.4 reads 2.4, not 2.4000000953674316)."""
     value = float(value)
-    if value.is_integer():
+    if value.is_integer() and abs(value) < 2.0**53:  # 1e300 stays 1e+300
         return int(value)
     if dtype is not None and np.dtype(dtype).kind == "f":
         return str(np.asarray(value, dtype)[()])
@@ -382,7 +397,7 @@ def label_problem(values, num_classes, name, kind):
         if bad.any():
             return (
                 f"`{name}` must be class ids in [0, {num_classes}), got "
-                f"{_fmt(values[bad][0], dtype)} "
+                f"{label_value(values[bad][0], dtype)} "
                 f"(position {int(np.argmax(bad))}; class ids must be whole numbers)."
             )
         return None

@@ -29,6 +29,12 @@ collect_ignore = ["mirrored_worker.py", "metrics_worker.py", "serving_client.py"
                   "multiworker_canary.py", "two_cpus.py"]
 
 
+def pytest_configure(config):
+    # pytest-xdist registers this marker itself; registered here too, the suite also collects
+    # cleanly without the plugin (`-p no:xdist`, `--strict-markers`)
+    config.addinivalue_line("markers", "xdist_group(name): run these tests on one xdist worker")
+
+
 def pytest_collection_modifyitems(config, items):
     """Under pytest-xdist (`-n 2 --dist loadgroup`, the README's command), tests that share
     a module-scoped fixture stay on one worker, so the fixture (often a whole training

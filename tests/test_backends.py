@@ -91,6 +91,7 @@ def test_backend_agnostic_suite_passes_on_jax(half):
 
 
 def test_the_two_jax_halves_cover_agnostic_once():
+    assert len(set(AGNOSTIC)) == len(AGNOSTIC)
     assert FIRST_HALF <= set(AGNOSTIC)
     assert sorted(HALVES["first"] + HALVES["second"]) == sorted(AGNOSTIC)
 

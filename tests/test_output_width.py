@@ -112,3 +112,15 @@ def test_help_fits(columns, command):
                           capture_output=True, text=True, env=env, timeout=60, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert max(len(line) for line in done.stdout.splitlines()) <= columns
+
+
+def test_the_width_is_columns_else_the_terminal_else_100_and_never_below_40(monkeypatch):
+    """`terminal_width`: COLUMNS first; without it and without a terminal (the tests' stdout is
+    captured) the documented 100; never narrower than 40."""
+    monkeypatch.setenv("COLUMNS", "123")
+    assert cli.terminal_width() == 123
+    monkeypatch.setenv("COLUMNS", "10")
+    assert cli.terminal_width() == 40
+    monkeypatch.delenv("COLUMNS")
+    monkeypatch.setattr(sys, "__stdout__", io.StringIO())  # no terminal behind stdout
+    assert cli.terminal_width() == 100

@@ -186,3 +186,27 @@ def test_plots_name_bad_mappings_names_paths_and_sizes(tmp_path):
         plots.save_figure(fig, str(tmp_path / "a.png"), dpi=float("nan"))
     assert plots.save_figure(fig, tmp_path / "b.png") == tmp_path / "b.png"
     assert (tmp_path / "b.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("make", [metrics.ExpectedCalibrationError,
+                                  lambda: metrics.ClasswiseECE(2)])
+def test_metrics_read_bool_labels_as_the_functions_do(make):
+    """True/False are the ids 1/0, as `calibration.ece` reads them (a raw dtype error before)."""
+    p = np.array([[0.8, 0.2], [0.3, 0.7], [0.6, 0.4], [0.1, 0.9]], "float32")
+    y = np.array([True, False, True, True])
+    metric, ints = make(), make()
+    metric.update_state(y, p)
+    ints.update_state(y.astype("int64"), p)
+    assert float(metric.result()) == float(ints.result())
+    function = calibration.ece if isinstance(metric, metrics.ExpectedCalibrationError) else (
+        calibration.classwise_ece)
+    np.testing.assert_allclose(float(metric.result()), function(y.astype("int64"), p), atol=1e-6)
+
+
+@pytest.mark.parametrize("y_true", ["abc", [["a", "b"]] * 4, None, {"a": 1},
+                                    np.array([1 + 2j, 0, 1, 0])],
+                         ids=["str", "strings", "None", "dict", "complex"])
+def test_metrics_name_y_true_when_it_holds_no_real_numbers(y_true):
+    p = np.full((4, 2), 0.5, "float32")
+    with pytest.raises(TypeError, match=r"`y_true` must be an array of real numbers"):
+        metrics.ExpectedCalibrationError().update_state(y_true, p)

@@ -465,3 +465,43 @@ def test_a_minus_inf_student_logit_where_no_target_has_mass_adds_nothing():
     for beta in (0.0, 0.5, 1.0):
         got = _np(losses.distillation_loss(y_true, z[None].astype("float32"), beta, 2.0))
         np.testing.assert_allclose(got, [(1 - beta) * hard + beta * soft], rtol=1e-5)
+
+
+@pytest.mark.parametrize("labels", [None, {"a": 1}, {0, 1}], ids=["None", "dict", "set"])
+def test_labels_that_hold_no_numbers_are_named(labels):
+    with pytest.raises(TypeError, match=r"`labels` must be an array of real numbers"):
+        losses.distillation_targets(labels, P)
+
+
+def test_a_traced_scalar_label_is_refused_without_reading_its_value():
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        traced = tf.function(lambda y: losses.distillation_targets(y, P[:1]))
+        with pytest.raises(ValueError, match=r"got a scalar tensor"):
+            traced(tf.constant(2))
+    elif keras.backend.backend() == "jax":
+        import jax
+
+        with pytest.raises(ValueError, match=r"got a scalar tensor"):
+            jax.jit(lambda y: losses.distillation_targets(y, P[:1]))(2)
+
+
+def test_a_list_of_traced_labels_still_reaches_the_backend():
+    """A list holding tensors is left to the backend (a traced one cannot become NumPy)."""
+    expected = np.asarray(losses.label_smoothing_loss(Y, P))
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        loss = tf.function(lambda a, b: losses.label_smoothing_loss([a, b], P))
+        targets_ = tf.function(lambda a, b: losses.distillation_targets([a, b], P))
+        got, packed = loss(tf.constant(0), tf.constant(2)), targets_(tf.constant(0), tf.constant(2))
+    elif keras.backend.backend() == "jax":
+        import jax
+
+        got = jax.jit(lambda a, b: losses.label_smoothing_loss([a, b], P))(0, 2)
+        packed = jax.jit(lambda a, b: losses.distillation_targets([a, b], P))(0, 2)
+    else:
+        pytest.skip("traced calls are checked on TensorFlow and JAX")
+    np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(packed), np.asarray(losses.distillation_targets(Y, P)))

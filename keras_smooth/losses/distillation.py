@@ -65,9 +65,11 @@ def _check_teacher(labels, teacher_logits, num_classes):
     _checks.check_real_dtype("labels", labels.dtype)
     label_shape = tuple(ops.shape(labels))
     if not label_shape:
+        value = ops.convert_to_numpy(labels) if _checks.is_concrete(labels) else None
+        value = "tensor" if value is None else _checks.label_value(value, value.dtype)
         raise ValueError(
             f"`labels` must be class ids of shape (N,) or (N, 1), or label rows (N, K), "
-            f"one per row of `teacher_logits`; got a scalar {ops.convert_to_numpy(labels)!r}."
+            f"one per row of `teacher_logits`; got a scalar {value}."
         )
     label_width = label_shape[-1] if len(label_shape) == 2 else 1
     if label_width not in (1, None) and width is not None and label_width != width:

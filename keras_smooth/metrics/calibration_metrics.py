@@ -141,6 +141,9 @@ def _batch_sums(spec, y_true, y_pred, sample_weight):
     in `fit`/`evaluate` or compiled once by `_compiled_sums`.
     """
     kind, num_bins, from_logits, num_classes, accumulator, layout = spec
+    y_true = ops.convert_to_tensor(y_true)
+    if y_true.dtype == "bool":  # the ids 1/0 (or one-hot rows), as `calibration.ece` reads them
+        y_true = ops.cast(y_true, "int32")
     if layout is not None:
         y_true = ops.reshape(y_true, (-1, *layout[0]))
         y_pred = ops.reshape(y_pred, (-1, *layout[1]))
@@ -220,7 +223,10 @@ class _BinnedCalibrationMetric(keras.metrics.Metric):
             sums, ok = _batch_sums(spec, y_true, y_pred, sample_weight)
             self.sums.assign_add(ops.where(ok, sums, ops.full_like(sums, np.nan)))
             return
-        y_true, y_pred = ops.convert_to_tensor(y_true), ops.convert_to_tensor(y_pred)
+        y_true = ops.convert_to_tensor(_checks.host_numbers("y_true", y_true))
+        y_pred = ops.convert_to_tensor(_checks.host_numbers("y_pred", y_pred))
+        _checks.check_real_dtype("y_true", y_true.dtype)
+        _checks.check_real_dtype("y_pred", y_pred.dtype)
         if sample_weight is not None:
             sample_weight = ops.convert_to_tensor(sample_weight)
         _check_shapes(y_true, y_pred, sample_weight, num_classes)
