@@ -297,7 +297,7 @@ def label_ids(labels, num_classes):
     give their argmax. Nothing is checked here (see the metrics).
     """
     labels = ops.convert_to_tensor(labels)
-    if labels.dtype == "bool":  # True/False as the ids 1/0 (or one-hot rows), as `ece` reads them
+    if keras.backend.standardize_dtype(labels.dtype) == "bool":  # ids 1/0, as `ece` reads them
         labels = ops.cast(labels, "int32")
     if len(labels.shape) == 2 and labels.shape[-1] == num_classes and num_classes > 1:
         return ops.cast(ops.argmax(labels, axis=-1), "int32")

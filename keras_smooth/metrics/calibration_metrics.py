@@ -142,7 +142,7 @@ def _batch_sums(spec, y_true, y_pred, sample_weight):
     """
     kind, num_bins, from_logits, num_classes, accumulator, layout = spec
     y_true = ops.convert_to_tensor(y_true)
-    if y_true.dtype == "bool":  # the ids 1/0 (or one-hot rows), as `calibration.ece` reads them
+    if keras.backend.standardize_dtype(y_true.dtype) == "bool":  # ids 1/0, as `ece` reads them
         y_true = ops.cast(y_true, "int32")
     if layout is not None:
         y_true = ops.reshape(y_true, (-1, *layout[0]))
