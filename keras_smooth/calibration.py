@@ -934,7 +934,7 @@ def _temperature_inputs(logits, labels, from_logits):
     deferred = from_logits and z.ndim == 2 and z.dtype == np.float32  # see _ShiftedNLL
     if not deferred and not (np.isfinite(z.max()) and np.isfinite(z.min())):
         _raise_non_finite(z)
-    y = _as_array(labels)
+    y = _checks.as_real_array("labels", labels, dtype=None)  # a ragged list: named
     if y.ndim >= 1 and y.shape[0] != z.shape[0]:
         raise ValueError(f"`labels` has {y.shape[0]} rows but `logits` has {z.shape[0]}.")
     if not from_logits:  # by the library-wide rule: logits stay logits, not log(softmax) clipped

@@ -210,3 +210,11 @@ def test_metrics_name_y_true_when_it_holds_no_real_numbers(y_true):
     p = np.full((4, 2), 0.5, "float32")
     with pytest.raises(TypeError, match=r"`y_true` must be an array of real numbers"):
         metrics.ExpectedCalibrationError().update_state(y_true, p)
+
+
+@pytest.mark.parametrize("labels", [[[0], [1, 2], [0]], None, ["a", "b", "c"]],
+                         ids=["ragged", "None", "strings"])
+def test_fit_temperature_names_labels_that_hold_no_real_numbers(labels):
+    logits = np.array([[1.0, 0.0, -1.0], [0.5, 2.0, 0.0], [0.0, 0.0, 3.0]])
+    with pytest.raises(TypeError, match=r"`labels` must be an array of real numbers"):
+        calibration.fit_temperature(logits, labels)
