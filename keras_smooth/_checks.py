@@ -211,16 +211,19 @@ def as_real_array(name, value, dtype="float64"):
         raise TypeError(f"`{name}` must be an array of real numbers: {error}") from None
 
 
-def host_numbers(name, value):
-    """`value` itself if it is a tensor (or a list holding tensors, which may be traced);
-    any other value as a NumPy array of real numbers (`as_real_array`, its own dtype), so
-    that strings, None or mappings meet a TypeError naming `name` on every backend (the
-    backends' own conversions fail deep inside, JAX's even for a string)."""
+def real_tensor(name, value):
+    """`value` as a backend tensor of real numbers (or bools), else a TypeError naming
+    `name`. Tensors (and lists holding tensors, which may be traced) go to the backend as
+    they are; any other value is read by `as_real_array` first, so that strings, None or
+    mappings never reach a backend's own conversion (JAX's fails deep inside even for a
+    string); a string tensor is refused by its dtype."""
     if isinstance(value, (list, tuple)):
-        return value if _holds_tensor(value) else as_real_array(name, value, dtype=None)
-    if _is_tensor(value):
-        return value
-    return as_real_array(name, value, dtype=None)
+        host = not _holds_tensor(value)
+    else:
+        host = not _is_tensor(value)
+    tensor = ops.convert_to_tensor(as_real_array(name, value, dtype=None) if host else value)
+    check_real_dtype(name, tensor.dtype)
+    return tensor
 
 
 def _is_tensor(value):
@@ -513,8 +516,7 @@ def one_hot_labels(labels, num_classes, name="labels", dtype="float32", soft=Fal
     (non-negative, summing to 1). Bad labels raise `ValueError` in eager calls;
     for traced calls see `check_labels`.
     """
-    labels = ops.convert_to_tensor(host_numbers(name, labels))
-    check_real_dtype(name, labels.dtype)  # a string tensor: not a raw cast error
+    labels = real_tensor(name, labels)
     rank = len(ops.shape(labels))
     width = static_dim(labels) if rank else None
     if rank == 2 and width == num_classes:

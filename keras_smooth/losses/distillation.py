@@ -61,8 +61,7 @@ def _check_teacher(labels, teacher_logits, num_classes):
             f"`teacher_logits` has {width} columns but `num_classes` is {num_classes}: "
             "the teacher must score the same classes as the labels."
         )
-    labels = ops.convert_to_tensor(_checks.host_numbers("labels", labels))
-    _checks.check_real_dtype("labels", labels.dtype)
+    labels = _checks.real_tensor("labels", labels)
     label_shape = tuple(ops.shape(labels))
     if not label_shape:
         value = ops.convert_to_numpy(labels) if _checks.is_concrete(labels) else None

@@ -223,10 +223,8 @@ class _BinnedCalibrationMetric(keras.metrics.Metric):
             sums, ok = _batch_sums(spec, y_true, y_pred, sample_weight)
             self.sums.assign_add(ops.where(ok, sums, ops.full_like(sums, np.nan)))
             return
-        y_true = ops.convert_to_tensor(_checks.host_numbers("y_true", y_true))
-        y_pred = ops.convert_to_tensor(_checks.host_numbers("y_pred", y_pred))
-        _checks.check_real_dtype("y_true", y_true.dtype)
-        _checks.check_real_dtype("y_pred", y_pred.dtype)
+        y_true = _checks.real_tensor("y_true", y_true)
+        y_pred = _checks.real_tensor("y_pred", y_pred)
         if sample_weight is not None:
             sample_weight = ops.convert_to_tensor(sample_weight)
         _check_shapes(y_true, y_pred, sample_weight, num_classes)
