@@ -183,3 +183,67 @@ def test_certificate_and_cumulant_start_hold():
         assert abs(value - nll) <= error + 1e-13 * (1 + abs(nll))
         checked += 1
     assert checked >= 100, checked
+
+
+LONG = np.finfo(np.longdouble).eps < np.finfo(np.float64).eps / 100  # x86's 80-bit type
+
+
+@pytest.mark.skipif(not LONG, reason="needs a long double wider than float64")
+def test_exp2_within_the_accuracy_the_moment_bound_assumes():
+    """The moment pass takes NumPy's float64 exp2 to be within 4 ulp (8 unit roundoffs);
+    checked on this machine against the extended-precision exp2 over the pass's range
+    |y| <= 433 (normal results only: subnormal terms are covered separately)."""
+    rng = np.random.default_rng(31)
+    y = np.concatenate([rng.uniform(-433.0, 433.0, 400_000), rng.uniform(-1.0, 1.0, 100_000),
+                        np.array([0.0, 1.0, -1.0, 0.5, 433.0, -433.0])])
+    exact = np.exp2(y.astype(np.longdouble))
+    err = np.abs(np.exp2(y).astype(np.longdouble) - exact) / exact
+    assert float(err.max()) <= 8 * np.finfo(np.float64).eps / 2, float(err.max())
+
+
+@pytest.mark.skipif(not LONG, reason="needs a long double wider than float64")
+@pytest.mark.parametrize("vecdot", [True, False], ids=["vecdot", "numpy1"])
+def test_raw_moments_within_their_stated_rounding_bound(vecdot, monkeypatch):
+    """Each raw moment M_m = sum_j e^x x^m (x = beta0 z) of the pass, now summed as
+    (ln 2)^m sum_j 2^y y^m, is within (3 X + k + 5 P + 10) u of sum_j e^x |x|^m of the
+    extended-precision definition (the bound of `_temperature_model`'s docstring), and
+    the T = 1 row sums within (k + 8) u, for random problems: N = 1, K = 2, ties,
+    zero, large and offset logits, float32 and float64, orders 4 and 6; with the last
+    moment as a row dot product (NumPy >= 2) and without (NumPy 1.26)."""
+    if vecdot and not hasattr(np, "vecdot"):
+        pytest.skip("np.vecdot needs NumPy >= 2")
+    monkeypatch.setattr(_temperature_model, "_VECDOT", vecdot)
+    rng = np.random.default_rng(32)
+    u = np.finfo(np.float64).eps / 2
+    worst = 0.0
+    for _ in range(300):
+        n, k = int(rng.choice([1, 3, 40])), int(rng.choice([2, 7, 100]))
+        kind = rng.choice(["plain", "ties", "zero", "large", "offset"])
+        z = rng.normal(size=(n, k)) * float(rng.choice([0.3, 3.0, 20.0]))
+        if kind == "ties":
+            z = np.round(z)
+        elif kind == "zero":
+            z[:] = 0.0
+        elif kind == "large":
+            z *= 250.0 / max(float(np.abs(z).max()), 1e-12)
+        elif kind == "offset":
+            z += float(rng.choice([-150.0, 60.0]))
+        z = z.astype(rng.choice(["float32", "float64"]))
+        beta0 = float(np.exp(rng.uniform(np.log(0.2), np.log(1.2))))
+        order = int(rng.choice([4, 6]))
+        sums = _temperature_model.raw_moments(z, beta0, order)
+        zl = np.asarray(z, dtype=np.float64).astype(np.longdouble)
+        x = zl * np.longdouble(beta0)
+        e = np.exp(x)
+        big_x = float(np.abs(x).max())
+        for m in range(order + 1):
+            exact = (e * x ** m).sum(axis=1)
+            scale = (e * np.abs(x) ** m).sum(axis=1)
+            bound = (3 * big_x + k + 5 * order + 10) * u * scale
+            err = np.abs(sums[m].astype(np.longdouble) - exact)
+            assert np.all(err <= bound), (m, kind, float((err / scale).max()))
+            worst = max(worst, float((err / bound).max()))
+        at_one = np.exp(zl).sum(axis=1)
+        err = np.abs(sums[-1].astype(np.longdouble) - at_one) / at_one
+        assert np.all(err <= (k + 8) * u), float(err.max())
+    assert worst > 1e-3  # the bound is not vacuous here: errors reach a visible fraction of it
