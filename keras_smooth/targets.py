@@ -63,6 +63,15 @@ def _probs(name, teacher_probs):
                 f"`{name}` must be probabilities in [0, 1]; got values in "
                 f"[{np.nanmin(values)}, {np.nanmax(values)}] (NaN/Inf are refused)."
             )
+        off = np.abs(values.sum(axis=-1, dtype="float64") - 1.0)
+        atol = _checks.probability_atol(values.dtype)
+        if off.size and not off.max() <= atol:
+            row = int(off.argmax())
+            raise ValueError(
+                f"`{name}` must be probabilities whose rows sum to 1 (within {atol:g}); row "
+                f"{row} sums to {float(values[row].sum(dtype='float64')):.6g}. Pass the "
+                "teacher's softmax outputs."
+            )
     return teacher_probs
 
 

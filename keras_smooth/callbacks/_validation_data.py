@@ -10,13 +10,35 @@ def _rows(array):
 
 def check_validation_data(validation_data):
     """Refuse what is neither an `(x, y)` tuple or list (checked as such) nor an iterable
-    of batches (a `tf.data.Dataset`, a `PyDataset`, a generator)."""
+    of batches (a `tf.data.Dataset`, a `PyDataset`, a generator), and a `tf.data.Dataset`
+    known to be infinite: the callbacks read their data to the end (a generator that
+    never ends cannot be told apart; it must end)."""
     if isinstance(validation_data, (tuple, list)):
         check_validation_tuple(validation_data)
     elif isinstance(validation_data, (str, bytes, np.ndarray, dict)) or not hasattr(
             validation_data, "__iter__"):  # an array or a dict would be read as batches
         raise TypeError("`validation_data` must be a tuple (x, y) or an iterable of (x, y) "
                         f"batches, got {validation_data!r}.")
+    elif _cardinality(validation_data) == _INFINITE:
+        raise ValueError(
+            "`validation_data` is an infinite dataset (a `repeat()` without a count), and "
+            "the callback reads its validation data to the end: pass a finite one, e.g. "
+            "`dataset.take(steps)`."
+        )
+
+
+def _cardinality(dataset):
+    """A `tf.data.Dataset`'s cardinality as an int, or None for anything else."""
+    cardinality = getattr(dataset, "cardinality", None)
+    if not callable(cardinality) or not hasattr(dataset, "element_spec"):
+        return None
+    try:
+        return int(cardinality())
+    except (TypeError, ValueError):
+        return None
+
+
+_INFINITE = -1  # tf.data.INFINITE_CARDINALITY (without importing TensorFlow here)
 
 
 def check_validation_tuple(validation_data):
@@ -48,8 +70,8 @@ def predict_with_labels(model, validation_data, batch_size=256):
     (e.g. a batched `tf.data.Dataset`); sample weights, if present, are ignored.
     Empty data and labels that do not match the samples raise `ValueError`.
     """
+    check_validation_data(validation_data)  # also set after construction: checked here
     if isinstance(validation_data, (tuple, list)):
-        check_validation_tuple(validation_data)
         x, y = validation_data[0], validation_data[1]
         return np.asarray(y), np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
     labels, preds = [], []

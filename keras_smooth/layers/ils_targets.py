@@ -81,6 +81,12 @@ class ILSTargets(keras.layers.Layer):
         self.built = True
 
     def __call__(self, labels, teacher_logits, **kwargs):
+        # Python lists, as the functions of `targets` take them (`Layer.__call__` takes
+        # only tensors and arrays as positional arguments, with an error naming neither)
+        if isinstance(labels, (list, tuple)):
+            labels = _checks.real_tensor("labels", labels)
+        if isinstance(teacher_logits, (list, tuple)):
+            teacher_logits = _checks.real_tensor("teacher_logits", teacher_logits)
         if keras.backend.backend() != "tensorflow" and (
                 _ops.is_symbolic_tf(labels) or _ops.is_symbolic_tf(teacher_logits)):
             # A tf.data map on JAX or torch: `Layer.__call__` would convert the graph

@@ -89,8 +89,9 @@ class TemperatureScaling(keras.layers.Layer):
     2e-3 and 1.6e-2, for float16 and bfloat16 inputs) is taken for logits:
     z = log_softmax(inputs).
 
-    Inputs with a last dimension of 1 are binary, as everywhere in the library:
-    the logit or the probability of class 1. Then z is the logit (from
+    Inputs of shape `(N,)` or with a last dimension of 1 are binary, as everywhere
+    in the library: the logit or the probability of class 1, one per row (never a
+    softmax across the batch). Then z is the logit (from
     probabilities, log(max(p, 1e-12)) - log(max(1 - p, 1e-12)); a batch with a
     value outside [0, 1] is taken for logits), and `softmax=True` gives
     sigmoid(z / T), the tempered probability of class 1 (the softmax of the
@@ -134,7 +135,7 @@ class TemperatureScaling(keras.layers.Layer):
         input_dtype = keras.backend.standardize_dtype(inputs.dtype)
         dtype = "float64" if input_dtype == "float64" else "float32"
         x = ops.cast(inputs, dtype)
-        binary = inputs.shape[-1] == 1
+        binary = len(inputs.shape) < 2 or inputs.shape[-1] == 1  # (N,) or (N, 1)
         if self.from_logits:
             logits = x
         elif binary:

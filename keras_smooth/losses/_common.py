@@ -161,8 +161,8 @@ class Loss(keras.losses.Loss):
     """
 
     def __init__(self, name=None, reduction="sum_over_batch_size", dtype=None):
+        policy = _float_policy(dtype)
         super().__init__(name=name, reduction=reduction, dtype=dtype)
-        policy = keras.dtype_policies.get(dtype or keras.config.floatx())
         self._output_dtype = policy.compute_dtype
         self._policy_name = None if dtype is None else policy.name
 
@@ -183,6 +183,20 @@ class Loss(keras.losses.Loss):
         config = super().get_config()
         config["dtype"] = self._policy_name
         return config
+
+
+def _float_policy(dtype):
+    """The dtype policy of `dtype` (default: floatx); a loss is a real number, so a
+    policy that does not compute in floating point is refused, naming `dtype`."""
+    try:
+        policy = keras.dtype_policies.get(dtype or keras.config.floatx())
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"`dtype` must be a floating-point dtype or policy, got {dtype!r} "
+                         f"({error}).") from None
+    if not keras.backend.is_float_dtype(policy.compute_dtype):
+        raise ValueError(f"`dtype` must be a floating-point dtype or policy (a loss is a real "
+                         f"number), got {dtype!r}.")
+    return policy
 
 
 def row_max(x):

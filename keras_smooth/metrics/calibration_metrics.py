@@ -107,6 +107,8 @@ def _check_shapes(y_true, y_pred, sample_weight, num_classes):
     if len(shape) not in (1, 2):
         raise ValueError(f"`y_pred` must have shape (N, K), (N, 1) or (N,), got {shape}.")
     width = 2 if calibration.is_binary_shape(shape) else shape[-1]
+    if width is not None and width < 2:  # (N, 0): no class to be confident in
+        raise ValueError(f"`y_pred` must have K >= 2 columns (or one, binary), got shape {shape}.")
     if num_classes is not None and width != num_classes:
         raise ValueError(
             f"`y_pred` must have {num_classes} columns (num_classes) or be binary (N,)/(N, 1) "
