@@ -29,14 +29,18 @@ subtraction cost as much as three moments): the caller uses this only when
 verifies block by block inside the pass (min z read before a block's exps, max z
 bounded by the log of the block's T = 1 row sums), so no separate pass reads the range.
 
-How the moments are summed, and their rounding: the exps at beta0 are `np.exp2` of
-y = z * fl(beta0 log2 e) (faster than `np.exp` in NumPy), so the pass sums 2^y y^m
-(the last one as a row dot product, without writing e y^P) and scales row m by
-(ln 2)^m. Against e^x x^m, per term: y ln 2 = x (1 + theta) with |theta| <= 3u (u the
-unit roundoff: log2 e, beta0 times it, z times that), so 2^y = e^x e^(x theta) is off
-by at most 3|x|u; exp2 is taken to be within 4 ulp, 8u (the accuracy NumPy's
-vectorised exp2 is built to; 0.7 ulp is measured on this project's machines, and a
-test checks 8u); y^m adds 3mu, the m products m u, (ln 2)^m and its product m + 2;
+How the moments are summed, and their rounding: the exps at beta0 are exp2 of
+y = z * fl(beta0 log2 e) (faster than exp), so the pass sums 2^y y^m and scales row m
+by (ln 2)^m. It runs in C where `_moments_c.c` was compiled at install (one loop over
+each row, glibc's vector exp and exp2; `_compiled`, checked against the NumPy form on
+first use), else in NumPy by blocks of rows (`_numpy_pass`, the last moment as a row
+dot product, without writing e y^P); the same sums either way, within the same bound.
+Against e^x x^m, per term: y ln 2 = x (1 + theta) with |theta| <= 3u (u the unit
+roundoff: log2 e, beta0 times it, z times that), so 2^y = e^x e^(x theta) is off by at
+most 3|x|u; exp2 is taken to be within 4 ulp, 8u (what NumPy's vectorised exp2 and
+glibc's vector exp and exp2 are tested to; 0.7 ulp is measured here for NumPy's, and
+tests check the sums against extended precision); y^m adds 3mu, the m products m u,
+(ln 2)^m and its product m + 2;
 the row sum k u. So M_m is within (3 X + k + 5 P + 10) u of sum_j e |x|^m (X >= |x|),
 and the centring adds 3 P + 4 roundings and carries the errors of M_0 and M_l: at
 most (6 X + 2 k + 8 P + 26) u (2 X)^k for mu_k, inside the gamma (2 X)^k with
@@ -53,7 +57,11 @@ certificate evaluates the two derivatives and the value in one matrix product
 the numerators over the smallest denominator (never smaller than the per-row bound).
 """
 
+import ctypes
+import functools
 import math
+import os
+import warnings
 
 import numpy as np
 
@@ -98,15 +106,45 @@ def checked_moments(z, beta0, order, limit, ids):
 
 
 def _moments(z, beta0, order, at_one, limit, ids):
-    """The pass of `raw_moments` (no `limit`) and `checked_moments` (with `limit`)."""
+    """The pass of `raw_moments` (no `limit`) and `checked_moments` (with `limit`): in C
+    where `_compiled` has it, else in NumPy (`_numpy_pass`); the same sums either way."""
+    n, k = z.shape
+    scale = float(np.float64(beta0) * _LOG2E)
+    top_limit = math.exp(min(limit or 0.0, 700.0))
+    kernel = _compiled() if z.dtype in (np.float32, np.float64) else None
+    if kernel is not None:
+        sums, low, true = kernel(z, ids, scale, order, at_one)
+        top = float(_MAX(sums[-1])) if at_one else 0.0
+        if limit is not None and not (-limit <= low and top <= top_limit):  # NaN fails too
+            return None  # (a NaN logit makes its row's sum NaN, hence top)
+    else:
+        checked = _numpy_pass(z, scale, order, at_one, limit, ids, top_limit)
+        if checked is None:
+            return None
+        sums, low, top, true = checked
+    sums[1:order + 1] *= _LN2_POWERS[1:order + 1, None]  # sum_j 2^y y^m ln2^m = M_m
+    # the computed row sum is >= exp(max_j z_ij) (1 - (k + 4) u) (u the unit roundoff):
+    # its log, raised by 2 (k + 4) u and by the rounding of the log, bounds max z
+    if limit is None:
+        return sums, None, None
+    if not top > 0:  # cannot happen for z >= -limit >= -300; refused all the same
+        return None
+    log_top = math.log(top)
+    mean_true = None if ids is None else float(true.sum()) / n  # np.mean's pairwise sum
+    return sums, float(low), log_top + 2 * (k + 4 + abs(log_top)) * _U, mean_true
+
+
+def _numpy_pass(z, scale, order, at_one, limit, ids, top_limit):
+    """`(sums, low, top, true)` of the pass in NumPy, by blocks of rows (the sums not yet
+    scaled by (ln 2)^m), or None as soon as a block is out of range (see
+    `checked_moments`)."""
     n, k = z.shape
     block = max(1, _BLOCK_ELEMENTS // k)
     xs, work = (np.empty((min(block, n), k)) for _ in range(2))
     ones = np.ones(k)  # row sums as matrix-vector products (faster than np.sum here)
     sums = np.empty((order + 2, n))
     true, offsets = np.empty(n), k * np.arange(min(block, n))
-    low, top, top_limit = math.inf, 0.0, math.exp(min(limit or 0.0, 700.0))
-    scale, last = float(np.float64(beta0) * _LOG2E), int(_VECDOT and order > 0)
+    low, top, last = math.inf, 0.0, int(_VECDOT and order > 0)
     for start in range(0, n, block):
         stop = min(start + block, n)
         x, e, z_rows = xs[:stop - start], work[:stop - start], z[start:stop]
@@ -131,19 +169,90 @@ def _moments(z, beta0, order, at_one, limit, ids):
             np.matmul(np.multiply(e, x, out=e), ones, out=out[m])
         if last:  # the last one without writing e y^order
             np.vecdot(e, x, out=out[order])
-    sums[1:order + 1] *= _LN2_POWERS[1:order + 1, None]  # sum_j 2^y y^m ln2^m = M_m
-    # the computed row sum is >= exp(max_j z_ij) (1 - (k + 4) u) (u the unit roundoff):
-    # its log, raised by 2 (k + 4) u and by the rounding of the log, bounds max z
-    if limit is None:
-        return sums, None, None
-    if not top > 0:  # cannot happen for z >= -limit >= -300; refused all the same
-        return None
-    log_top = math.log(top)
-    mean_true = None if ids is None else float(true.sum()) / n  # np.mean's pairwise sum
-    return sums, float(low), log_top + 2 * (k + 4 + abs(log_top)) * _U, mean_true
+    return sums, low, top, true
 
 
 _MIN, _MAX = np.minimum.reduce, np.maximum.reduce
+
+_KERNEL = {}  # "pass": the C pass once loaded and checked (None: NumPy), "why": else why not
+NO_KERNEL_VARIABLE = "KERAS_SMOOTH_NUMPY_PASS"  # set to 1: always the NumPy pass
+
+
+def _compiled():
+    """The C form of the pass (`_moments_c.c`, compiled at install where a C compiler
+    and glibc's vector maths are there) as a function `(z, ids, scale, order, at_one)
+    -> (sums, low, true)`, or None: not built, turned off by the environment variable
+    `KERAS_SMOOTH_NUMPY_PASS=1`, or off the NumPy form on a check problem (then with a
+    warning). Loaded and checked once."""
+    if "pass" not in _KERNEL:
+        _KERNEL["pass"], _KERNEL["why"] = _load_kernel()
+    return _KERNEL["pass"]
+
+
+def _load_kernel():
+    if os.environ.get(NO_KERNEL_VARIABLE, "") not in ("", "0"):
+        return None, f"{NO_KERNEL_VARIABLE} is set"
+    try:
+        from keras_smooth import _moments_c
+        library = ctypes.CDLL(_moments_c.__file__)
+    except (ImportError, OSError) as error:
+        return None, f"not built ({error})"
+    functions = {}
+    for name, dtype in (("ks_pass_f32", np.float32), ("ks_pass_f64", np.float64)):
+        function = getattr(library, name)
+        function.restype = ctypes.c_int
+        function.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+                             ctypes.c_double, ctypes.c_int, ctypes.c_int, ctypes.c_void_p,
+                             ctypes.c_void_p, ctypes.c_void_p]
+        functions[np.dtype(dtype)] = function
+    kernel = functools.partial(_call_kernel, functions)
+    why = _kernel_disagrees(kernel)
+    if why:
+        warnings.warn(f"keras_smooth: the C pass of fit_temperature is off ({why}); the "
+                      "NumPy pass is used instead.", RuntimeWarning, stacklevel=4)
+        return None, why
+    return kernel, None
+
+
+def _call_kernel(functions, z, ids, scale, order, at_one):
+    """`(sums (order + 2, N), low, true)` from the C pass (see `_moments_c.c`)."""
+    z = np.ascontiguousarray(z)
+    n, k = z.shape
+    sums, true, low = np.empty((order + 2, n)), np.empty(n), ctypes.c_double(math.inf)
+    if ids is not None:
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+    status = functions[z.dtype](
+        z.ctypes.data, None if ids is None else ids.ctypes.data, n, k, scale, order,
+        int(bool(at_one)), sums.ctypes.data, ctypes.byref(low),
+        None if ids is None else true.ctypes.data)
+    if status:
+        raise ValueError(f"the C pass refused order={order}, K={k}")  # not reached
+    return sums, low.value, true
+
+
+def _kernel_disagrees(kernel):
+    """Why the C pass cannot be trusted (a reason), or "" when its sums agree with the
+    NumPy pass's within twice the rounding bound of each (module docstring), in float32
+    and float64, with ties, a large and a negative offset and a true-class gather."""
+    rng = np.random.default_rng(0)
+    z = np.concatenate([rng.normal(size=(5, 37)) * 6.0, np.round(rng.normal(size=(2, 37))),
+                        rng.normal(size=(2, 37)) + 40.0, rng.normal(size=(2, 37)) - 90.0])
+    ids = rng.integers(0, 37, len(z))
+    for dtype in (np.float32, np.float64):
+        zd = z.astype(dtype)
+        scale = float(np.float64(0.7) * _LOG2E)
+        got = kernel(zd, ids, scale, FIRST_ORDER, True)
+        want = _numpy_pass(zd, scale, FIRST_ORDER, True, None, ids, math.inf)
+        y = zd.astype(np.float64) * scale
+        for m in range(FIRST_ORDER + 1):
+            size = (np.exp2(y) * np.abs(y) ** m).sum(axis=1)
+            bound = 2 * (3 * float(np.abs(y).max()) + 37 + 5 * FIRST_ORDER + 10) * _U * size
+            if not np.all(np.abs(got[0][m] - want[0][m]) <= bound):
+                return f"moment {m} off in {np.dtype(dtype).name}"
+        if not (np.allclose(got[0][-1], want[0][-1], rtol=100 * _U, atol=0)
+                and got[1] == zd.min() and np.array_equal(got[2], want[3])):
+            return f"T = 1 sums, minimum or true-class values off in {np.dtype(dtype).name}"
+    return ""
 
 
 def _centred_moments(sums, p):
