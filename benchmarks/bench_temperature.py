@@ -5,7 +5,9 @@ are drawn from their softmax, and the logits are then multiplied by 2.5, so
 the optimum is T = 2.5 up to sampling. Both methods start from the float32
 array:
 
-* ours: `keras_smooth.calibration.fit_temperature(logits, labels)`.
+* ours: `keras_smooth.calibration.fit_temperature(logits, labels)`, with its pass in C
+  where the optional extension is built, and again with the NumPy pass (each after a
+  SciPy run, so both start with the same cold caches).
 * SciPy: `scipy.optimize.minimize_scalar(method="bounded")` on log T in
   [log 0.01, log 100] with `xatol=1e-6`, minimising the float64 NLL written
   from the definition (max-shifted log-sum-exp).
@@ -78,17 +80,29 @@ def bench_fit_temperature(n=10000, k=100, repeats=15):
     CPU time (`time.thread_time`; NumPy runs these on one thread) is reported
     beside wall time because wall time counts waiting for a shared CPU.
     """
+    from keras_smooth import _temperature_model
     from keras_smooth.calibration import fit_temperature
 
     logits, labels = make_problem(n, k)
-    times = {"ours": [], "scipy": []}
+    kernel = _temperature_model._compiled()  # the C pass, or None (then both are NumPy)
+    times = {"ours": [], "scipy": [], "numpy_pass": []}
     for _ in range(repeats):
         fit, wall, cpu = _timed(lambda: fit_temperature(logits, labels))
         times["ours"].append((wall, cpu))
         (t_scipy, evaluations), wall, cpu = _timed(lambda: scipy_temperature(logits, labels))
         times["scipy"].append((wall, cpu))
+        _temperature_model._KERNEL["pass"] = None  # the NumPy pass, for comparison
+        try:
+            _, wall, cpu = _timed(lambda: fit_temperature(logits, labels))
+        finally:
+            _temperature_model._KERNEL["pass"] = kernel
+        times["numpy_pass"].append((wall, cpu))
+        _timed(lambda: scipy_temperature(logits, labels))  # the same cold start for both
     med = {name: np.median(np.array(v), axis=0) for name, v in times.items()}
     return {
+        "pass": "C" if kernel is not None else f"NumPy ({_temperature_model._KERNEL['why']})",
+        "numpy_pass_seconds": float(med["numpy_pass"][0]),
+        "ratio_numpy_pass": float(med["numpy_pass"][0] / med["scipy"][0]),
         "n": n, "k": k, "repeats": repeats,
         "ours_seconds": float(med["ours"][0]), "scipy_seconds": float(med["scipy"][0]),
         "ratio": float(med["ours"][0] / med["scipy"][0]),
@@ -139,7 +153,9 @@ def main(argv=None):
           f"{1e3 * r['scipy_cpu_seconds']:7.1f} ms  T = {r['scipy_temperature']:.8f}"
           f"  ({r['scipy_evaluations']} NLL evaluations, xatol 1e-6 on log T)")
     print(f"  ratio ours / SciPy: wall {r['ratio']:.3f}, CPU {r['cpu_ratio']:.3f}; "
-          f"|T_ours / T_scipy - 1| = {r['relative_difference']:.1e}")
+          f"|T_ours / T_scipy - 1| = {r['relative_difference']:.1e}; pass: {r['pass']}")
+    print(f"  with the NumPy pass: wall {1e3 * r['numpy_pass_seconds']:7.1f} ms, ratio "
+          f"{r['ratio_numpy_pass']:.3f}")
 
 
 if __name__ == "__main__":

@@ -271,6 +271,7 @@ def measure_ratios(runs=3, ratio_batches=101, temperature_repeats=15):
         fit = bench_fit_temperature(10_000, 100, temperature_repeats)
         records.append({
             "fit_temperature": fit["ours_seconds"], "scipy_bounded": fit["scipy_seconds"],
+            "numpy_pass": fit["numpy_pass_seconds"], "ratio_numpy_pass": fit["ratio_numpy_pass"],
             "ratio_temperature": fit["ratio"], "cpu_ratio_temperature": fit["cpu_ratio"],
             "fit_relative_difference": fit["relative_difference"],
             "fit_converged": fit["converged"],
@@ -279,6 +280,7 @@ def measure_ratios(runs=3, ratio_batches=101, temperature_repeats=15):
             "ratio_classwise": stream["classwise_ece"][0] / stream["numpy_classwise"][0],
             "ece": stream["ece"][0], "accuracy": stream["accuracy"][0],
             "ratio_ece": stream["ece"][0] / stream["accuracy"][0],
+            "pass": fit["pass"],
             "classwise_value": stream["classwise_ece"][1],
             "numpy_value": stream["numpy_classwise"][1],
         })
@@ -287,7 +289,8 @@ def measure_ratios(runs=3, ratio_batches=101, temperature_repeats=15):
 
 def print_ratios(args):
     records = measure_ratios(args.runs, args.ratio_batches, args.temperature_repeats)
-    med = {key: float(np.median([r[key] for r in records])) for key in records[0]}
+    med = {key: float(np.median([r[key] for r in records])) for key in records[0]
+           if key != "pass"}
     n = args.ratio_batches - 1
     print(f"command: python {' '.join(sys.argv)}")
     print(f"machine: {machine()}")
@@ -311,6 +314,8 @@ def print_ratios(args):
               f"{unit * med[ref]:7.2f} {label:2s} {med[ratio]:6.3f} {each:>17s} {target}")
     print(f"  fit_temperature / SciPy in CPU time of the thread (not counting waits for a "
           f"shared core): {med['cpu_ratio_temperature']:.3f}")
+    print(f"  fit_temperature's pass: {records[0]['pass']}; with the NumPy pass instead (same "
+          f"runs): {1e3 * med['numpy_pass']:.2f} ms, ratio {med['ratio_numpy_pass']:.3f}")
     print(f"  fit_temperature: max |T / T_SciPy - 1| = "
           f"{max(r['fit_relative_difference'] for r in records):.1e}, converged = "
           f"{all(r['fit_converged'] for r in records)}; classwise ECE values: ours "

@@ -111,7 +111,7 @@ def _moments(z, beta0, order, at_one, limit, ids):
     n, k = z.shape
     scale = float(np.float64(beta0) * _LOG2E)
     top_limit = math.exp(min(limit or 0.0, 700.0))
-    kernel = _compiled() if z.dtype in (np.float32, np.float64) else None
+    kernel = _compiled() if z.dtype in (np.float32, np.float64) and z.size else None
     if kernel is not None:
         sums, low, true = kernel(z, ids, scale, order, at_one)
         top = float(_MAX(sums[-1])) if at_one else 0.0
@@ -150,9 +150,10 @@ def _numpy_pass(z, scale, order, at_one, limit, ids, top_limit):
         x, e, z_rows = xs[:stop - start], work[:stop - start], z[start:stop]
         out = sums[:, start:stop]
         if limit is not None:
-            low = min(low, _MIN(z_rows, axis=None))
-            if not -limit <= low:  # NaN fails too
+            block_low = _MIN(z_rows, axis=None)
+            if not -limit <= block_low:  # NaN fails too (checked before min() can drop it)
                 return None
+            low = min(low, block_low)
         x[...] = z_rows  # exact float64 copy
         if ids is not None:  # z_iy, from the block in cache
             np.take(x.reshape(-1), ids[start:stop] + offsets[:stop - start],
@@ -160,9 +161,10 @@ def _numpy_pass(z, scale, order, at_one, limit, ids, top_limit):
         if at_one:
             np.matmul(np.exp(x, out=e), ones, out=out[-1])
         if limit is not None:
-            top = max(top, _MAX(out[-1]))
-            if not top <= top_limit:
+            block_top = _MAX(out[-1])
+            if not block_top <= top_limit:  # NaN fails too
                 return None
+            top = max(top, block_top)
         np.multiply(x, scale, out=x)  # y = x / ln 2: exp2 is faster than exp
         np.matmul(np.exp2(x, out=e), ones, out=out[0])
         for m in range(1, order + 1 - last):

@@ -170,3 +170,26 @@ def test_ils_layer_takes_python_lists_like_the_functions():
     np.testing.assert_array_equal(from_lists, from_arrays)
     with pytest.raises(TypeError, match=r"`labels` must be an array of real numbers"):
         layer(["a", "b"], logits)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("k", [10, 100, 1000])
+def test_ils_targets_take_a_half_precision_softmax(dtype, k):
+    """A teacher's softmax computed in 16 bits sums to 1 only within its own roundoffs:
+    the row-sum test uses the tolerance of the dtype the probabilities came in."""
+    from keras import ops
+
+    z = np.random.default_rng(k).normal(size=(64, k)).astype("float32") * 2
+    probs = ops.softmax(ops.cast(z, dtype), axis=-1)
+    labels = np.zeros(64, "int64")
+    for build in (lambda: targets.ils1(labels, probs, 0.9, 1.0),
+                  lambda: targets.ils2(labels, probs, 0.1),
+                  lambda: targets.wrong_class_distribution(labels, probs)):
+        assert np.all(np.isfinite(np.asarray(build(), "float32")))
+
+
+def test_temperature_layer_on_a_tensor_of_unknown_rank():
+    """A traced input without a rank is read as (N, K) logits, as before."""
+    layer = TemperatureScaling(2.0)
+    traced = tf.function(layer, input_signature=[tf.TensorSpec(None, tf.float32)])
+    np.testing.assert_allclose(np.asarray(traced(np.full((3, 4), 3.0, "float32"))), 1.5)

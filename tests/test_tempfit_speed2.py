@@ -163,6 +163,25 @@ def test_checked_moments_reads_the_range_or_refuses(kind, monkeypatch):
     assert min(seen.values()) >= 50, seen
 
 
+@pytest.mark.parametrize("kind", PASSES[:2])
+def test_checked_moments_refuses_a_bad_entry_in_any_block(kind, monkeypatch):
+    """A NaN, an infinity or a value beyond the limit in any block of rows (blocks of a
+    few rows here) is refused, wherever it is; the same logits without it are accepted."""
+    use_pass(kind, monkeypatch)
+    monkeypatch.setattr(_temperature_model, "_BLOCK_ELEMENTS", 64)
+    rng = np.random.default_rng(40)
+    for _ in range(60):
+        n, k = int(rng.integers(10, 50)), int(rng.choice([3, 8, 20]))
+        z = (rng.normal(size=(n, k)) * 3).astype(rng.choice(["float32", "float64"]))
+        labels = rng.integers(0, k, n)
+        assert _temperature_model.checked_moments(z, 0.8, 6, 300.0, labels) is not None
+        bad = z.copy()
+        bad[int(rng.integers(n)), int(rng.integers(k))] = rng.choice(
+            [np.nan, np.inf, -np.inf, 400.0, -400.0])
+        with np.errstate(all="ignore"):
+            assert _temperature_model.checked_moments(bad, 0.8, 6, 300.0, labels) is None
+
+
 def test_certificate_and_cumulant_start_hold():
     """The fused certificate (`TaylorModel.certify`) brackets the float64 derivative at
     d - h and d + h and the NLL at d within its bounds, and the cumulant polynomial of

@@ -62,6 +62,16 @@ def binary_logits(inputs):
     return ops.where(is_probability, from_probabilities, inputs)
 
 
+def _is_binary(shape):
+    """(N,) or (..., 1): one logit or probability of class 1 per row. A shape of unknown
+    rank (a traced tensor without one) is read as (N, K)."""
+    try:
+        rank = len(shape)
+    except (TypeError, ValueError):  # TensorFlow's shape of unknown rank has no length
+        return False
+    return rank < 2 or shape[-1] == 1
+
+
 @keras.saving.register_keras_serializable(package="keras_smooth")
 class TemperatureScaling(keras.layers.Layer):
     """Divide logits by a positive temperature held in a weight.
@@ -135,7 +145,7 @@ class TemperatureScaling(keras.layers.Layer):
         input_dtype = keras.backend.standardize_dtype(inputs.dtype)
         dtype = "float64" if input_dtype == "float64" else "float32"
         x = ops.cast(inputs, dtype)
-        binary = len(inputs.shape) < 2 or inputs.shape[-1] == 1  # (N,) or (N, 1)
+        binary = _is_binary(inputs.shape)
         if self.from_logits:
             logits = x
         elif binary:
