@@ -40,9 +40,10 @@ roundoff: log2 e, beta0 times it, z times that), so 2^y = e^x e^(x theta) is off
 most 3|x|u; exp2 is taken to be within 4 ulp, 8u (what NumPy's vectorised exp2 and
 glibc's vector exp and exp2 are tested to; 0.7 ulp is measured here for NumPy's, and
 tests check the sums against extended precision); y^m adds 3mu, the m products m u,
-(ln 2)^m and its product m + 2, the row sum k u. So M_m is within (3 X + k + 5 P + 10) u of sum_j e |x|^m (X >= |x|),
-and the centring adds 3 P + 4 roundings and carries the errors of M_0 and M_l: at
-most (6 X + 2 k + 8 P + 26) u (2 X)^k for mu_k, inside the gamma (2 X)^k with
+(ln 2)^m and its product m + 2, the row sum k u. So M_m is within (3 X + k + 5 P + 10) u
+of sum_j e |x|^m (X >= |x|), and the centring adds 3 P + 4 roundings and carries the
+errors of M_0 and M_l: at most (6 X + 2 k + 8 P + 26) u (2 X)^k for mu_k, inside the
+gamma (2 X)^k with
 gamma = 8 (X + k + P + 8) u that `TaylorModel` uses (first order; X <= 300 keeps
 the second-order terms far inside that factor 8). Terms below 2^-1022 (subnormal,
 less precise) are off by less than 2^-1074, nothing against a row sum >= 2^-433.
