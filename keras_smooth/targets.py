@@ -30,16 +30,9 @@ from keras_smooth._ops import ops, tf_data_aware
 
 
 def _real_tensor(name, value):
-    """`value` as a float32 tensor; a `TypeError` naming `name` unless it holds real numbers.
-
-    Lists, strings and NumPy arrays go through `_checks.as_real_array`; a tensor (eager or
-    traced) is checked by its dtype, so a string tensor never reaches a raw cast error.
-    """
-    if not hasattr(value, "dtype") or isinstance(value, np.ndarray):
-        value = _checks.as_real_array(name, value)
-    else:
-        _checks.check_real_dtype(name, value.dtype)
-    return ops.cast(ops.convert_to_tensor(value), "float32")
+    """`value` as a float32 tensor; a `TypeError` naming `name` unless it holds real numbers
+    (`_checks.real_tensor`: host data read by `as_real_array`, tensors by their dtype)."""
+    return ops.cast(_checks.real_tensor(name, value), "float32")
 
 
 def _check_rows(name, probs, num_rows):
